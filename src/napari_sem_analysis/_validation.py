@@ -1,0 +1,143 @@
+"""Input checks shared by the core functions.
+
+Every public function validates its input with these helpers so that bad
+input gives one clear :class:`SEMAnalysisError` (a ``ValueError``) that the
+widgets can show as a napari notification.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import numpy as np
+
+
+class SEMAnalysisError(ValueError):
+    """A clear, user-facing error about input data or parameters."""
+
+
+def is_rgb(image: np.ndarray) -> bool:
+    """Return True when ``image`` looks like a colour image (Y, X, 3|4)."""
+    return image.ndim == 3 and image.shape[-1] in (3, 4) and min(image.shape[:2]) > 4
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """Convert an (Y, X, 3|4) colour image to 2-D.
+
+    Equal channels (grayscale saved as colour, common for SEM) are taken as
+    they are, keeping the dtype; otherwise the luminance (ITU-R 601) is used.
+    """
+    image = np.asarray(image)
+    if not is_rgb(image):
+        return image
+    rgb = image[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return np.ascontiguousarray(rgb[..., 0])
+    gray = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if np.issubdtype(image.dtype, np.integer):
+        gray = np.clip(np.round(gray), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+    return gray
+
+
+def check_image(
+    image,
+    *,
+    name: str = "image",
+    ndim: tuple[int, ...] = (2,),
+    min_size: int = 1,
+    allow_constant: bool = True,
+) -> np.ndarray:
+    """Validate an image array and return it as a numpy array.
+
+    Raises :class:`SEMAnalysisError` for colour images, wrong dimensionality,
+    empty arrays, NaN/inf values, non-numeric dtypes and (optionally)
+    constant images.
+    """
+    if image is None:
+        raise SEMAnalysisError(f"{name} is missing")
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise SEMAnalysisError(f"{name} has unsupported dtype {arr.dtype}")
+    if is_rgb(arr) and 3 not in ndim:
+        raise SEMAnalysisError(
+            f"{name} is a colour (RGB) image of shape {arr.shape}; convert it to "
+            "grayscale first (napari_sem_analysis.to_grayscale)"
+        )
+    if arr.ndim not in ndim:
+        want = " or ".join(f"{d}-D" for d in ndim)
+        raise SEMAnalysisError(f"{name} must be {want}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise SEMAnalysisError(f"{name} is empty (shape {arr.shape})")
+    if min(arr.shape[-2:]) < min_size:
+        raise SEMAnalysisError(
+            f"{name} of shape {arr.shape} is smaller than the required {min_size} pixels"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise SEMAnalysisError(f"{name} contains NaN or infinite values")
+    if not allow_constant and arr.min() == arr.max():
+        raise SEMAnalysisError(f"{name} is constant (every pixel is {arr.flat[0]})")
+    return arr
+
+
+def check_labels(labels, *, name: str = "labels", ndim: tuple[int, ...] = (2,)) -> np.ndarray:
+    """Validate a label image (non-negative integers) and return it."""
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.int32)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise SEMAnalysisError(f"{name} must be an integer label image, got dtype {arr.dtype}")
+    if arr.ndim not in ndim:
+        want = " or ".join(f"{d}-D" for d in ndim)
+        raise SEMAnalysisError(f"{name} must be {want}, got shape {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise SEMAnalysisError(f"{name} contains negative values")
+    return arr
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) -> float:
+    """Check that a parameter is a finite positive number (absurd values rejected)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SEMAnalysisError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise SEMAnalysisError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise SEMAnalysisError(f"{name} must be at most {maximum}, got {value!r}")
+    return v
+
+
+def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name: str = "size") -> float:
+    """Convert a length to pixels.
+
+    ``unit`` is ``"px"`` (returned unchanged) or ``"nm"`` (divided by the
+    pixel size in nm, which must then be given).
+    """
+    v = check_positive(value, name, allow_zero=True)
+    if unit in ("px", "pixel", "pixels"):
+        return v
+    if unit != "nm":
+        raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
+    if pixel_size is None:
+        raise SEMAnalysisError(f"{name} is given in nm but the pixel size is unknown")
+    return v / check_positive(pixel_size, "pixel_size")
+
+
+def per_plane(func: Callable) -> Callable:
+    """Decorate a 2-D image function so that 3-D stacks are processed plane by plane.
+
+    The first positional argument is the image. A 3-D (Z, Y, X) input is split
+    into planes, ``func`` is called on each, and the results are stacked.
+    """
+
+    @functools.wraps(func)
+    def wrapper(image, *args, **kwargs):
+        arr = np.asarray(image)
+        if arr.ndim == 3 and not is_rgb(arr):
+            return np.stack([func(plane, *args, **kwargs) for plane in arr])
+        return func(image, *args, **kwargs)
+
+    return wrapper
