@@ -179,3 +179,45 @@ def start_worker(
 def as_array(layer_data) -> np.ndarray:
     """Materialise layer data (numpy, dask, zarr...) as a numpy array (no copy if possible)."""
     return np.asarray(layer_data)
+
+
+# --- workflow recording ------------------------------------------------------
+# Every widget step records itself here; the workflow widget turns the list into
+# a recipe (napari_sem_analysis.workflows). A step is a dict:
+#   {"function": <public API function name, e.g. "clahe">,
+#    "params": {<JSON-serialisable keyword arguments>},
+#    "inputs": {<argument name>: <input layer name>},
+#    "output": <output layer name>}
+import weakref
+
+_RECORDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def record_step(viewer, function: str, *, params: dict, inputs: dict[str, str], output: str) -> None:
+    """Append a step to ``viewer``'s current workflow.
+
+    A re-run of the same step writing the same output layer replaces the
+    earlier record, so tuning a slider ten times records one step.
+    """
+    steps = _RECORDS.setdefault(viewer, [])
+    step = {
+        "function": function,
+        "params": dict(params),
+        "inputs": dict(inputs),
+        "output": output,
+    }
+    for i, old in enumerate(steps):
+        if old["function"] == function and old["output"] == output:
+            steps[i] = step
+            break
+    else:
+        steps.append(step)
+
+
+def recorded_steps(viewer) -> list[dict]:
+    """The steps recorded for ``viewer`` so far (a copy)."""
+    return [dict(s) for s in _RECORDS.get(viewer, [])]
+
+
+def clear_recorded_steps(viewer) -> None:
+    _RECORDS.pop(viewer, None)
