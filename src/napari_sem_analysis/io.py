@@ -426,7 +426,7 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     is_band = frac >= 0.5
     if not is_band[-1] and not is_band[-4:].any():
         return None
-    max_gap = max(2, h // 100)
+    max_gap = max(6, h // 40)
     start = None
     gap = 0
     for i in range(len(is_band) - 1, -1, -1):

@@ -1,0 +1,51 @@
+"""Writers of small vendor-style SEM files for the tests (no real data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+
+
+def zeiss_tiff(path, image, pixel_size_nm=7.344, unit="nm"):
+    """A TIFF with a Zeiss CZ_SEM tag (34118) like the SmartSEM software writes."""
+    value = pixel_size_nm if unit == "nm" else pixel_size_nm / 1000
+    text = (
+        "0\r\n0\r\n0\r\n7.3e-09\r\n"
+        "AP_IMAGE_PIXEL_SIZE\r\nImage Pixel Size = {v} {u}\r\n"
+        "AP_MAG\r\nMag = 50.00 K X\r\n"
+        "AP_ACTUALKV\r\nEHT = 20.00 kV\r\n"
+        "AP_WD\r\nWD = 2.8 mm\r\n"
+        "DP_DETECTOR_CHANNEL\r\nSignal A = InLens\r\n"
+        "AP_DATE\r\nDate :18 Jul 2019\r\n"
+    ).format(v=value, u=unit)
+    data = text.encode("latin-1")
+    tifffile.imwrite(path, image, extratags=[(34118, "B", len(data), data, True)])
+
+
+def fei_tiff(path, image, pixel_size_m=5e-9, resolution_y=None):
+    """A TIFF with an FEI/Thermo Fisher FEI_HELIOS tag (34682)."""
+    rows = resolution_y if resolution_y is not None else image.shape[0]
+    text = (
+        "[User]\r\nDate=01/02/2024\r\nTime=10:11:12 AM\r\n"
+        "[Beam]\r\nHV=5000\r\n"
+        "[Scan]\r\nPixelWidth={px}\r\nPixelHeight={px}\r\nHorFieldsize={hfw}\r\n"
+        "[Stage]\r\nWorkingDistance=0.0041\r\n"
+        "[Detectors]\r\nName=ETD\r\n"
+        "[Image]\r\nResolutionX={w}\r\nResolutionY={rows}\r\nMagCanvasRealWidth=0.128\r\n"
+    ).format(px=pixel_size_m, hfw=pixel_size_m * image.shape[1], w=image.shape[1], rows=rows)
+    tifffile.imwrite(path, image, extratags=[(34682, "s", 0, text, True)])
+
+
+def tescan_tiff(path, image, pixel_size_m=2.5e-9):
+    text = f"[MAIN]\r\nDevice=MIRA\r\nHV=15000\r\nPixelSizeX={pixel_size_m}\r\nPixelSizeY={pixel_size_m}\r\nWD=0.005\r\n"
+    tifffile.imwrite(path, image, extratags=[(50431, "B", len(text), text.encode("latin-1"), True)])
+
+
+def with_band(image, band_rows=40, value=0):
+    """``image`` with an instrument-like band (uniform strip, bright text blocks) below it."""
+    band = np.full((band_rows, image.shape[1]), value, dtype=image.dtype)
+    hi = np.iinfo(image.dtype).max if value == 0 else 0
+    band[band_rows // 2 - 2 : band_rows // 2 + 2, 10:110] = hi
+    for x in range(130, image.shape[1] - 20, 14):
+        band[10 : band_rows - 10, x : x + 6] = hi
+    return np.vstack([image, band])
