@@ -584,7 +584,7 @@ class ObjectClassifier:
         if missing:
             raise SEMAnalysisError(f"the feature table lacks the columns {missing} the classifier uses")
         try:
-            X = table[cols].to_numpy(dtype=np.float64)
+            X = np.array(table[cols].to_numpy(dtype=np.float64), dtype=np.float64, copy=True)
         except (TypeError, ValueError):
             raise SEMAnalysisError(f"feature columns {cols} must be numeric") from None
         X[~np.isfinite(X)] = np.nan
