@@ -121,7 +121,14 @@ def resolve_step(name: str) -> Callable:
         raise SEMAnalysisError(f"step function {name!r} is not a public function")
     try:
         func = getattr(sem, name)
-    except (AttributeError, ImportError) as exc:
+    except AttributeError as exc:
+        func = _from_core_modules(name)
+        if func is None:
+            known = sorted(set(_STEPS) | {k for k in sem._API if k[0].islower()})
+            raise SEMAnalysisError(
+                f"unknown step function {name!r} ({exc}); known steps: {', '.join(known)}"
+            ) from None
+    except ImportError as exc:
         known = sorted(set(_STEPS) | {k for k in sem._API if k[0].islower()})
         raise SEMAnalysisError(
             f"unknown step function {name!r} ({exc}); known steps: {', '.join(known)}"
@@ -129,6 +136,24 @@ def resolve_step(name: str) -> Callable:
     if not callable(func):
         raise SEMAnalysisError(f"{name!r} is not a function")
     return func
+
+
+# core modules searched for step functions not (yet) exported from the package
+_CORE_MODULES = ("segmentation", "enhancement", "measurement", "texture", "classification", "unet", "coating")
+
+
+def _from_core_modules(name: str):
+    import importlib
+
+    for mod in _CORE_MODULES:
+        try:
+            module = importlib.import_module(f"napari_sem_analysis.{mod}")
+        except ImportError:
+            continue
+        func = getattr(module, name, None)
+        if callable(func) and not isinstance(func, type):
+            return func
+    return None
 
 
 def _accepts(func: Callable, param: str) -> bool:
@@ -443,15 +468,16 @@ class Workflow:
 
     # --- inspection ---------------------------------------------------------
     def input_names(self) -> list[str]:
-        """Names used as inputs that no earlier step produces (the run's input image)."""
+        """Input names that no step produces: they refer to the image the workflow runs on."""
         produced: set[str] = set()
+        for step in self.steps:
+            outs = step["output"] if isinstance(step["output"], list) else [step["output"]]
+            produced.update(outs)
         external: list[str] = []
         for step in self.steps:
             for name in step["inputs"].values():
                 if name not in produced and name not in external:
                     external.append(name)
-            outs = step["output"] if isinstance(step["output"], list) else [step["output"]]
-            produced.update(outs)
         return external
 
     def validate(self) -> None:
@@ -506,7 +532,7 @@ class Workflow:
             for arg, src in step["inputs"].items():
                 if src not in ctx:
                     raise SEMAnalysisError(
-                        f"step {i + 1} ({step['function']}) needs {src!r}, which no earlier step produced"
+                        f"step {i + 1} ({step['function']}) needs {src!r}, which only a later step produces"
                     )
                 kwargs[arg] = ctx[src]
             # the first declared input goes positionally (API functions take image/mask/labels first)
@@ -738,10 +764,22 @@ def _cached_model(path: str, device: str):
 
 
 @register_step("unet_predict")
-def unet_predict(image, *, model: str, device: str = "auto", **predict_kwargs):
-    """Segment with a saved U-Net; the model is loaded once per process (worker)."""
+def unet_predict(image, *, model: str, device: str = "auto", instances: bool = True, **predict_kwargs):
+    """Segment with a saved U-Net; the model is loaded once per process (worker).
+
+    With ``instances=True`` a two-class (background/object) prediction is
+    turned into objects by connected components, so that it can be counted
+    and measured; multi-class predictions are returned as class maps.
+    """
     m = _cached_model(os.fspath(model), device)
-    return m.predict(image, **predict_kwargs)
+    pred = np.asarray(m.predict(image, **predict_kwargs))
+    if instances and pred.ndim == 2 and pred.dtype != bool and np.issubdtype(pred.dtype, np.integer) and pred.max() <= 1:
+        pred = pred.astype(bool)
+    if instances and pred.dtype == bool:
+        from scipy import ndimage as ndi
+
+        return ndi.label(pred)[0].astype(np.int32)
+    return pred
 
 
 @register_step("coating_layers")

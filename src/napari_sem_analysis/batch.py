@@ -1,0 +1,695 @@
+"""Batch processing of folders of micrographs with a recipe, and an HTML report.
+
+:func:`run_batch` applies a workflow recipe (a preset name or a recipe file)
+to many images, serially, on local processes (``jobs=N``) or on a Dask
+distributed cluster (``scheduler="local"`` or a scheduler address). For each
+image it writes, under ``out_dir``::
+
+    labels/<name>_labels.tif     the label image / class map (zlib TIFF)
+    tables/<name>.csv            the per-object table
+    tables/<name>_profile.csv    extra tables (e.g. the coating thickness profile)
+    overlays/<name>.png          the outlines or classes over the image
+    records/<name>.json          per-image summary; written last = image done
+
+and at the end ``summary.csv`` (one row per input image), ``errors.csv``
+(when some failed), ``recipe.yaml`` (the recipe used) and ``report.html``
+(plots embedded as PNGs).
+
+Every file is written through a temporary file and ``os.replace``, so an
+interrupted run leaves no half-written results; the next run with
+``resume=True`` (default) skips the images whose record exists. Existing
+results are replaced only with ``overwrite=True``. Unreadable or corrupt
+images are reported (``status == "error"``) and skipped while the others
+complete. Workers compute; the calling process writes, so with a
+distributed cluster only the input paths must be readable by the workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import html
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._validation import SEMAnalysisError
+from .workflows import Workflow, load_recipe, write_atomic
+
+__all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+# the figures shown first in the summary and plotted per image, per summary kind
+KEY_COLUMNS = {
+    "particles": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
+    "objects": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
+    "porosity": ["porosity_percent", "pore_count", "median_equivalent_diameter_nm"],
+    "coating": [
+        "oxide_thickness_median_nm",
+        "oxide_thickness_median_px",
+        "coating_thickness_median_nm",
+        "coating_thickness_median_px",
+        "crack_count",
+        "oxide_fraction",
+    ],
+    "phases": [],
+}
+
+
+# --------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------
+def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
+    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        elif any(ch in str(item) for ch in "*?["):
+            files.extend(sorted(Path(f) for f in glob.glob(str(item)) if Path(f).is_file()))
+        else:
+            raise SEMAnalysisError(f"input {item} does not exist")
+    seen, out = set(), []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    if not out:
+        raise SEMAnalysisError("no image files found in the inputs")
+    return out
+
+
+def _output_names(files: Sequence[Path]) -> list[str]:
+    """A unique, file-system-safe output name per input (stem, parent added on clashes)."""
+    stems = [f.stem for f in files]
+    names = []
+    for f, s in zip(files, stems):
+        name = s if stems.count(s) == 1 else f"{f.parent.name}_{s}"
+        names.append("".join(c if c.isalnum() or c in "-_.#" else "_" for c in name))
+    # still clashing (same parent names): add a counter
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        unique.append(n if k == 0 else f"{n}_{k}")
+    return unique
+
+
+# --------------------------------------------------------------------------
+# one image (runs in a worker)
+# --------------------------------------------------------------------------
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1
+    return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def make_overlay(image: np.ndarray, labels: np.ndarray | None, *, classes: bool = False) -> np.ndarray:
+    """RGB uint8 picture of the image with object outlines (or classes) on top."""
+    gray = _to_uint8(image)
+    rgb = np.stack([gray] * 3, axis=-1)
+    if labels is None or not labels.any():
+        return rgb
+    if classes:
+        from skimage.color import label2rgb
+
+        over = label2rgb(labels, image=gray, alpha=0.35, bg_label=0, image_alpha=1.0)
+        return (np.clip(over, 0, 1) * 255).astype(np.uint8)
+    from skimage.segmentation import find_boundaries
+
+    edges = find_boundaries(labels, mode="inner")
+    rng = np.random.default_rng(1)
+    colours = rng.integers(80, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
+    colours[:, 1] = 255 - colours[:, 1] // 3  # keep outlines bright
+    rgb[edges] = colours[labels[edges]]
+    return rgb
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _tiff_bytes(labels: np.ndarray, pixel_size: float | None) -> bytes:
+    import tifffile
+
+    lab = np.asarray(labels)
+    lab = lab.astype(np.uint16) if lab.max(initial=0) < 65536 else lab.astype(np.int32)
+    buf = io.BytesIO()
+    meta = {"pixel_size_nm": pixel_size} if pixel_size else {}
+    tifffile.imwrite(buf, lab, compression="zlib", metadata=meta)
+    return buf.getvalue()
+
+
+def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -> dict:
+    """Run ``recipe`` on the image at ``path``; return the results as plain data.
+
+    Never raises for a bad image: the error goes into ``result["error"]``.
+    This is the function that local processes and Dask workers run.
+    """
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"file": str(path), "status": "ok", "error": ""}
+    try:
+        wf = Workflow.from_dict(recipe)
+        res = wf.run(path, pixel_size=pixel_size)
+        classes = wf.summary in ("coating", "phases")
+        out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
+        out["table"] = res.table
+        out["extra_tables"] = dict(res.extra_tables)
+        out["pixel_size"] = res.pixel_size
+        if res.labels is not None:
+            out["labels_tif"] = _tiff_bytes(res.labels, res.pixel_size)
+            out["overlay_png"] = _png_bytes(make_overlay(res.image, res.labels, classes=classes))
+        else:
+            out["overlay_png"] = _png_bytes(make_overlay(res.image, None))
+    except KeyboardInterrupt:
+        raise
+    except SEMAnalysisError as exc:
+        out.update(status="error", error=str(exc))
+    except Exception as exc:  # keep going: report, skip the file
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        out.update(status="error", error=f"{Path(path).name}: {tb}")
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# --------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Progress:
+    """A text progress bar with elapsed time and ETA (to stderr)."""
+
+    def __init__(self, total: int, *, enabled: bool = True, stream=None, width: int = 28):
+        self.total = max(int(total), 0)
+        self.done = 0
+        self.failed = 0
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.start = time.perf_counter()
+
+    def text(self) -> str:
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(round(frac * self.width))
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta_s = _fmt_time(eta) if np.isfinite(eta) else "--:--"
+        bad = f" {self.failed} failed" if self.failed else ""
+        return (
+            f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
+            f"{100 * frac:3.0f}% elapsed {_fmt_time(elapsed)} ETA {eta_s}{bad}"
+        )
+
+    def update(self, n: int = 1, *, failed: bool = False) -> None:
+        self.done += n
+        self.failed += int(failed)
+        if self.enabled:
+            end = "\n" if self.done >= self.total else ""
+            print("\r" + self.text(), end=end, file=self.stream, flush=True)
+
+
+# --------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` returns."""
+
+    summary: pd.DataFrame
+    out_dir: Path
+    report: Path | None
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _paths(out_dir: Path, name: str) -> dict[str, Path]:
+    return {
+        "labels": out_dir / "labels" / f"{name}_labels.tif",
+        "table": out_dir / "tables" / f"{name}.csv",
+        "overlay": out_dir / "overlays" / f"{name}.png",
+        "record": out_dir / "records" / f"{name}.json",
+    }
+
+
+def _write_result(out_dir: Path, name: str, res: dict, recipe_hash: str) -> dict:
+    paths = _paths(out_dir, name)
+    if "labels_tif" in res:
+        write_atomic(paths["labels"], res["labels_tif"])
+    table = res.get("table")
+    if table is not None:
+        write_atomic(paths["table"], table.to_csv(index=False).encode())
+    for key, extra in (res.get("extra_tables") or {}).items():
+        if isinstance(extra, pd.DataFrame):
+            write_atomic(out_dir / "tables" / f"{name}_{key}.csv", extra.to_csv(index=False).encode())
+    if "overlay_png" in res:
+        write_atomic(paths["overlay"], res["overlay_png"])
+    record = {
+        "file": res["file"],
+        "name": name,
+        "status": "ok",
+        "recipe": recipe_hash,
+        "seconds": round(float(res.get("seconds", 0.0)), 3),
+        "summary": res.get("summary", {}),
+    }
+    # the record is written last: its presence means the image is complete
+    write_atomic(paths["record"], (json.dumps(record, indent=1, default=_json_default) + "\n").encode())
+    return record
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(type(v).__name__)
+
+
+def _read_record(path: Path, recipe_hash: str) -> dict | None:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable record = not done
+    if rec.get("status") != "ok" or rec.get("recipe") != recipe_hash:
+        return None
+    return rec
+
+
+# --------------------------------------------------------------------------
+# executors
+# --------------------------------------------------------------------------
+def _run_serial(tasks, func: Callable, on_done: Callable) -> None:
+    for key, args in tasks:
+        on_done(key, func(*args))
+
+
+def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(func, *args): key for key, args in tasks}
+        try:
+            for fut in as_completed(futures):
+                on_done(futures[fut], fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _dask_client(scheduler, jobs: int):
+    """(client, owned) for ``scheduler`` = "local", an address, a Client or a cluster."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, []
+    if hasattr(scheduler, "scheduler_address") and not isinstance(scheduler, str):
+        client = Client(scheduler)
+        return client, [client]
+    if scheduler in ("local", "", True):
+        cluster = LocalCluster(
+            n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+        return client, [client, cluster]
+    try:
+        client = Client(str(scheduler), timeout="20s")
+    except Exception as exc:
+        raise SEMAnalysisError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
+    return client, [client]
+
+
+def _run_dask(tasks, func: Callable, on_done: Callable, scheduler, jobs: int) -> None:
+    from distributed import as_completed
+
+    client, owned = _dask_client(scheduler, jobs)
+    try:
+        futures = {}
+        for key, args in tasks:
+            # pure=False: each image is computed; retries for lost workers
+            fut = client.submit(func, *args, pure=False, retries=1, key=f"sem-{key}-{time.time_ns()}")
+            futures[fut] = key
+        try:
+            for fut in as_completed(list(futures)):
+                on_done(futures[fut], fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    finally:
+        for obj in owned:
+            obj.close()
+
+
+# --------------------------------------------------------------------------
+# the batch
+# --------------------------------------------------------------------------
+def run_batch(
+    recipe,
+    inputs,
+    out_dir,
+    *,
+    jobs: int = 1,
+    scheduler=None,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    pixel_size: float | None = None,
+    report: bool = True,
+) -> BatchResult:
+    """Run a recipe over many images; write per-image results, a summary and a report.
+
+    Parameters
+    ----------
+    recipe : str, path, dict or Workflow
+        Preset name (``"particles"``, ``"porosity"``, ``"coating"``,
+        ``"phases"``) or recipe file.
+    inputs : path, glob pattern or list of them
+        Image files and/or folders (their ``.tif/.png/.jpg/.bmp`` files).
+    out_dir : path
+        Output folder (created).
+    jobs : int
+        Local worker processes (1 = in this process). With ``scheduler``,
+        the number of workers of a ``"local"`` cluster.
+    scheduler : None, "local", address, ``distributed.Client`` or cluster
+        Run on Dask distributed: ``"local"`` starts a ``LocalCluster``; an
+        address such as ``"tcp://10.0.0.5:8786"`` connects to a running
+        scheduler (the workers must be able to read the input paths).
+    overwrite : bool
+        Recompute and replace existing results.
+    resume : bool
+        Skip images already finished in ``out_dir`` (with the same recipe).
+        With ``resume=False`` and ``overwrite=False`` existing results are an
+        error.
+    progress : bool
+        Show a progress bar with ETA on stderr.
+    pixel_size : float, optional
+        nm per pixel for every image, overriding the files' metadata.
+    report : bool
+        Write ``report.html``.
+
+    Returns
+    -------
+    BatchResult
+        ``summary`` (one row per input, ``status`` ok/error), paths, and
+        the names processed, skipped and failed.
+    """
+    wf = load_recipe(recipe)
+    wf.validate()
+    recipe_dict = wf.to_dict()
+    rhash = _recipe_hash(recipe_dict)
+    jobs = int(jobs)
+    if jobs < 1:
+        raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
+    files = collect_inputs(inputs)
+    names = _output_names(files)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SEMAnalysisError(f"output {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # the recipe used: a different recipe in an existing folder needs overwrite
+    recipe_file = out_dir / "recipe.yaml"
+    existing_records = list((out_dir / "records").glob("*.json")) if (out_dir / "records").is_dir() else []
+    if recipe_file.exists() and existing_records and not overwrite:
+        try:
+            old = load_recipe(recipe_file).to_dict()
+        except SEMAnalysisError:
+            old = None
+        if old != recipe_dict:
+            raise SEMAnalysisError(
+                f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
+            )
+    wf.save(recipe_file)
+
+    done: dict[str, dict] = {}
+    todo: list[tuple[str, tuple]] = []
+    for f, name in zip(files, names):
+        rec_path = _paths(out_dir, name)["record"]
+        if rec_path.exists() and not overwrite:
+            rec = _read_record(rec_path, rhash)
+            if rec is not None and resume:
+                done[name] = rec
+                continue
+            if rec is not None and not resume:
+                raise SEMAnalysisError(
+                    f"{out_dir} already has results for {f.name}; use overwrite=True "
+                    "(--overwrite) to replace them or resume=True to keep them"
+                )
+        todo.append((name, (recipe_dict, str(f)), ))
+
+    skipped = list(done)
+    bar = Progress(len(files), enabled=progress)
+    bar.done = len(done)
+    errors: dict[str, str] = {}
+    processed: list[str] = []
+    failed_rows: dict[str, dict] = {}
+    name_of_file = {str(f): n for f, n in zip(files, names)}
+
+    def on_done(name: str, res: dict) -> None:
+        if res["status"] == "ok":
+            done[name] = _write_result(out_dir, name, res, rhash)
+            processed.append(name)
+            bar.update()
+        else:
+            errors[name] = res["error"]
+            failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
+            bar.update(failed=True)
+
+    tasks = [(name, (rd, path, pixel_size)) for name, (rd, path) in todo]
+    func = _process_task
+    if progress and bar.done:
+        print(f"resuming: {bar.done} of {len(files)} images already done", file=sys.stderr)
+    if tasks:
+        if scheduler is not None:
+            _run_dask(tasks, func, on_done, scheduler, jobs)
+        elif jobs > 1 and len(tasks) > 1:
+            _run_processes(tasks, func, on_done, min(jobs, len(tasks)))
+        else:
+            _run_serial(tasks, func, on_done)
+    elif progress:
+        bar.update(0)
+
+    # summary: one row per input, in input order
+    rows = []
+    for f, name in zip(files, names):
+        if name in done:
+            rec = done[name]
+            row = {"file": Path(rec["file"]).name, "name": name, "status": "ok"}
+            row.update(rec.get("summary", {}))
+            row["seconds"] = rec.get("seconds")
+            row["error"] = ""
+        else:
+            row = dict(failed_rows.get(name, {"file": f.name, "name": name, "status": "error",
+                                               "error": "not processed"}))
+            row["file"] = Path(row["file"]).name
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary = _order_columns(summary, wf.summary)
+    write_atomic(out_dir / "summary.csv", summary.to_csv(index=False).encode())
+    err_path = out_dir / "errors.csv"
+    if errors:
+        err = pd.DataFrame([{"file": failed_rows[n]["file"], "error": e} for n, e in errors.items()])
+        write_atomic(err_path, err.to_csv(index=False).encode())
+        if progress:
+            for n, e in errors.items():
+                print(f"skipped {n}: {e}", file=sys.stderr)
+    elif err_path.exists():
+        err_path.unlink()
+    report_path = None
+    if report:
+        report_path = write_report(out_dir, summary, wf)
+    return BatchResult(
+        summary=summary,
+        out_dir=out_dir,
+        report=report_path,
+        processed=processed,
+        skipped=skipped,
+        errors=errors,
+    )
+
+
+def _process_task(recipe: dict, path: str, pixel_size) -> dict:
+    return process_image(recipe, path, pixel_size=pixel_size)
+
+
+def _order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    first = ["file", "status"] + [c for c in KEY_COLUMNS.get(kind, []) if c in df]
+    last = [c for c in ("name", "seconds", "error") if c in df]
+    middle = [c for c in df.columns if c not in first and c not in last]
+    return df[first + middle + last]
+
+
+# --------------------------------------------------------------------------
+# the report
+# --------------------------------------------------------------------------
+def _fig_png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _diameter_column(columns) -> str | None:
+    cols = list(columns)
+    for pref in ("equivalent_diameter_nm", "equivalent_diameter_um", "equivalent_diameter"):
+        if pref in cols:
+            return pref
+    for c in cols:
+        if "equivalent_diameter" in c:
+            return c
+    return None
+
+
+def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tuple[str, Any]]:
+    """The report's matplotlib figures as ``(title, Figure)``."""
+    from matplotlib.figure import Figure
+
+    ok = summary[summary["status"] == "ok"] if "status" in summary else summary
+    figs: list[tuple[str, Any]] = []
+    labels = [str(n) for n in ok.get("name", ok.get("file", pd.Series(dtype=str)))]
+    short = [n if len(n) <= 18 else n[:8] + "…" + n[-8:] for n in labels]
+
+    # size distribution (pooled over images) from the per-object tables
+    if kind in ("particles", "objects", "porosity") and len(ok):
+        values, col_used = [], None
+        for name in ok["name"]:
+            t = out_dir / "tables" / f"{name}.csv"
+            try:
+                head = pd.read_csv(t, nrows=0).columns
+                col = _diameter_column(head)
+                if col is None:
+                    continue
+                col_used = col_used or col
+                values.append(pd.read_csv(t, usecols=[col])[col].to_numpy(dtype=float))
+            except (OSError, ValueError):
+                continue
+        if values:
+            v = np.concatenate(values)
+            v = v[np.isfinite(v) & (v > 0)]
+            if v.size:
+                fig = Figure(figsize=(6.4, 3.6))
+                ax = fig.subplots()
+                ax.hist(v, bins=min(60, max(10, int(np.sqrt(v.size)))), color="#3b7dd8", edgecolor="white")
+                ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.4g}")
+                ax.set_xlabel(col_used.replace("_", " "))
+                ax.set_ylabel("objects")
+                ax.set_title(f"Size distribution ({v.size} objects, {len(values)} images)")
+                ax.legend(frameon=False)
+                figs.append(("Size distribution", fig))
+
+    # per-image figures
+    if kind == "phases":
+        fr = [c for c in ok.columns if c.endswith("_fraction")]
+        if fr and len(ok):
+            fig = Figure(figsize=(max(6.4, 0.35 * len(ok) + 2), 3.6))
+            ax = fig.subplots()
+            bottom = np.zeros(len(ok))
+            for c in fr:
+                vals = ok[c].to_numpy(dtype=float)
+                ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
+                bottom += np.nan_to_num(vals)
+            ax.set_xticks(range(len(ok)), short, rotation=60, ha="right", fontsize=7)
+            ax.set_ylabel("area fraction")
+            ax.set_title("Phase fractions per image")
+            ax.legend(frameon=False, fontsize=8, ncol=len(fr))
+            figs.append(("Phase fractions", fig))
+    else:
+        cols = [c for c in KEY_COLUMNS.get(kind, []) if c in ok.columns]
+        if not cols:
+            cols = [c for c in ok.select_dtypes("number").columns if c not in ("seconds",)][:4]
+        cols = [c for c in cols if ok[c].notna().any()][:4]
+        if cols and len(ok):
+            fig = Figure(figsize=(max(6.4, 0.3 * len(ok) + 2), 2.3 * len(cols)))
+            axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
+            for ax, c in zip(axes, cols):
+                vals = ok[c].to_numpy(dtype=float)
+                ax.bar(range(len(ok)), vals, color="#d8843b")
+                ax.set_ylabel(c.replace("_", " "), fontsize=8)
+                med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
+                if np.isfinite(med):
+                    ax.axhline(med, color="k", lw=0.8, ls="--")
+            axes[-1].set_xticks(range(len(ok)), short, rotation=60, ha="right", fontsize=7)
+            axes[0].set_title("Per-image summary")
+            fig.tight_layout()
+            figs.append(("Per-image summary", fig))
+    return figs
+
+
+def write_report(out_dir, summary: pd.DataFrame, workflow: Workflow) -> Path:
+    """Write ``report.html`` (self-contained: plots embedded as base64 PNGs)."""
+    out_dir = Path(out_dir)
+    figs = report_figures(out_dir, summary, workflow.summary)
+    n_ok = int((summary["status"] == "ok").sum()) if "status" in summary else len(summary)
+    n_err = len(summary) - n_ok
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>napari-sem-analysis report: {html.escape(workflow.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "th{background:#eee}.err{color:#b00}img{max-width:100%}</style></head><body>",
+        f"<h1>Batch report: {html.escape(workflow.name)}</h1>",
+        f"<p>{html.escape(workflow.description or '')}</p>",
+        f"<p>{n_ok} images analysed, {n_err} failed. Created {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        f" in <code>{html.escape(str(out_dir.resolve()))}</code>.</p>",
+    ]
+    for title, fig in figs:
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
+                     f"src='data:image/png;base64,{_fig_png(fig)}'>")
+    if n_err:
+        parts.append("<h2>Failed images</h2><ul>")
+        for _, r in summary[summary["status"] != "ok"].iterrows():
+            parts.append(f"<li class='err'>{html.escape(str(r['file']))}: {html.escape(str(r.get('error', '')))}</li>")
+        parts.append("</ul>")
+    show = summary.drop(columns=[c for c in ("error",) if c in summary and not n_err])
+    parts.append("<h2>Summary per image</h2>")
+    parts.append(show.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
+    parts.append("<h2>Recipe</h2><pre>" + html.escape(workflow.to_yaml()) + "</pre>")
+    parts.append("</body></html>")
+    path = out_dir / "report.html"
+    write_atomic(path, "\n".join(parts).encode("utf-8"))
+    return path

@@ -1,0 +1,140 @@
+"""The ``napari-sem-analysis`` command.
+
+Subcommands::
+
+    napari-sem-analysis batch RECIPE INPUT... --out DIR [--jobs N] [--scheduler ADDRESS]
+                              [--overwrite] [--no-resume] [--pixel-size NM] [--quiet]
+    napari-sem-analysis demo [--headless] [--out DIR]
+    napari-sem-analysis presets
+
+Exit codes: 0 success, 1 some images failed (the others were written),
+2 usage or input error (bad recipe, missing folder...), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="napari-sem-analysis",
+        description="SEM micrograph analysis: batch processing with recipes, and the demo.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser(
+        "batch",
+        help="run a recipe or preset over images and folders",
+        description=(
+            "Run a recipe (YAML/JSON file saved from the Workflow widget, or a preset: "
+            "particles, porosity, coating, phases) over image files and folders. Writes per-image "
+            "labels (TIFF), tables (CSV) and overlays (PNG), then summary.csv and report.html."
+        ),
+    )
+    b.add_argument("recipe", metavar="RECIPE", help="recipe file or preset name")
+    b.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or glob patterns")
+    b.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    b.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    b.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on Dask distributed: 'local' for a local cluster, or a scheduler address (tcp://host:8786)",
+    )
+    b.add_argument("--overwrite", action="store_true", help="recompute and replace existing results")
+    b.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="do not skip finished images (an error unless --overwrite)")
+    b.add_argument("--pixel-size", type=float, default=None, metavar="NM",
+                   help="pixel size in nm for every image (default: from each file's metadata)")
+    b.add_argument("--no-report", dest="report", action="store_false", help="do not write report.html")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("demo", help="open napari with the widgets and a sample (or --headless)")
+    d.add_argument("--headless", action="store_true", help="no GUI: write the demo results to a folder")
+    d.add_argument("--out", default=None, metavar="DIR", help="output folder for --headless")
+
+    sub.add_parser("presets", help="list the built-in recipes")
+    return p
+
+
+def _batch(args) -> int:
+    from ._validation import SEMAnalysisError
+    from .batch import run_batch
+
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        print("error: --pixel-size must be a positive number of nm", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = run_batch(
+            args.recipe,
+            args.inputs,
+            args.out,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            progress=not args.quiet,
+            pixel_size=args.pixel_size,
+            report=args.report,
+        )
+    except SEMAnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    n = len(result.summary)
+    n_err = len(result.errors)
+    msg = (
+        f"{n - n_err} of {n} images done ({len(result.processed)} now, {len(result.skipped)} already)"
+        f"; results in {result.out_dir}"
+    )
+    if result.report is not None:
+        msg += f"; report: {result.report}"
+    print(msg)
+    if n_err:
+        print(f"{n_err} image(s) failed, see {result.out_dir / 'errors.csv'}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``napari-sem-analysis`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "batch":
+            return _batch(args)
+        if args.command == "presets":
+            from .workflows import PRESETS
+
+            for name, recipe in PRESETS.items():
+                print(f"{name:10s} {recipe.get('description', '')}")
+            return EXIT_OK
+        if args.command == "demo":
+            from . import _demo
+
+            argv_demo = []
+            if args.headless:
+                argv_demo.append("--headless")
+            if args.out:
+                argv_demo += ["--out", args.out]
+            rc = _demo.main(argv_demo)
+            return int(rc or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished images are kept, run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    parser.print_help()
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Workflows: recipes (round trip), replay, presets, and the coating geometry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+import napari_sem_analysis as sem
+from napari_sem_analysis import workflows as wfm
+from napari_sem_analysis._validation import SEMAnalysisError
+from napari_sem_analysis.coating import coating_layers, synthetic_coating
+from napari_sem_analysis.workflows import Workflow, load_recipe, register_step, run_workflow
+
+
+def disks_image(shape=(160, 200), centres=((40, 40), (40, 120), (110, 70), (110, 150)), radius=12, seed=0):
+    """Bright disks on a dark noisy background: known count and diameter."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    truth = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(centres, start=1):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
+    img = np.where(truth > 0, 180.0, 60.0) + rng.normal(0, 6, shape)
+    return np.clip(img, 0, 255).astype(np.uint8), truth
+
+
+# stand-in steps under our control (also exercises register_step)
+@register_step("t_bright")
+def _t_bright(image, *, level: float = 120.0):
+    return np.asarray(image) > level
+
+
+@register_step("t_label")
+def _t_label(mask, *, min_size: int = 0):
+    lab, _ = ndi.label(mask)
+    if min_size:
+        sizes = np.bincount(lab.ravel())
+        lab[sizes[lab] < min_size] = 0
+        lab, _ = ndi.label(lab > 0)
+    return lab.astype(np.int32)
+
+
+_SEEN_PIXEL_SIZE = []
+
+
+@register_step("t_needs_px")
+def _t_needs_px(image, *, pixel_size=None):
+    _SEEN_PIXEL_SIZE.append(pixel_size)
+    return image
+
+
+RECORDED = [  # as the widgets record them: inputs are napari layer names
+    {"function": "t_bright", "params": {"level": 120}, "inputs": {"image": "my sample"}, "output": "mask"},
+    {"function": "t_label", "params": {"min_size": 5}, "inputs": {"mask": "mask"}, "output": "objects"},
+]
+
+
+def test_replay_recorded_steps_gives_known_objects():
+    img, truth = disks_image()
+    wf = Workflow.from_steps(RECORDED, name="disks", summary="particles")
+    assert wf.input_names() == ["my sample"]
+    res = wf.run(img, pixel_size=10.0)
+    assert res.labels.max() == 4
+    np.testing.assert_array_equal(res.labels > 0, truth > 0)
+    assert res.summary["count"] == 4
+    # equivalent diameter of a digitised disk of radius 12 px, 10 nm/px: ~240 nm
+    assert res.summary["median_equivalent_diameter_nm"] == pytest.approx(240, rel=0.03)
+    assert len(res.table) == 4
+    assert res.outputs["mask"].dtype == bool
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_recipe_round_trip(tmp_path, suffix):
+    wf = Workflow.from_steps(RECORDED, name="disks", summary="particles", description="test")
+    path = wf.save(tmp_path / f"recipe{suffix}")
+    text = path.read_text()
+    assert "t_bright" in text and "min_size" in text  # readable
+    if suffix == ".json":
+        assert json.loads(text)["steps"][0]["params"] == {"level": 120}
+    back = Workflow.load(path)
+    assert back == wf
+    assert back.to_dict() == wf.to_dict()
+    img, _ = disks_image()
+    a, b = wf.run(img, pixel_size=5.0), back.run(img, pixel_size=5.0)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.summary == b.summary
+    # load_recipe accepts the path, the dict, the step list and the workflow
+    assert load_recipe(path) == wf
+    assert load_recipe(wf.to_dict()) == wf
+    assert load_recipe(wf) is wf
+
+
+def test_recipe_params_numpy_types_are_saved_plainly(tmp_path):
+    steps = [{"function": "t_bright", "params": {"level": np.float32(100.5), "xs": (1, 2)},
+              "inputs": {"image": "image"}, "output": "m"}]
+    wf = Workflow.from_steps(steps)
+    back = Workflow.load(wf.save(tmp_path / "r.yml"))
+    assert back.steps[0]["params"] == {"level": 100.5, "xs": [1, 2]}
+
+
+def test_replay_with_real_api_functions_matches_direct_calls():
+    img, _ = disks_image()
+    steps = [
+        {"function": "threshold", "params": {"method": "otsu"}, "inputs": {"image": "img"}, "output": "mask"},
+        {"function": "split_touching", "params": {"min_distance": 5}, "inputs": {"mask": "mask"}, "output": "lab"},
+    ]
+    res = run_workflow(steps, img)
+    direct = sem.split_touching(sem.threshold(img, method="otsu"), min_distance=5)
+    np.testing.assert_array_equal(res.labels, direct)
+    assert res.summary["count"] == 4
+
+
+def test_pixel_size_is_passed_to_steps_that_take_it():
+    img, _ = disks_image()
+    _SEEN_PIXEL_SIZE.clear()
+    steps = [{"function": "t_needs_px", "inputs": {"image": "image"}, "output": "x"}] + RECORDED[1:]
+    steps[1] = dict(steps[1], inputs={"mask": "x"})
+    run_workflow(steps, img > 120, pixel_size=7.5)
+    assert _SEEN_PIXEL_SIZE == [7.5]
+    # a value fixed in the recipe wins
+    steps[0] = dict(steps[0], params={"pixel_size": 3.0})
+    run_workflow(steps, img > 120, pixel_size=7.5)
+    assert _SEEN_PIXEL_SIZE[-1] == 3.0
+
+
+def test_run_on_path_reads_pixel_size_from_metadata(tmp_path):
+    import tifffile
+
+    img, _ = disks_image()
+    tifffile.imwrite(tmp_path / "d.tif", img, imagej=True, resolution=(1 / 0.012, 1 / 0.012), metadata={"unit": "um"})
+    res = run_workflow(Workflow.from_steps(RECORDED, summary="particles"), tmp_path / "d.tif")
+    assert res.pixel_size == pytest.approx(12.0)
+    assert res.name == "d"
+    assert res.summary["median_equivalent_diameter_nm"] == pytest.approx(24 * 12.0, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ([{"function": "no_such_step", "inputs": {"image": "image"}, "output": "x"}], "unknown step"),
+        ([{"function": "_private", "inputs": {"image": "image"}, "output": "x"}], "not a public"),
+        ([{"params": {}}], "no 'function'"),
+        ([{"function": "t_label", "inputs": {"mask": "later"}, "output": "x"},
+          {"function": "t_bright", "inputs": {"image": "image"}, "output": "later"}], "needs 'later'"),
+        ([], "at least one step"),
+    ],
+)
+def test_bad_recipes_give_clear_errors(recipe, message):
+    img, _ = disks_image()
+    with pytest.raises(SEMAnalysisError, match=message):
+        run_workflow(recipe, img > 100)
+
+
+def test_bad_recipe_files(tmp_path):
+    with pytest.raises(SEMAnalysisError, match="neither a preset"):
+        load_recipe("no-such-preset")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [unclosed")
+    with pytest.raises(SEMAnalysisError, match="cannot parse"):
+        load_recipe(bad)
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"version": 99, "steps": RECORDED}))
+    with pytest.raises(SEMAnalysisError, match="newer"):
+        load_recipe(newer)
+    with pytest.raises(SEMAnalysisError, match=".yaml"):
+        Workflow.from_steps(RECORDED).save(tmp_path / "recipe.txt")
+    with pytest.raises(SEMAnalysisError):
+        run_workflow(RECORDED, np.zeros((5, 5, 5, 5)))
+
+
+@pytest.mark.parametrize("name", ["particles", "porosity", "coating", "phases"])
+def test_presets_load_and_validate(name, tmp_path):
+    wf = load_recipe(name)
+    wf.validate()
+    assert wf.summary == name
+    assert load_recipe(wf.save(tmp_path / f"{name}.yaml")) == wf
+
+
+def test_particles_preset_counts_sample_particles():
+    s = sem.sample_particles(seed=1, shape=(256, 256), n_particles=20)
+    res = run_workflow("particles", s.image, pixel_size=s.pixel_size)
+    n_true = int(s.labels.max())
+    assert abs(res.summary["count"] - n_true) <= max(2, 0.2 * n_true)
+    true_d = np.median(2 * np.sqrt(np.bincount(s.labels.ravel())[1:] / np.pi)) * s.pixel_size
+    assert res.summary["median_equivalent_diameter_nm"] == pytest.approx(true_d, rel=0.2)
+
+
+def test_porosity_summary_on_known_pores():
+    img = np.full((128, 128), 200, np.uint8)
+    yy, xx = np.mgrid[:128, :128]
+    img[(yy - 30) ** 2 + (xx - 30) ** 2 <= 100] = 20  # round pore
+    img[80:84, 20:100] = 20  # elongated, irregular-class pore
+    steps = [
+        {"function": "t_bright", "params": {"level": 100}, "inputs": {"image": "image"}, "output": "solid"},
+        {"function": "logical_not", "inputs": {"x": "solid"}, "output": "pores"},
+    ]
+    register_step("logical_not", lambda x: ~x)
+    res = run_workflow({"steps": steps, "summary": "porosity"}, img, pixel_size=100.0)
+    true_pct = 100 * (img == 20).mean()
+    assert res.summary["porosity_percent"] == pytest.approx(true_pct)
+    assert res.summary["pore_count"] == 2
+    assert res.summary["pores_round"] == 1 and res.summary["pores_irregular"] == 1
+
+
+def test_phases_summary_fractions():
+    img = np.full((100, 100), 30.0)
+    img[:, 25:50], img[:, 50:] = 120, 210
+    img = np.clip(img + np.random.default_rng(0).normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+    steps = [{"function": "multi_threshold", "params": {"classes": 3}, "inputs": {"image": "image"}, "output": "ph"}]
+    res = run_workflow({"steps": steps, "summary": "phases", "options": {"class_names": ["pore", "matrix", "grain"]}}, img)
+    assert res.summary["pore_fraction"] == pytest.approx(0.25, abs=0.01)
+    assert res.summary["matrix_fraction"] == pytest.approx(0.25, abs=0.01)
+    assert res.summary["grain_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert list(res.table["name"]) == ["pore", "matrix", "grain"]
+
+
+def test_coating_geometry_on_synthetic_cross_section():
+    img, truth = synthetic_coating(seed=3)
+    res = coating_layers(img, pixel_size=20.0, min_oxide=8)
+    s = res.summary
+    assert s["coating_thickness_median_nm"] == pytest.approx(truth["coating_thickness"] * 20, abs=3 * 20)
+    assert s["oxide_thickness_median_nm"] == pytest.approx(truth["oxide_thickness"] * 20, abs=3 * 20)
+    assert s["crack_count"] == truth["crack_count"]
+    xs = sorted(res.cracks["x"])
+    np.testing.assert_allclose(xs, [60.5, 140.5, 200.5], atol=2)
+    assert set(np.unique(res.labels)) == {0, 1, 2, 3}
+    assert len(res.profile) == img.shape[1]
+    assert 0 < s["oxide_fraction"] < 1
+    # flipped image (coating at the bottom) gives the same figures
+    flipped = coating_layers(img[::-1], pixel_size=20.0, coating_on="bottom", min_oxide=8)
+    assert flipped.summary["crack_count"] == s["crack_count"]
+    assert flipped.summary["oxide_thickness_median_nm"] == pytest.approx(s["oxide_thickness_median_nm"])
+
+
+def test_coating_preset_and_bad_input():
+    img, truth = synthetic_coating(seed=4, oxide_thickness=30, crack_xs=(100,))
+    res = run_workflow("coating", img, pixel_size=10.0)
+    assert res.summary["crack_count"] == 1
+    assert res.summary["oxide_thickness_median_nm"] == pytest.approx(300, abs=30)
+    assert "oxide_thickness_nm" in res.extra_tables["profile"]
+    assert len(res.table) == 1
+    with pytest.raises(SEMAnalysisError):
+        coating_layers(np.full((64, 64), 7))
+    with pytest.raises(SEMAnalysisError, match="coating_on"):
+        coating_layers(img, coating_on="left")
+
+
+def test_unet_model_loaded_once_per_process(monkeypatch):
+    import napari_sem_analysis.unet as unet
+
+    loads = []
+
+    class Fake:
+        def predict(self, image):
+            return (np.asarray(image) > 100).astype(np.int32)
+
+    def fake_load(path, **kw):
+        loads.append(path)
+        return Fake()
+
+    monkeypatch.setattr(unet, "load_model", fake_load)
+    wfm._cached_model.cache_clear()
+    steps = [{"function": "unet_predict", "params": {"model": "/models/m.safetensors"},
+              "inputs": {"image": "image"}, "output": "seg"}]
+    img, truth = disks_image()
+    for _ in range(3):
+        res = run_workflow(steps, img)
+    assert loads == ["/models/m.safetensors"]
+    assert res.summary["count"] == 4
+    wfm._cached_model.cache_clear()
