@@ -1,0 +1,745 @@
+"""Texture features: grey-level co-occurrence (GLCM) and local binary patterns (LBP).
+
+All regions of a label image (or all tiles of a regular grid) are handled in
+one vectorised pass over the pixel pairs: the co-occurrence counts of every
+region are obtained at once by sorting integer codes
+``(region, level_i, level_j)``, never by looping over regions. The results
+equal scikit-image's :func:`skimage.feature.graycomatrix` +
+:func:`skimage.feature.graycoprops` computed region by region (a pixel pair
+counts for a region only when both of its pixels lie in that region).
+
+Dense texture maps (:func:`texture_map`) use integral images, so features
+that are linear in the co-occurrence matrix (contrast, dissimilarity,
+homogeneity, mean, variance, correlation) cost O(pixels) whatever the window
+size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._validation import SEMAnalysisError, check_image, check_labels, check_positive
+
+GLCM_PROPERTIES = (
+    "contrast",
+    "dissimilarity",
+    "homogeneity",
+    "energy",
+    "asm",
+    "correlation",
+    "entropy",
+)
+_ALL_GLCM_PROPERTIES = GLCM_PROPERTIES + ("mean", "variance")
+#: texture_map features computed exactly in O(pixels) with integral images
+LINEAR_MAP_FEATURES = ("contrast", "dissimilarity", "homogeneity", "mean", "variance", "correlation")
+#: texture_map features computed on a grid of windows and interpolated
+BLOCK_MAP_FEATURES = ("asm", "energy", "entropy")
+
+__all__ = [
+    "GLCM_PROPERTIES",
+    "quantize",
+    "glcm_offsets",
+    "glcm_features",
+    "lbp_features",
+    "texture_map",
+    "tile_labels",
+]
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def quantize(image, levels: int | None = None, *, value_range=None) -> tuple[np.ndarray, int]:
+    """Map an image to integer grey levels ``0 .. levels-1``.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D grey image (any integer or float dtype).
+    levels : int, optional
+        Number of grey levels. ``None`` means 256 for uint8 images (no
+        quantisation) and 64 for other images.
+    value_range : (float, float), optional
+        Intensities mapped to the lowest and highest level. By default a uint8
+        image uses ``(0, 256)`` (``levels=256`` is the identity and
+        ``levels=n`` gives ``v * n // 256``) and other images their own
+        minimum and maximum. Give a fixed range to compare images.
+
+    Returns
+    -------
+    q : ndarray of uint16
+        The quantised image.
+    levels : int
+    """
+    image = check_image(image)
+    if levels is None:
+        levels = 256 if image.dtype == np.uint8 else 64
+    if isinstance(levels, bool) or int(levels) != levels or not 2 <= int(levels) <= 65536:
+        raise SEMAnalysisError(f"levels must be an integer from 2 to 65536, got {levels!r}")
+    levels = int(levels)
+    if image.dtype == np.uint8 and value_range is None:
+        if levels > 256:
+            raise SEMAnalysisError(f"levels={levels} exceeds the 256 grey values of a uint8 image")
+        if levels == 256:
+            return image.astype(np.uint16), levels
+        return ((image.astype(np.uint32) * levels) >> 8).astype(np.uint16), levels
+    if value_range is None:
+        lo, hi = float(image.min()), float(image.max())
+        if hi == lo:
+            return np.zeros(image.shape, np.uint16), levels
+        if np.issubdtype(image.dtype, np.integer):
+            hi = hi + 1.0  # integer values: v in [lo, hi] -> bins of equal width
+    else:
+        try:
+            lo, hi = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            raise SEMAnalysisError(f"value_range must be (low, high), got {value_range!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+            raise SEMAnalysisError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+    scaled = (image.astype(np.float64) - lo) * (levels / (hi - lo))
+    q = np.clip(np.floor(scaled), 0, levels - 1)
+    return q.astype(np.uint16), levels
+
+
+def glcm_offsets(distances: Iterable[float], angles: Iterable[float]) -> list[tuple[int, int, float, float]]:
+    """Pixel offsets ``(d_row, d_col, distance, angle)`` as scikit-image computes them.
+
+    Angles are in degrees; ``0`` is to the right, ``90`` is one row down
+    (scikit-image's convention: ``d_row = round(sin(a) d)``,
+    ``d_col = round(cos(a) d)``, rounding half away from zero).
+    """
+    distances = list(np.atleast_1d(np.asarray(distances, dtype=float)))
+    angles = list(np.atleast_1d(np.asarray(angles, dtype=float)))
+    if not distances or not angles:
+        raise SEMAnalysisError("distances and angles must not be empty")
+    out = []
+    for d in distances:
+        check_positive(d, "distance")
+        for a in angles:
+            if not np.isfinite(a):
+                raise SEMAnalysisError(f"angle must be finite, got {a!r}")
+            rad = np.deg2rad(a)
+            r = np.sin(rad) * d
+            c = np.cos(rad) * d
+            dr = int(np.sign(r) * np.floor(abs(r) + 0.5))
+            dc = int(np.sign(c) * np.floor(abs(c) + 0.5))
+            out.append((dr, dc, float(d), float(a)))
+    return out
+
+
+def _pair_views(arr: np.ndarray, dr: int, dc: int):
+    """Views (first, second) of ``arr`` so that second[k] is first[k] shifted by (dr, dc)."""
+    h, w = arr.shape
+    r0, r1 = max(0, -dr), h - max(0, dr)
+    c0, c1 = max(0, -dc), w - max(0, dc)
+    if r1 <= r0 or c1 <= c0:
+        return None, None
+    return arr[r0:r1, c0:c1], arr[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
+
+
+def tile_labels(shape: Sequence[int], tile_size) -> tuple[np.ndarray, pd.DataFrame]:
+    """Label image of a regular grid of tiles and a table of the tiles.
+
+    Tiles are numbered from 1 row by row; partial tiles at the right and
+    bottom edges are kept. The table has ``label``, ``tile_row``,
+    ``tile_col``, ``y``, ``x``, ``height``, ``width`` (pixels).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if np.ndim(tile_size) == 0:
+        th = tw = tile_size
+    else:
+        th, tw = tile_size
+    th = int(check_positive(th, "tile_size"))
+    tw = int(check_positive(tw, "tile_size"))
+    if th < 1 or tw < 1:
+        raise SEMAnalysisError(f"tile_size must be at least 1 pixel, got {tile_size!r}")
+    nr, nc = -(-h // th), -(-w // tw)
+    rows = (np.arange(h) // th).astype(np.int32)
+    cols = (np.arange(w) // tw).astype(np.int32)
+    labels = rows[:, None] * nc + cols[None, :] + 1
+    tr, tc = np.divmod(np.arange(nr * nc), nc)
+    y, x = tr * th, tc * tw
+    table = pd.DataFrame(
+        {
+            "label": np.arange(1, nr * nc + 1),
+            "tile_row": tr,
+            "tile_col": tc,
+            "y": y,
+            "x": x,
+            "height": np.minimum(th, h - y),
+            "width": np.minimum(tw, w - x),
+        }
+    )
+    return labels.astype(np.int32), table
+
+
+def _regions(image_shape, labels, tile_size):
+    """Return (labels, present label values, base table)."""
+    if labels is None:
+        if tile_size is None:
+            labels = np.ones(image_shape, np.int32)
+            return labels, np.array([1]), pd.DataFrame({"label": [1]})
+        labels, table = tile_labels(image_shape, tile_size)
+        return labels, table["label"].to_numpy(), table
+    labels = check_labels(labels)
+    if labels.shape != tuple(image_shape):
+        raise SEMAnalysisError(
+            f"labels of shape {labels.shape} do not match the image of shape {tuple(image_shape)}"
+        )
+    present = _present_labels(labels)
+    return labels, present, pd.DataFrame({"label": present})
+
+
+def _present_labels(labels: np.ndarray) -> np.ndarray:
+    if labels.size == 0:
+        return np.zeros(0, np.int64)
+    mx = int(labels.max())
+    if mx == 0:
+        return np.zeros(0, np.int64)
+    if mx <= 4 * labels.size + 1_000_000:
+        counts = np.bincount(labels.ravel().astype(np.intp, copy=False), minlength=mx + 1)
+        present = np.flatnonzero(counts)
+    else:
+        present = np.unique(labels)
+    return present[present > 0].astype(np.int64)
+
+
+def _region_index(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Position of each label value in ``present`` (sorted)."""
+    return np.searchsorted(present, values)
+
+
+# --------------------------------------------------------------------------
+# GLCM
+# --------------------------------------------------------------------------
+def _slots(present: np.ndarray):
+    """Map label values to dense histogram rows: (lut or None, number of slots)."""
+    max_lab = int(present[-1]) if present.size else 0
+    if max_lab + 1 <= 2 * present.size + 1024:
+        return None, max_lab + 1  # use label values directly
+    lut = np.zeros(max_lab + 1, np.int64)
+    lut[present] = np.arange(present.size)
+    return lut, present.size
+
+
+def _glcm_one_offset(q, lab, present, levels, dr, dc, symmetric, props):
+    """Per-region GLCM properties for one offset; dict prop -> (n_regions,) array.
+
+    Linear properties come from dense per-region histograms of ``|i - j|`` and
+    of the grey levels (``bincount`` over the pairs); ASM and entropy need the
+    individual co-occurrence counts, obtained by sorting integer pair codes
+    ``(label, i, j)`` and taking run lengths.
+    """
+    n_reg = present.size
+    out = {p: np.full(n_reg, np.nan) for p in props}
+    a_lab, b_lab = _pair_views(lab, dr, dc)
+    if a_lab is None or n_reg == 0:
+        return out
+    a_q, b_q = _pair_views(q, dr, dc)
+    valid = a_lab == b_lab
+    valid &= a_lab > 0
+    ll = a_lab[valid]
+    i = a_q[valid]
+    j = b_q[valid]
+    del valid
+    if ll.size == 0:
+        return out
+    lut, n_slots = _slots(present)
+    slot = ll.astype(np.int64) if lut is None else lut[ll]
+    rows = present if lut is None else np.arange(n_reg)
+    L = int(levels)
+    lo = np.minimum(i, j)
+    hi = np.maximum(i, j)
+    base = slot * L
+    del slot
+
+    def hist(codes):
+        return np.bincount(codes, minlength=n_slots * L).reshape(n_slots, L)[rows].astype(np.float64)
+
+    dh = hist(base + (hi - lo))
+    n = dh.sum(axis=1)
+    has = n > 0
+    k = np.arange(L, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_n = np.where(has, 1.0 / np.where(has, n, 1.0), np.nan)
+        contrast = dh @ (k * k) * inv_n
+        if "contrast" in props:
+            out["contrast"] = contrast
+        if "dissimilarity" in props:
+            out["dissimilarity"] = dh @ k * inv_n
+        if "homogeneity" in props:
+            out["homogeneity"] = dh @ (1.0 / (1.0 + k * k)) * inv_n
+        if any(p in props for p in ("mean", "variance", "correlation")):
+            if symmetric:
+                mh = hist(base + i) + hist(base + j)
+                mu_i = mh @ k * inv_n / 2.0
+                var_i = ((k[None, :] - mu_i[:, None]) ** 2 * mh).sum(axis=1) * inv_n / 2.0
+                var_j = var_i
+                # sum P (i-mu)(j-mu) = var - contrast / 2 for a symmetric matrix
+                cov = var_i - contrast / 2.0
+            else:
+                hi_ = hist(base + i)
+                hj_ = hist(base + j)
+                mu_i = hi_ @ k * inv_n
+                mu_j = hj_ @ k * inv_n
+                var_i = ((k[None, :] - mu_i[:, None]) ** 2 * hi_).sum(axis=1) * inv_n
+                var_j = ((k[None, :] - mu_j[:, None]) ** 2 * hj_).sum(axis=1) * inv_n
+                cov = (var_i + var_j + (mu_i - mu_j) ** 2 - contrast) / 2.0
+            if "mean" in props:
+                out["mean"] = mu_i
+            if "variance" in props:
+                out["variance"] = var_i
+            if "correlation" in props:
+                std_i, std_j = np.sqrt(var_i), np.sqrt(var_j)
+                degenerate = (std_i < 1e-15) | (std_j < 1e-15)
+                corr = cov / np.where(degenerate, 1.0, std_i * std_j)
+                corr[degenerate] = 1.0
+                corr[~has] = np.nan
+                out["correlation"] = corr
+        if any(p in props for p in ("asm", "energy", "entropy")):
+            s2, sl = _count_moments(ll, lo if symmetric else i, hi if symmetric else j, present, L)
+            if symmetric:
+                total = 2.0 * n
+                diag_counts = _diag_counts(base, lo, hi, n_slots, L, rows)
+                s2_diag = (diag_counts**2).sum(axis=1)
+                n_diag = diag_counts.sum(axis=1)
+                asm = (2.0 * s2 + 2.0 * s2_diag) / total**2
+                ent = np.log(total) - (2.0 * sl + 2.0 * np.log(2.0) * n_diag) / total
+            else:
+                total = n
+                asm = s2 / total**2
+                ent = np.log(total) - sl / total
+            asm[~has] = np.nan
+            ent[~has] = np.nan
+            if "asm" in props:
+                out["asm"] = asm
+            if "energy" in props:
+                out["energy"] = np.sqrt(asm)
+            if "entropy" in props:
+                out["entropy"] = ent
+    return out
+
+
+def _diag_counts(base, lo, hi, n_slots, L, rows):
+    """Per-region counts of the pairs with equal levels, by level (n_reg, L)."""
+    same = lo == hi
+    codes = base[same] + lo[same]
+    return np.bincount(codes, minlength=n_slots * L).reshape(n_slots, L)[rows].astype(np.float64)
+
+
+def _count_moments(ll, i, j, present, levels):
+    """Per region: sum of c**2 and of c*log(c) over the distinct (i, j) pair counts c."""
+    bits = max(1, int(np.ceil(np.log2(levels))))
+    max_lab = int(present[-1])
+    if max_lab < 2 ** (32 - 2 * bits):
+        kt = np.uint32
+    elif max_lab < 2 ** (63 - 2 * bits):
+        kt = np.uint64
+    else:
+        raise SEMAnalysisError("label values are too large; relabel them sequentially")
+    key = ll.astype(kt)
+    key <<= kt(2 * bits)
+    key |= i.astype(kt) << kt(bits)
+    key |= j.astype(kt)
+    key.sort()
+    n = key.size
+    flags = np.empty(n, bool)
+    flags[0] = True
+    np.not_equal(key[1:], key[:-1], out=flags[1:])
+    starts = np.flatnonzero(flags)
+    del flags
+    counts = np.empty(starts.size, np.int64)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1] = n - starts[-1]
+    cmax = int(counts.max())
+    c = np.arange(cmax + 1, dtype=np.float64)
+    clogc = c * np.log(np.maximum(c, 1.0))
+    # entry (run) index where each region starts and ends; regions are contiguous
+    bounds_pairs = np.searchsorted(key, np.r_[present, max_lab + 1].astype(kt) << kt(2 * bits))
+    bounds = np.searchsorted(starts, bounds_pairs)
+    first, last = bounds[:-1], bounds[1:]
+    nonempty = last > first
+    s2 = np.zeros(present.size)
+    sl = np.zeros(present.size)
+    if nonempty.any():
+        idx = first[nonempty]
+        s2[nonempty] = np.add.reduceat(counts * counts, idx).astype(np.float64)
+        sl[nonempty] = np.add.reduceat(clogc[counts], idx)
+    return s2, sl
+
+
+def _check_props(properties, allowed):
+    props = [str(p).lower() for p in ([properties] if isinstance(properties, str) else properties)]
+    bad = [p for p in props if p not in allowed]
+    if bad or not props:
+        raise SEMAnalysisError(f"unknown texture properties {bad}; choose from {list(allowed)}")
+    return props
+
+
+def glcm_features(
+    image,
+    labels=None,
+    *,
+    distances=(1,),
+    angles=(0, 45, 90, 135),
+    levels: int | None = None,
+    value_range=None,
+    symmetric: bool = True,
+    properties: Sequence[str] = GLCM_PROPERTIES,
+    average: bool = True,
+    tile_size=None,
+    prefix: str = "glcm_",
+) -> pd.DataFrame:
+    """Grey-level co-occurrence (Haralick) texture features per region or per tile.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Grey image.
+    labels : (M, N) ndarray of int, optional
+        Regions (0 is background). When None, the features are computed per
+        tile of a regular grid when ``tile_size`` is given, else for the whole
+        image (one row, label 1).
+    distances : sequence of float
+        Pair distances in pixels.
+    angles : sequence of float
+        Pair angles in **degrees** (0 = right, 90 = down, scikit-image's
+        convention).
+    levels : int, optional
+        Grey levels (see :func:`quantize`); ``None``: 256 for uint8 (no
+        quantisation), 64 otherwise.
+    value_range : (low, high), optional
+        Intensity range mapped to the levels (see :func:`quantize`).
+    symmetric : bool
+        Count each pair in both directions (scikit-image ``symmetric=True``).
+    properties : sequence of str
+        Any of ``contrast, dissimilarity, homogeneity, energy, asm,
+        correlation, entropy, mean, variance``. ``entropy`` is
+        ``-sum(P ln P)`` of the normalised matrix.
+    average : bool
+        Average each property over distances and angles (default). If False,
+        one column per property, distance and angle
+        (``glcm_contrast_d1_a45``).
+    tile_size : int or (int, int), optional
+        Tile size in pixels for per-tile features (only when ``labels`` is None).
+    prefix : str
+        Column-name prefix.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label (or tile) with ``label`` (and the tile position for
+        tiles) and the feature columns. A region without any pixel pair at a
+        given distance and angle gets NaN there (the average ignores it; a
+        region without pairs at all gets NaN).
+
+    Notes
+    -----
+    Per region, a pair counts only when both pixels lie in the region. The
+    values equal ``graycoprops(graycomatrix(q, ..., symmetric, normed=True))``
+    of scikit-image computed on each region alone (pixels outside the
+    region set to an ignored level), with ``q`` from :func:`quantize`. All
+    regions are computed together: the cost is a few passes over the image
+    per offset, independent of the number of regions.
+    """
+    image = check_image(image)
+    props = _check_props(properties, _ALL_GLCM_PROPERTIES)
+    if labels is not None and tile_size is not None:
+        raise SEMAnalysisError("give either labels or tile_size, not both")
+    offsets = glcm_offsets(distances, angles)
+    q, nlev = quantize(image, levels, value_range=value_range)
+    lab, present, table = _regions(image.shape, labels, tile_size)
+    n_reg = present.size
+    per = {p: np.full((n_reg, len(offsets)), np.nan) for p in props}
+    if n_reg:
+        for k, (dr, dc, _d, _a) in enumerate(offsets):
+            res = _glcm_one_offset(q, lab, present, nlev, dr, dc, bool(symmetric), props)
+            for p in props:
+                per[p][:, k] = res[p]
+    cols = {}
+    for p in props:
+        if average:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                cols[f"{prefix}{p}"] = np.nanmean(per[p], axis=1) if n_reg else np.zeros(0)
+        else:
+            for k, (_dr, _dc, d, a) in enumerate(offsets):
+                cols[f"{prefix}{p}_d{d:g}_a{a:g}"] = per[p][:, k]
+    out = pd.concat([table.reset_index(drop=True), pd.DataFrame(cols)], axis=1)
+    out.attrs["glcm"] = {
+        "levels": nlev,
+        "distances": [float(o[2]) for o in offsets[:: len(np.atleast_1d(angles))]],
+        "angles": [float(a) for a in np.atleast_1d(angles)],
+        "symmetric": bool(symmetric),
+    }
+    return out
+
+
+# --------------------------------------------------------------------------
+# LBP
+# --------------------------------------------------------------------------
+def _lbp_codes(image, P, R, method):
+    from skimage.feature import local_binary_pattern
+
+    P = int(check_positive(P, "P"))
+    R = check_positive(R, "R")
+    if P < 1 or P > 32:
+        raise SEMAnalysisError(f"P must be 1..32, got {P}")
+    if method not in ("uniform", "ror", "default", "nri_uniform"):
+        raise SEMAnalysisError(f"unknown LBP method {method!r}")
+    img = image
+    if np.issubdtype(img.dtype, np.floating):
+        img = img.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes = local_binary_pattern(img, P, R, method=method)
+    nbins = {"uniform": P + 2, "nri_uniform": P * (P - 1) + 3}.get(method, 2**P)
+    return codes.astype(np.int64), nbins
+
+
+def lbp_features(
+    image,
+    labels=None,
+    *,
+    P: int = 8,
+    R: float = 1,
+    method: str = "uniform",
+    tile_size=None,
+    prefix: str = "lbp_",
+) -> pd.DataFrame:
+    """Local-binary-pattern histograms per region or per tile.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    labels : (M, N) ndarray of int, optional
+        Regions; when None, per tile (``tile_size``) or for the whole image.
+    P, R : int, float
+        Number of neighbours and radius in pixels
+        (:func:`skimage.feature.local_binary_pattern`).
+    method : str
+        ``"uniform"`` (default, rotation-invariant uniform patterns, P + 2
+        bins), ``"nri_uniform"``, ``"ror"`` or ``"default"``.
+    tile_size : int or (int, int), optional
+    prefix : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``label`` and the normalised histogram ``lbp_0 ... lbp_{n-1}`` of the
+        codes of the region's pixels (fractions summing to 1). Codes are
+        computed on the whole image, so neighbours may lie outside the region.
+    """
+    image = check_image(image)
+    if labels is not None and tile_size is not None:
+        raise SEMAnalysisError("give either labels or tile_size, not both")
+    lab, present, table = _regions(image.shape, labels, tile_size)
+    codes, nbins = _lbp_codes(image, P, R, method)
+    n_reg = present.size
+    if n_reg:
+        fg = lab > 0
+        reg = _region_index(lab[fg].astype(np.int64), present)
+        hist = np.bincount(reg * nbins + codes[fg], minlength=n_reg * nbins).reshape(n_reg, nbins)
+        hist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1)
+    else:
+        hist = np.zeros((0, nbins))
+    cols = pd.DataFrame(hist, columns=[f"{prefix}{k}" for k in range(nbins)])
+    return pd.concat([table.reset_index(drop=True), cols], axis=1)
+
+
+# --------------------------------------------------------------------------
+# dense maps
+# --------------------------------------------------------------------------
+def _window_bounds(n: int, window: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every position, [start, stop) of the first pixels of the pairs in its window."""
+    half = window // 2
+    x = np.arange(n)
+    lo = np.clip(x - half, 0, n)
+    hi = np.clip(x - half + window, 0, n)
+    start = lo + max(0, -shift)
+    stop = np.maximum(hi - max(0, shift), start)
+    return start, stop
+
+
+def _box_sums(values: np.ndarray, rows, cols) -> np.ndarray:
+    """Sum of ``values`` over per-pixel rectangles [r0, r1) x [c0, c1) (integral image)."""
+    import cv2
+
+    r0, r1 = rows
+    c0, c1 = cols
+    s = cv2.integral(np.ascontiguousarray(values, dtype=np.float64), sdepth=cv2.CV_64F)
+    top = s[r0]
+    bot = s[r1]
+    return (bot[:, c1] - bot[:, c0]) - (top[:, c1] - top[:, c0])
+
+
+def texture_map(
+    image,
+    feature: str = "contrast",
+    *,
+    window: int = 15,
+    distance: float = 1,
+    angles=(0, 45, 90, 135),
+    levels: int | None = None,
+    value_range=None,
+    symmetric: bool = True,
+) -> np.ndarray:
+    """Dense per-pixel GLCM texture image over a sliding window.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+    feature : str
+        ``contrast``, ``dissimilarity``, ``homogeneity``, ``mean``,
+        ``variance``, ``correlation`` (exact for every pixel, O(pixels)
+        independent of ``window``: window sums of pair values with integral
+        images), or ``asm``, ``energy``, ``entropy`` (not linear in the
+        matrix: computed exactly on windows centred on a grid with a step of
+        ``window // 2`` and interpolated bilinearly; O(pixels) as well).
+    window : int
+        Window side in pixels (>= 2). The window of pixel (r, c) covers rows
+        ``r - window//2 .. r - window//2 + window - 1`` (clipped at the
+        image border), likewise for columns.
+    distance : float
+        Pair distance in pixels (< window).
+    angles : sequence of float
+        Angles in degrees; the feature is averaged over them.
+    levels, value_range : see :func:`quantize`
+    symmetric : bool
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+        For the linear features, pixel (r, c) holds exactly what
+        :func:`glcm_features` (and scikit-image) gives for the window's crop.
+    """
+    image = check_image(image)
+    feature = str(feature).lower()
+    if feature not in LINEAR_MAP_FEATURES + BLOCK_MAP_FEATURES:
+        raise SEMAnalysisError(
+            f"unknown texture feature {feature!r}; choose from {list(LINEAR_MAP_FEATURES + BLOCK_MAP_FEATURES)}"
+        )
+    if isinstance(window, bool) or int(window) != window or int(window) < 2:
+        raise SEMAnalysisError(f"window must be an integer >= 2, got {window!r}")
+    window = int(window)
+    if check_positive(distance, "distance") >= window:
+        raise SEMAnalysisError(f"distance ({distance}) must be smaller than the window ({window})")
+    q, nlev = quantize(image, levels, value_range=value_range)
+    if feature in BLOCK_MAP_FEATURES:
+        return _block_texture_map(q, nlev, feature, window, distance, angles, symmetric)
+    h, w = q.shape
+    offsets = glcm_offsets([distance], angles)
+    qf = q.astype(np.float64)
+    acc = np.zeros((h, w), np.float64)
+    n_ok = np.zeros((h, w), np.float64)
+    for dr, dc, _d, _a in offsets:
+        rows = _window_bounds(h, window, dr)
+        cols = _window_bounds(w, window, dc)
+        n = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float64)
+        ok = n > 0
+        a, b = _pair_views(qf, dr, dc)
+        if a is None:
+            continue
+        # value of the pair whose first pixel is p, stored at p (zero where the partner is outside)
+        r_sl = slice(max(0, -dr), h - max(0, dr))
+        c_sl = slice(max(0, -dc), w - max(0, dc))
+
+        def place(v):
+            full = np.zeros((h, w), np.float64)
+            full[r_sl, c_sl] = v
+            return full
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(ok, 1.0 / np.where(ok, n, 1.0), np.nan)
+            d = a - b
+            if feature == "contrast":
+                val = _box_sums(place(d * d), rows, cols) * inv
+            elif feature == "dissimilarity":
+                val = _box_sums(place(np.abs(d)), rows, cols) * inv
+            elif feature == "homogeneity":
+                val = _box_sums(place(1.0 / (1.0 + d * d)), rows, cols) * inv
+            else:
+                if symmetric:
+                    s1 = _box_sums(place(a + b), rows, cols)
+                    s2 = _box_sums(place(a * a + b * b), rows, cols)
+                    mu = s1 * inv / 2.0
+                    var = np.maximum(s2 * inv / 2.0 - mu * mu, 0.0)
+                    var_i = var_j = var
+                    if feature == "correlation":
+                        cov = _box_sums(place(a * b), rows, cols) * inv - mu * mu
+                else:
+                    si = _box_sums(place(a), rows, cols) * inv
+                    sj = _box_sums(place(b), rows, cols) * inv
+                    mu = si
+                    var_i = np.maximum(_box_sums(place(a * a), rows, cols) * inv - si * si, 0.0)
+                    var_j = np.maximum(_box_sums(place(b * b), rows, cols) * inv - sj * sj, 0.0)
+                    if feature == "correlation":
+                        cov = _box_sums(place(a * b), rows, cols) * inv - si * sj
+                if feature == "mean":
+                    val = mu
+                elif feature == "variance":
+                    val = var_i
+                else:
+                    si_, sj_ = np.sqrt(var_i), np.sqrt(var_j)
+                    # single-pass moments: treat variances at rounding level as zero
+                    tol = 1e-9 * np.maximum(mu * mu, 1.0)
+                    degenerate = (var_i <= tol) | (var_j <= tol)
+                    val = np.where(degenerate, 1.0, cov / np.where(degenerate, 1.0, si_ * sj_))
+        val = np.where(ok, val, 0.0)
+        acc += val
+        n_ok += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = acc / n_ok
+    return out.astype(np.float32)
+
+
+def _block_texture_map(q, nlev, feature, window, distance, angles, symmetric):
+    """Non-linear GLCM features on windows centred on a grid, then bilinear interpolation."""
+    import cv2
+
+    h, w = q.shape
+    step = max(1, window // 2)
+    cy = np.arange(0, h, step)
+    cx = np.arange(0, w, step)
+    if cy[-1] != h - 1:
+        cy = np.r_[cy, h - 1]
+    if cx[-1] != w - 1:
+        cx = np.r_[cx, w - 1]
+    half = window // 2
+    grid = np.zeros((cy.size, cx.size), np.float64)
+    # windows overlap (step < window): process them in groups of non-overlapping windows,
+    # each group as one label image handled in one vectorised pass
+    stride = -(-window // step)
+    for oy in range(stride):
+        for ox in range(stride):
+            ys, xs = cy[oy::stride], cx[ox::stride]
+            if ys.size == 0 or xs.size == 0:
+                continue
+            lab = np.zeros((h, w), np.int32)
+            for a, y in enumerate(ys):
+                for b, x in enumerate(xs):
+                    y0, x0 = max(0, y - half), max(0, x - half)
+                    lab[y0 : y - half + window, x0 : x - half + window] = a * xs.size + b + 1
+            res = glcm_features(
+                q,
+                lab,
+                distances=[distance],
+                angles=angles,
+                levels=nlev,
+                value_range=(0, nlev),
+                symmetric=symmetric,
+                properties=[feature],
+            )
+            vals = np.full(ys.size * xs.size, np.nan)
+            vals[res["label"].to_numpy() - 1] = res[f"glcm_{feature}"].to_numpy()
+            grid[oy::stride, ox::stride] = vals.reshape(ys.size, xs.size)
+    # bilinear interpolation from the grid of centres to every pixel
+    yy = np.interp(np.arange(h), cy, np.arange(cy.size)).astype(np.float32)
+    xx = np.interp(np.arange(w), cx, np.arange(cx.size)).astype(np.float32)
+    map_x, map_y = np.meshgrid(xx, yy)
+    out = cv2.remap(grid.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
