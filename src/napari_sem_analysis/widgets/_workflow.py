@@ -1,0 +1,236 @@
+"""Workflow widget: see the recorded steps, save/load recipes, replay them or a preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, TextEdit
+
+from ._common import (
+    layer_pixel_size,
+    notify_error,
+    notify_info,
+    recorded_steps,
+    start_worker,
+    write_layer,
+)
+
+RECORDED = "recorded steps"
+LOADED = "loaded recipe"
+
+
+def _summary_text(summary: dict, limit: int = 12) -> str:
+    lines = []
+    for key, value in list(summary.items())[:limit]:
+        if isinstance(value, float):
+            lines.append(f"{key}: {value:.4g}")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+class WorkflowWidget(Container):
+    """Turn the steps done in the viewer into a reproducible recipe.
+
+    * shows the steps the other widgets recorded for this viewer (or a preset,
+      or a loaded recipe file) as the readable YAML that will be saved;
+    * saves it as a YAML/JSON recipe (for ``napari-sem-analysis batch``);
+    * loads a recipe;
+    * replays the recipe on a chosen Image layer in a background thread and
+      writes the result as a Labels layer (per-object table in its
+      ``features``, per-image summary in its ``metadata["summary"]``).
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from ..workflows import PRESETS
+
+        self.viewer = napari_viewer
+        self._worker = None
+        self._loaded = None  # Workflow from a file
+        self._source = ComboBox(label="recipe", choices=[RECORDED, *PRESETS], value=RECORDED)
+        self._text = TextEdit(label="steps", value="")
+        try:
+            self._text.native.setReadOnly(True)
+        except AttributeError:  # pragma: no cover
+            pass
+        self._refresh_btn = PushButton(text="Refresh recorded steps")
+        self._load_path = FileEdit(label="load", mode="r", filter="Recipes (*.yaml *.yml *.json)")
+        self._load_btn = PushButton(text="Load recipe")
+        self._save_path = FileEdit(label="save as", mode="w", filter="Recipes (*.yaml *.yml *.json)")
+        self._save_btn = PushButton(text="Save recipe")
+        self._image = ComboBox(label="run on", choices=self._image_layers)
+        self._run_btn = PushButton(text="Run on image")
+        self._result = Label(value="")
+        self.extend(
+            [
+                self._source,
+                self._text,
+                self._refresh_btn,
+                self._load_path,
+                self._load_btn,
+                self._save_path,
+                self._save_btn,
+                self._image,
+                self._run_btn,
+                self._result,
+            ]
+        )
+        self._source.changed.connect(self.refresh)
+        self._refresh_btn.changed.connect(self.refresh)
+        self._load_btn.changed.connect(lambda _=None: self.load_recipe())
+        self._save_btn.changed.connect(lambda _=None: self.save_recipe())
+        self._run_btn.changed.connect(lambda _=None: self.run())
+        self.viewer.layers.events.inserted.connect(self._reset_choices)
+        self.viewer.layers.events.removed.connect(self._reset_choices)
+        self.refresh()
+
+    # --- layers ---------------------------------------------------------------
+    def _image_layers(self, _widget=None):
+        import napari
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _reset_choices(self, _event=None):
+        self._image.reset_choices()
+
+    # --- the current workflow -------------------------------------------------------
+    def current_workflow(self):
+        """The Workflow shown: recorded steps, a preset, or the loaded recipe."""
+        from ..workflows import load_recipe
+        from ..workflows import Workflow
+
+        source = self._source.value
+        if source == RECORDED:
+            steps = recorded_steps(self.viewer)
+            if not steps:
+                raise ValueError(
+                    "No steps recorded yet: run some analysis widgets (enhance, threshold, split, "
+                    "measure...) on an image first, or choose a preset or load a recipe"
+                )
+            return Workflow.from_steps(steps, name="recorded workflow")
+        if source == LOADED:
+            if self._loaded is None:
+                raise ValueError("No recipe loaded")
+            return self._loaded
+        return load_recipe(source)
+
+    def refresh(self, _event=None):
+        """Show the current workflow as YAML."""
+        try:
+            wf = self.current_workflow()
+        except ValueError as exc:
+            self._text.value = f"# {exc}"
+            return
+        self._text.value = wf.to_yaml()
+
+    def _set_loaded(self, wf) -> None:
+        self._loaded = wf
+        choices = list(self._source.choices)
+        if LOADED not in choices:
+            self._source.choices = [*choices, LOADED]
+        self._source.value = LOADED
+        self.refresh()
+
+    # --- save / load --------------------------------------------------------------------
+    def save_recipe(self, path=None):
+        """Save the current workflow as a YAML/JSON recipe file; returns the path or None."""
+        path = Path(path) if path is not None else Path(self._save_path.value)
+        if not str(path) or str(path) == "." or path.is_dir():
+            notify_error("Choose a file name ending in .yaml or .json to save the recipe")
+            return None
+        try:
+            wf = self.current_workflow()
+            if path.suffix == "":
+                path = path.with_suffix(".yaml")
+            wf.save(path)
+        except (ValueError, OSError) as exc:
+            notify_error(exc)
+            return None
+        notify_info(f"Recipe saved to {path}")
+        return path
+
+    def load_recipe(self, path=None):
+        """Load a recipe file (or preset name); returns the Workflow or None."""
+        from ..workflows import load_recipe
+
+        value = path if path is not None else self._load_path.value
+        if value is None or str(value) in ("", "."):
+            notify_error("Choose a recipe file to load")
+            return None
+        try:
+            wf = load_recipe(value)
+            wf.validate()
+        except (ValueError, OSError) as exc:
+            notify_error(exc)
+            return None
+        self._set_loaded(wf)
+        notify_info(f"Loaded recipe {wf.name!r} ({len(wf.steps)} steps)")
+        return wf
+
+    # --- run --------------------------------------------------------------------------
+    def run(self):
+        """Replay the current workflow on the chosen image layer (thread worker)."""
+        layer = self._image.value
+        if layer is None:
+            notify_error("Choose an image layer to run the workflow on")
+            return None
+        try:
+            wf = self.current_workflow()
+            wf.validate()
+        except ValueError as exc:
+            notify_error(exc)
+            return None
+        import napari
+
+        data = layer.data
+        if getattr(layer, "multiscale", False):
+            data = data[0]
+        extra = {}
+        for name in wf.input_names():
+            other = next((lay for lay in self.viewer.layers if lay.name == name), None)
+            if isinstance(other, napari.layers.Labels):
+                extra[name] = other.data
+        px = layer_pixel_size(layer)
+        n = len(wf.steps)
+
+        def work():
+            import numpy as np
+
+            from .._validation import to_grayscale
+
+            image = to_grayscale(np.asarray(data))
+            progress = []
+            result = wf.run(image, pixel_size=px, inputs=extra, progress=lambda i, t, f: progress.append(f))
+            yield n
+            return result
+
+        def done(result):
+            self._show_result(wf, layer, result)
+
+        self._result.value = f"running {wf.name}..."
+        return start_worker(self, work, on_returned=done, total=n, desc=f"workflow {wf.name}")
+
+    def _show_result(self, wf, layer, result):
+        name = f"{wf.name} result"
+        summary = dict(result.summary)
+        if result.labels is not None:
+            features = result.table if len(result.table) and "label" in result.table else None
+            write_layer(
+                self.viewer,
+                result.labels,
+                name=name,
+                kind="labels",
+                like=layer,
+                metadata={"summary": summary, "recipe": wf.to_dict(), "source": layer.name},
+                features=features,
+            )
+        self._result.value = _summary_text(summary)
+        self.last_result = result
+        notify_info(f"{wf.name} on {layer.name}: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(summary.items())[:3]
+        ))
+
+    def cancel(self):
+        if self._worker is not None:
+            self._worker.quit()
