@@ -659,6 +659,8 @@ def _load_encoder_weights(net, path) -> int:
         for prefix in ("module.", "encoder.", "model."):
             if k.startswith(prefix):
                 k = k[len(prefix) :]
+        if k not in target and f"model.{k}" in target:
+            k = f"model.{k}"  # timm universal encoders
         if k not in target:
             continue
         want = target[k].shape

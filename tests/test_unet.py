@@ -1,0 +1,338 @@
+"""U-Net core: training, tiled inference, safe model files, devices (CPU only).
+
+A tiny network (timm ResNet-10t encoder, depth 3, narrow decoder) is trained
+once per module on synthetic "particles" (bright disks on a noisy, darker
+background), whose ground truth is known exactly.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segmentation_models_pytorch")
+
+from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
+from napari_sem_analysis.unet import UNetModel, load_model, predict_unet, select_device, train_unet  # noqa: E402
+
+TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
+
+
+def disks(shape=(96, 96), seed=0, n=8):
+    """Bright disks (class 1) on a darker noisy background (class 0)."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, np.int32)
+    for _ in range(n):
+        cy, cx = r.integers(0, shape[0]), r.integers(0, shape[1])
+        rad = r.integers(5, 12)
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = 1
+    img = (70 + 110 * mask + r.normal(0, 20, shape)).clip(0, 255).astype(np.uint8)
+    return img, mask
+
+
+@pytest.fixture(scope="module")
+def trained():
+    pairs = [disks(seed=s) for s in range(4)]
+    infos = []
+
+    def cb(info):
+        infos.append(info)
+        return False
+
+    model = train_unet(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        **TINY,
+        patch_size=64,
+        epochs=6,
+        batch_size=4,
+        steps_per_epoch=8,
+        val_fraction=0.25,
+        learning_rate=3e-3,
+        patience=None,
+        device="cpu",
+        callback=cb,
+        class_names=["background", "particle"],
+        pixel_size=7.5,
+        seed=0,
+    )
+    return model, infos
+
+
+def test_training_reduces_loss_and_learns(trained):
+    model, infos = trained
+    h = model.history
+    assert len(h) == 6
+    assert h[-1]["train_loss"] < 0.7 * h[0]["train_loss"]
+    assert min(e["val_loss"] for e in h) < h[0]["val_loss"]
+    # validation IoU of the kept checkpoint is good on this easy problem
+    best = h[model.best_epoch - 1]
+    assert best["val_loss"] == min(e["val_loss"] for e in h)
+    assert best["mean_iou"] > 0.8
+    assert len(best["iou"]) == 2
+    # the callback saw steps and epochs with progress and an ETA
+    stages = {i["stage"] for i in infos}
+    assert stages == {"step", "epoch"}
+    assert infos[-1]["progress"] == pytest.approx(1.0)
+    assert all(i["eta_s"] >= 0 for i in infos)
+    assert model.device_used == "cpu"
+    assert model.class_names == ["background", "particle"]
+    assert model.pixel_size == 7.5
+
+
+def test_predict_matches_ground_truth(trained):
+    model, _ = trained
+    img, mask = disks((150, 130), seed=42, n=12)
+    labels = model.predict(img, tile_size=64, overlap=16, device="cpu")
+    assert labels.shape == img.shape
+    assert labels.dtype == np.uint8
+    inter = np.logical_and(labels == 1, mask == 1).sum()
+    union = np.logical_or(labels == 1, mask == 1).sum()
+    assert inter / union > 0.8
+    assert img.dtype == np.uint8 and (img == disks((150, 130), seed=42, n=12)[0]).all()  # input untouched
+
+
+def test_tiled_equals_untiled_away_from_borders(trained):
+    model, _ = trained
+    img, _ = disks((200, 232), seed=7, n=20)
+    lab_full, p_full = model.predict(img, tile_size=None, device="cpu", return_probabilities=True)
+    lab_tile, p_tile = model.predict(img, tile_size=64, overlap=24, batch_size=3, device="cpu", return_probabilities=True)
+    assert p_tile.shape == (2, 200, 232)
+    np.testing.assert_allclose(p_tile.sum(0), 1.0, atol=1e-5)
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    diff = np.abs(p_tile[inner] - p_full[inner])
+    assert diff.mean() < 0.01
+    assert np.mean(lab_tile[16:-16, 16:-16] == lab_full[16:-16, 16:-16]) > 0.995
+    # without blending (overlap 0) seams are worse than with blending
+    _, p_seam = model.predict(img, tile_size=64, overlap=0, device="cpu", return_probabilities=True)
+    assert np.abs(p_seam[inner] - p_full[inner]).mean() > diff.mean()
+
+
+def test_predict_small_odd_images_stacks_and_dtypes(trained):
+    model, _ = trained
+    img, mask = disks((37, 53), seed=3, n=3)
+    lab = model.predict(img, tile_size=64, overlap=16, device="cpu")
+    assert lab.shape == (37, 53)
+    # per-image percentile normalisation: uint16 and float copies segment the same
+    lab16 = model.predict(img.astype(np.uint16) * 257, tile_size=64, overlap=16, device="cpu")
+    labf = model.predict(img / 255.0, tile_size=64, overlap=16, device="cpu")
+    assert np.mean(lab16 == lab) > 0.995 and np.mean(labf == lab) > 0.995
+    stack = np.stack([img, img[::-1]])
+    lab3 = model.predict(stack, tile_size=64, overlap=16, device="cpu")
+    assert lab3.shape == stack.shape
+    np.testing.assert_array_equal(lab3[0], lab)
+    # colour image with equal channels = grayscale
+    lab_rgb = model.predict(np.dstack([img] * 3), tile_size=64, overlap=16, device="cpu")
+    np.testing.assert_array_equal(lab_rgb, lab)
+    with pytest.raises(SEMAnalysisError):
+        model.predict(np.zeros((300, 300)), tile_size=64, overlap=64, device="cpu")
+    with pytest.raises(SEMAnalysisError):
+        model.predict(img, tile_size=4, device="cpu")
+
+
+def test_predict_cancel(trained):
+    model, _ = trained
+    img, _ = disks((200, 200), seed=5)
+    seen = []
+
+    def cb(info):
+        seen.append(info)
+        return info["done"] >= 2
+
+    assert model.predict(img, tile_size=64, overlap=16, batch_size=1, device="cpu", callback=cb) is None
+    assert len(seen) == 2 and seen[-1]["total"] > 2
+
+
+def test_save_load_identical(trained, tmp_path):
+    model, _ = trained
+    path = model.save(tmp_path / "particles")
+    assert path.endswith(".safetensors")
+    loaded = load_model(path)
+    assert isinstance(loaded, UNetModel)
+    assert loaded.class_names == model.class_names
+    assert loaded.pixel_size == 7.5
+    assert loaded.normalization == model.normalization
+    assert loaded.architecture == "unet" and loaded.encoder == "tu-resnet10t"
+    assert [e["epoch"] for e in loaded.history] == [e["epoch"] for e in model.history]
+    assert loaded.history[0]["train_loss"] == pytest.approx(model.history[0]["train_loss"])
+    assert loaded.best_epoch == model.best_epoch
+    img, _ = disks((120, 140), seed=11)
+    a, pa = model.predict(img, tile_size=64, overlap=16, device="cpu", return_probabilities=True)
+    b, pb = loaded.predict(img, tile_size=64, overlap=16, device="cpu", return_probabilities=True)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)
+    # the function form used by recorded workflows
+    np.testing.assert_array_equal(predict_unet(img, model=path, tile_size=64, overlap=16, device="cpu"), a)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_malicious_pickle_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(pickle.dumps(_Evil(str(marker)), protocol=2))
+    with pytest.raises(SEMAnalysisError, match="pickle"):
+        load_model(evil)
+    # a torch.save (zip + pickle) checkpoint holding the same payload
+    evil_pt = tmp_path / "model.pt"
+    torch.save({"x": _Evil(str(marker))}, evil_pt)
+    with pytest.raises(SEMAnalysisError):
+        load_model(evil_pt)
+    # protocol-0 pickle (no magic byte) is not safetensors either
+    evil0 = tmp_path / "model0.safetensors"
+    evil0.write_bytes(pickle.dumps(_Evil(str(marker)), protocol=0))
+    with pytest.raises(SEMAnalysisError):
+        load_model(evil0)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_refused(trained, tmp_path):
+    model, _ = trained
+    path = model.save(tmp_path / "m.safetensors")
+    data = open(path, "rb").read()
+    for cut in (4, 100, len(data) // 2, len(data) - 10):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(SEMAnalysisError, match="not a valid model file|truncated"):
+            load_model(bad)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(SEMAnalysisError):
+        load_model(junk)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, str(foreign))
+    with pytest.raises(SEMAnalysisError, match="not a napari-sem-analysis"):
+        load_model(foreign)
+    with pytest.raises(SEMAnalysisError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_callback_stop_keeps_best_checkpoint():
+    img, mask = disks((96, 96), seed=1)
+    calls = []
+
+    def stop_after_two(info):
+        calls.append(info["stage"])
+        return info["stage"] == "epoch" and info["epoch"] == 2
+
+    model = train_unet(
+        img, mask, **TINY, patch_size=32, epochs=10, batch_size=2, steps_per_epoch=3,
+        val_fraction=0.3, device="cpu", callback=stop_after_two,
+    )
+    assert len(model.history) == 2
+    assert model.stopped_early
+    losses = [e["val_loss"] for e in model.history]
+    assert model.best_epoch == 1 + int(np.argmin(losses))
+    # a stop request in the middle of the first epoch still returns a usable model
+    model2 = train_unet(
+        img, mask, **TINY, patch_size=32, epochs=3, batch_size=2, steps_per_epoch=4,
+        val_fraction=0.3, device="cpu", callback=lambda info: info["step"] >= 2,
+    )
+    assert model2.stopped_early
+    assert model2.predict(img, device="cpu").shape == img.shape
+
+
+def test_local_encoder_weights(tmp_path):
+    """Encoder weights come from a local file; RGB first conv is summed to 1 channel."""
+    import timm
+    from safetensors.torch import save_file
+
+    ref = timm.create_model("resnet10t", pretrained=False, features_only=True, in_chans=3)
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    wfile = tmp_path / "enc.safetensors"
+    save_file(state, str(wfile))
+    img, mask = disks((64, 64), seed=2)
+    model = train_unet(
+        img, mask, **TINY, patch_size=32, epochs=1, batch_size=2, steps_per_epoch=1,
+        learning_rate=0.0, val_fraction=0, device="cpu", encoder_weights=wfile,
+    )
+    conv = [k for k in model.state_dict if k.startswith("encoder.") and k.endswith("conv1.0.weight")][0]
+    src = conv[len("encoder.model."):] if conv.startswith("encoder.model.") else conv[len("encoder."):]
+    np.testing.assert_allclose(model.state_dict[conv].numpy(), state[src].sum(1, keepdim=True).numpy(), rtol=1e-6)
+    with pytest.raises(SEMAnalysisError, match="does not exist"):
+        train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights=tmp_path / "nope.pth", device="cpu")
+
+
+def test_other_architecture_and_ignore_index():
+    img, mask = disks((64, 64), seed=4)
+    sparse = mask + 1  # 1 = background, 2 = particle, 0 = unlabelled
+    sparse[:, 32:] = 0
+    model = train_unet(
+        img, sparse, architecture="unet++", n_classes=3, ignore_index=0, **TINY, patch_size=32,
+        epochs=1, batch_size=2, steps_per_epoch=2, val_fraction=0, device="cpu",
+    )
+    assert model.architecture == "unet++"
+    assert model.predict(img, device="cpu").shape == img.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_classes=1), "at least 2"),
+        (dict(n_classes=2, class_names=["a"]), "class names"),
+        (dict(encoder="not-an-encoder"), "unknown encoder"),
+        (dict(architecture="transformer9000"), "unknown architecture"),
+        (dict(patch_size=50), "multiple"),
+        (dict(val_fraction=1.5), "val_fraction"),
+    ],
+)
+def test_bad_parameters(kwargs, match):
+    img, mask = disks((64, 64))
+    base = dict(TINY, patch_size=32, epochs=1, device="cpu")
+    base.update(kwargs)
+    with pytest.raises(SEMAnalysisError, match=match):
+        train_unet(img, mask, **base)
+
+
+def test_bad_inputs():
+    img, mask = disks((64, 64))
+    with pytest.raises(SEMAnalysisError, match="shape"):
+        train_unet(img, mask[:, :50], **TINY, patch_size=32, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="class id 2"):
+        train_unet(img, mask * 2, n_classes=2, **TINY, patch_size=32, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="2 images but 1 masks"):
+        train_unet([img, img], [mask], **TINY, patch_size=32, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="integer"):
+        train_unet(img, mask.astype(float), **TINY, patch_size=32, device="cpu")
+
+
+def test_device_selection(trained):
+    from napari_sem_analysis import _device
+
+    assert select_device is _device.select_device
+    assert select_device("cpu").type == "cpu"
+    auto = select_device("auto")
+    if torch.cuda.is_available():
+        assert auto.type == "cuda"
+    else:
+        assert auto.type in ("mps", "cpu")
+        with pytest.raises(SEMAnalysisError, match="CUDA"):
+            select_device("cuda")
+        model, _ = trained
+        with pytest.raises(SEMAnalysisError, match="CUDA"):
+            model.predict(np.zeros((32, 32), np.uint8), device="cuda")
+
+
+def test_import_is_lazy():
+    code = (
+        "import sys, napari_sem_analysis.unet, napari_sem_analysis;"
+        "napari_sem_analysis.train_unet;"
+        "assert 'torch' not in sys.modules and 'segmentation_models_pytorch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
