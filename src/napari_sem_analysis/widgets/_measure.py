@@ -1,0 +1,771 @@
+"""Measurement widgets: measure objects and texture, browse the feature table, plot features.
+
+* :class:`MeasureWidget`: choose a Labels layer and (optionally) an Image
+  layer and the feature groups; :func:`napari_sem_analysis.measure` runs in a
+  thread worker; the table goes into the Labels layer's ``features`` (with an
+  ``index`` column = label value, so napari shows the features of the object
+  under the mouse), optionally into a Points layer at the centroids and a
+  Shapes layer of outlines or oriented bounding boxes, both carrying the
+  features. *Tile texture* computes GLCM/LBP features per tile of a regular
+  grid into a Shapes layer of the tiles.
+* :class:`FeatureTableWidget`: a sortable, filterable table of a layer's
+  features; selecting a row selects (and highlights) that object in the
+  viewer and picking an object in the viewer selects its row; export to CSV
+  and to Excel (when openpyxl is installed), with units in the headers.
+* :class:`PlotWidget`: matplotlib plots of a layer's features: size
+  distribution (histogram with D10/D50/D90 and the cumulative curve), any
+  feature's histogram, scatter of two features; saved as PNG.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
+
+from .._validation import SEMAnalysisError
+from ._common import (
+    as_array,
+    layer_pixel_size,
+    notify_error,
+    notify_info,
+    record_step,
+    start_worker,
+    write_layer,
+)
+
+POINTS_NAME = "measure centroids"
+SHAPES_NAME = "measure outlines"
+TILES_NAME = "texture tiles"
+_UNITS_KEY = "measurement_units"
+
+
+def _layers_of(viewer, *kinds: str):
+    import napari
+
+    classes = tuple(getattr(napari.layers, k) for k in kinds)
+    return [layer for layer in viewer.layers if isinstance(layer, classes)]
+
+
+def _units_of(layer) -> dict:
+    if layer is None:
+        return {}
+    return dict(layer.metadata.get(_UNITS_KEY, {}) or {})
+
+
+def _axis_label(column: str, units: dict) -> str:
+    unit = units.get(column, "")
+    return f"{column} [{unit}]" if unit else column
+
+
+class _Failure:
+    def __init__(self, error):
+        self.error = error
+
+
+def _run(owner, work, done, *, desc):
+    """Run ``work()`` in a thread worker; ``done(result)`` on success, notification on error."""
+    owner._running = True
+
+    def wrapped():
+        try:
+            return work()
+        except Exception as exc:  # shown as a notification, never a crash
+            return _Failure(exc)
+
+    def returned(result):
+        try:
+            if isinstance(result, _Failure):
+                notify_error(result.error)
+            else:
+                done(result)
+        except Exception as exc:
+            notify_error(exc)
+        finally:
+            owner._running = False
+            owner._completed += 1
+
+    return start_worker(owner, wrapped, on_returned=returned, desc=desc)
+
+
+def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """New measurements, keeping columns of the old features that are not measurements (e.g. class)."""
+    new = new.copy()
+    new.insert(0, "index", new["label"].to_numpy())
+    if old is None or len(old) == 0 or "index" not in old.columns:
+        return new
+    keep = [c for c in old.columns if c not in new.columns]
+    if not keep:
+        return new
+    extra = old[["index", *keep]].drop_duplicates("index")
+    return new.merge(extra, on="index", how="left")
+
+
+# ---------------------------------------------------------------------------
+# measure
+# ---------------------------------------------------------------------------
+class MeasureWidget(Container):
+    """Measure the objects of a Labels layer (morphology in nm, intensity, texture).
+
+    Results go into the Labels layer's ``features``; optional Points layer
+    ``measure centroids`` and Shapes layer ``measure outlines`` (outlines or
+    oriented bounding boxes) carry the same features. The feature table dock
+    opens on the result. *Tile texture* writes GLCM/LBP features per tile of
+    the Image layer into the Shapes layer ``texture tiles``.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.table: pd.DataFrame | None = None
+        self.tile_table: pd.DataFrame | None = None
+        self.table_widget: FeatureTableWidget | None = None
+        self._worker = None
+        self._running = False
+        self._completed = 0
+
+        self._labels = ComboBox(label="labels", choices=lambda w: _layers_of(self.viewer, "Labels"))
+        self._image = ComboBox(
+            label="image", choices=lambda w: [None, *_layers_of(self.viewer, "Image")], value=None
+        )
+        self._shape = CheckBox(text="shape (Feret, solidity)", value=True)
+        self._intensity = CheckBox(text="intensity", value=True)
+        self._texture = CheckBox(text="texture (GLCM, LBP)", value=False)
+        self._levels = SpinBox(label="GLCM levels (0 = auto)", min=0, max=256, value=0)
+        self._points = CheckBox(text="points at centroids", value=False)
+        self._shapes = ComboBox(label="shapes", choices=["none", "outlines", "oriented boxes"], value="none")
+        self._show_table = CheckBox(text="open feature table", value=True)
+        self._run_btn = PushButton(text="Measure")
+        self._tile = FloatSpinBox(label="tile size (nm, px if no scale)", min=1, max=1e9, value=64, step=1)
+        self._tile_btn = PushButton(text="Tile texture")
+        self._summary = Label(value="")
+        self.extend(
+            [
+                self._labels,
+                self._image,
+                self._shape,
+                self._intensity,
+                self._texture,
+                self._levels,
+                self._points,
+                self._shapes,
+                self._show_table,
+                self._run_btn,
+                self._summary,
+                self._tile,
+                self._tile_btn,
+            ]
+        )
+        self._run_btn.changed.connect(self.run)
+        self._tile_btn.changed.connect(self.run_tiles)
+        self.viewer.layers.events.inserted.connect(self._reset)
+        self.viewer.layers.events.removed.connect(self._reset)
+
+    def _reset(self, _event=None):
+        self._labels.reset_choices()
+        self._image.reset_choices()
+
+    # -- per object -------------------------------------------------------
+    def _inputs(self):
+        labels_layer = self._labels.value
+        if labels_layer is None:
+            raise SEMAnalysisError("choose a Labels layer to measure")
+        image_layer = self._image.value
+        labels = as_array(labels_layer.data)
+        if labels.ndim != 2:
+            raise SEMAnalysisError(f"the Labels layer must be 2-D, got shape {labels.shape}")
+        image = None
+        if image_layer is not None:
+            image = as_array(image_layer.data)
+            if image_layer.rgb:
+                from .._validation import to_grayscale
+
+                image = to_grayscale(image)
+            if image.shape != labels.shape:
+                raise SEMAnalysisError(
+                    f"the labels ({labels.shape}) and the image ({image.shape}) have different shapes"
+                )
+        ps = layer_pixel_size(labels_layer)
+        if ps is None and image_layer is not None:
+            ps = layer_pixel_size(image_layer)
+        return labels_layer, image_layer, labels, image, ps
+
+    def run(self, _event=None):
+        """Measure (in a thread worker); returns the worker, or None on bad input."""
+        try:
+            labels_layer, image_layer, labels, image, ps = self._inputs()
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return None
+        from ..measurement import measure, object_outlines, oriented_boxes
+
+        params = {
+            "texture": bool(self._texture.value) and image is not None,
+            "intensity": bool(self._intensity.value) and image is not None,
+            "shape": bool(self._shape.value),
+            "glcm_levels": int(self._levels.value) or None,
+        }
+        shapes = self._shapes.value
+        labels = labels.copy()  # the user may edit the layer while we work
+
+        def work():
+            table = measure(labels, image, pixel_size=ps, **params)
+            geometry = None
+            if shapes == "outlines":
+                geometry = object_outlines(labels)[1]
+            elif shapes == "oriented boxes":
+                geometry = list(oriented_boxes(labels)[1])
+            return table, geometry
+
+        def done(result):
+            table, geometry = result
+            self._write(labels_layer, image_layer, table, geometry, ps, params)
+
+        return _run(self, work, done, desc="measure")
+
+    def _write(self, labels_layer, image_layer, table, geometry, ps, params):
+        self.table = table
+        units = dict(table.attrs.get("units", {}))
+        feats = _merge_features(labels_layer.features, table)
+        labels_layer.features = feats
+        labels_layer.metadata[_UNITS_KEY] = units
+        scale = ps if ps is not None else 1.0
+        if self._points.value:
+            pts = np.stack([table["centroid_y"].to_numpy() / scale, table["centroid_x"].to_numpy() / scale], axis=1)
+            layer = write_layer(
+                self.viewer,
+                pts,
+                name=POINTS_NAME,
+                kind="points",
+                like=labels_layer,
+                features=feats,
+                size=3,
+                face_color="yellow",
+            )
+            layer.features = feats
+            layer.metadata[_UNITS_KEY] = units
+        if geometry is not None:
+            kind = "polygon"
+            layer = write_layer(
+                self.viewer,
+                geometry,
+                name=SHAPES_NAME,
+                kind="shapes",
+                like=labels_layer,
+                features=feats,
+                shape_type=kind,
+                edge_color="cyan",
+                face_color="transparent",
+                edge_width=1,
+            )
+            layer.features = feats
+            layer.metadata[_UNITS_KEY] = units
+        record_step(
+            self.viewer,
+            "measure",
+            params=params,
+            inputs={"labels": labels_layer.name, **({"image": image_layer.name} if image_layer is not None else {})},
+            output="measurements",
+        )
+        self._summary.value = _summary_text(table)
+        if self._show_table.value:
+            self.show_table(labels_layer)
+
+    def show_table(self, layer=None):
+        """Open (or refresh) the feature-table dock on ``layer``."""
+        layer = layer if layer is not None else self._labels.value
+        if self.table_widget is None:
+            self.table_widget = FeatureTableWidget(self.viewer)
+            try:
+                self.viewer.window.add_dock_widget(self.table_widget, name="Feature table", area="right")
+            except Exception:  # headless viewers without a window
+                pass
+        self.table_widget.set_layer(layer)
+        return self.table_widget
+
+    # -- per tile -----------------------------------------------------------
+    def run_tiles(self, _event=None):
+        """GLCM + LBP features per tile of the Image layer, as a Shapes layer of tiles."""
+        image_layer = self._image.value
+        if image_layer is None:
+            notify_error("choose an Image layer for the tile texture")
+            return None
+        image = as_array(image_layer.data)
+        if image_layer.rgb:
+            from .._validation import to_grayscale
+
+            image = to_grayscale(image)
+        if image.ndim != 2:
+            notify_error(f"the Image layer must be 2-D, got shape {image.shape}")
+            return None
+        ps = layer_pixel_size(image_layer)
+        tile_px = int(round(self._tile.value / ps)) if ps is not None else int(round(self._tile.value))
+        if tile_px < 2:
+            notify_error(f"tile size {self._tile.value} is below 2 pixels")
+            return None
+        levels = int(self._levels.value) or None
+
+        def work():
+            from ..texture import glcm_features, lbp_features
+
+            g = glcm_features(image, tile_size=tile_px, levels=levels)
+            lb = lbp_features(image, tile_size=tile_px)
+            return pd.concat([g, lb.drop(columns=list(g.columns[:7]))], axis=1)
+
+        def done(table):
+            self.tile_table = table
+            rects = [
+                np.array([[y - 0.5, x - 0.5], [y - 0.5, x + w - 0.5], [y + h - 0.5, x + w - 0.5], [y + h - 0.5, x - 0.5]])
+                for y, x, h, w in table[["y", "x", "height", "width"]].to_numpy()
+            ]
+            feats = table.copy()
+            layer = write_layer(
+                self.viewer,
+                rects,
+                name=TILES_NAME,
+                kind="shapes",
+                like=image_layer,
+                features=feats,
+                shape_type="rectangle",
+                edge_color="magenta",
+                face_color="transparent",
+                edge_width=1,
+            )
+            layer.features = feats
+            record_step(
+                self.viewer,
+                "glcm_features",
+                params={"tile_size": tile_px, "levels": levels},
+                inputs={"image": image_layer.name},
+                output=TILES_NAME,
+            )
+            if self._show_table.value:
+                self.show_table(layer)
+
+        return _run(self, work, done, desc="tile texture")
+
+
+def _summary_text(table: pd.DataFrame) -> str:
+    from ..measurement import summarize
+
+    if len(table) == 0:
+        return "no objects"
+    s = summarize(table).loc["all"]
+    unit = table.attrs.get("unit", "px")
+    return (
+        f"{int(s['count'])} objects, area fraction {s['area_fraction']:.3f}, "
+        f"D10/D50/D90 {s['d10']:.1f}/{s['d50']:.1f}/{s['d90']:.1f} {unit}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# feature table
+# ---------------------------------------------------------------------------
+def _table_model_class():
+    from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+
+    class DataFrameModel(QAbstractTableModel):
+        """Read-only Qt model of a DataFrame (the visible, filtered and sorted rows)."""
+
+        def __init__(self, parent=None):
+            super().__init__(parent)
+            self.df = pd.DataFrame()
+
+        def set_frame(self, df: pd.DataFrame):
+            self.beginResetModel()
+            self.df = df
+            self.endResetModel()
+
+        def rowCount(self, parent=QModelIndex()):
+            return 0 if parent.isValid() else len(self.df)
+
+        def columnCount(self, parent=QModelIndex()):
+            return 0 if parent.isValid() else self.df.shape[1]
+
+        def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+            if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+                return None
+            v = self.df.iat[index.row(), index.column()]
+            if isinstance(v, (float, np.floating)):
+                return "" if not np.isfinite(v) else f"{v:.6g}"
+            return str(v)
+
+        def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+            if role != Qt.ItemDataRole.DisplayRole:
+                return None
+            if orientation == Qt.Orientation.Horizontal:
+                return str(self.df.columns[section]) if section < self.df.shape[1] else None
+            return str(section + 1)
+
+    return DataFrameModel
+
+
+class FeatureTableWidget(Container):
+    """A layer's features as a sortable, filterable table linked to the viewer.
+
+    * choose the layer (Labels, Points or Shapes with features);
+    * sort by clicking a column header;
+    * filter with a pandas query, e.g. ``area > 5000 and circularity > 0.8``;
+    * selecting a row selects that object (Labels: ``selected_label`` with
+      only the selected label shown; Points/Shapes: the selected item) and
+      centres the view on it; picking a label in the viewer selects its row;
+    * export the visible rows to CSV or Excel (units in the column headers).
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from qtpy.QtWidgets import QAbstractItemView, QTableView
+
+        self.viewer = napari_viewer
+        self._df = pd.DataFrame()
+        self._view_df = pd.DataFrame()
+        self._sort: tuple[str, bool] | None = None
+        self._layer = None
+        self._syncing = False
+
+        self._layer_box = ComboBox(
+            label="layer",
+            choices=lambda w: [ly for ly in _layers_of(self.viewer, "Labels", "Points", "Shapes")],
+        )
+        self._filter = LineEdit(label="filter (pandas query)", value="")
+        self._highlight = CheckBox(text="show only the selected object", value=True)
+        self._center = CheckBox(text="centre view on selection", value=True)
+        self._count = Label(value="")
+        self._csv_btn = PushButton(text="Export CSV")
+        self._xlsx_btn = PushButton(text="Export Excel")
+        self._xlsx_btn.enabled = importlib.util.find_spec("openpyxl") is not None
+        if not self._xlsx_btn.enabled:
+            self._xlsx_btn.tooltip = "install openpyxl to export Excel files"
+        self.extend([self._layer_box, self._filter, self._highlight, self._center, self._count, self._csv_btn, self._xlsx_btn])
+
+        self.model = _table_model_class()()
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSortingEnabled(False)
+        self.view.horizontalHeader().setSectionsClickable(True)
+        self.view.horizontalHeader().sectionClicked.connect(self._header_clicked)
+        self.view.setMinimumHeight(250)
+        self.native.layout().addWidget(self.view)
+        self.view.selectionModel().selectionChanged.connect(self._row_selected)
+
+        self._layer_box.changed.connect(lambda v: self.set_layer(v))
+        self._filter.changed.connect(lambda v: self.apply_filter(v))
+        self._csv_btn.changed.connect(self._ask_csv)
+        self._xlsx_btn.changed.connect(self._ask_excel)
+        self.viewer.layers.events.inserted.connect(self._reset)
+        self.viewer.layers.events.removed.connect(self._reset)
+        self._reset()
+
+    def _reset(self, _event=None):
+        self._layer_box.reset_choices()
+
+    # -- data -------------------------------------------------------------
+    @property
+    def layer(self):
+        return self._layer
+
+    @property
+    def visible_table(self) -> pd.DataFrame:
+        """The rows shown (filtered and sorted)."""
+        return self._view_df
+
+    def set_layer(self, layer):
+        """Show ``layer``'s features (and follow its changes and selection)."""
+        if self._layer is not None:
+            for name, cb in (("features", self._refresh), ("selected_label", self._label_picked)):
+                ev = getattr(self._layer.events, name, None)
+                if ev is not None:
+                    try:
+                        ev.disconnect(cb)
+                    except (TypeError, ValueError, RuntimeError):
+                        pass
+        self._layer = layer
+        if layer is not None:
+            if self._layer_box.value is not layer:
+                self._reset()
+                try:
+                    self._layer_box.value = layer
+                except ValueError:
+                    pass
+            layer.events.features.connect(self._refresh)
+            if hasattr(layer.events, "selected_label"):
+                layer.events.selected_label.connect(self._label_picked)
+        self._refresh()
+
+    def _refresh(self, _event=None):
+        df = pd.DataFrame() if self._layer is None else pd.DataFrame(self._layer.features)
+        self._df = df.reset_index(drop=True)
+        self.apply_filter(self._filter.value)
+
+    def apply_filter(self, expression: str = ""):
+        """Keep the rows matching a pandas query (empty: all rows)."""
+        df = self._df
+        expression = (expression or "").strip()
+        if expression:
+            try:
+                df = df.query(expression)
+            except Exception as exc:
+                notify_error(f"filter {expression!r} is not a valid query: {exc}")
+                return
+        if self._sort is not None and self._sort[0] in df.columns:
+            df = df.sort_values(self._sort[0], ascending=self._sort[1], kind="stable")
+        self._view_df = df
+        self.model.set_frame(df)
+        self._count.value = f"{len(df)} of {len(self._df)} rows"
+
+    def sort_by(self, column: str, ascending: bool = True):
+        if column not in self._df.columns:
+            raise SEMAnalysisError(f"no column {column!r}")
+        self._sort = (column, bool(ascending))
+        self.apply_filter(self._filter.value)
+
+    def _header_clicked(self, section: int):
+        col = str(self._view_df.columns[section])
+        ascending = not (self._sort is not None and self._sort[0] == col and self._sort[1])
+        self.sort_by(col, ascending)
+
+    # -- selection sync -------------------------------------------------------
+    def _id_column(self):
+        for c in ("label", "index"):
+            if c in self._view_df.columns:
+                return c
+        return None
+
+    def select_row(self, row: int):
+        """Select visible row ``row`` (and its object in the viewer)."""
+        self.view.selectRow(int(row))
+
+    def _row_selected(self, *_):
+        if self._syncing:
+            return
+        rows = self.view.selectionModel().selectedRows()
+        if not rows or self._layer is None:
+            return
+        r = rows[0].row()
+        rec = self._view_df.iloc[r]
+        self._syncing = True
+        try:
+            import napari
+
+            layer = self._layer
+            if isinstance(layer, napari.layers.Labels):
+                col = self._id_column()
+                if col is not None:
+                    layer.selected_label = int(rec[col])
+                    layer.show_selected_label = bool(self._highlight.value)
+            else:
+                pos = int(self._view_df.index[r])
+                layer.selected_data = {pos}
+                layer.refresh()
+            if self._center.value and "centroid_y" in rec and "centroid_x" in rec:
+                ps = layer_pixel_size(layer)
+                data_pt = np.array([rec["centroid_y"], rec["centroid_x"]], float) / (ps or 1.0)
+                world = np.asarray(layer.data_to_world(data_pt))
+                self.viewer.camera.center = tuple(world[-2:])
+        finally:
+            self._syncing = False
+
+    def _label_picked(self, _event=None):
+        if self._syncing or self._layer is None:
+            return
+        col = self._id_column()
+        if col is None:
+            return
+        lab = int(self._layer.selected_label)
+        hits = np.flatnonzero(self._view_df[col].to_numpy() == lab)
+        if hits.size == 0:
+            return
+        self._syncing = True
+        try:
+            self.view.selectRow(int(hits[0]))
+        finally:
+            self._syncing = False
+
+    def selected_rows(self) -> list[int]:
+        return [i.row() for i in self.view.selectionModel().selectedRows()]
+
+    # -- export ------------------------------------------------------------------
+    def _export_frame(self) -> pd.DataFrame:
+        units = _units_of(self._layer)
+        df = self._view_df
+        return df.rename(columns={c: _axis_label(c, units) for c in df.columns})
+
+    def export_csv(self, path) -> Path:
+        """Write the visible rows to a CSV file (units in the headers)."""
+        path = Path(path)
+        self._export_frame().to_csv(path, index=False)
+        return path
+
+    def export_excel(self, path) -> Path:
+        """Write the visible rows to an .xlsx file (needs openpyxl)."""
+        if importlib.util.find_spec("openpyxl") is None:
+            raise SEMAnalysisError("Excel export needs openpyxl (pip install openpyxl)")
+        path = Path(path)
+        self._export_frame().to_excel(path, index=False, sheet_name="features")
+        return path
+
+    def _ask(self, fn, caption, filt):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, caption, "", filt)
+        if not path:
+            return
+        try:
+            fn(path)
+            notify_info(f"saved {path}")
+        except Exception as exc:
+            notify_error(exc)
+
+    def _ask_csv(self, _event=None):
+        self._ask(self.export_csv, "Export CSV", "CSV (*.csv)")
+
+    def _ask_excel(self, _event=None):
+        self._ask(self.export_excel, "Export Excel", "Excel (*.xlsx)")
+
+
+# ---------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------
+class PlotWidget(Container):
+    """Plots of a layer's features (matplotlib): size distribution, histogram, scatter; save as PNG."""
+
+    KINDS = ("size distribution", "histogram", "scatter")
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.viewer = napari_viewer
+        self._layer_box = ComboBox(
+            label="layer", choices=lambda w: _layers_of(self.viewer, "Labels", "Points", "Shapes")
+        )
+        self._kind = ComboBox(label="plot", choices=list(self.KINDS), value="size distribution")
+        self._x = ComboBox(label="x feature", choices=lambda w: self._numeric_columns())
+        self._y = ComboBox(label="y feature", choices=lambda w: self._numeric_columns())
+        self._bins = SpinBox(label="bins", min=2, max=500, value=30)
+        self._log = CheckBox(text="log x", value=False)
+        self._plot_btn = PushButton(text="Plot")
+        self._save_btn = PushButton(text="Save PNG")
+        self.extend([self._layer_box, self._kind, self._x, self._y, self._bins, self._log, self._plot_btn, self._save_btn])
+        self.figure = Figure(figsize=(4.5, 3.4), dpi=100)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(300)
+        self.native.layout().addWidget(self.canvas)
+        self._layer_box.changed.connect(self._layer_changed)
+        self._plot_btn.changed.connect(lambda *_: self.plot())
+        self._save_btn.changed.connect(self._ask_png)
+        self.viewer.layers.events.inserted.connect(self._reset)
+        self.viewer.layers.events.removed.connect(self._reset)
+        self._reset()
+
+    def _reset(self, _event=None):
+        self._layer_box.reset_choices()
+        self._x.reset_choices()
+        self._y.reset_choices()
+
+    def _layer_changed(self, _value=None):
+        self._x.reset_choices()
+        self._y.reset_choices()
+
+    def _frame(self) -> pd.DataFrame:
+        layer = self._layer_box.value
+        return pd.DataFrame() if layer is None else pd.DataFrame(layer.features)
+
+    def _numeric_columns(self):
+        df = self._frame()
+        return [c for c in df.columns if c not in ("index",) and pd.api.types.is_numeric_dtype(df[c])]
+
+    def set_layer(self, layer):
+        self._reset()
+        self._layer_box.value = layer
+        self._layer_changed()
+
+    def plot(self, kind: str | None = None, x: str | None = None, y: str | None = None):
+        """Draw the plot; returns the matplotlib Figure (None on bad input, with a notification)."""
+        try:
+            return self._plot(kind, x, y)
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return None
+
+    def _plot(self, kind, x, y):
+        kind = kind or self._kind.value
+        if kind not in self.KINDS:
+            raise SEMAnalysisError(f"unknown plot {kind!r}")
+        df = self._frame()
+        if len(df) == 0:
+            raise SEMAnalysisError("the chosen layer has no features: measure it first")
+        units = _units_of(self._layer_box.value)
+        fig = self.figure
+        fig.clear()
+        ax = fig.add_subplot(1, 1, 1)
+        bins = int(self._bins.value)
+        if kind == "size distribution":
+            col = "equivalent_diameter"
+            if col not in df.columns:
+                raise SEMAnalysisError("no 'equivalent_diameter' column: measure the objects first")
+            v = df[col].to_numpy(float)
+            v = v[np.isfinite(v)]
+            edges = np.geomspace(max(v.min(), 1e-9), v.max() * 1.0001, bins + 1) if self._log.value and v.min() > 0 else bins
+            ax.hist(v, bins=edges, color="#4C72B0", alpha=0.85)
+            d10, d50, d90 = np.percentile(v, [10, 50, 90])
+            for d, name in ((d10, "D10"), (d50, "D50"), (d90, "D90")):
+                ax.axvline(d, color="k", ls="--", lw=1)
+                ax.text(d, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", ha="right", fontsize=8)
+            ax2 = ax.twinx()
+            srt = np.sort(v)
+            ax2.plot(srt, np.arange(1, srt.size + 1) / srt.size * 100, color="#C44E52")
+            ax2.set_ylabel("cumulative %")
+            ax2.set_ylim(0, 100)
+            ax.set_xlabel(_axis_label(col, units))
+            ax.set_ylabel("count")
+            ax.set_title(f"n = {v.size}")
+        elif kind == "histogram":
+            x = x or self._x.value
+            if x is None or x not in df.columns:
+                raise SEMAnalysisError(f"choose a feature to plot (got {x!r})")
+            v = pd.to_numeric(df[x], errors="coerce").to_numpy(float)
+            v = v[np.isfinite(v)]
+            ax.hist(v, bins=bins, color="#55A868")
+            ax.set_xlabel(_axis_label(x, units))
+            ax.set_ylabel("count")
+        else:
+            x = x or self._x.value
+            y = y or self._y.value
+            for c in (x, y):
+                if c is None or c not in df.columns:
+                    raise SEMAnalysisError(f"choose two features to plot (got {x!r}, {y!r})")
+            ax.scatter(df[x].to_numpy(float), df[y].to_numpy(float), s=8, alpha=0.7)
+            ax.set_xlabel(_axis_label(x, units))
+            ax.set_ylabel(_axis_label(y, units))
+        if self._log.value and kind != "size distribution":
+            ax.set_xscale("log")
+        elif self._log.value:
+            ax.set_xscale("log")
+        fig.tight_layout()
+        self.canvas.draw_idle()
+        return fig
+
+    def save_png(self, path, dpi: int = 150) -> Path:
+        """Save the current plot as a PNG file."""
+        path = Path(path)
+        self.figure.savefig(path, dpi=dpi, format="png")
+        return path
+
+    def _ask_png(self, _event=None):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save plot", "", "PNG (*.png)")
+        if not path:
+            return
+        try:
+            self.save_png(path)
+            notify_info(f"saved {path}")
+        except Exception as exc:
+            notify_error(exc)
