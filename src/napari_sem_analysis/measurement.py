@@ -281,7 +281,7 @@ def measure(
       those of the ellipse with the same second moments, as in
       :func:`skimage.measure.regionprops`; ``orientation`` is in degrees,
       the angle between the image's row axis (0) and the major axis, in
-      [-90, 90].
+      (-90, 90].
     * ``feret_max``/``feret_min`` are the largest and smallest caliper
       widths of the object's pixel squares (convex hull of the pixel
       corners): a square of side s gives s*sqrt(2) and s.
@@ -369,6 +369,7 @@ def measure(
             np.where(-cov < 0, np.pi / 4.0, -np.pi / 4.0),
             0.5 * np.arctan2(2.0 * cov, vr - vc),
         )
+        orient = np.where(orient <= -np.pi / 2 + 1e-12, np.pi / 2, orient)  # axes: -90 == 90 deg
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1.0 - l2 / np.where(l1 > 0, l1, 1.0), 0.0, 1.0)), 0.0)
         aspect = np.where(minor > 0, major / np.where(minor > 0, minor, 1.0), np.nan)
 
