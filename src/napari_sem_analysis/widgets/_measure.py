@@ -97,7 +97,14 @@ def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame
     new.insert(0, "index", new["label"].to_numpy())
     if old is None or len(old) == 0 or "index" not in old.columns:
         return new
-    keep = [c for c in old.columns if c not in new.columns]
+    from ..measurement import INTENSITY_COLUMNS, SHAPE_COLUMNS
+
+    ours = {"label", *SHAPE_COLUMNS, *INTENSITY_COLUMNS}
+    keep = [
+        c
+        for c in old.columns
+        if c not in new.columns and c not in ours and not str(c).startswith(("glcm_", "lbp_"))
+    ]
     if not keep:
         return new
     extra = old[["index", *keep]].drop_duplicates("index")

@@ -1,0 +1,228 @@
+"""Measurement widgets in a real napari viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_sem_analysis.widgets import _measure
+from napari_sem_analysis.widgets._common import recorded_steps
+from napari_sem_analysis.widgets._measure import (
+    POINTS_NAME,
+    SHAPES_NAME,
+    TILES_NAME,
+    FeatureTableWidget,
+    MeasureWidget,
+    PlotWidget,
+)
+
+PS = 5.0  # nm per pixel
+RADII = [6, 9, 12, 15]
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen = []
+    monkeypatch.setattr(_measure, "notify_error", lambda e: seen.append(str(e)))
+    return seen
+
+
+def _scene(rng):
+    shape = (100, 120)
+    labels = np.zeros(shape, np.int32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    centres = [(25, 25), (25, 80), (70, 30), (70, 85)]
+    for i, ((cy, cx), r) in enumerate(zip(centres, RADII), start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = i * 2  # labels 2, 4, 6, 8
+    image = (rng.normal(60, 10, shape) + 120 * (labels > 0)).clip(0, 255).astype(np.uint8)
+    return image, labels
+
+
+@pytest.fixture
+def scene(make_napari_viewer, rng):
+    image, labels = _scene(rng)
+    viewer = make_napari_viewer()
+    kw = {"scale": (PS, PS), "units": ("nm", "nm")}
+    img_layer = viewer.add_image(image, name="sem", **kw)
+    lab_layer = viewer.add_labels(labels, name="particles", **kw)
+    return viewer, img_layer, lab_layer
+
+
+def _wait(qtbot, widget, runs=1, timeout=60000):
+    qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
+
+
+def _measure_widget(viewer, img_layer, lab_layer):
+    widget = MeasureWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._labels.value = lab_layer
+    widget._image.value = img_layer
+    return widget
+
+
+def test_measure_writes_features_points_shapes(scene, qtbot, errors):
+    viewer, img_layer, lab_layer = scene
+    before = lab_layer.data.copy()
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._texture.value = True
+    widget._points.value = True
+    widget._shapes.value = "outlines"
+    widget.run()
+    _wait(qtbot, widget)
+    assert errors == []
+    feats = lab_layer.features
+    assert list(feats["index"]) == [2, 4, 6, 8] == list(feats["label"])
+    counts = np.bincount(before.ravel())[[2, 4, 6, 8]]
+    np.testing.assert_allclose(feats["area"], counts * PS * PS)  # nm^2
+    np.testing.assert_allclose(feats["equivalent_diameter"], 2 * np.array(RADII) * PS, rtol=0.05)
+    assert {"intensity_mean", "glcm_contrast", "glcm_entropy", "lbp_0"} <= set(feats.columns)
+    assert lab_layer.metadata["measurement_units"]["area"] == "nm^2"
+    np.testing.assert_array_equal(lab_layer.data, before)  # input untouched
+
+    pts = viewer.layers[POINTS_NAME]
+    assert tuple(pts.scale) == (PS, PS) and tuple(str(u) for u in pts.units) == ("nanometer", "nanometer")
+    np.testing.assert_allclose(pts.data, [[25, 25], [25, 80], [70, 30], [70, 85]], atol=0.01)
+    assert list(pts.features["label"]) == [2, 4, 6, 8]
+    shp = viewer.layers[SHAPES_NAME]
+    assert shp.nshapes == 4 and list(shp.features["label"]) == [2, 4, 6, 8]
+    assert tuple(shp.scale) == (PS, PS)
+    # each outline surrounds its disc
+    for poly, (cy, cx), r in zip(shp.data, [(25, 25), (25, 80), (70, 30), (70, 85)], RADII):
+        assert np.ptp(poly[:, 0]) == pytest.approx(2 * r, abs=1.5) and poly[:, 0].mean() == pytest.approx(cy, abs=1)
+
+    steps = [s for s in recorded_steps(viewer) if s["function"] == "measure"]
+    assert steps and steps[0]["inputs"] == {"labels": "particles", "image": "sem"}
+    assert "objects" in widget._summary.value
+    table = widget.table_widget
+    assert table is not None and len(table.visible_table) == 4
+
+    # re-run with oriented boxes: the same layers are updated, not duplicated
+    n_layers = len(viewer.layers)
+    widget._shapes.value = "oriented boxes"
+    widget._texture.value = False
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert errors == []
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers[SHAPES_NAME].nshapes == 4
+    assert "glcm_contrast" not in lab_layer.features.columns
+    assert len([s for s in recorded_steps(viewer) if s["function"] == "measure"]) == 1
+
+
+def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_napari_viewer):
+    viewer, img_layer, lab_layer = scene
+    lab_layer.features = pd.DataFrame({"index": [2, 4, 6, 8], "class": ["a", "b", "a", "b"]})
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._show_table.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    assert list(lab_layer.features["class"]) == ["a", "b", "a", "b"]
+    assert "area" in lab_layer.features.columns
+
+    # shape mismatch: a notification, no worker, no crash
+    small = viewer.add_image(np.zeros((10, 10), np.uint8), name="small")
+    widget._image.value = small
+    assert widget.run() is None
+    assert errors and "different shapes" in errors[-1]
+
+    # empty labels: an empty table with the right columns
+    empty = viewer.add_labels(np.zeros((100, 120), np.int32), name="empty", scale=(PS, PS), units=("nm", "nm"))
+    widget._labels.value = empty
+    widget._image.value = img_layer
+    n_err = len(errors)
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert len(errors) == n_err
+    assert len(empty.features) == 0 or "area" in empty.features.columns
+    assert widget.table is not None and len(widget.table) == 0 and "area" in widget.table.columns
+    assert widget._summary.value == "no objects"
+
+    # no labels layer at all
+    bare = MeasureWidget(make_napari_viewer())
+    assert bare.run() is None
+    assert "Labels layer" in errors[-1]
+
+
+def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path):
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget.run()
+    _wait(qtbot, widget)
+    table = widget.table_widget
+    assert isinstance(table, FeatureTableWidget) and table.layer is lab_layer
+
+    table.sort_by("area", ascending=False)
+    assert list(table.visible_table["label"]) == [8, 6, 4, 2]
+    table.apply_filter("area > 5000")  # nm^2: the disc of radius 6 px (~2825 nm^2) goes
+    assert list(table.visible_table["label"]) == [8, 6, 4]
+    table.apply_filter("equivalent_diameter > 100")  # discs of radius 12 and 15 px (120, 150 nm)
+    assert list(table.visible_table["label"]) == [8, 6]
+    table.apply_filter("not a query ((")
+    assert errors and "not a valid query" in errors[-1]
+    table.apply_filter("")
+    assert len(table.visible_table) == 4
+
+    # row -> viewer
+    table.select_row(1)  # label 6 (sorted by area, descending)
+    assert lab_layer.selected_label == 6 and lab_layer.show_selected_label
+    centre = np.asarray(viewer.camera.center)[-2:]
+    np.testing.assert_allclose(centre, np.array([70, 30]) * PS, atol=PS)
+    # viewer -> row
+    lab_layer.selected_label = 2
+    assert table.selected_rows() == [3]
+
+    csv = table.export_csv(tmp_path / "feat.csv")
+    back = pd.read_csv(csv)
+    assert "area [nm^2]" in back.columns and "equivalent_diameter [nm]" in back.columns
+    assert len(back) == 4
+    table.apply_filter("label > 4")
+    pytest.importorskip("openpyxl")
+    xlsx = table.export_excel(tmp_path / "feat.xlsx")
+    assert len(pd.read_excel(xlsx)) == 2
+
+
+def test_plot_widget(scene, qtbot, errors, tmp_path):
+    viewer, img_layer, lab_layer = scene
+    plots = PlotWidget(viewer)
+    viewer.window.add_dock_widget(plots)
+    plots.set_layer(lab_layer)
+    assert plots.plot("size distribution") is None  # not measured yet
+    assert errors and "measure" in errors[-1]
+
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._show_table.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    plots.set_layer(lab_layer)
+    fig = plots.plot("size distribution")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "equivalent_diameter [nm]"
+    assert sum(p.get_height() for p in ax.patches) == 4
+    fig = plots.plot("histogram", x="circularity")
+    assert fig.axes[0].get_xlabel() == "circularity"
+    fig = plots.plot("scatter", x="area", y="intensity_mean")
+    assert fig.axes[0].collections[0].get_offsets().shape == (4, 2)
+    out = plots.save_png(tmp_path / "plot.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    n_err = len(errors)
+    assert plots.plot("scatter", x="area", y="nonexistent") is None
+    assert len(errors) == n_err + 1
+
+
+def test_tile_texture(scene, qtbot, errors):
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._tile.value = 40 * PS  # 40 px tiles -> 3 x 3 grid on 100 x 120
+    widget.run_tiles()
+    _wait(qtbot, widget)
+    assert errors == []
+    layer = viewer.layers[TILES_NAME]
+    assert layer.nshapes == 9 and tuple(layer.scale) == (PS, PS)
+    feats = layer.features
+    assert len(feats) == 9 and {"glcm_contrast", "glcm_entropy", "lbp_0", "tile_row"} <= set(feats.columns)
+    # bright particles make the tiles with discs more contrasted than the empty middle-bottom one
+    assert feats["glcm_contrast"].max() > feats["glcm_contrast"].min()
+    widget._tile.value = 1.0  # below 2 px
+    assert widget.run_tiles() is None
+    assert "below 2 pixels" in errors[-1]
