@@ -20,6 +20,15 @@ pytest.importorskip("segmentation_models_pytorch")
 from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
 from napari_sem_analysis.unet import UNetModel, load_model, predict_unet, select_device, train_unet  # noqa: E402
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine more threads only spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
 
 
