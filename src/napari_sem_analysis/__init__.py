@@ -43,6 +43,8 @@ _API = {
     "split_touching": "segmentation",
     "watershed_from_seeds": "segmentation",
     "superpixels": "segmentation",
+    "segment_particles": "segmentation",
+    "segment_pores": "segmentation",
     # measurement and texture
     "measure": "measurement",
     "summarize": "measurement",
