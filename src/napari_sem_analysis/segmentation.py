@@ -170,7 +170,11 @@ def threshold(
             t = mean - kk * std
         else:  # sauvola
             kk = 0.2 if k is None else float(k)
-            r = 0.5 * (img.max() - img.min())
+            if np.issubdtype(arr.dtype, np.integer):  # scikit-image: half the dtype range
+                info = np.iinfo(arr.dtype)
+                r = 0.5 * (float(info.max) - float(info.min))
+            else:
+                r = 0.5 * (float(img.max()) - float(img.min())) or 1.0
             t = mean * (1 + kk * (std / r - 1))
         t = t + float(offset)
         mask = img <= t if dark_objects else img > t
@@ -428,7 +432,7 @@ def split_touching(
     if grad is not None and edge_quantile is not None:
         q = check_positive(edge_quantile, "edge_quantile", maximum=1.0)
         t = float(np.quantile(grad[m], q))
-        core = m & (grad < t)
+        core = m & (grad <= t)
         core = clean_mask(core, min_size=max(4.0, ms), fill_holes=True)
         if not core.any():
             core = m
@@ -450,17 +454,20 @@ def split_touching(
         _, markers = cv2.connectedComponents(peaks.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     else:
         markers = _peaks(cdist, max(1, int(round(md))), 0.5)
-    # objects without a marker (suppressed by a larger neighbour's peak) get their own
-    ncomp, comp = cv2.connectedComponents(u8, connectivity=8, ltype=cv2.CV_32S)
-    has = np.zeros(ncomp, bool)
-    has[comp[markers > 0]] = True
-    missing = ~has
-    missing[0] = False
-    if missing.any():
-        extra = missing[comp]
-        nmk = int(markers.max())
-        markers = markers.copy()
-        markers[extra] = comp[extra] + nmk
+    # objects (and particle cores) without a marker, because a larger neighbour's
+    # peak suppressed theirs, get their own
+    regions = [u8] if core is m else [np.ascontiguousarray(core).view(np.uint8), u8]
+    for region in regions:
+        ncomp, comp = cv2.connectedComponents(region, connectivity=8, ltype=cv2.CV_32S)
+        has = np.zeros(ncomp, bool)
+        has[comp[markers > 0]] = True
+        missing = ~has
+        missing[0] = False
+        if missing.any():
+            extra = missing[comp]
+            nmk = int(markers.max())
+            markers = markers.copy()
+            markers[extra] = comp[extra] + nmk
     if grad is not None and bw > 0:
         gmax = float(grad[m].max()) or 1.0
         dmax = float(dist.max()) or 1.0
@@ -484,34 +491,52 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _merge_small(labels: np.ndarray, min_size: float) -> np.ndarray:
-    """Merge instances smaller than ``min_size`` into the neighbour they share most boundary with."""
-    for _ in range(3):
+def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = True) -> np.ndarray:
+    """Merge instances smaller than ``min_size`` into a neighbour.
+
+    A small instance joins the large neighbour it shares most boundary with;
+    one with only small neighbours joins the biggest of them when that one
+    is bigger (so chains resolve over the iterations without swaps). An
+    instance with no neighbour at all is dropped (``drop_isolated``) or kept.
+    """
+    for _ in range(10):
         sizes = np.bincount(labels.ravel())
         small = sizes < min_size
         small[0] = False
         if not small.any():
             break
-        mapping = np.arange(len(sizes), dtype=np.int32)
-        # pairs of 4-neighbours with different labels
+        n = len(sizes)
+        mapping = np.arange(n, dtype=np.int64)
         pairs = []
         for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
             d = (a != b) & (a > 0) & (b > 0)
             pairs.append(np.stack([a[d], b[d]], 1))
             pairs.append(np.stack([b[d], a[d]], 1))
-        p = np.concatenate(pairs) if pairs else np.zeros((0, 2), int)
-        p = p[small[p[:, 0]] & ~small[p[:, 1]]]
+        p = np.concatenate(pairs).astype(np.int64)
+        p = p[small[p[:, 0]]]
+        changed = False
         if len(p):
-            # most frequent neighbour per small label
-            key, counts = np.unique(p, axis=0, return_counts=True)
-            order = np.lexsort((-counts, key[:, 0]))
-            key = key[order]
-            first = np.r_[True, key[1:, 0] != key[:-1, 0]]
-            mapping[key[first, 0]] = key[first, 1]
-        # small labels with no large neighbour: drop if isolated
-        isolated = small & (mapping == np.arange(len(sizes)))
-        mapping[isolated] = 0
-        labels = mapping[labels]
+            key, counts = np.unique(p[:, 0] * n + p[:, 1], return_counts=True)
+            src, dst = key // n, key % n
+            big = ~small[dst]
+            # score: large neighbours by shared boundary first, then small bigger neighbours by size
+            score = np.where(big, 1e12 + counts, np.where(
+                (sizes[dst] > sizes[src]) | ((sizes[dst] == sizes[src]) & (dst < src)), sizes[dst], -1.0))
+            order = np.lexsort((-score, src))
+            src, dst, score = src[order], dst[order], score[order]
+            first = np.r_[True, src[1:] != src[:-1]]
+            sel = first & (score >= 0)
+            mapping[src[sel]] = dst[sel]
+            changed = bool(sel.any())
+        has_neighbour = np.zeros(n, bool)
+        has_neighbour[p[:, 0]] = True
+        isolated = small & ~has_neighbour
+        if drop_isolated and isolated.any():
+            mapping[isolated] = 0
+            changed = True
+        if not changed:
+            break
+        labels = mapping[labels].astype(np.int32)
     return _relabel(labels)
 
 
@@ -866,7 +891,7 @@ def _enforce_connectivity(labels: np.ndarray, min_size: float) -> np.ndarray:
     from skimage.measure import label as cc_label
 
     pieces = cc_label(labels + 1, connectivity=1, background=0).astype(np.int32)
-    return _merge_small(pieces, min_size)
+    return _merge_small(pieces, min_size, drop_isolated=False)
 
 
 # --------------------------------------------------------------------------- recipes
