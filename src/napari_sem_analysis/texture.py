@@ -221,46 +221,69 @@ def _slots(present: np.ndarray):
     max_lab = int(present[-1]) if present.size else 0
     if max_lab + 1 <= 2 * present.size + 1024:
         return None, max_lab + 1  # use label values directly
-    lut = np.zeros(max_lab + 1, np.int64)
+    lut = np.full(max_lab + 1, present.size, np.int64)  # absent values -> an unused slot
     lut[present] = np.arange(present.size)
-    return lut, present.size
+    return lut, present.size + 1
 
 
-def _glcm_one_offset(q, lab, present, levels, dr, dc, symmetric, props):
+class _Codes:
+    """Per-pixel integer codes ``slot << bits | level`` shared by all offsets."""
+
+    def __init__(self, q: np.ndarray, lab: np.ndarray, present: np.ndarray, levels: int):
+        self.levels = int(levels)
+        self.bits = max(1, int(np.ceil(np.log2(self.levels))))
+        lut, self.n_slots = _slots(present)
+        self.rows = present if lut is None else np.arange(present.size)
+        slot = lab.astype(np.int64) if lut is None else lut[lab]
+        if (self.n_slots << (2 * self.bits)) >= 2**62:
+            raise SEMAnalysisError("too many labels for the GLCM codes; relabel them sequentially")
+        slot <<= self.bits
+        slot |= q
+        self.code = slot
+        self.lab = lab
+        self.present = present
+
+
+def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     """Per-region GLCM properties for one offset; dict prop -> (n_regions,) array.
 
     Linear properties come from dense per-region histograms of ``|i - j|`` and
     of the grey levels (``bincount`` over the pairs); ASM and entropy need the
     individual co-occurrence counts, obtained by sorting integer pair codes
-    ``(label, i, j)`` and taking run lengths.
+    ``(region, i, j)`` and taking run lengths.
     """
+    present = codes.present
     n_reg = present.size
     out = {p: np.full(n_reg, np.nan) for p in props}
-    a_lab, b_lab = _pair_views(lab, dr, dc)
+    a_lab, b_lab = _pair_views(codes.lab, dr, dc)
     if a_lab is None or n_reg == 0:
         return out
-    a_q, b_q = _pair_views(q, dr, dc)
+    a_c, b_c = _pair_views(codes.code, dr, dc)
     valid = a_lab == b_lab
     valid &= a_lab > 0
-    ll = a_lab[valid]
-    i = a_q[valid]
-    j = b_q[valid]
+    ca = a_c[valid]
+    cb = b_c[valid]
     del valid
-    if ll.size == 0:
+    if ca.size == 0:
         return out
-    lut, n_slots = _slots(present)
-    slot = ll.astype(np.int64) if lut is None else lut[ll]
-    rows = present if lut is None else np.arange(n_reg)
-    L = int(levels)
-    lo = np.minimum(i, j)
-    hi = np.maximum(i, j)
-    base = slot * L
-    del slot
+    bits = codes.bits
+    L = 1 << bits
+    mask = L - 1
+    n_bins = codes.n_slots * L
+    rows = codes.rows
 
-    def hist(codes):
-        return np.bincount(codes, minlength=n_slots * L).reshape(n_slots, L)[rows].astype(np.float64)
+    def hist(c):
+        return np.bincount(c, minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
 
-    dh = hist(base + (hi - lo))
+    # |i - j| with the region's slot: (slot << bits) | |ca - cb|
+    d = np.subtract(ca, cb)
+    np.abs(d, out=d)
+    slot_bits = np.right_shift(ca, bits)
+    np.left_shift(slot_bits, bits, out=slot_bits)
+    d |= slot_bits
+    del slot_bits
+    dh = hist(d)
+    del d
     n = dh.sum(axis=1)
     has = n > 0
     k = np.arange(L, dtype=np.float64)
@@ -275,15 +298,15 @@ def _glcm_one_offset(q, lab, present, levels, dr, dc, symmetric, props):
             out["homogeneity"] = dh @ (1.0 / (1.0 + k * k)) * inv_n
         if any(p in props for p in ("mean", "variance", "correlation")):
             if symmetric:
-                mh = hist(base + i) + hist(base + j)
+                mh = hist(ca) + hist(cb)
                 mu_i = mh @ k * inv_n / 2.0
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * mh).sum(axis=1) * inv_n / 2.0
                 var_j = var_i
                 # sum P (i-mu)(j-mu) = var - contrast / 2 for a symmetric matrix
                 cov = var_i - contrast / 2.0
             else:
-                hi_ = hist(base + i)
-                hj_ = hist(base + j)
+                hi_ = hist(ca)
+                hj_ = hist(cb)
                 mu_i = hi_ @ k * inv_n
                 mu_j = hj_ @ k * inv_n
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * hi_).sum(axis=1) * inv_n
@@ -301,12 +324,18 @@ def _glcm_one_offset(q, lab, present, levels, dr, dc, symmetric, props):
                 corr[~has] = np.nan
                 out["correlation"] = corr
         if any(p in props for p in ("asm", "energy", "entropy")):
-            s2, sl = _count_moments(ll, lo if symmetric else i, hi if symmetric else j, present, L)
+            if symmetric:
+                same = ca == cb
+                diag = np.bincount(ca[same], minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
+                del same
+                lo = np.minimum(ca, cb)
+                np.maximum(ca, cb, out=cb)
+                ca = lo
+            s2, sl = _count_moments(ca, cb, codes)
             if symmetric:
                 total = 2.0 * n
-                diag_counts = _diag_counts(base, lo, hi, n_slots, L, rows)
-                s2_diag = (diag_counts**2).sum(axis=1)
-                n_diag = diag_counts.sum(axis=1)
+                s2_diag = (diag**2).sum(axis=1)
+                n_diag = diag.sum(axis=1)
                 asm = (2.0 * s2 + 2.0 * s2_diag) / total**2
                 ent = np.log(total) - (2.0 * sl + 2.0 * np.log(2.0) * n_diag) / total
             else:
@@ -324,27 +353,18 @@ def _glcm_one_offset(q, lab, present, levels, dr, dc, symmetric, props):
     return out
 
 
-def _diag_counts(base, lo, hi, n_slots, L, rows):
-    """Per-region counts of the pairs with equal levels, by level (n_reg, L)."""
-    same = lo == hi
-    codes = base[same] + lo[same]
-    return np.bincount(codes, minlength=n_slots * L).reshape(n_slots, L)[rows].astype(np.float64)
+def _count_moments(ca, cb, codes: _Codes):
+    """Per region: sum of c**2 and of c*log(c) over the distinct (i, j) pair counts c.
 
-
-def _count_moments(ll, i, j, present, levels):
-    """Per region: sum of c**2 and of c*log(c) over the distinct (i, j) pair counts c."""
-    bits = max(1, int(np.ceil(np.log2(levels))))
-    max_lab = int(present[-1])
-    if max_lab < 2 ** (32 - 2 * bits):
-        kt = np.uint32
-    elif max_lab < 2 ** (63 - 2 * bits):
-        kt = np.uint64
-    else:
-        raise SEMAnalysisError("label values are too large; relabel them sequentially")
-    key = ll.astype(kt)
-    key <<= kt(2 * bits)
-    key |= i.astype(kt) << kt(bits)
-    key |= j.astype(kt)
+    ``ca``/``cb`` are the pair codes ``slot << bits | level``; the pairs are
+    sorted by ``(slot, i, j)`` and the run lengths are the counts.
+    """
+    bits = codes.bits
+    # ca and cb are scratch arrays here: build the key in place
+    key = np.left_shift(ca, bits, out=ca)
+    key |= np.bitwise_and(cb, (1 << bits) - 1, out=cb)
+    if (codes.n_slots << (2 * bits)) < 2**32:
+        key = key.astype(np.uint32)
     key.sort()
     n = key.size
     flags = np.empty(n, bool)
@@ -359,17 +379,33 @@ def _count_moments(ll, i, j, present, levels):
     c = np.arange(cmax + 1, dtype=np.float64)
     clogc = c * np.log(np.maximum(c, 1.0))
     # entry (run) index where each region starts and ends; regions are contiguous
-    bounds_pairs = np.searchsorted(key, np.r_[present, max_lab + 1].astype(kt) << kt(2 * bits))
+    rows = np.asarray(codes.rows, np.int64)
+    bound_keys = np.r_[rows, codes.n_slots].astype(np.int64) << (2 * bits)
+    bounds_pairs = np.searchsorted(key, bound_keys.astype(key.dtype))
     bounds = np.searchsorted(starts, bounds_pairs)
     first, last = bounds[:-1], bounds[1:]
+    # a region's entries end where the next present region starts (absent slots have none)
     nonempty = last > first
-    s2 = np.zeros(present.size)
-    sl = np.zeros(present.size)
+    s2 = np.zeros(rows.size)
+    sl = np.zeros(rows.size)
     if nonempty.any():
         idx = first[nonempty]
         s2[nonempty] = np.add.reduceat(counts * counts, idx).astype(np.float64)
         sl[nonempty] = np.add.reduceat(clogc[counts], idx)
     return s2, sl
+
+
+def _map_offsets(fn, offsets, npix: int):
+    """Apply ``fn`` to every offset; large images use a few threads (numpy releases the GIL)."""
+    import os
+
+    workers = min(len(offsets), os.cpu_count() or 1, 4)
+    if workers < 2 or npix < 500_000:
+        return [fn(o) for o in offsets]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, offsets))
 
 
 def _check_props(properties, allowed):
@@ -456,8 +492,11 @@ def glcm_features(
     n_reg = present.size
     per = {p: np.full((n_reg, len(offsets)), np.nan) for p in props}
     if n_reg:
-        for k, (dr, dc, _d, _a) in enumerate(offsets):
-            res = _glcm_one_offset(q, lab, present, nlev, dr, dc, bool(symmetric), props)
+        codes = _Codes(q, lab, present, nlev)
+        results = _map_offsets(
+            lambda off: _glcm_one_offset(codes, off[0], off[1], bool(symmetric), props), offsets, q.size
+        )
+        for k, res in enumerate(results):
             for p in props:
                 per[p][:, k] = res[p]
     cols = {}
