@@ -1,0 +1,317 @@
+"""Classical segmentation core on synthetic images with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import filters, measure
+
+from napari_sem_analysis import SEMAnalysisError
+from napari_sem_analysis.segmentation import (
+    clean_mask,
+    multi_threshold,
+    segment_particles,
+    segment_pores,
+    split_touching,
+    superpixels,
+    threshold,
+    watershed_from_seeds,
+)
+
+
+def disks(shape, centres, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    lab = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(centres, 1):
+        r = radius[i - 1] if np.ndim(radius) else radius
+        lab[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (lab == 0)] = i
+    return lab
+
+
+def particle_image(rng, shape=(160, 200), noise=10.0):
+    """Bright particles on a dark substrate: 4 isolated, 2 touching pairs."""
+    centres = [(30, 30), (30, 160), (120, 40), (130, 170), (80, 90), (80, 116), (40, 90), (40, 114)]
+    radius = [12, 10, 14, 9, 14, 13, 12, 12]
+    lab = disks(shape, centres, radius)
+    img = np.where(lab > 0, 170.0, 60.0) + rng.normal(0, noise, shape)
+    return np.clip(img, 0, 255).astype(np.uint8), lab
+
+
+# --------------------------------------------------------------------------- threshold
+@pytest.mark.parametrize("method", ["otsu", "li", "yen", "isodata", "mean", "triangle", "minimum"])
+def test_global_threshold_matches_skimage(rng, method):
+    img, lab = particle_image(rng)
+    mask, t = threshold(img, method, return_threshold=True)
+    ref_t = getattr(filters, f"threshold_{method}")(img)
+    if method == "otsu":  # cv2 and skimage agree to one grey level
+        assert abs(t - ref_t) <= 1
+    else:
+        assert t == pytest.approx(ref_t)
+    np.testing.assert_array_equal(mask, img > t)
+    # the threshold actually separates the particles from the substrate
+    assert (mask == (lab > 0)).mean() > 0.9
+
+
+def test_dark_objects_and_offset(rng):
+    img, lab = particle_image(rng)
+    inv = 255 - img
+    mask = threshold(inv, "otsu", dark_objects=True)
+    assert (mask == (lab > 0)).mean() > 0.97
+    a = threshold(img, "otsu", offset=-20).sum()
+    b = threshold(img, "otsu", offset=+20).sum()
+    assert a > b
+
+
+@pytest.mark.parametrize("method", ["sauvola", "niblack", "local_mean"])
+def test_local_threshold_matches_skimage_and_handles_shading(rng, method):
+    img, lab = particle_image(rng, noise=4)
+    shading = np.linspace(0, 60, img.shape[1])[None, :]
+    shaded = np.clip(img + shading, 0, 255).astype(np.uint8)
+    mask, t = threshold(shaded, method, window_size=41, return_threshold=True)
+    if method == "sauvola":  # designed for dark objects (text) on a bright background
+        shaded = 255 - shaded
+        mask, t = threshold(shaded, method, window_size=41, dark_objects=True, return_threshold=True)
+        ref = filters.threshold_sauvola(shaded, window_size=41)
+    elif method == "niblack":
+        ref = filters.threshold_niblack(shaded, window_size=41)
+    else:
+        ref = filters.threshold_local(shaded.astype(float), 41, method="mean")
+    inner = (slice(25, -25), slice(25, -25))  # borders differ (reflection modes)
+    np.testing.assert_allclose(t[inner], ref[inner], atol=1e-6 * 255 + 1e-6, rtol=1e-5)
+    if method != "niblack":
+        assert (mask[inner] == (lab[inner] > 0)).mean() > 0.85
+
+
+def test_window_in_nm(rng):
+    img, _ = particle_image(rng)
+    a = threshold(img, "local_mean", window_size=410, unit="nm", pixel_size=10)
+    b = threshold(img, "local_mean", window_size=41)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_threshold_bad_input(rng):
+    img, _ = particle_image(rng)
+    with pytest.raises(SEMAnalysisError, match="constant"):
+        threshold(np.full((20, 20), 3, np.uint8))
+    with pytest.raises(SEMAnalysisError, match="method"):
+        threshold(img, "magic")
+    with pytest.raises(SEMAnalysisError, match="larger than the image"):
+        threshold(img, "sauvola", window_size=501)
+    with pytest.raises(SEMAnalysisError, match="NaN"):
+        threshold(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(SEMAnalysisError, match="colour"):
+        threshold(np.dstack([img, img // 2, img // 3]))
+    with pytest.raises(SEMAnalysisError, match="no pixels"):
+        threshold(img, "otsu", offset=1000)
+
+
+def test_threshold_stack(rng):
+    img, lab = particle_image(rng)
+    out = threshold(np.stack([img, 255 - img]), "otsu")
+    assert out.shape == (2,) + img.shape
+    np.testing.assert_array_equal(out[0], threshold(img))
+
+
+def test_multi_threshold_phase_fractions(rng):
+    phases = np.zeros((120, 120), np.uint8)
+    phases[:, 40:80] = 1
+    phases[:, 80:] = 2
+    img = np.choose(phases, [40, 120, 210]).astype(float) + rng.normal(0, 8, phases.shape)
+    labels, ts = multi_threshold(np.clip(img, 0, 255).astype(np.uint8), classes=3, return_thresholds=True)
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {1, 2, 3}
+    assert (labels == phases + 1).mean() > 0.99
+    fractions = np.bincount(labels.ravel())[1:] / labels.size
+    np.testing.assert_allclose(fractions, [1 / 3, 1 / 3, 1 / 3], atol=0.01)
+    with pytest.raises(SEMAnalysisError, match="between 2 and 7"):
+        multi_threshold(img, classes=12)
+    with pytest.raises(SEMAnalysisError, match="distinct values"):
+        multi_threshold(np.tile([0, 0, 1], (10, 10)).astype(np.uint8), classes=3)
+
+
+# --------------------------------------------------------------------------- clean-up
+def test_clean_mask_removes_specks_and_fills_holes():
+    lab = disks((100, 100), [(30, 30), (70, 70)], 12)
+    mask = lab > 0
+    truth = mask.copy()
+    mask[30, 30] = False  # hole
+    mask[28:31, 27:30] = False  # bigger hole
+    mask[5, 90] = True  # speck
+    mask[90:92, 5:7] = True  # 4-px speck
+    out = clean_mask(mask, min_size=10, fill_holes=True)
+    np.testing.assert_array_equal(out, truth)
+    # max_hole_size keeps the larger hole open
+    out2 = clean_mask(mask, min_size=10, max_hole_size=2)
+    assert not out2[29, 28]
+    # areas in nm²: 10 px² at 2 nm/px = 40 nm²
+    np.testing.assert_array_equal(clean_mask(mask, min_size=40, unit="nm", pixel_size=2.0), out)
+    # opening removes a thin bridge
+    bridge = truth.copy()
+    bridge[49:51, 38:63] = True
+    opened = clean_mask(bridge, opening=2, fill_holes=False)
+    assert measure.label(opened).max() == 2
+
+
+def test_clean_mask_matches_skimage(rng):
+    from skimage.morphology import remove_small_objects
+
+    mask = rng.random((120, 120)) > 0.6
+    ours = clean_mask(mask, min_size=5, fill_holes=False)
+    ref = remove_small_objects(mask, max_size=4, connectivity=2)  # objects < 5 px removed
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(clean_mask(mask, fill_holes=True), ndi.binary_fill_holes(mask))
+
+
+def test_clean_mask_bad_input():
+    with pytest.raises(SEMAnalysisError, match="min_size"):
+        clean_mask(np.ones((10, 10), bool), min_size=-1)
+    with pytest.raises(SEMAnalysisError, match="pixel size"):
+        clean_mask(np.ones((10, 10), bool), min_size=5, unit="nm")
+    with pytest.raises(SEMAnalysisError, match="2-D"):
+        clean_mask(np.ones(10, bool))
+
+
+# --------------------------------------------------------------------------- split
+def test_split_touching_separates_pairs():
+    centres = [(40, 40), (40, 70), (100, 50), (100, 82), (60, 140)]
+    truth = disks((150, 180), centres, [16, 16, 18, 16, 12])
+    labels = split_touching(truth > 0, min_distance=8)
+    assert labels.dtype == np.int32
+    assert labels.max() == 5
+    # each true particle is covered mostly by one label
+    for i in range(1, 6):
+        vals, counts = np.unique(labels[truth == i], return_counts=True)
+        assert counts.max() / counts.sum() > 0.9
+    # min_distance larger than the particles merges the pairs again
+    assert split_touching(truth > 0, min_distance=40).max() < 5
+    # h-maxima markers give the same split
+    assert split_touching(truth > 0, h=2).max() == 5
+
+
+def test_split_touching_separate_and_units():
+    truth = disks((80, 120), [(40, 40), (40, 70)], 16)
+    labels = split_touching(truth > 0, min_distance=80, unit="nm", pixel_size=10, separate=True)
+    assert labels.max() == 2
+    assert measure.label(labels > 0, connectivity=1).max() == 2  # no longer touching
+
+
+def test_split_touching_uses_edges_between_overlapping_particles(rng):
+    import cv2
+
+    # a particle partly hidden behind another: the outline has no neck, but the
+    # image shows the rear particle's darker rim along the front one (SEM contrast)
+    front = disks((100, 120), [(50, 50)], [22])
+    rear = disks((100, 120), [(50, 68)], [20])
+    truth = np.where(front > 0, 1, np.where(rear > 0, 2, 0))
+    img = np.where(truth > 0, 170.0, 50.0).astype(np.float32)
+    near_front = cv2.distanceTransform((truth != 1).astype(np.uint8), cv2.DIST_L2, 3) < 4
+    img[(truth == 2) & near_front] = 110
+    img = cv2.GaussianBlur(img, (0, 0), 1.0) + rng.normal(0, 3, img.shape).astype(np.float32)
+    plain = split_touching(truth > 0, min_distance=15)
+    edges = split_touching(truth > 0, min_distance=5, intensity_image=img, edge_quantile=0.5,
+                           boundary_weight=0.5, min_size=50)
+    assert plain.max() == 1
+    assert edges.max() == 2
+    share = [np.bincount(edges[truth == i]).max() / (truth == i).sum() for i in (1, 2)]
+    assert share[0] > 0.95 and share[1] > 0.6  # the rear particle's dark rim goes to the front one
+    assert np.bincount(edges[truth == 1]).argmax() != np.bincount(edges[truth == 2]).argmax()
+
+
+def test_split_bad_input():
+    with pytest.raises(SEMAnalysisError, match="empty"):
+        split_touching(np.zeros((20, 20), bool))
+    with pytest.raises(SEMAnalysisError, match="intensity_image"):
+        split_touching(np.ones((20, 20), bool), edge_quantile=0.5)
+    with pytest.raises(SEMAnalysisError, match="min_distance"):
+        split_touching(np.ones((20, 20), bool), min_distance=-3)
+
+
+def test_watershed_from_seeds_points_and_image():
+    truth = disks((80, 120), [(40, 40), (40, 70)], 16)
+    seeds = np.array([[40.0, 40.0], [40.0, 70.0]])
+    lab = watershed_from_seeds(truth > 0, seeds)
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert (lab[truth == 1] == 1).mean() > 0.9 and (lab[truth == 2] == 2).mean() > 0.9
+    # on an intensity image the regions follow the edges
+    img = np.where(truth > 0, 200.0, 50.0)
+    lab2 = watershed_from_seeds(img, np.array([[40, 40], [5, 5]]))
+    assert (lab2[truth > 0] == 1).mean() > 0.95
+    with pytest.raises(SEMAnalysisError, match="outside"):
+        watershed_from_seeds(truth > 0, np.array([[500, 3]]))
+    with pytest.raises(SEMAnalysisError, match="no seeds"):
+        watershed_from_seeds(truth > 0, np.zeros((0, 2)))
+
+
+# --------------------------------------------------------------------------- superpixels
+def test_superpixels_grid_count_and_regularity(rng):
+    img = rng.normal(100, 5, (120, 160)).astype(np.float32)
+    lab = superpixels(img, region_size=20, compactness=10)
+    sizes = np.bincount(lab.ravel())[1:]
+    assert lab.min() == 1
+    assert abs(len(sizes) - 48) <= 4  # 6 x 8 grid
+    assert sizes.max() < 2.5 * 400
+    # every superpixel is one connected piece
+    for i in range(1, lab.max() + 1):
+        assert measure.label(lab == i, connectivity=1).max() == 1
+
+
+def test_superpixels_follow_edges_like_skimage(rng):
+    from skimage.metrics import adapted_rand_error
+    from skimage.segmentation import slic
+
+    img, truth = particle_image(rng, noise=3)
+    f = img.astype(np.float32) / 255
+    ours = superpixels(img, n_segments=150, compactness=0.1)
+    ref = slic(f, n_segments=150, compactness=0.1, channel_axis=None, start_label=1)
+    # boundary adherence: few superpixels straddle particle and substrate
+    def straddle(lab):
+        frac = ndi.mean(truth > 0, lab, np.arange(1, lab.max() + 1))
+        return np.mean((frac > 0.1) & (frac < 0.9))
+
+    assert straddle(ours) <= straddle(ref) + 0.05
+    assert 0.5 < ours.max() / ref.max() < 2
+    assert adapted_rand_error(ref, ours)[0] < 0.6
+
+
+def test_superpixels_mask_nm_stack_and_bad_input(rng):
+    img = rng.integers(0, 255, (60, 80)).astype(np.uint8)
+    mask = np.zeros(img.shape, bool)
+    mask[10:50, 10:70] = True
+    lab = superpixels(img, region_size_nm=100, pixel_size=10, mask=mask)
+    assert (lab[~mask] == 0).all() and (lab[mask] > 0).all()
+    st = superpixels(np.stack([img, img]), region_size=10)
+    assert st.shape == (2, 60, 80)
+    assert set(np.unique(st[0])).isdisjoint(set(np.unique(st[1])))
+    with pytest.raises(SEMAnalysisError, match="too small"):
+        superpixels(img, region_size=1)
+    with pytest.raises(SEMAnalysisError, match="larger than the image"):
+        superpixels(img, region_size=500)
+    with pytest.raises(SEMAnalysisError, match="pixel size"):
+        superpixels(img, region_size_nm=100)
+    with pytest.raises(SEMAnalysisError, match="constant"):
+        superpixels(np.zeros((30, 30)))
+    with pytest.raises(SEMAnalysisError, match="empty"):
+        superpixels(img, mask=np.zeros(img.shape, bool))
+
+
+# --------------------------------------------------------------------------- recipes
+def test_segment_particles_counts_and_dice(rng):
+    img, truth = particle_image(rng)
+    lab = segment_particles(img, pixel_size=5.0)
+    dice = 2 * ((lab > 0) & (truth > 0)).sum() / ((lab > 0).sum() + (truth > 0).sum())
+    assert dice > 0.9
+    assert lab.max() == truth.max()
+    # separated: 4-connected labelling of the output mask gives the same count
+    assert measure.label(lab > 0, connectivity=1).max() == truth.max()
+    with pytest.raises(SEMAnalysisError, match="constant"):
+        segment_particles(np.full((50, 50), 9, np.uint8))
+
+
+def test_segment_pores(rng):
+    pores = disks((150, 150), [(30, 30), (80, 100), (120, 40), (40, 120)], [6, 10, 4, 8])
+    img = np.where(pores > 0, 40.0, 190.0) + rng.normal(0, 10, pores.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    lab = segment_pores(img, pixel_size=20.0, min_pore_diameter=60)
+    assert lab.max() == 4
+    porosity = (lab > 0).mean()
+    assert porosity == pytest.approx((pores > 0).mean(), rel=0.15)
