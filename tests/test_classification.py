@@ -451,5 +451,23 @@ def test_image_classifier_bad_input(textures):
         ImageClassifier(scales=(1,), n_estimators=5).fit([np.zeros((2, 20, 20), np.uint8)] * 2, [0, 1])
     with pytest.raises(SEMAnalysisError, match="labels for"):
         ImageClassifier(scales=(1,), n_estimators=5).fit(images[:3], y[:2])
-    with pytest.raises(SEMAnalysisError, match="unknown CNN architecture"):
-        ImageClassifier("cnn", arch="no-such-net", epochs=1, input_size=32, device="cpu").fit(images[:4], [0, 1, 0, 1])
+
+
+def test_unknown_cnn_architecture_is_a_clear_error():
+    # timm (via torchvision) imports triton, which crashes a process that has
+    # already loaded napari's OpenGL stack (Mesa llvmpipe): run it apart.
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from napari_sem_analysis.classification import ImageClassifier\n"
+        "from napari_sem_analysis._validation import SEMAnalysisError\n"
+        "ims = [np.random.default_rng(i).integers(0, 255, (32, 32)).astype(np.uint8) for i in range(4)]\n"
+        "try:\n"
+        "    ImageClassifier('cnn', arch='no-such-net', epochs=1, input_size=32, device='cpu').fit(ims, [0, 1, 0, 1])\n"
+        "except SEMAnalysisError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "ERR unknown CNN architecture 'no-such-net'" in out.stdout, out.stderr[-2000:]

@@ -290,12 +290,14 @@ def _splits(y_idx, groups, n_splits, seed):
     return list(splitter.split(np.zeros(n), y_idx)), k
 
 
-def _cross_validate(make, fit_fn, proba_fn, X, y_idx, class_names, groups, n_splits, seed, progress=None):
+def _cross_validate(make, fit_fn, proba_fn, X, y_idx, class_names, groups, n_splits, seed, progress=None, cancel=None):
     splits, k = _splits(y_idx, groups, n_splits, seed)
     n = len(y_idx)
     proba = np.zeros((n, len(class_names)))
     folds = np.full(n, -1, dtype=np.int64)
     for i, (train, test) in enumerate(splits):
+        if cancel is not None and cancel():
+            raise _Cancelled()
         model = make()
         fit_fn(model, _take(X, train), y_idx[train])
         proba[test] = proba_fn(model, _take(X, test))
@@ -499,6 +501,27 @@ def _regionprops_features(labels, image=None) -> pd.DataFrame:
     return table
 
 
+_FEATURE_SETS = ("all", "shape", "shape+intensity", "shape+texture")
+_TEXTURE_PREFIXES = ("glcm", "lbp", "texture", "haralick")
+
+
+def _feature_kind(name: str) -> str:
+    low = name.lower()
+    if low.startswith("int_") or low.startswith("intensity") or low.startswith("mean_intensity"):
+        return "intensity"
+    if low.startswith(_TEXTURE_PREFIXES):
+        return "texture"
+    return "shape"
+
+
+def _select_feature_set(table: pd.DataFrame, feature_set: str) -> list[str]:
+    cols = _feature_columns(table)
+    if feature_set == "all":
+        return cols
+    kinds = set(feature_set.split("+"))
+    return [c for c in cols if _feature_kind(c) in kinds]
+
+
 def _feature_columns(table: pd.DataFrame) -> list[str]:
     cols = []
     for c in table.columns:
@@ -518,10 +541,14 @@ class ObjectClassifier:
 
     Parameters
     ----------
-    features : sequence of str, optional
-        Columns of the measurement table to use. Default: every numeric
-        column except identifiers and positions (``label``, ``centroid*``,
-        ``bbox*``, ``orientation``, ``class``, ``prob_*``).
+    features : sequence of str or str, optional
+        Columns of the measurement table to use, or a preset: ``"all"``,
+        ``"shape"`` (morphology only), ``"shape+intensity"``,
+        ``"shape+texture"`` (intensity columns start with ``intensity``,
+        texture columns with ``glcm``/``lbp``). Default (None, = ``"all"``):
+        every numeric column except identifiers and positions (``label``,
+        ``centroid*``, ``bbox*``, ``orientation``, ``class``, ``prob_*``).
+        With few examples, ``"shape"`` generalises best.
     model : {"random_forest", "extra_trees", "gradient_boosting", "logistic_regression"}
     class_names : sequence of str, optional
         Class names; integer labels given to :meth:`fit` index into them.
@@ -549,7 +576,12 @@ class ObjectClassifier:
     ):
         if model not in _SKLEARN_MODELS:
             raise SEMAnalysisError(f"model must be one of {_SKLEARN_MODELS}, got {model!r}")
-        self.features = list(features) if features is not None else None
+        if isinstance(features, str):
+            if features not in _FEATURE_SETS:
+                raise SEMAnalysisError(f"features must be a list of column names or one of {_FEATURE_SETS}, got {features!r}")
+            self.features = features
+        else:
+            self.features = [str(f) for f in features] if features is not None else None
         self.model = model
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
         if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
@@ -575,7 +607,12 @@ class ObjectClassifier:
 
     def _matrix(self, table: pd.DataFrame, *, fitting: bool = False) -> np.ndarray:
         if fitting:
-            cols = self.features if self.features is not None else _feature_columns(table)
+            if self.features is None:
+                cols = _feature_columns(table)
+            elif isinstance(self.features, str):
+                cols = _select_feature_set(table, self.features)
+            else:
+                cols = list(self.features)
             if not cols:
                 raise SEMAnalysisError("the feature table has no numeric feature columns")
         else:
@@ -1084,6 +1121,58 @@ def _augment(xb, gen):
     return (xb - mean) * contrast + mean + bright
 
 
+class _AdamW:
+    """AdamW written out in plain tensor operations.
+
+    ``torch.optim`` imports torch's compiler stack (torch._dynamo, triton) on
+    first use; inside a napari process whose OpenGL driver also bundles LLVM
+    (Mesa llvmpipe) loading triton can crash the process. This optimiser
+    needs nothing beyond basic tensor arithmetic.
+    """
+
+    def __init__(self, params, *, weight_decay=1e-4, betas=(0.9, 0.999), eps=1e-8):
+        import torch
+
+        self.params = [p for p in params if p.requires_grad]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.weight_decay = weight_decay
+        self.betas = betas
+        self.eps = eps
+        self.t = 0
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self, lr: float):
+        import torch
+
+        self.t += 1
+        b1, b2 = self.betas
+        c1 = 1 - b1**self.t
+        c2 = 1 - b2**self.t
+        with torch.no_grad():
+            for p, m, v in zip(self.params, self.m, self.v):
+                if p.grad is None:
+                    continue
+                g = p.grad
+                p.mul_(1 - lr * self.weight_decay)
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v / c2).sqrt_().add_(self.eps)
+                p.addcdiv_(m, denom, value=-lr / c1)
+
+
+def _one_cycle_lr(step: int, total: int, max_lr: float) -> float:
+    """One-cycle schedule: linear warm-up over 30 % of the steps, then cosine decay."""
+    warm = max(1, int(0.3 * total))
+    if step < warm:
+        return max_lr * (0.04 + 0.96 * step / warm)
+    frac = (step - warm) / max(1, total - warm)
+    return max_lr * (1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+
+
 class _CNN:
     """Trainer/predictor around a torch module (used by ImageClassifier)."""
 
@@ -1119,9 +1208,10 @@ class _CNN:
         yt = torch.from_numpy(y.astype(np.int64))
         counts = np.bincount(y, minlength=self.n_classes).astype(np.float32)
         weights = torch.from_numpy(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / self.n_classes, 0.0).astype(np.float32)).to(dev)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=1e-4)
+        opt = _AdamW(net.parameters(), weight_decay=1e-4)
         steps_per_epoch = max(1, int(np.ceil(len(X) / self.batch_size)))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.epochs * steps_per_epoch)
+        total_steps = self.epochs * steps_per_epoch
+        step = 0
         net.train()
         for epoch in range(self.epochs):
             order = torch.randperm(len(X), generator=gen)
@@ -1136,8 +1226,8 @@ class _CNN:
                 loss = F.cross_entropy(net(xb), yb, weight=weights)
                 opt.zero_grad()
                 loss.backward()
-                opt.step()
-                sched.step()
+                opt.step(_one_cycle_lr(step, total_steps, self.lr))
+                step += 1
             if progress is not None:
                 progress(epoch + 1, self.epochs)
         net.eval()
@@ -1336,6 +1426,7 @@ class ImageClassifier:
         groups=None,
         n_splits: int = 5,
         progress: Callable | None = None,
+        cancel: Callable | None = None,
     ) -> CVResult:
         """Stratified k-fold cross-validation, grouped by ``groups``.
 
@@ -1348,10 +1439,10 @@ class ImageClassifier:
         y_idx, names = _encode_labels(y, self.class_names)
         if len(y_idx) != len(images):
             raise SEMAnalysisError(f"{len(y_idx)} labels for {len(images)} images")
-        X, _ = self._prepare(images)
+        X, _ = self._prepare(images, cancel=cancel)
         return _cross_validate(
             lambda: self._make_inner(len(names)),
-            lambda m, Xs, yy: self._fit_inner(m, Xs, yy),
+            lambda m, Xs, yy: self._fit_inner(m, Xs, yy, cancel=cancel),
             lambda m, Xs: self._proba_inner(m, Xs, len(names)),
             X,
             y_idx,
@@ -1360,6 +1451,7 @@ class ImageClassifier:
             n_splits,
             self.seed,
             progress,
+            cancel,
         )
 
     def predict_tiles(
@@ -1369,6 +1461,7 @@ class ImageClassifier:
         stride: int | None = None,
         *,
         progress: Callable | None = None,
+        cancel: Callable | None = None,
     ) -> pd.DataFrame:
         """Classify the tiles of one image.
 
@@ -1395,7 +1488,7 @@ class ImageClassifier:
         pos = tile_positions(img.shape, tile_size, stride)
         tiles = [img[y0:y1, x0:x1] for _, _, y0, x0, y1, x1 in pos]
         if self.backend == "features":
-            X, _ = _features_matrix(tiles, self.scales, progress)
+            X, _ = _features_matrix(tiles, self.scales, progress, cancel)
         else:
             X = _prepare_cnn_batch(tiles, self.input_size)
         p = self._proba_inner(self.estimator_, X, len(self.class_names))
