@@ -218,7 +218,7 @@ def test_phases_summary_fractions():
 
 def test_coating_geometry_on_synthetic_cross_section():
     img, truth = synthetic_coating(seed=3)
-    res = coating_layers(img, pixel_size=20.0, min_oxide=8)
+    res = coating_layers(img, pixel_size=20.0)
     s = res.summary
     assert s["coating_thickness_median_nm"] == pytest.approx(truth["coating_thickness"] * 20, abs=3 * 20)
     assert s["oxide_thickness_median_nm"] == pytest.approx(truth["oxide_thickness"] * 20, abs=3 * 20)
@@ -229,7 +229,7 @@ def test_coating_geometry_on_synthetic_cross_section():
     assert len(res.profile) == img.shape[1]
     assert 0 < s["oxide_fraction"] < 1
     # flipped image (coating at the bottom) gives the same figures
-    flipped = coating_layers(img[::-1], pixel_size=20.0, coating_on="bottom", min_oxide=8)
+    flipped = coating_layers(img[::-1], pixel_size=20.0, coating_on="bottom")
     assert flipped.summary["crack_count"] == s["crack_count"]
     assert flipped.summary["oxide_thickness_median_nm"] == pytest.approx(s["oxide_thickness_median_nm"])
 

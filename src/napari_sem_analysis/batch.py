@@ -616,7 +616,11 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
                 ax = fig.subplots()
                 ax.hist(v, bins=min(60, max(10, int(np.sqrt(v.size)))), color="#3b7dd8", edgecolor="white")
                 ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.4g}")
-                ax.set_xlabel(col_used.replace("_", " "))
+                xlabel = col_used.replace("_", " ")
+                if not col_used.endswith(("_nm", "_um", "_px")):
+                    px = ok["pixel_size_nm"] if "pixel_size_nm" in ok else pd.Series(dtype=float)
+                    xlabel += " (nm)" if px.notna().all() and len(px) else " (px)"
+                ax.set_xlabel(xlabel)
                 ax.set_ylabel("objects")
                 ax.set_title(f"Size distribution ({v.size} objects, {len(values)} images)")
                 ax.legend(frameon=False)

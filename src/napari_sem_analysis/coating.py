@@ -91,11 +91,13 @@ def coating_layers(
     coating_on: str = "top",
     strip_width: int = 96,
     step_size: float = 12,
-    min_oxide: float = 24.0,
+    interface_method: str = "step",
+    min_oxide: float | None = None,
     max_oxide_fraction: float = 0.3,
     crack_width: int = 9,
-    crack_contrast: float = 0.05,
-    min_crack_height: float = 0.3,
+    crack_contrast: float = 0.03,
+    min_crack_height: float = 0.2,
+    crack_gap: int = 9,
 ) -> CoatingResult:
     """Measure coating and oxide thickness along the layer, and cracks in the oxide.
 
@@ -112,8 +114,10 @@ def coating_layers(
         interface (strips overlap by 3/4).
     step_size : float
         Rows averaged on each side of a candidate interface (px).
-    min_oxide : float
-        Smallest oxide thickness searched for (px).
+    min_oxide : float, optional
+        Smallest oxide thickness searched for (px); the rows just below the
+        coating (where a thin dark oxide line often sits) are skipped by
+        this much. Default 6 % of the image height.
     max_oxide_fraction : float
         Largest oxide thickness searched for, as a fraction of the image height.
     crack_width : int
@@ -123,6 +127,8 @@ def coating_layers(
         fraction of the image's 1-99 percentile intensity range.
     min_crack_height : float
         Smallest crack height as a fraction of the local oxide thickness.
+    crack_gap : int
+        Vertical gaps up to this many px along a crack are bridged.
 
     Returns
     -------
@@ -163,6 +169,9 @@ def coating_layers(
     top_f = np.where(has, top, np.nan).astype(float)
 
     # --- oxide: from coating bottom to the strongest dark->bright step -----
+    if min_oxide is None:
+        min_oxide = max(2.0, 0.06 * h)
+    min_oxide = check_positive(min_oxide, "min_oxide")
     max_ox = max(int(min_oxide) + 2, int(max_oxide_fraction * h))
     k = max(4, int(round(step_size)))
     interface = np.full(w, np.nan)
@@ -173,20 +182,30 @@ def coating_layers(
         cb = np.nanmedian(bottom_f[x0:x1])
         if not np.isfinite(cb):
             continue
-        start = int(cb) + 1
-        stop = min(h, start + max_ox + k)
+        start = int(cb) + 1 + max(int(min_oxide) - k, 2)  # rows just under the coating are skipped
+        stop = min(h, int(cb) + 1 + max_ox + k)
         if stop - start < 2 * k + 2:
             continue
         prof = ndi.gaussian_filter1d(np.median(img[start:stop, x0:x1], axis=1), 2)
-        c = np.concatenate([[0.0], np.cumsum(prof)])
-        r = np.arange(k, prof.size - k + 1)
-        step = np.abs((c[r + k] - c[r]) / k - (c[r] - c[r - k]) / k)
-        lo = int(np.searchsorted(r, int(min_oxide)))
-        if lo >= step.size:
-            continue
-        j = lo + int(np.argmax(step[lo:]))
+        if interface_method == "changepoint":
+            # the split into two constant parts with the least squared error
+            n = prof.size
+            c1 = np.concatenate([[0.0], np.cumsum(prof)])
+            c2 = np.concatenate([[0.0], np.cumsum(prof**2)])
+            r = np.arange(k, n - k)
+            if r.size == 0:
+                continue
+            sse = (c2[r] - c1[r] ** 2 / r) + ((c2[n] - c2[r]) - (c1[n] - c1[r]) ** 2 / (n - r))
+            row = r[int(np.argmin(sse))]
+        else:
+            c = np.concatenate([[0.0], np.cumsum(prof)])
+            r = np.arange(k, prof.size - k + 1)
+            step = np.abs((c[r + k] - c[r]) / k - (c[r] - c[r - k]) / k)
+            if step.size == 0:
+                continue
+            row = r[int(np.argmax(step))]
         xs_c.append(min(xc, w - 1))
-        ys_c.append(start + r[j])
+        ys_c.append(start + row)
     if xs_c:
         ys_c = ndi.median_filter(np.asarray(ys_c, float), size=5, mode="nearest")
         interface = np.interp(np.arange(w), xs_c, ys_c)
@@ -217,7 +236,7 @@ def coating_layers(
         med = np.median(vals)
         mad = 1.4826 * np.median(np.abs(vals - med)) + 1e-6
         cand = inner & (th > max(med + 4 * mad, depth))
-        cand = ndi.binary_closing(cand, structure=np.ones((5, 1)))
+        cand = ndi.binary_closing(cand, structure=np.ones((crack_gap, 1)))
         lab, n = ndi.label(cand, structure=np.ones((3, 3)))
         ox_thick = interface - bottom_f
         objs = ndi.find_objects(lab)
