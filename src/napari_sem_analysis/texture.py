@@ -275,13 +275,26 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     def hist(c):
         return np.bincount(c, minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
 
-    # |i - j| with the region's slot: (slot << bits) | |ca - cb|
-    d = np.subtract(ca, cb)
-    np.abs(d, out=d)
-    slot_bits = np.right_shift(ca, bits)
-    np.left_shift(slot_bits, bits, out=slot_bits)
-    d |= slot_bits
-    del slot_bits
+    need_moments = any(p in props for p in ("mean", "variance", "correlation"))
+    need_counts = any(p in props for p in ("asm", "energy", "entropy"))
+    if need_moments:
+        hist_a, hist_b = hist(ca), hist(cb)
+    # |i - j| with the region's slot bits: (slot << bits) | |i - j|
+    if symmetric:
+        # order each pair (lo <= hi): the symmetric matrix only needs unordered pairs
+        lo = np.minimum(ca, cb)
+        hi = np.maximum(ca, cb, out=cb)
+        del ca
+        d = np.bitwise_and(lo, ~mask)
+        d += hi
+        d -= lo
+    else:
+        d = np.subtract(ca, cb)
+        np.abs(d, out=d)
+        slot_bits = np.right_shift(ca, bits)
+        np.left_shift(slot_bits, bits, out=slot_bits)
+        d |= slot_bits
+        del slot_bits
     dh = hist(d)
     del d
     n = dh.sum(axis=1)
@@ -298,15 +311,14 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
             out["homogeneity"] = dh @ (1.0 / (1.0 + k * k)) * inv_n
         if any(p in props for p in ("mean", "variance", "correlation")):
             if symmetric:
-                mh = hist(ca) + hist(cb)
+                mh = hist_a + hist_b
                 mu_i = mh @ k * inv_n / 2.0
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * mh).sum(axis=1) * inv_n / 2.0
                 var_j = var_i
                 # sum P (i-mu)(j-mu) = var - contrast / 2 for a symmetric matrix
                 cov = var_i - contrast / 2.0
             else:
-                hi_ = hist(ca)
-                hj_ = hist(cb)
+                hi_, hj_ = hist_a, hist_b
                 mu_i = hi_ @ k * inv_n
                 mu_j = hj_ @ k * inv_n
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * hi_).sum(axis=1) * inv_n
@@ -323,14 +335,12 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
                 corr[degenerate] = 1.0
                 corr[~has] = np.nan
                 out["correlation"] = corr
-        if any(p in props for p in ("asm", "energy", "entropy")):
+        if need_counts:
             if symmetric:
-                same = ca == cb
-                diag = np.bincount(ca[same], minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
+                same = lo == hi
+                diag = np.bincount(lo[same], minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
                 del same
-                lo = np.minimum(ca, cb)
-                np.maximum(ca, cb, out=cb)
-                ca = lo
+                ca, cb = lo, hi
             s2, sl = _count_moments(ca, cb, codes)
             if symmetric:
                 total = 2.0 * n
