@@ -1,0 +1,286 @@
+"""Enhancement dock widget: CLAHE (with live preview), denoising, background correction.
+
+The output goes to an Image layer named after the step (``CLAHE``,
+``denoise``, ``background``), updated on re-run, with the input's scale and
+units. Lengths are in nm when the input layer has a physical scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, FloatSpinBox, Label, PushButton
+
+from ._common import as_array, layer_pixel_size, notify_error, record_step, start_worker, write_layer
+
+STEP_OUTPUT = {"CLAHE": "CLAHE", "denoise": "denoise", "background": "background"}
+STEP_FUNCTION = {"CLAHE": "clahe", "denoise": "denoise", "background": "correct_background"}
+
+
+# --------------------------------------------------------------------------- shared helpers
+def layers_of(viewer, *kinds: str):
+    import napari
+
+    classes = tuple(getattr(napari.layers, k) for k in kinds)
+    return [layer for layer in viewer.layers if isinstance(layer, classes)]
+
+
+class _Failure:
+    def __init__(self, error):
+        self.error = error
+
+
+def run_in_worker(owner, work, done, *, desc: str, total: int = 0):
+    """Run the generator function ``work()`` in a thread worker.
+
+    Every ``yield`` advances the progress bar and is a point where
+    ``owner.cancel()`` can stop it; its return value goes to ``done`` in the
+    GUI thread. Exceptions become notifications (never a crash).
+    ``owner._running`` / ``owner._completed`` let tests wait for the end.
+    """
+    owner._running = True
+
+    def wrapped():
+        try:
+            result = yield from work()
+            return result
+        except Exception as exc:  # shown as a notification
+            return _Failure(exc)
+
+    def finish():
+        owner._running = False
+        owner._completed += 1
+
+    def returned(result):
+        try:
+            if isinstance(result, _Failure):
+                notify_error(result.error)
+            else:
+                done(result)
+        except Exception as exc:
+            notify_error(exc)
+        finally:
+            finish()
+
+    worker = start_worker(owner, wrapped, on_returned=returned, total=total, desc=desc)
+    # a cancelled worker does not return (connected after start: a cancel needs a click first)
+    worker.aborted.connect(finish)
+    return worker
+
+
+def planes(data: np.ndarray, func):
+    """Generator: apply ``func`` to a 2-D image or to each plane of a stack (yields per plane)."""
+    if data.ndim == 3 and data.shape[-1] not in (3, 4):
+        out = []
+        for plane in data:
+            out.append(func(plane))
+            yield
+        return np.stack(out)
+    result = func(data)
+    yield
+    return result
+
+
+class LengthBox:
+    """A length parameter shown in nm when the layer has a scale, in px otherwise."""
+
+    def __init__(self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0):
+        self.name = label
+        self.default_px = default_px
+        self.widget = FloatSpinBox(label=f"{label} (px)", min=minimum, max=maximum, value=default_px, step=step)
+        self.unit = "px"
+
+    def sync(self, pixel_size):
+        unit = "px" if pixel_size is None else "nm"
+        if unit != self.unit:
+            value = self.widget.value
+            if unit == "nm":
+                value = value * pixel_size
+            else:
+                value = self.default_px
+            self.unit = unit  # before setting the value: its change signal may sync again
+            self.widget.max = max(self.widget.max, value * 10)
+            self.widget.value = value
+        self.widget.label = f"{self.name} ({unit})"
+
+    @property
+    def value(self):
+        return float(self.widget.value)
+
+
+class StepWidget(Container):
+    """Base: input-layer combo boxes refreshed with the layer list, cancel, run counters."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self._worker = None
+        self._running = False
+        self._completed = 0
+        self._status = Label(value="")
+        self._boxes: list[ComboBox] = []
+        self._lengths: list[LengthBox] = []
+        self.viewer.layers.events.inserted.connect(self._reset)
+        self.viewer.layers.events.removed.connect(self._reset)
+
+    def _reset(self, _event=None):
+        for box in self._boxes:
+            box.reset_choices()
+        self._sync_units()
+
+    def _pixel_size(self):
+        return None
+
+    def _sync_units(self, _event=None):
+        ps = self._pixel_size()
+        for length in self._lengths:
+            length.sync(ps)
+
+    def _unit(self):
+        return "px" if self._pixel_size() is None else "nm"
+
+    def cancel(self, _event=None):
+        if self._worker is not None:
+            self._worker.quit()
+
+
+# --------------------------------------------------------------------------- widget
+class EnhanceWidget(StepWidget):
+    """CLAHE, denoising and background correction of an Image layer.
+
+    *CLAHE* has a live preview: with *preview* ticked, dragging the clip
+    limit slider updates the ``CLAHE`` layer at once. *Run* processes the
+    whole layer (stacks plane by plane) in a thread worker that can be
+    cancelled, writes the output layer and records the step for workflows.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self._image = ComboBox(label="image", choices=lambda w: layers_of(self.viewer, "Image"))
+        self._boxes = [self._image]
+        self._step = ComboBox(label="step", choices=list(STEP_OUTPUT), value="CLAHE")
+        # CLAHE
+        self._clip = FloatSlider(label="clip limit", min=1.0, max=10.0, value=2.0, step=0.1)
+        self._tile = LengthBox("tile size", 128, minimum=0.0)
+        self._preview = CheckBox(text="live preview", value=True)
+        # denoise
+        self._method = ComboBox(label="method", choices=["gaussian", "median", "bilateral", "nlm"], value="gaussian")
+        self._size = LengthBox("filter size", 1.0, step=0.5)
+        self._strength = FloatSpinBox(label="strength (0 = auto)", min=0, max=1e6, value=0, step=0.05)
+        # background
+        self._bg_method = ComboBox(label="background", choices=["gaussian", "rolling_ball", "polynomial"], value="gaussian")
+        self._bg_size = LengthBox("background scale", 50.0)
+        self._mode = ComboBox(label="mode", choices=["subtract", "divide"], value="subtract")
+        self._light = CheckBox(text="objects darker than background", value=False)
+        self._lengths = [self._tile, self._size, self._bg_size]
+        self._run_btn = PushButton(text="Run")
+        self._cancel_btn = PushButton(text="Cancel")
+        self._groups = {
+            "CLAHE": [self._clip, self._tile.widget, self._preview],
+            "denoise": [self._method, self._size.widget, self._strength],
+            "background": [self._bg_method, self._bg_size.widget, self._mode, self._light],
+        }
+        self.extend(
+            [self._image, self._step, *[w for g in self._groups.values() for w in g],
+             self._run_btn, self._cancel_btn, self._status]
+        )
+        self._step.changed.connect(self._show_step)
+        self._image.changed.connect(self._sync_units)
+        self._clip.changed.connect(self._live)
+        self._tile.widget.changed.connect(self._live)
+        self._run_btn.changed.connect(self.run)
+        self._cancel_btn.changed.connect(self.cancel)
+        self._reset()
+        self._show_step()
+
+    # ----------------------------------------------------------------- helpers
+    def _pixel_size(self):
+        return layer_pixel_size(self._image.value)
+
+    def _show_step(self, _event=None):
+        for step, widgets in self._groups.items():
+            for w in widgets:
+                w.visible = step == self._step.value
+
+    def params(self) -> tuple[str, dict]:
+        """(API function name, keyword arguments) for the current settings."""
+        step = self._step.value
+        unit = self._unit()
+        if step == "CLAHE":
+            return "clahe", {"clip_limit": float(self._clip.value), "tile_size": self._tile.value, "unit": unit}
+        if step == "denoise":
+            p = {"method": self._method.value, "size": self._size.value, "unit": unit}
+            if self._strength.value > 0:
+                p["strength"] = float(self._strength.value)
+            return "denoise", p
+        p = {"method": self._bg_method.value, "size": self._bg_size.value, "mode": self._mode.value, "unit": unit}
+        if self._light.value:
+            p["light_background"] = True
+        return "correct_background", p
+
+    def _compute(self, data, function, params):
+        from .. import enhancement
+
+        func = getattr(enhancement, function)
+        ps = self._pixel_size()
+        kwargs = dict(params)
+        if ps is not None:
+            kwargs["pixel_size"] = ps
+        if function == "clahe":
+            return lambda plane: func(plane, **kwargs)
+        if function == "denoise":
+            method = kwargs.pop("method")
+            return lambda plane: func(plane, method, **kwargs)
+        method = kwargs.pop("method")
+        return lambda plane: func(plane, method, **kwargs)
+
+    def _write(self, layer, result, function, params):
+        name = STEP_OUTPUT[self._step.value]
+        out = write_layer(self.viewer, result, name=name, kind="image", like=layer, metadata={"step": function, "params": params})
+        out.contrast_limits = (float(np.min(result)), float(np.max(result)) or 1.0)
+        record_step(self.viewer, function, params=params, inputs={"image": layer.name}, output=name)
+        self._status.value = f"{name}: done"
+        return out
+
+    # ----------------------------------------------------------------- actions
+    def _live(self, _event=None):
+        """Live CLAHE preview on the current 2-D image (synchronous: CLAHE takes milliseconds)."""
+        if not self._preview.value or self._step.value != "CLAHE":
+            return
+        layer = self._image.value
+        if layer is None or getattr(layer, "rgb", False):
+            return
+        data = as_array(layer.data)
+        if data.ndim != 2:
+            return  # stacks: use Run
+        function, params = self.params()
+        try:
+            result = self._compute(data, function, params)(data)
+        except Exception as exc:
+            notify_error(exc)
+            return
+        self._write(layer, result, function, params)
+
+    def run(self, _event=None):
+        layer = self._image.value
+        if layer is None:
+            notify_error("choose an image layer first")
+            return None
+        if getattr(layer, "rgb", False):
+            notify_error(f"layer {layer.name!r} is RGB; convert it to grayscale first")
+            return None
+        data = as_array(layer.data)
+        function, params = self.params()
+        try:
+            func = self._compute(data, function, params)
+        except Exception as exc:
+            notify_error(exc)
+            return None
+        n = data.shape[0] if data.ndim == 3 else 1
+        self._status.value = f"{function}: running..."
+        return run_in_worker(
+            self,
+            lambda: planes(data, func),
+            lambda result: self._write(layer, result, function, params),
+            desc=function,
+            total=n,
+        )

@@ -1,0 +1,223 @@
+"""Enhancement and classical segmentation widgets in a real napari viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sem_analysis.enhancement import clahe, denoise
+from napari_sem_analysis.segmentation import clean_mask, threshold
+from napari_sem_analysis.widgets import _enhance, _segment
+from napari_sem_analysis.widgets._common import recorded_steps
+from napari_sem_analysis.widgets._enhance import EnhanceWidget
+from napari_sem_analysis.widgets._segment import SplitWidget, SuperpixelWidget, ThresholdWidget
+
+SCALE = {"scale": (5.0, 5.0), "units": ("nm", "nm")}
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Collect error notifications (napari shows them in the GUI)."""
+    seen = []
+    monkeypatch.setattr(_enhance, "notify_error", lambda e: seen.append(str(e)))
+    monkeypatch.setattr(_segment, "notify_error", lambda e: seen.append(str(e)))
+    return seen
+
+
+def _wait(qtbot, widget, runs=1, timeout=30000):
+    qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
+
+
+def _disks(shape, centres, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    lab = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(centres, 1):
+        lab[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (lab == 0)] = i
+    return lab
+
+
+@pytest.fixture
+def particles():
+    rng = np.random.default_rng(1)
+    truth = _disks((120, 150), [(40, 40), (40, 66), (90, 110), (90, 30)], 14)
+    img = np.clip(np.where(truth > 0, 170, 60) + rng.normal(0, 8, truth.shape), 0, 255).astype(np.uint8)
+    return img, truth
+
+
+def _layer(viewer, name):
+    return next(layer for layer in viewer.layers if layer.name == name)
+
+
+# --------------------------------------------------------------------------- enhance
+def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, particles, errors):
+    img, _ = particles
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img.copy(), name="sem", **SCALE)
+    widget = EnhanceWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._tile.widget.label.endswith("(nm)")
+    assert widget._tile.value == pytest.approx(128 * 5.0)
+
+    # dragging the slider updates the CLAHE layer immediately
+    widget._tile.widget.value = 200.0  # 40 px tiles
+    widget._clip.value = 3.0
+    out = _layer(viewer, "CLAHE")
+    np.testing.assert_array_equal(out.data, clahe(img, clip_limit=3.0, tile_size=40))
+    assert tuple(out.scale) == (5.0, 5.0) and tuple(str(u) for u in out.units) == ("nanometer", "nanometer")
+    widget._clip.value = 4.0
+    assert sum(lyr.name == "CLAHE" for lyr in viewer.layers) == 1  # updated, not duplicated
+    np.testing.assert_array_equal(out.data, clahe(img, clip_limit=4.0, tile_size=40))
+
+    # denoise in a worker; sizes in nm
+    widget._step.value = "denoise"
+    widget._method.value = "median"
+    widget._size.widget.value = 10.0  # 2 px radius
+    widget.run()
+    _wait(qtbot, widget)
+    den = _layer(viewer, "denoise")
+    np.testing.assert_array_equal(den.data, denoise(img, "median", size=2))
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert sum(lyr.name == "denoise" for lyr in viewer.layers) == 1
+    np.testing.assert_array_equal(layer.data, img)  # input untouched
+    steps = {s["function"]: s for s in recorded_steps(viewer)}
+    assert steps["clahe"]["params"]["clip_limit"] == 4.0 and steps["clahe"]["params"]["unit"] == "nm"
+    assert steps["denoise"]["inputs"] == {"image": "sem"}
+    assert not errors
+
+
+def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    widget = EnhanceWidget(viewer)
+    widget.run()  # no layer at all
+    assert errors and "image layer" in errors[-1]
+    viewer.add_image(np.full((40, 40), 9, np.uint8), name="flat")
+    widget._reset()
+    widget._clip.value = 2.5  # preview on a constant image: notification, no layer
+    assert "constant" in errors[-1]
+    assert "CLAHE" not in [lyr.name for lyr in viewer.layers]
+    widget._step.value = "background"
+    n = len(errors)
+    widget.run()
+    _wait(qtbot, widget)
+    assert len(errors) == n + 1 and "constant" in errors[-1]
+    # a real shaded image works, stacks plane by plane
+    xx = np.mgrid[:64, :64][1]
+    stack = np.stack([(50 + xx).astype(np.uint8), (80 + xx // 2).astype(np.uint8)])
+    viewer.add_image(stack, name="stack")
+    widget._image.value = _layer(viewer, "stack")
+    widget._bg_method.value = "polynomial"
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    bg = _layer(viewer, "background")
+    assert bg.data.shape == stack.shape
+    assert bg.data[0].std() < 0.2 * stack[0].std()
+
+
+# --------------------------------------------------------------------------- threshold
+def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, particles, errors):
+    img, truth = particles
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="sem", **SCALE)
+    widget = ThresholdWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._min_size.value = 500.0  # nm² = 20 px²
+    out = _layer(viewer, "threshold")
+    expected = clean_mask(threshold(img, "otsu"), min_size=20, fill_holes=True)
+    np.testing.assert_array_equal(out.data > 0, expected)
+    assert ((out.data > 0) == (truth > 0)).mean() > 0.97
+    assert tuple(out.scale) == (5.0, 5.0)
+    # local method with a window in nm
+    widget._method.value = "local_mean"
+    widget._window.widget.value = 255.0  # 51 px
+    np.testing.assert_array_equal(
+        out.data > 0, clean_mask(threshold(img, "local_mean", window_size=51), min_size=20, fill_holes=True)
+    )
+    # recorded as threshold + clean_mask
+    funcs = [s["function"] for s in recorded_steps(viewer)]
+    assert funcs == ["threshold", "clean_mask"]
+    # multi-level Otsu via the worker
+    widget._method.value = "multi-otsu"
+    widget._classes.value = 2
+    widget.run()
+    _wait(qtbot, widget)
+    phases = _layer(viewer, "phases")
+    assert set(np.unique(phases.data)) == {1, 2}
+    assert "%" in widget._status.value
+    # absurd clean-up: everything removed -> notification, layer unchanged
+    widget._method.value = "otsu"
+    before = out.data.copy()
+    widget._min_size.value = 1e9
+    assert errors and ("removed every object" in errors[-1] or "larger than the whole image" in errors[-1])
+    np.testing.assert_array_equal(out.data, before)
+
+
+def test_threshold_widget_rgb_and_constant(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((30, 30, 3), np.uint8) + np.arange(3, dtype=np.uint8), name="rgb", rgb=True)
+    widget = ThresholdWidget(viewer)
+    widget.run()
+    assert "RGB" in errors[-1]
+    viewer.add_image(np.ones((30, 30)), name="flat")
+    widget._image.value = _layer(viewer, "flat")
+    widget.run()
+    _wait(qtbot, widget)
+    assert "constant" in errors[-1]
+    assert "threshold" not in [lyr.name for lyr in viewer.layers]
+
+
+# --------------------------------------------------------------------------- split
+def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, errors):
+    img, truth = particles
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="sem", **SCALE)
+    mask_layer = viewer.add_labels((truth > 0).astype(np.uint8), name="mask", **SCALE)
+    widget = SplitWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._min_distance.widget.label.endswith("(nm)")
+    widget._min_distance.widget.value = 35.0  # 7 px
+    widget.run()
+    _wait(qtbot, widget)
+    out = _layer(viewer, "split")
+    assert out.data.max() == 4 and tuple(out.scale) == (5.0, 5.0)
+    np.testing.assert_array_equal(mask_layer.data, truth > 0)  # input untouched
+    assert recorded_steps(viewer)[-1]["function"] == "split_touching"
+    # seeds from a Points layer (world coordinates -> data coordinates)
+    pts = viewer.add_points(np.array([[40, 40], [40, 66], [90, 110]]) * 5.0, name="seeds")
+    widget._reset()
+    widget._seeds.value = pts
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert set(np.unique(out.data)) == {0, 1, 2, 3}
+    assert np.bincount(out.data[truth == 2]).argmax() == 2
+    step = recorded_steps(viewer)[-1]
+    assert step["function"] == "watershed_from_seeds" and step["inputs"]["seeds"] == "seeds"
+    # an empty mask gives a notification
+    viewer.add_labels(np.zeros((20, 20), np.uint8), name="empty")
+    widget._seeds.value = None
+    widget._mask.value = _layer(viewer, "empty")
+    widget.run()
+    assert "empty" in errors[-1]
+
+
+# --------------------------------------------------------------------------- superpixels
+def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors):
+    img, truth = particles
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="sem", **SCALE)
+    widget = SuperpixelWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget._region.widget.label.endswith("(nm)")
+    widget._region.widget.value = 100.0  # 20 px
+    widget.run()
+    _wait(qtbot, widget)
+    out = _layer(viewer, "superpixels")
+    assert out.data.shape == img.shape and tuple(out.scale) == (5.0, 5.0)
+    n = len(np.unique(out.data))
+    assert 0.6 * 45 < n < 1.6 * 45  # ~ (120/20) * (150/20)
+    step = recorded_steps(viewer)[-1]
+    assert step["function"] == "superpixels" and step["params"]["region_size"] == 100.0
+    widget._region.widget.value = 1e6  # absurd: larger than the image
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert "larger than the image" in errors[-1]
