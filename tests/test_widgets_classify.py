@@ -79,6 +79,7 @@ def test_object_widget_points_train_predict(pore_viewer, qtbot, errors):
     assert len(widget._canvas.figure.axes) == 1
 
     widget.predict()
+    _wait(qtbot, widget, runs=2)
     feats = lab_layer.features
     assert {"class", "prob_gas", "prob_keyhole", "prob_lack-of-fusion"} <= set(feats.columns)
     truth = {lab: CLASSES[c] for lab, c in classes.items()}
@@ -96,6 +97,7 @@ def test_object_widget_points_train_predict(pore_viewer, qtbot, errors):
     np.testing.assert_array_equal(lab_layer.data, labels_before)  # input untouched
     n_layers = len(viewer.layers)
     widget.predict()
+    _wait(qtbot, widget, runs=3)
     assert len(viewer.layers) == n_layers  # re-run updates the output layer
     assert errors == []
 
@@ -115,6 +117,7 @@ def test_object_widget_from_features_column_and_model_files(pore_viewer, qtbot, 
     _wait(qtbot, widget)
     assert widget.classifier.model == "logistic_regression"
     widget.predict()
+    _wait(qtbot, widget, runs=2)
     feats = lab_layer.features
     # the user's annotations are kept, the predictions fill 'class'
     kept = dict(zip(feats["index"], feats["class_annotation"]))

@@ -376,10 +376,11 @@ class ObjectClassifierWidget(Container):
         return self._examples_from_features(labels_layer)
 
     # -- features ------------------------------------------------------
-    def _table(self):
-        from ..classification import object_features
-
+    def _inputs(self):
+        """(labels, image or None, pixel size) read from the chosen layers (GUI thread)."""
         labels_layer = self._labels.value
+        if labels_layer is None:
+            raise SEMAnalysisError("choose a Labels layer first")
         image_layer = self._image.value
         labels = as_array(labels_layer.data)
         image = None
@@ -389,7 +390,13 @@ class ObjectClassifierWidget(Container):
                 raise SEMAnalysisError(
                     f"image {image_layer.name!r} {image.shape} and labels {labels_layer.name!r} {labels.shape} differ in shape"
                 )
-        return object_features(labels, image, pixel_size=layer_pixel_size(labels_layer))
+        return labels, image, layer_pixel_size(labels_layer)
+
+    @staticmethod
+    def _table(labels, image, pixel_size):
+        from ..classification import object_features
+
+        return object_features(labels, image, pixel_size=pixel_size)
 
     # -- actions -------------------------------------------------------
     def train(self, _event=None):
@@ -405,7 +412,7 @@ class ObjectClassifierWidget(Container):
             if len(used) < 2:
                 raise SEMAnalysisError("give examples of at least two classes")
             labels_layer = self._labels.value
-            table = self._table()
+            inputs = self._inputs()
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
@@ -413,6 +420,7 @@ class ObjectClassifierWidget(Container):
         feature_set = self._features.value
 
         def work():
+            table = self._table(*inputs)
             t = table.set_index("label", drop=False)
             ids = [lab for lab in examples if lab in t.index]
             sub = t.loc[ids].reset_index(drop=True)
@@ -450,14 +458,20 @@ class ObjectClassifierWidget(Container):
             notify_error("choose a Labels layer first")
             return None
         try:
-            table = self._table()
-            out = self.classifier.predict_table(table)
+            inputs = self._inputs()
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
-        names = list(self.classifier.class_names)
+        clf = self.classifier
+
+        def work():
+            return clf.predict_table(self._table(*inputs))
+
+        return _start(self, work, lambda out: self._write_predictions(labels_layer, inputs[0], out, clf), desc="classifying objects")
+
+    def _write_predictions(self, labels_layer, labels, out: pd.DataFrame, clf):
+        names = list(clf.class_names)
         self._write_features(labels_layer, out, names)
-        labels = as_array(labels_layer.data)
         class_index = {name: i + 1 for i, name in enumerate(names)}
         lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
         lut[out["label"].to_numpy(int)] = [class_index[c] for c in out["class"]]
