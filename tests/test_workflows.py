@@ -270,3 +270,18 @@ def test_unet_model_loaded_once_per_process(monkeypatch):
     assert loads == ["/models/m.safetensors"]
     assert res.summary["count"] == 4
     wfm._cached_model.cache_clear()
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_coating_preset_on_sample_without_oxide(seed):
+    """The package's porous-coating sample: cracks in the coating, no oxide layer."""
+    s = sem.sample_porous_coating(seed=seed)
+    image = s.image[: s.labels.shape[0]]
+    res = run_workflow("coating", image, pixel_size=s.pixel_size)
+    assert res.summary["coating_thickness_mean_nm"] == pytest.approx(s.info["coating_thickness_nm"], rel=0.02)
+    assert res.summary["oxide_thickness_median_nm"] == 0
+    assert not res.summary["oxide_found"] and res.summary["crack_region"] == "coating"
+    assert abs(res.summary["crack_count"] - s.info["n_cracks"]) <= 1
+    # found cracks lie on drawn cracks (within 3 px)
+    near = ndi.distance_transform_edt(s.labels != 5) <= 3
+    assert near[res.labels == 3].mean() > 0.9

@@ -98,6 +98,8 @@ def coating_layers(
     crack_contrast: float = 0.03,
     min_crack_height: float = 0.2,
     crack_gap: int = 9,
+    oxide_contrast: float = 0.025,
+    crack_region: str = "auto",
 ) -> CoatingResult:
     """Measure coating and oxide thickness along the layer, and cracks in the oxide.
 
@@ -129,6 +131,13 @@ def coating_layers(
         Smallest crack height as a fraction of the local oxide thickness.
     crack_gap : int
         Vertical gaps up to this many px along a crack are bridged.
+    oxide_contrast : float
+        Smallest grey-level step between the oxide and what lies below it,
+        as a fraction of the intensity range; below it no oxide is reported
+        (thickness 0) for that part of the layer.
+    crack_region : {"auto", "oxide", "coating", "both"}
+        Where cracks are searched: ``"auto"`` = in the oxide when an oxide
+        layer is found, else in the coating.
 
     Returns
     -------
@@ -168,6 +177,7 @@ def coating_layers(
     bottom_f = _smooth1d(np.where(has, bottom, np.nan), 9)
     top_f = np.where(has, top, np.nan).astype(float)
 
+    img_range = max(float(np.subtract(*np.percentile(img, [99, 1]))), 1e-6)
     # --- oxide: from coating bottom to the strongest dark->bright step -----
     if min_oxide is None:
         min_oxide = max(2.0, 0.06 * h)
@@ -204,8 +214,14 @@ def coating_layers(
             if step.size == 0:
                 continue
             row = r[int(np.argmax(step))]
+        # no oxide where the layer does not differ from what lies below it
+        above_mean = prof[max(0, row - k):row].mean() if row > 0 else prof[0]
+        below_mean = prof[row:row + k].mean()
         xs_c.append(min(xc, w - 1))
-        ys_c.append(start + row)
+        if abs(below_mean - above_mean) < oxide_contrast * img_range:
+            ys_c.append(int(cb) + 1)
+        else:
+            ys_c.append(start + row)
     if xs_c:
         ys_c = ndi.median_filter(np.asarray(ys_c, float), size=5, mode="nearest")
         interface = np.interp(np.arange(w), xs_c, ys_c)
@@ -223,8 +239,20 @@ def coating_layers(
     th = black_tophat(ndi.gaussian_filter(img, 1.0).astype(np.float32), footprint=line)
     lo_p, hi_p = np.percentile(img, [1, 99])
     depth = crack_contrast * max(hi_p - lo_p, 1e-6)
-    band = oxide_mask & ~ndi.binary_erosion(oxide_mask, structure=np.ones((3, 1)), iterations=1)
-    inner = oxide_mask & ~band
+    oxide_found = bool(np.nanmean((interface - bottom_f) > 2) > 0.5)
+    if crack_region not in ("auto", "oxide", "coating", "both"):
+        raise SEMAnalysisError(f"crack_region must be auto, oxide, coating or both, got {crack_region!r}")
+    region_name = crack_region if crack_region != "auto" else ("oxide" if oxide_found else "coating")
+    region = np.zeros((h, w), bool)
+    if region_name in ("oxide", "both"):
+        region |= oxide_mask
+    if region_name in ("coating", "both"):
+        region |= coating_mask
+    inner = ndi.binary_erosion(region, structure=np.ones((3, 1)), iterations=1)
+    local_thick = np.where(
+        region_name == "coating", bottom_f - top_f + 1,
+        np.where(region_name == "oxide", interface - bottom_f, interface - top_f),
+    )
     vals = th[inner]
     labels_out = np.zeros((h, w), np.int32)
     labels_out[coating_mask] = COATING
@@ -238,7 +266,6 @@ def coating_layers(
         cand = inner & (th > max(med + 4 * mad, depth))
         cand = ndi.binary_closing(cand, structure=np.ones((crack_gap, 1)))
         lab, n = ndi.label(cand, structure=np.ones((3, 3)))
-        ox_thick = interface - bottom_f
         objs = ndi.find_objects(lab)
         k_id = 0
         for i, sl in enumerate(objs, start=1):
@@ -248,7 +275,7 @@ def coating_layers(
             hh = sl[0].stop - sl[0].start
             ww = sl[1].stop - sl[1].start
             xc = int((sl[1].start + sl[1].stop) // 2)
-            local = np.nanmedian(ox_thick[sl[1]])
+            local = np.nanmedian(local_thick[sl[1]])
             if hh < max(4, min_crack_height * local) or hh < 1.5 * ww:
                 continue
             k_id += 1
@@ -311,6 +338,8 @@ def coating_layers(
     summary.update(stats("oxide_thickness", ox_t))
     summary["oxide_fraction"] = ox_area / (coat_area + ox_area) if coat_area + ox_area else np.nan
     summary["coating_porosity"] = float(1 - (bright & coating_mask).sum() / coat_area) if coat_area else np.nan
+    summary["oxide_found"] = oxide_found
+    summary["crack_region"] = region_name
     summary["crack_count"] = int(len(cracks))
     summary[f"crack_length_total_{unit}"] = float(cracks[f"length_{unit}"].sum()) if len(cracks) else 0.0
     width_mm = w * pixel_size / 1e6 if pixel_size else None
