@@ -285,3 +285,20 @@ def test_coating_preset_on_sample_without_oxide(seed):
     # found cracks lie on drawn cracks (within 3 px)
     near = ndi.distance_transform_edt(s.labels != 5) <= 3
     assert near[res.labels == 3].mean() > 0.9
+
+
+def test_unmelted_fraction_of_round_particles_vs_lamellae():
+    from napari_sem_analysis.coating import _melt_fractions
+
+    solid = np.zeros((200, 300), bool)
+    yy, xx = np.mgrid[:200, :300]
+    solid[(yy - 50) ** 2 + (xx - 50) ** 2 <= 15**2] = True  # round, unmelted particle
+    solid[120:126, 20:280] = True  # flat splats (melted lamellae)
+    solid[140:146, 20:280] = True
+    round_area = ((yy - 50) ** 2 + (xx - 50) ** 2 <= 15**2).sum()
+    f = _melt_fractions(solid, min_particle=8)
+    assert f["unmelted_count"] == 1
+    assert f["unmelted_fraction"] == pytest.approx(round_area / solid.sum())
+    img, _ = synthetic_coating(seed=1)
+    s = coating_layers(img, melt_analysis=True).summary
+    assert 0 <= s["unmelted_fraction"] <= 1 and s["melted_fraction"] == pytest.approx(1 - s["unmelted_fraction"])

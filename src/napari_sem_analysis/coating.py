@@ -100,6 +100,8 @@ def coating_layers(
     crack_gap: int = 9,
     oxide_contrast: float = 0.025,
     crack_region: str = "auto",
+    melt_analysis: bool = False,
+    min_particle: float = 8.0,
 ) -> CoatingResult:
     """Measure coating and oxide thickness along the layer, and cracks in the oxide.
 
@@ -138,6 +140,15 @@ def coating_layers(
     crack_region : {"auto", "oxide", "coating", "both"}
         Where cracks are searched: ``"auto"`` = in the oxide when an oxide
         layer is found, else in the coating.
+    melt_analysis : bool
+        Also estimate the unmelted fraction of a thermal-spray coating: the
+        share of the coating's solid (bright) phase in compact, rounded
+        particles (solidity >= 0.9, aspect ratio <= 1.5, equivalent
+        diameter >= ``min_particle`` px) rather than in flattened, lamellar
+        splats. A shape heuristic, not validated against ground truth;
+        reported as ``unmelted_fraction`` / ``melted_fraction``.
+    min_particle : float
+        Smallest unmelted particle (equivalent diameter, px).
 
     Returns
     -------
@@ -338,6 +349,8 @@ def coating_layers(
     summary.update(stats("oxide_thickness", ox_t))
     summary["oxide_fraction"] = ox_area / (coat_area + ox_area) if coat_area + ox_area else np.nan
     summary["coating_porosity"] = float(1 - (bright & coating_mask).sum() / coat_area) if coat_area else np.nan
+    if melt_analysis:
+        summary.update(_melt_fractions(bright & coating_mask, min_particle))
     summary["oxide_found"] = oxide_found
     summary["crack_region"] = region_name
     summary["crack_count"] = int(len(cracks))
@@ -347,6 +360,27 @@ def coating_layers(
     summary["coating_truncated"] = truncated
     summary["pixel_size_nm"] = float(pixel_size) if pixel_size else np.nan
     return CoatingResult(labels=labels_out, profile=profile, cracks=cracks, summary=summary)
+
+
+def _melt_fractions(solid: np.ndarray, min_particle: float) -> dict:
+    """Share of the solid phase in compact rounded particles (unmelted) vs lamellae (melted)."""
+    from skimage.measure import label, regionprops
+
+    total = float(solid.sum())
+    if total == 0:
+        return {"unmelted_fraction": np.nan, "melted_fraction": np.nan, "unmelted_count": 0}
+    unmelted, n = 0.0, 0
+    for rp in regionprops(label(solid, connectivity=1)):
+        if rp.equivalent_diameter_area < min_particle or rp.minor_axis_length == 0:
+            continue
+        if rp.solidity >= 0.9 and rp.major_axis_length / rp.minor_axis_length <= 1.5:
+            unmelted += rp.area
+            n += 1
+    return {
+        "unmelted_fraction": unmelted / total,
+        "melted_fraction": 1 - unmelted / total,
+        "unmelted_count": n,
+    }
 
 
 def synthetic_coating(
