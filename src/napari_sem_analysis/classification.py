@@ -786,7 +786,8 @@ def _radial_bands(img: np.ndarray, n_bands: int = 8) -> np.ndarray:
     fy = np.fft.fftshift(np.fft.fftfreq(h))[:, None]
     fx = np.fft.fftshift(np.fft.fftfreq(w))[None, :]
     r = np.sqrt(fy**2 + fx**2)
-    edges = np.geomspace(1.0 / max(h, w), 0.5, n_bands + 1)
+    # fixed bands in cycles per pixel, so that images of different sizes are comparable
+    edges = np.geomspace(1.0 / 128, 0.5, n_bands + 1)
     total = f[(r > 0) & (r <= 0.5)].sum() + 1e-12
     bands = [f[(r >= lo) & (r < hi)].sum() / total for lo, hi in zip(edges[:-1], edges[1:])]
     # anisotropy: how unevenly power spreads over orientations (4 sectors)
