@@ -1,5 +1,7 @@
 """Benchmark: measurements and texture against scikit-image, in one run.
 
+Our times are the median of 3 runs; the (long) reference runs once.
+
 1. Per-region GLCM features (7 properties, 4 angles, distance 1) for ~1,000
    regions: ``glcm_features`` (one vectorised pass) against looping
    ``graycomatrix`` + ``graycoprops`` over the regions' bounding boxes (pixels
@@ -44,10 +46,14 @@ def sem_like_image(size: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t
+def _timed(fn, *args, repeat: int = 1, **kwargs):
+    """(result, seconds): the median of ``repeat`` runs (the machine may be shared)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        times.append(time.perf_counter() - t)
+    return out, float(np.median(times))
 
 
 def glcm_reference(q: np.ndarray, labels: np.ndarray, levels: int) -> dict[int, dict[str, float]]:
@@ -74,7 +80,7 @@ def bench_glcm(size: int, n_regions: int, levels: int, seed: int = 0) -> dict:
     image = sem_like_image(size, seed)
     q, _ = quantize(image, levels)
     glcm_features(image[:256, :256], labels[:256, :256], levels=levels)  # warm-up
-    ours, t_ours = _timed(glcm_features, image, labels, levels=levels)
+    ours, t_ours = _timed(glcm_features, image, labels, levels=levels, repeat=3)
     ref, t_ref = _timed(glcm_reference, q, labels, levels)
     ours = ours.set_index("label")
     err = 0.0
@@ -119,7 +125,7 @@ def bench_measure(size: int, n_labels: int, seed: int = 1) -> dict:
     labels = voronoi_labels(size, n_labels, seed)
     image = sem_like_image(size, seed)
     measure(labels[:256, :256], image[:256, :256], texture=False)  # warm-up
-    ours, t_ours = _timed(measure, labels, image, pixel_size=7.344, texture=False)
+    ours, t_ours = _timed(measure, labels, image, pixel_size=7.344, texture=False, repeat=3)
     ref, t_ref = _timed(regionprops_table, labels, image, spacing=(7.344, 7.344), properties=REGIONPROPS)
     same_area = bool(np.allclose(ours["area"], ref["area"]))
     same_perimeter = bool(np.allclose(ours["perimeter"], ref["perimeter"]))
@@ -141,7 +147,7 @@ def bench_texture_map(size: int, windows=(5, 15, 31, 63), seed: int = 2) -> list
     texture_map(image[:128, :128], "contrast", window=5)  # warm-up
     rows = []
     for w in windows:
-        _, t = _timed(texture_map, image, "contrast", window=w, levels=64)
+        _, t = _timed(texture_map, image, "contrast", window=w, levels=64, repeat=3)
         rows.append({"size": size, "window": w, "seconds": t, "us_per_pixel": t / image.size * 1e6})
     return rows
 

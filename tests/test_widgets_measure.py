@@ -226,3 +226,22 @@ def test_tile_texture(scene, qtbot, errors):
     widget._tile.value = 1.0  # below 2 px
     assert widget.run_tiles() is None
     assert "below 2 pixels" in errors[-1]
+
+
+def test_table_follows_points_selection(scene, qtbot, errors):
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._points.value = True
+    widget.run()
+    _wait(qtbot, widget)
+    pts = viewer.layers[POINTS_NAME]
+    table = widget.table_widget
+    table.set_layer(pts)
+    assert list(table.visible_table["label"]) == [2, 4, 6, 8]
+    table.select_row(2)
+    assert set(pts.selected_data) == {2}
+    pts.selected_data = {3}
+    assert table.selected_rows() == [3]
+    table.sort_by("label", ascending=False)
+    pts.selected_data = {0}  # label 2, now the last row
+    assert table.selected_rows() == [3]

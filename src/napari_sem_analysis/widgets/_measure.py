@@ -432,6 +432,7 @@ class FeatureTableWidget(Container):
         self._sort: tuple[str, bool] | None = None
         self._layer = None
         self._syncing = False
+        self._connections: list = []
 
         self._layer_box = ComboBox(
             label="layer",
@@ -484,13 +485,12 @@ class FeatureTableWidget(Container):
     def set_layer(self, layer):
         """Show ``layer``'s features (and follow its changes and selection)."""
         if self._layer is not None:
-            for name, cb in (("features", self._refresh), ("selected_label", self._label_picked)):
-                ev = getattr(self._layer.events, name, None)
-                if ev is not None:
-                    try:
-                        ev.disconnect(cb)
-                    except (TypeError, ValueError, RuntimeError):
-                        pass
+            for ev, cb in self._connections:
+                try:
+                    ev.disconnect(cb)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        self._connections = []
         self._layer = layer
         if layer is not None:
             if self._layer_box.value is not layer:
@@ -499,9 +499,17 @@ class FeatureTableWidget(Container):
                     self._layer_box.value = layer
                 except ValueError:
                     pass
-            layer.events.features.connect(self._refresh)
+            events = [(layer.events.features, self._refresh)]
             if hasattr(layer.events, "selected_label"):
-                layer.events.selected_label.connect(self._label_picked)
+                events.append((layer.events.selected_label, self._label_picked))
+            sel = getattr(layer, "selected_data", None)
+            if hasattr(sel, "events") and hasattr(sel.events, "changed"):  # Points
+                events.append((sel.events.changed, self._item_picked))
+            elif hasattr(layer.events, "highlight"):  # Shapes
+                events.append((layer.events.highlight, self._item_picked))
+            for ev, cb in events:
+                ev.connect(cb)
+            self._connections = events
         self._refresh()
 
     def _refresh(self, _event=None):
@@ -585,6 +593,22 @@ class FeatureTableWidget(Container):
             return
         lab = int(self._layer.selected_label)
         hits = np.flatnonzero(self._view_df[col].to_numpy() == lab)
+        if hits.size == 0:
+            return
+        self._syncing = True
+        try:
+            self.view.selectRow(int(hits[0]))
+        finally:
+            self._syncing = False
+
+    def _item_picked(self, _event=None):
+        """Points/Shapes selection in the viewer -> the row of the (first) selected item."""
+        if self._syncing or self._layer is None:
+            return
+        selected = sorted(int(i) for i in getattr(self._layer, "selected_data", ()) or ())
+        if not selected:
+            return
+        hits = np.flatnonzero(self._view_df.index.to_numpy() == selected[0])
         if hits.size == 0:
             return
         self._syncing = True
