@@ -247,13 +247,18 @@ def test_coating_preset_and_bad_input():
         coating_layers(img, coating_on="left")
 
 
-def test_unet_model_loaded_once_per_process(monkeypatch):
+@pytest.mark.parametrize("function, params", [
+    ("unet_predict", {}),
+    ("predict_unet", {"tile_size": 256, "overlap": 32, "batch_size": 2}),  # as the U-Net widget records it
+])
+def test_unet_model_loaded_once_per_process(monkeypatch, function, params):
     import napari_sem_analysis.unet as unet
 
     loads = []
 
     class Fake:
-        def predict(self, image):
+        def predict(self, image, **kw):
+            assert set(kw) <= {"tile_size", "overlap", "batch_size", "device"}
             return (np.asarray(image) > 100).astype(np.int32)
 
     def fake_load(path, **kw):
@@ -262,7 +267,7 @@ def test_unet_model_loaded_once_per_process(monkeypatch):
 
     monkeypatch.setattr(unet, "load_model", fake_load)
     wfm._cached_model.cache_clear()
-    steps = [{"function": "unet_predict", "params": {"model": "/models/m.safetensors"},
+    steps = [{"function": function, "params": {"model": "/models/m.safetensors", **params},
               "inputs": {"image": "image"}, "output": "seg"}]
     img, truth = disks_image()
     for _ in range(3):

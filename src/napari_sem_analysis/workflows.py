@@ -603,6 +603,10 @@ def _labels_of(value):
 
             return ndi.label(value)[0].astype(np.int32)
         if np.issubdtype(value.dtype, np.integer):
+            if value.size and value.max() <= 1:  # a 0/1 mask (e.g. a 2-class U-Net map): objects
+                from scipy import ndimage as ndi
+
+                return ndi.label(value > 0)[0].astype(np.int32)
             return value
     return None
 
@@ -780,6 +784,21 @@ def unet_predict(image, *, model: str, device: str = "auto", instances: bool = T
 
         return ndi.label(pred)[0].astype(np.int32)
     return pred
+
+
+@register_step("predict_unet")
+def predict_unet(
+    image,
+    *,
+    model: str,
+    tile_size: int | None = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    device: str = "auto",
+):
+    """The U-Net widget's recorded step: class map from a saved model, loaded once per process."""
+    m = _cached_model(os.fspath(model), "auto")
+    return m.predict(image, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device)
 
 
 @register_step("coating_layers")
