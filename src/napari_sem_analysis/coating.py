@@ -1,25 +1,31 @@
 """Geometry of coating cross-sections: coating and oxide thickness, cracks.
 
 The image is a polished cross-section with the layers running roughly
-horizontally: a bright coating on top (with pores), a thin darker thermally
-grown oxide beneath it, and the bond coat / substrate at the bottom (the
-layout of environmental and thermal barrier coatings). :func:`coating_layers`
-finds, for every image column,
+horizontally: a bright coating on top (with pores), a darker oxide layer
+beneath it, and the bond coat / substrate at the bottom (the layout of
+environmental and thermal barrier coatings). :func:`coating_layers` finds,
+for every image column,
 
 * the coating as the bright phase (upper multi-Otsu class, closed across
   pores) and its top and bottom edges;
 * the oxide as the band from the coating's lower edge down to the strongest
-  intensity step of the row-median intensity (the oxide/bond-coat
-  interface, darker or brighter below), computed in overlapping column
-  strips so that pores and cracks do not move it;
-* cracks as thin dark, mostly vertical lines inside the oxide band (black
-  top-hat with a horizontal line, thresholded, components kept when they are
-  taller than wide and cross a good part of the oxide).
+  intensity step of the row-median intensity (the lower edge of the layer,
+  darker or brighter below), computed in overlapping column strips so that
+  pores and cracks do not move it. The rows just under the coating (where a
+  thin dark line often sits) are skipped; where the step is too weak, no
+  oxide is reported there (thickness 0);
+* cracks as thin dark, mostly vertical lines inside the oxide (or inside the
+  coating when there is no oxide): black top-hat with a horizontal line,
+  thresholded, components kept when they are taller than wide and cross a
+  good part of the layer;
+* optionally, the unmelted fraction of a thermal-spray coating (a shape
+  heuristic, see ``melt_analysis``).
 
 It returns the class map (1 coating, 2 oxide, 3 crack), the thickness
 profile along the layer (per column, nm when the pixel size is known), a
 crack table and a summary. The method assumes horizontal layers with the
 coating above the substrate (``coating_on="top"``, or ``"bottom"`` to flip).
+Accuracy on real EBC cross-sections is in ``docs/evaluation/batch.md``.
 """
 
 from __future__ import annotations
