@@ -307,3 +307,16 @@ def test_unmelted_fraction_of_round_particles_vs_lamellae():
     img, _ = synthetic_coating(seed=1)
     s = coating_layers(img, melt_analysis=True).summary
     assert 0 <= s["unmelted_fraction"] <= 1 and s["melted_fraction"] == pytest.approx(1 - s["unmelted_fraction"])
+
+
+def test_progress_callback_and_iter_run():
+    img, _ = disks_image()
+    wf = Workflow.from_steps(RECORDED, summary="particles")
+    calls = []
+    res = wf.run(img, progress=lambda i, n, f: calls.append((i, n, f)))
+    assert calls == [(0, 2, "t_bright"), (1, 2, "t_label"), (2, 2, "summary")]
+    gen = wf.iter_run(img)
+    assert [next(gen) for _ in range(3)] == calls
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    np.testing.assert_array_equal(stop.value.value.labels, res.labels)

@@ -337,8 +337,7 @@ def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
             for fut in as_completed(futures):
                 on_done(futures[fut], fut.result())
         except BaseException:
-            for f in futures:
-                f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 

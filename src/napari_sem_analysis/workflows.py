@@ -508,6 +508,28 @@ class Workflow:
         progress : callable, optional
             Called as ``progress(i, n, function_name)`` before each step.
         """
+        gen = self.iter_run(image, pixel_size=pixel_size, inputs=inputs)
+        try:
+            while True:
+                i, n, fname = next(gen)
+                if progress is not None:
+                    progress(i, n, fname)
+        except StopIteration as stop:
+            return stop.value
+
+    def iter_run(
+        self,
+        image,
+        *,
+        pixel_size: float | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ):
+        """Generator form of :meth:`run`: yields ``(i, n, function_name)`` before each step
+        (and ``(n, n, "summary")``) and returns the :class:`WorkflowResult`.
+
+        Lets a GUI show progress and cancel between steps
+        (``result = yield from workflow.iter_run(image)``).
+        """
         data, px, name = _as_image(image, pixel_size)
         check_image(data, ndim=(2,))
         ctx: dict[str, Any] = {}
@@ -518,8 +540,7 @@ class Workflow:
         ctx.setdefault("image", data)
         n = len(self.steps)
         for i, step in enumerate(self.steps):
-            if progress is not None:
-                progress(i, n, step["function"])
+            yield i, n, step["function"]
             func = resolve_step(step["function"])
             kwargs = dict(step["params"])
             if (
@@ -560,8 +581,7 @@ class Workflow:
                 ctx.update(zip(outs, out))
             else:
                 ctx[outs] = out
-        if progress is not None:
-            progress(n, n, "summary")
+        yield n, n, "summary"
         labels = self._pick_labels(ctx)
         result = WorkflowResult(
             labels=labels,

@@ -200,16 +200,14 @@ class WorkflowWidget(Container):
             from .._validation import to_grayscale
 
             image = to_grayscale(np.asarray(data))
-            progress = []
-            result = wf.run(image, pixel_size=px, inputs=extra, progress=lambda i, t, f: progress.append(f))
-            yield n
+            result = yield from wf.iter_run(image, pixel_size=px, inputs=extra)
             return result
 
         def done(result):
             self._show_result(wf, layer, result)
 
         self._result.value = f"running {wf.name}..."
-        return start_worker(self, work, on_returned=done, total=n, desc=f"workflow {wf.name}")
+        return start_worker(self, work, on_returned=done, total=n + 1, desc=f"workflow {wf.name}")
 
     def _show_result(self, wf, layer, result):
         name = f"{wf.name} result"
