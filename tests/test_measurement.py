@@ -218,3 +218,12 @@ def test_bad_input(rng):
         summarize(pd.DataFrame({"x": [1]}))
     with pytest.raises(SEMAnalysisError, match="weight"):
         summarize(measure(labels), weight="volume")
+
+
+def test_huge_label_values(rng):
+    labels, image = _blobs(rng, (60, 70))
+    ref = measure(labels, image, glcm_levels=16)
+    big = labels.astype(np.int64) * 2**40
+    t = measure(big, image, glcm_levels=16)
+    assert list(t["label"]) == [v * 2**40 for v in ref["label"]]
+    np.testing.assert_allclose(t.drop(columns="label"), ref.drop(columns="label"), equal_nan=True)

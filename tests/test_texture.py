@@ -188,3 +188,15 @@ def test_bad_input(rng):
     # constant image: correlation 1 (scikit-image's convention), contrast 0
     flat = glcm_features(np.full((10, 10), 7, np.uint8))
     assert flat["glcm_contrast"][0] == 0 and flat["glcm_correlation"][0] == 1 and flat["glcm_energy"][0] == 1
+
+
+def test_huge_and_sparse_label_values(rng):
+    image, labels = _random_case(rng)
+    ref = glcm_features(image, labels, levels=16)
+    for factor in (1000, 2**40):  # lookup table / binary search paths
+        big = labels.astype(np.int64) * factor
+        t = glcm_features(image, big, levels=16)
+        assert list(t["label"]) == [v * factor for v in ref["label"]]
+        np.testing.assert_allclose(t.drop(columns="label"), ref.drop(columns="label"), equal_nan=True)
+        lb = lbp_features(image, big)
+        assert len(lb) == len(ref)

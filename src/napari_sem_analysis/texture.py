@@ -221,6 +221,8 @@ def _slots(present: np.ndarray):
     max_lab = int(present[-1]) if present.size else 0
     if max_lab + 1 <= 2 * present.size + 1024:
         return None, max_lab + 1  # use label values directly
+    if max_lab > 50_000_000:
+        return "search", present.size + 1
     lut = np.full(max_lab + 1, present.size, np.int64)  # absent values -> an unused slot
     lut[present] = np.arange(present.size)
     return lut, present.size + 1
@@ -234,7 +236,13 @@ class _Codes:
         self.bits = max(1, int(np.ceil(np.log2(self.levels))))
         lut, self.n_slots = _slots(present)
         self.rows = present if lut is None else np.arange(present.size)
-        slot = lab.astype(np.int64) if lut is None else lut[lab]
+        if lut is None:
+            slot = lab.astype(np.int64)
+        elif isinstance(lut, np.ndarray):
+            slot = lut[lab]
+        else:  # huge label values: map by binary search
+            slot = np.searchsorted(present, lab).astype(np.int64)
+            slot[lab == 0] = present.size
         if (self.n_slots << (2 * self.bits)) >= 2**62:
             raise SEMAnalysisError("too many labels for the GLCM codes; relabel them sequentially")
         slot <<= self.bits
