@@ -46,6 +46,16 @@ def _from_uint16(u16: np.ndarray, lo: float, hi: float, dtype) -> np.ndarray:
     return out.astype(dtype if np.issubdtype(dtype, np.floating) else np.float32, copy=False)
 
 
+def _check_not_constant(arr: np.ndarray, name: str = "image") -> None:
+    """Raise for a constant image (one fast OpenCV pass instead of min() and max())."""
+    if arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16, np.float32, np.float64):
+        lo, hi, _, _ = cv2.minMaxLoc(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr))
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        raise SEMAnalysisError(f"{name} is constant (every pixel is {lo:g})")
+
+
 # --------------------------------------------------------------------------- CLAHE
 @per_plane
 def clahe(
@@ -83,7 +93,8 @@ def clahe(
     ndarray
         Same shape; same dtype for uint8/uint16, float32 in [0, 1] for float input.
     """
-    arr = _check_dtype(check_image(image, allow_constant=False))
+    arr = _check_dtype(check_image(image))
+    _check_not_constant(arr)
     clip = check_positive(clip_limit, "clip_limit", maximum=1000)
     tile = to_pixels(tile_size, pixel_size, unit=unit, name="tile_size")
     if tile < 2:

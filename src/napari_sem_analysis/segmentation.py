@@ -706,7 +706,10 @@ def superpixels(
         nm per pixel.
     unit : {"px", "nm"}
     device : str
-        ``"cpu"``, ``"cuda"`` or ``"auto"`` (torch device).
+        ``"cpu"`` (numpy, single-threaded), ``"cuda"``/``"mps"`` (the same
+        algorithm in PyTorch on the GPU), ``"auto"`` (a GPU when available,
+        else numpy) or ``"torch-cpu"`` (the PyTorch code on the CPU; used by
+        the tests to exercise the GPU code path).
 
     Returns
     -------
@@ -767,13 +770,139 @@ def superpixels(
             raise SEMAnalysisError(f"mask shape {m.shape} differs from image shape {arr.shape}")
         if not m.any():
             raise SEMAnalysisError("the mask is empty")
-    labels = _slic_grid(_as_float01(arr), int(round(step)), comp, max_iter, m, device=device)
+    img01 = _as_float01(arr)
+    if _use_torch(device):
+        labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device)
+    else:
+        labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m)
     if enforce_connectivity:
         labels = _enforce_connectivity(labels, min_size_factor * step * step)
     if m is not None:
         labels[~m] = 0
         labels = _relabel(labels)
     return labels
+
+
+def _use_torch(device) -> bool:
+    """torch for CUDA/MPS (and an explicit torch CPU request), numpy otherwise."""
+    if device is None or str(device) == "cpu":
+        return False
+    if str(device) == "torch-cpu":
+        return True
+    from ._device import select_device
+
+    return select_device(device).type != "cpu"
+
+
+def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask) -> np.ndarray:
+    """Grid-local SLIC in numpy (single-threaded, predictable on a busy CPU).
+
+    Same algorithm and layout as :func:`_slic_grid` (the torch version used
+    on CUDA): the image is cut into cells of even size S, and each quarter of
+    a cell compares its pixels with the centres of the 4 nearest cells only.
+    ``|I - c|^2 + spatial`` is compared as ``c^2 + spatial - 2 I c`` (the
+    ``I^2`` term is the same for every candidate). Returns labels 1..gh*gw.
+    """
+    H, W = img.shape
+    S = max(2, 2 * int(round(step / 2)))
+    h2 = S // 2
+    gh, gw = -(-H // S), -(-W // S)
+    Hp, Wp = gh * S, gw * S
+    pad = np.zeros((Hp, Wp), np.float32)
+    pad[:H, :W] = img / np.float32(compactness)  # intensity pre-scaled
+    valid = np.zeros((Hp, Wp), bool)
+    valid[:H, :W] = True if mask is None else mask
+    any_invalid = not valid.all()
+    I6 = pad.reshape(gh, 2, h2, gw, 2, h2)
+    V6 = valid.reshape(gh, 2, h2, gw, 2, h2)
+    K = gh * gw
+    wS = np.float32(1.0 / (S * S))
+    base = (np.arange(gh, dtype=np.int32)[:, None, None, None] * gw
+            + np.arange(gw, dtype=np.int32)[None, None, :, None])
+    quads = []
+    for qy in (0, 1):
+        for qx in (0, 1):
+            Iq = np.ascontiguousarray(I6[:, qy, :, :, qx, :])  # (gh, h2, gw, h2)
+            yq = (np.arange(gh, dtype=np.float32)[:, None] * S + qy * h2
+                  + np.arange(h2, dtype=np.float32)[None, :]).reshape(gh, h2, 1, 1)
+            xq = (np.arange(gw, dtype=np.float32)[:, None] * S + qx * h2
+                  + np.arange(h2, dtype=np.float32)[None, :]).reshape(1, 1, gw, h2)
+            quads.append(dict(
+                q=(qy, qx), I=Iq, y=yq, x=xq,
+                invalid=~np.ascontiguousarray(V6[:, qy, :, :, qx, :]) if any_invalid else None,
+                Yf=np.broadcast_to(yq, Iq.shape).ravel().astype(np.float64),
+                Xf=np.broadcast_to(xq, Iq.shape).ravel().astype(np.float64),
+                If=Iq.ravel().astype(np.float64),
+                offs=[(dy, dx) for dy in (qy - 1, qy) for dx in (qx - 1, qx)],
+            ))
+
+    def update(labs, cy, cx, ci):
+        cnt = np.zeros(K + 1)
+        sy = np.zeros(K + 1)
+        sx = np.zeros(K + 1)
+        si = np.zeros(K + 1)
+        for lab, q in zip(labs, quads):
+            lf = lab.ravel()
+            if q["invalid"] is not None:
+                lf = np.where(q["invalid"].ravel(), K, lf)
+            cnt += np.bincount(lf, minlength=K + 1)
+            sy += np.bincount(lf, weights=q["Yf"], minlength=K + 1)
+            sx += np.bincount(lf, weights=q["Xf"], minlength=K + 1)
+            si += np.bincount(lf, weights=q["If"], minlength=K + 1)
+        cnt, sy, sx, si = cnt[:K], sy[:K], sx[:K], si[:K]
+        has = cnt > 0
+        safe = np.maximum(cnt, 1)
+        cy = np.where(has, sy / safe, cy.ravel()).reshape(gh, gw).astype(np.float32)
+        cx = np.where(has, sx / safe, cx.ravel()).reshape(gh, gw).astype(np.float32)
+        ci = np.where(has, si / safe, ci.ravel()).reshape(gh, gw).astype(np.float32)
+        return cy, cx, ci
+
+    cy = np.minimum(np.arange(gh, dtype=np.float32) * S + S / 2, H - 0.5)
+    cx = np.minimum(np.arange(gw, dtype=np.float32) * S + S / 2, W - 0.5)
+    cy = np.ascontiguousarray(np.broadcast_to(cy[:, None], (gh, gw)))
+    cx = np.ascontiguousarray(np.broadcast_to(cx[None, :], (gh, gw)))
+    ci = np.zeros((gh, gw), np.float32)
+    own = [np.broadcast_to(base, q["I"].shape) for q in quads]
+    _, _, ci = update(own, cy, cx, ci)
+    big = np.float32(1e9)
+    labs = own
+    for it in range(max_iter + 1):
+        cyP = np.full((gh + 2, gw + 2), big, np.float32)
+        cxP = np.full((gh + 2, gw + 2), big, np.float32)
+        ciP = np.zeros((gh + 2, gw + 2), np.float32)
+        cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
+        labs = []
+        for q in quads:
+            ds = []
+            for dy, dx in q["offs"]:
+                sl = (slice(1 + dy, 1 + dy + gh), slice(1 + dx, 1 + dx + gw))
+                cys = cyP[sl].reshape(gh, 1, gw, 1)
+                cxs = cxP[sl].reshape(gh, 1, gw, 1)
+                cis = ciP[sl].reshape(gh, 1, gw, 1)
+                ys = np.square(q["y"] - cys) * wS  # (gh, h2, gw, 1)
+                xs = np.square(q["x"] - cxs) * wS + cis * cis  # (gh, 1, gw, h2)
+                d = ys + xs
+                d -= q["I"] * (2 * cis)
+                ds.append(d)
+            # argmin of 4 candidates by a tournament (cheap boolean passes)
+            m01 = ds[1] < ds[0]
+            b01 = np.minimum(ds[0], ds[1], out=ds[0])
+            m23 = ds[3] < ds[2]
+            b23 = np.minimum(ds[2], ds[3], out=ds[2])
+            hi = b23 < b01
+            bk = np.where(hi, m23.view(np.uint8) + np.uint8(2), m01.view(np.uint8))
+            qy, qx = q["q"]
+            lab = (bk >> 1).astype(np.int32)
+            lab *= gw
+            lab += bk & 1
+            lab += base + np.int32((qy - 1) * gw + qx - 1)
+            labs.append(lab)
+        if it < max_iter:
+            cy, cx, ci = update(labs, cy, cx, ci)
+    out = np.empty((gh, 2, h2, gw, 2, h2), np.int32)
+    for lab, q in zip(labs, quads):
+        out[:, q["q"][0], :, :, q["q"][1], :] = lab
+    return out.reshape(Hp, Wp)[:H, :W] + 1
 
 
 def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu") -> np.ndarray:
@@ -789,7 +918,7 @@ def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, ma
 
     from ._device import select_device
 
-    dev = select_device(device)
+    dev = select_device("cpu" if device == "torch-cpu" else device)
     H, W = img.shape
     S = max(2, 2 * int(round(step / 2)))
     h2 = S // 2
