@@ -153,6 +153,9 @@ def test_no_overwrite_unless_asked(folder, tmp_path):
     other = dict(RECIPE, steps=[dict(RECIPE["steps"][0], params={"method": "li"})])
     with pytest.raises(SEMAnalysisError, match="different recipe"):
         run_batch(other, files, out, progress=False)
+    (out / "recipe.yaml").unlink()  # even without the saved recipe, the records tell
+    with pytest.raises(SEMAnalysisError, match="different recipe"):
+        run_batch(other, files, out, progress=False)
     assert rec.stat().st_mtime_ns == first
     res = run_batch(other, files, out, progress=False, overwrite=True, report=False)
     assert sorted(res.processed) == ["a", "b"] and rec.stat().st_mtime_ns != first

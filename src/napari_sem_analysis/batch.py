@@ -308,12 +308,15 @@ def _json_default(v):
     raise TypeError(type(v).__name__)
 
 
-def _read_record(path: Path, recipe_hash: str) -> dict | None:
+def _read_record(path: Path, recipe_hash: str | None) -> dict | None:
+    """The finished record at ``path`` (for ``recipe_hash``; any recipe if None), or None."""
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # unreadable record = not done
-    if rec.get("status") != "ok" or rec.get("recipe") != recipe_hash:
+    if rec.get("status") != "ok":
+        return None
+    if recipe_hash is not None and rec.get("recipe") != recipe_hash:
         return None
     return rec
 
@@ -472,6 +475,11 @@ def run_batch(
         rec_path = _paths(out_dir, name)["record"]
         if rec_path.exists() and not overwrite:
             rec = _read_record(rec_path, rhash)
+            if rec is None and _read_record(rec_path, None) is not None:
+                raise SEMAnalysisError(
+                    f"{out_dir} holds results of a different recipe for {f.name}; "
+                    "choose another folder or overwrite"
+                )
             if rec is not None and resume:
                 done[name] = rec
                 continue
