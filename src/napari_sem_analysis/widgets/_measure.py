@@ -66,13 +66,15 @@ class _Failure:
         self.error = error
 
 
-def _run(owner, work, done, *, desc):
-    """Run ``work()`` in a thread worker; ``done(result)`` on success, notification on error."""
+def _run(owner, work, done, *, desc, total=0):
+    """Run the generator ``work()`` in a thread worker (each ``yield`` advances the progress
+    bar and is a point where the user can cancel); ``done(result)`` on success, a
+    notification on error."""
     owner._running = True
 
     def wrapped():
         try:
-            return work()
+            return (yield from work())
         except Exception as exc:  # shown as a notification, never a crash
             return _Failure(exc)
 
@@ -88,7 +90,14 @@ def _run(owner, work, done, *, desc):
             owner._running = False
             owner._completed += 1
 
-    return start_worker(owner, wrapped, on_returned=returned, desc=desc)
+    def aborted():
+        owner._running = False
+        owner._completed += 1
+
+    worker = start_worker(owner, wrapped, on_returned=returned, desc=desc, total=total)
+    if hasattr(worker, "aborted"):
+        worker.aborted.connect(aborted)
+    return worker
 
 
 def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -220,18 +229,20 @@ class MeasureWidget(Container):
 
         def work():
             table = measure(labels, image, pixel_size=ps, **params)
+            yield 1
             geometry = None
             if shapes == "outlines":
                 geometry = object_outlines(labels)[1]
             elif shapes == "oriented boxes":
                 geometry = list(oriented_boxes(labels)[1])
+            yield 2
             return table, geometry
 
         def done(result):
             table, geometry = result
             self._write(labels_layer, image_layer, table, geometry, ps, params)
 
-        return _run(self, work, done, desc="measure")
+        return _run(self, work, done, desc="measure", total=2)
 
     def _write(self, labels_layer, image_layer, table, geometry, ps, params):
         self.table = table
@@ -319,7 +330,9 @@ class MeasureWidget(Container):
             from ..texture import glcm_features, lbp_features
 
             g = glcm_features(image, tile_size=tile_px, levels=levels)
+            yield 1
             lb = lbp_features(image, tile_size=tile_px)
+            yield 2
             return pd.concat([g, lb.drop(columns=list(g.columns[:7]))], axis=1)
 
         def done(table):
@@ -352,7 +365,7 @@ class MeasureWidget(Container):
             if self._show_table.value:
                 self.show_table(layer)
 
-        return _run(self, work, done, desc="tile texture")
+        return _run(self, work, done, desc="tile texture", total=2)
 
 
 def _summary_text(table: pd.DataFrame) -> str:
