@@ -259,3 +259,26 @@ def test_cli_demo_calls_demo_main(monkeypatch, tmp_path):
     monkeypatch.setattr(demo, "main", lambda args: seen.append(args) or 0)
     assert cli.main(["demo", "--headless", "--out", str(tmp_path)]) == 0
     assert seen == [["--headless", "--out", str(tmp_path)]]
+
+
+def test_coating_preset_batch_writes_profiles_and_report(tmp_path):
+    from napari_sem_analysis.coating import synthetic_coating
+
+    d = tmp_path / "sections"
+    d.mkdir()
+    truths = {}
+    for seed, cracks in enumerate([(60, 140), (40, 120, 200)]):
+        img, truth = synthetic_coating(seed=seed, crack_xs=cracks)
+        tifffile.imwrite(d / f"s{seed}.tif", img)
+        truths[f"s{seed}"] = truth
+    res = run_batch("coating", d, tmp_path / "out", progress=False, pixel_size=50.0)
+    ok = res.summary.set_index("name")
+    for name, truth in truths.items():
+        assert ok.loc[name, "crack_count"] == truth["crack_count"]
+        assert ok.loc[name, "oxide_thickness_median_nm"] == pytest.approx(truth["oxide_thickness"] * 50, abs=150)
+        prof = pd.read_csv(tmp_path / "out" / "tables" / f"{name}_profile.csv")
+        assert len(prof) == 256 and "oxide_thickness_nm" in prof
+        assert len(pd.read_csv(tmp_path / "out" / "tables" / f"{name}.csv")) == truth["crack_count"]
+        classes = tifffile.imread(tmp_path / "out" / "labels" / f"{name}_labels.tif")
+        assert set(np.unique(classes)) == {0, 1, 2, 3}
+    assert "Thickness along the layer" in (tmp_path / "out" / "report.html").read_text()
