@@ -107,3 +107,35 @@ def test_errors_are_notifications(make_napari_viewer, tmp_path, errors):
     assert widget.save_recipe(tmp_path) is None  # a folder, not a file
     assert len(errors) == 5
     assert "No steps recorded" in errors[1] and "no_such_function" in errors[3]
+
+
+def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, qtbot, errors):
+    """Threshold + split widgets on one image, then the recorded recipe on another."""
+    from napari_sem_analysis.widgets._segment import SplitWidget, ThresholdWidget
+
+    viewer = make_napari_viewer()
+    clear_recorded_steps(viewer)
+    tuned = viewer.add_image(_disks([(30, 30), (30, 100), (90, 60)]), name="tuned")
+    th = ThresholdWidget(viewer)
+    th._image.value = tuned
+    th._method.value = "otsu"
+    th._preview.value = False
+    th.run()
+    qtbot.waitUntil(lambda: th._completed > 0 and not th._running, timeout=20000)
+    sp = SplitWidget(viewer)
+    sp.reset_choices()
+    sp._mask.value = viewer.layers["threshold"]
+    sp.run()
+    qtbot.waitUntil(lambda: sp._completed > 0 and not sp._running, timeout=20000)
+    assert viewer.layers["split"].data.max() == 3
+
+    widget = WorkflowWidget(viewer)
+    assert [s["function"] for s in Workflow.from_dict(__import__("yaml").safe_load(widget._text.value)).steps] == [
+        "threshold", "clean_mask", "split_touching"]
+    new = viewer.add_image(_disks([(30, 30), (90, 40), (60, 120), (95, 130)], seed=3), name="new")
+    widget._image.value = new
+    _run(widget, qtbot)
+    out = viewer.layers["recorded workflow result"]
+    assert out.data.max() == 4
+    np.testing.assert_array_equal(out.data > 0, viewer.layers["new"].data > 120)
+    assert not errors
