@@ -282,3 +282,24 @@ def test_coating_preset_batch_writes_profiles_and_report(tmp_path):
         classes = tifffile.imread(tmp_path / "out" / "labels" / f"{name}_labels.tif")
         assert set(np.unique(classes)) == {0, 1, 2, 3}
     assert "Thickness along the layer" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_failing_worker_is_reported_not_fatal(folder, tmp_path, monkeypatch):
+    """A worker process that dies (here: raises outside the per-image guard) fails only its image."""
+    import napari_sem_analysis.batch as batch
+
+    real = batch._process_task
+
+    def flaky(recipe, path, pixel_size):
+        if path.endswith("b.tif"):
+            raise RuntimeError("worker lost")
+        return real(recipe, path, pixel_size)
+
+    monkeypatch.setattr(batch, "_process_task", flaky)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        res = run_batch(RECIPE, [folder / "a.tif", folder / "b.tif"], tmp_path / "out", scheduler=client,
+                        progress=False, report=False)
+    assert sorted(res.processed) == ["a"]
+    assert "worker lost" in res.errors["b"]

@@ -324,6 +324,16 @@ def _read_record(path: Path, recipe_hash: str | None) -> dict | None:
 # --------------------------------------------------------------------------
 # executors
 # --------------------------------------------------------------------------
+def _result_or_failure(future, args) -> dict:
+    """The worker's result, or an error record when the worker itself failed (killed, lost...)."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        return {"file": str(args[1]), "status": "error", "error": f"worker failed: {type(exc).__name__}: {exc}"}
+
+
 def _run_serial(tasks, func: Callable, on_done: Callable) -> None:
     for key, args in tasks:
         on_done(key, func(*args))
@@ -335,10 +345,11 @@ def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
 
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(func, *args): key for key, args in tasks}
+        futures = {pool.submit(func, *args): (key, args) for key, args in tasks}
         try:
             for fut in as_completed(futures):
-                on_done(futures[fut], fut.result())
+                key, args = futures[fut]
+                on_done(key, _result_or_failure(fut, args))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -375,10 +386,11 @@ def _run_dask(tasks, func: Callable, on_done: Callable, scheduler, jobs: int) ->
         for key, args in tasks:
             # pure=False: each image is computed; retries for lost workers
             fut = client.submit(func, *args, pure=False, retries=1, key=f"sem-{key}-{time.time_ns()}")
-            futures[fut] = key
+            futures[fut] = (key, args)
         try:
             for fut in as_completed(list(futures)):
-                on_done(futures[fut], fut.result())
+                key, args = futures[fut]
+                on_done(key, _result_or_failure(fut, args))
         except BaseException:
             for f in futures:
                 f.cancel()
