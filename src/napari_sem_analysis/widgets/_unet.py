@@ -1,0 +1,717 @@
+"""U-Net dock widgets: train from Image + Labels pairs, segment Image layers.
+
+* :class:`TrainUNetWidget` trains a network (:func:`napari_sem_analysis.unet.train_unet`)
+  on one or more Image + Labels pairs from the viewer, or on folders of
+  images and masks, in a thread worker with a progress bar, ETA, a live loss
+  / IoU plot and a Stop button that keeps the best model so far. The model
+  can be saved to a ``.safetensors`` file.
+* :class:`PredictUNetWidget` segments an Image layer with a model file or the
+  model just trained, writing a Labels layer (and optionally a probability
+  Image layer) with the input's scale; progress and cancel.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from .._validation import SEMAnalysisError, to_grayscale
+from ._common import (
+    as_array,
+    layer_pixel_size,
+    notify_error,
+    notify_info,
+    record_step,
+    start_worker,
+    write_layer,
+)
+
+ENCODERS = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet-b0",
+    "efficientnet-b2",
+    "mobilenet_v2",
+    "tu-resnet10t",
+]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+# the model most recently trained in each viewer (for the predict widget)
+_LAST_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def last_trained_model(viewer):
+    """The model most recently trained with :class:`TrainUNetWidget` in ``viewer`` (or None)."""
+    try:
+        return _LAST_MODEL.get(viewer)
+    except TypeError:
+        return None
+
+
+def _layers_of(viewer, kind: str):
+    import napari
+
+    cls = getattr(napari.layers, kind)
+    return [layer for layer in viewer.layers if isinstance(layer, cls)]
+
+
+def _optional_path(value) -> Path | None:
+    if value is None:
+        return None
+    s = str(value).strip()
+    if s in ("", "."):
+        return None
+    p = Path(s)
+    return None if p.is_dir() else p
+
+
+def _format_eta(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+def _read_image(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        arr = tifffile.imread(path)
+    else:
+        import imageio.v3 as iio
+
+        arr = iio.imread(path)
+    return to_grayscale(np.asarray(arr))
+
+
+def _find_mask(mask_dir: Path, stem: str) -> Path | None:
+    for pattern in (f"{stem}.*", f"{stem}_m.*", f"{stem}_mask.*", f"{stem}_MASK*", f"{stem}_label*"):
+        hits = sorted(p for p in mask_dir.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if hits:
+            return hits[0]
+    return None
+
+
+def read_training_folders(image_dir, mask_dir):
+    """Pairs of (image, mask, name) from two folders, matched by file name.
+
+    A mask matches ``X.tif`` when it is called ``X.*``, ``X_m.*``,
+    ``X_mask.*``, ``X_MASK*`` or ``X_label*``. Masks whose values are not
+    0..63 (e.g. 0/255) are mapped to class ids in order of their values.
+    """
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    if not image_dir.is_dir():
+        raise SEMAnalysisError(f"images folder {image_dir} does not exist")
+    if not mask_dir.is_dir():
+        raise SEMAnalysisError(f"masks folder {mask_dir} does not exist")
+    images, masks, names = [], [], []
+    for p in sorted(image_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or (image_dir == mask_dir and "_m" in p.stem.lower()):
+            continue
+        m = _find_mask(mask_dir, p.stem) if image_dir != mask_dir else None
+        if m is None or m == p:
+            continue
+        img = _read_image(p)
+        msk = np.asarray(_read_image(m))
+        if msk.shape != img.shape:
+            raise SEMAnalysisError(f"{m.name} has shape {msk.shape} but {p.name} has shape {img.shape}")
+        images.append(img)
+        masks.append(msk)
+        names.append(p.name)
+    if not images:
+        raise SEMAnalysisError(f"no image/mask pairs found in {image_dir} and {mask_dir}")
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if values.max() >= 64:  # e.g. 0/255 masks: values in order -> class ids
+        masks = [np.searchsorted(values, m).astype(np.int32) for m in masks]
+    else:
+        masks = [m.astype(np.int32) for m in masks]
+    return images, masks, names
+
+
+class _Failure:
+    """Returned by a worker instead of raising, so errors become notifications."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def message(self) -> str:
+        if isinstance(self.exc, SEMAnalysisError):
+            return str(self.exc)
+        return f"{type(self.exc).__name__}: {self.exc}"
+
+
+def _guarded(fn):
+    def run():
+        try:
+            return fn()
+        except Exception as exc:  # shown as a notification in the main thread
+            return _Failure(exc)
+
+    return run
+
+
+class _Plot:
+    """A small matplotlib canvas with the loss and IoU curves."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 2.4), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(180)
+        self.ax_loss = self.figure.add_subplot(1, 1, 1)
+        self.ax_iou = self.ax_loss.twinx()
+        self.clear()
+
+    def clear(self):
+        for ax in (self.ax_loss, self.ax_iou):
+            ax.clear()
+        self.ax_loss.set_xlabel("epoch", fontsize=8)
+        self.ax_loss.set_ylabel("loss", fontsize=8)
+        self.ax_iou.set_ylabel("mean IoU", fontsize=8)
+        self.canvas.draw_idle()
+
+    def update(self, history: list[dict]):
+        self.clear()
+        if not history:
+            return
+        ep = [h["epoch"] for h in history]
+        self.ax_loss.plot(ep, [h["train_loss"] for h in history], "-", color="tab:blue", label="train loss")
+        if any(h.get("val_loss") is not None for h in history):
+            self.ax_loss.plot(
+                ep, [np.nan if h.get("val_loss") is None else h["val_loss"] for h in history],
+                "-", color="tab:orange", label="val loss",
+            )
+        if any(h.get("mean_iou") is not None for h in history):
+            self.ax_iou.plot(
+                ep, [np.nan if h.get("mean_iou") is None else h["mean_iou"] for h in history],
+                "--", color="tab:green", label="val mean IoU",
+            )
+            self.ax_iou.set_ylim(0, 1)
+        lines = self.ax_loss.get_lines() + self.ax_iou.get_lines()
+        self.ax_loss.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="center right")
+        for ax in (self.ax_loss, self.ax_iou):
+            ax.tick_params(labelsize=7)
+        self.canvas.draw_idle()
+
+
+class TrainUNetWidget(Container):
+    """Train a U-Net on Image + Labels pairs (or folders of images and masks).
+
+    Pairs are added with "Add pair" (the current image and labels choice is
+    used when none was added). Labels hold class ids 0..K-1; tick
+    "0 = unlabelled" for sparse annotations painted with ids 1..K (pixels
+    left at 0 are then ignored and the output uses the painted ids).
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from qtpy.QtCore import QTimer
+
+        from ..unet import ARCHITECTURES
+
+        self.viewer = napari_viewer
+        self.model = None
+        self._worker = None
+        self._busy = False
+        self._pairs: list[tuple] = []
+        self._latest: dict | None = None
+        self._stop_requested = False
+        self._shown_epochs = 0
+        self._t0 = 0.0
+
+        self._source = ComboBox(label="training data", choices=["layers", "folders"], value="layers")
+        self._image = ComboBox(label="image", choices=lambda w=None: _layers_of(self.viewer, "Image"))
+        self._labels = ComboBox(label="labels", choices=lambda w=None: _layers_of(self.viewer, "Labels"))
+        self._add = PushButton(text="Add pair")
+        self._clear = PushButton(text="Clear pairs")
+        self._pairs_label = Label(value="pairs: (current image + labels)")
+        self._image_dir = FileEdit(label="images folder", mode="d")
+        self._mask_dir = FileEdit(label="masks folder", mode="d")
+        self._sparse = CheckBox(text="0 = unlabelled (sparse annotation)", value=False)
+        self._n_classes = SpinBox(label="classes (0 = auto)", min=0, max=255, value=0)
+        self._class_names = LineEdit(label="class names", value="")
+        self._class_names.tooltip = "comma-separated, optional"
+        self._arch = ComboBox(label="architecture", choices=list(ARCHITECTURES), value="unet")
+        self._encoder = ComboBox(label="encoder", choices=ENCODERS, value="resnet34")
+        self._weights = FileEdit(label="encoder weights (optional)", mode="r", filter="*.safetensors *.pth *.pt")
+        self._patch = SpinBox(label="patch size", min=32, max=2048, step=32, value=256)
+        self._epochs = SpinBox(label="epochs", min=1, max=10000, value=50)
+        self._batch = SpinBox(label="batch size", min=1, max=256, value=8)
+        self._val = FloatSpinBox(label="validation fraction", min=0.0, max=0.9, step=0.05, value=0.2)
+        self._patience = SpinBox(label="early-stop patience", min=0, max=1000, value=10)
+        self._patience.tooltip = "epochs without improvement before stopping (0 = never stop early)"
+        self._device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self._train = PushButton(text="Train")
+        self._stop = PushButton(text="Stop (keep best)")
+        self._stop.enabled = False
+        self._progress = ProgressBar(label="progress", min=0, max=1000, value=0)
+        self._status = Label(value="")
+        self._save_path = FileEdit(label="save model as", mode="w", filter="*.safetensors")
+        self._save = PushButton(text="Save model")
+        self.extend(
+            [
+                self._source, self._image, self._labels, self._add, self._clear, self._pairs_label,
+                self._image_dir, self._mask_dir, self._sparse, self._n_classes, self._class_names,
+                self._arch, self._encoder, self._weights, self._patch, self._epochs, self._batch,
+                self._val, self._patience, self._device, self._train, self._stop, self._progress,
+                self._status,
+            ]
+        )
+        self._plot = _Plot()
+        self.native.layout().addWidget(self._plot.canvas)
+        self.extend([self._save_path, self._save])
+
+        self._source.changed.connect(self._source_changed)
+        self._add.changed.connect(self.add_pair)
+        self._clear.changed.connect(self.clear_pairs)
+        self._train.changed.connect(self.train)
+        self._stop.changed.connect(self.stop)
+        self._save.changed.connect(self.save)
+        self.viewer.layers.events.inserted.connect(self._reset_choices)
+        self.viewer.layers.events.removed.connect(self._reset_choices)
+        self._timer = QTimer()
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self._refresh_progress)
+        self._source_changed()
+
+    # -- inputs ------------------------------------------------------------
+    def _reset_choices(self, _event=None):
+        self._image.reset_choices()
+        self._labels.reset_choices()
+        alive = set(map(id, self.viewer.layers))
+        self._pairs = [p for p in self._pairs if id(p[0]) in alive and id(p[1]) in alive]
+        self._show_pairs()
+
+    def _source_changed(self, _event=None):
+        layers = self._source.value == "layers"
+        for w in (self._image, self._labels, self._add, self._clear, self._pairs_label):
+            w.visible = layers
+        for w in (self._image_dir, self._mask_dir):
+            w.visible = not layers
+
+    def _show_pairs(self):
+        if not self._pairs:
+            self._pairs_label.value = "pairs: (current image + labels)"
+        else:
+            self._pairs_label.value = "pairs:\n" + "\n".join(f"  {i.name} + {lb.name}" for i, lb in self._pairs)
+
+    def add_pair(self, _event=None):
+        """Add the current image + labels choice to the training pairs."""
+        img, lab = self._image.value, self._labels.value
+        if img is None or lab is None:
+            notify_error("Choose an Image layer and a Labels layer first")
+            return
+        if tuple(img.data.shape[-2:]) != tuple(lab.data.shape[-2:]) or img.data.ndim != lab.data.ndim:
+            notify_error(f"{img.name} {img.data.shape} and {lab.name} {lab.data.shape} do not have the same shape")
+            return
+        if any(a is img and b is lab for a, b in self._pairs):
+            return
+        self._pairs.append((img, lab))
+        self._show_pairs()
+
+    def clear_pairs(self, _event=None):
+        self._pairs = []
+        self._show_pairs()
+
+    def _layer_data(self):
+        pairs = list(self._pairs)
+        if not pairs:
+            img, lab = self._image.value, self._labels.value
+            if img is None or lab is None:
+                raise SEMAnalysisError("Choose an Image layer and a Labels layer (or add pairs) first")
+            pairs = [(img, lab)]
+        images, masks = [], []
+        for img, lab in pairs:
+            a, m = as_array(img.data), as_array(lab.data)
+            if img.rgb:
+                a = to_grayscale(a)
+            if a.shape != m.shape:
+                raise SEMAnalysisError(f"{img.name} {a.shape} and {lab.name} {m.shape} do not have the same shape")
+            if a.ndim == 3:  # stacks: every plane is one training image
+                images.extend(list(a))
+                masks.extend(list(m))
+            else:
+                images.append(a)
+                masks.append(m)
+        if not any(np.any(m) for m in masks) and self._sparse.value:
+            raise SEMAnalysisError("the labels are empty: paint some classes first")
+        return images, masks, layer_pixel_size(pairs[0][0])
+
+    def _parameters(self) -> dict:
+        names = [s.strip() for s in str(self._class_names.value).split(",") if s.strip()]
+        n = int(self._n_classes.value) or None
+        if names and n is None:
+            n = len(names)
+        return dict(
+            n_classes=n,
+            class_names=names or None,
+            architecture=self._arch.value,
+            encoder=self._encoder.value,
+            encoder_weights=_optional_path(self._weights.value),
+            patch_size=int(self._patch.value),
+            epochs=int(self._epochs.value),
+            batch_size=int(self._batch.value),
+            val_fraction=float(self._val.value),
+            patience=int(self._patience.value) or None,
+            device=self._device.value,
+            ignore_index=0 if self._sparse.value else None,
+        )
+
+    # -- training ----------------------------------------------------------
+    def train(self, _event=None):
+        """Start training in a thread worker."""
+        if self._busy:
+            notify_error("Training is already running: stop it first")
+            return
+        try:
+            params = self._parameters()
+            if self._source.value == "layers":
+                images, masks, pixel_size = self._layer_data()
+                folders = None
+            else:
+                images = masks = pixel_size = None
+                folders = (str(self._image_dir.value), str(self._mask_dir.value))
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return
+        if params["class_names"] is not None and params["ignore_index"] == 0 and len(params["class_names"]) == (
+            params["n_classes"] or 0
+        ):
+            params["class_names"] = ["unlabelled", *params["class_names"]]
+            params["n_classes"] += 1
+
+        def work():
+            from ..unet import train_unet
+
+            nonlocal images, masks
+            if folders is not None:
+                images, masks, _ = read_training_folders(*folders)
+            return train_unet(images, masks, pixel_size=pixel_size, callback=self._on_progress, **params)
+
+        self._stop_requested = False
+        self._latest = None
+        self._shown_epochs = 0
+        self._t0 = time.perf_counter()
+        self._plot.clear()
+        self._progress.value = 0
+        self._status.value = "starting..."
+        self._train.enabled = False
+        self._stop.enabled = True
+        self._busy = True
+        worker = start_worker(self, _guarded(work), on_returned=self._trained, desc="Training U-Net")
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self._timer.start()
+
+    def _on_progress(self, info: dict) -> bool:
+        # runs in the worker thread: only store, the timer shows it
+        self._latest = info
+        return self._stop_requested
+
+    def stop(self, _event=None):
+        """Stop training after the current step; the best model so far is kept."""
+        if self._busy:
+            self._stop_requested = True
+            self._status.value = "stopping (keeping the best model)..."
+
+    def _refresh_progress(self):
+        info = self._latest
+        if info is None:
+            return
+        self._progress.value = int(round(1000 * min(1.0, info.get("progress", 0.0))))
+        text = (
+            f"epoch {info['epoch']}/{info['epochs']}, step {info['step']}/{info['steps']}, "
+            f"loss {info['loss']:.3f}, ETA {_format_eta(info.get('eta_s'))} on {info.get('device', '?')}"
+        )
+        if not self._stop_requested:
+            self._status.value = text
+        hist = info.get("history")
+        if hist is not None and len(hist) != self._shown_epochs:
+            self._shown_epochs = len(hist)
+            self._plot.update(hist)
+
+    def _trained(self, model):
+        # connected before the worker starts (unlike ``finished``), so it always runs
+        self._finished()
+        if isinstance(model, _Failure):
+            self._failed(model.message())
+            notify_error(model.message())
+            return
+        self.model = model
+        _LAST_MODEL[self.viewer] = model
+        self._plot.update(model.history)
+        best = model.history[model.best_epoch - 1] if model.best_epoch else None
+        msg = f"trained {len(model.history)} epoch(s) in {time.perf_counter() - self._t0:.0f} s on {model.device_used}"
+        if best is not None:
+            if best.get("mean_iou") is not None:
+                msg += f"; best epoch {model.best_epoch}: val mean IoU {best['mean_iou']:.3f}"
+            else:
+                msg += f"; best epoch {model.best_epoch}"
+        if self._stop_requested:
+            msg += " (stopped by user, best model kept)"
+        self._status.value = msg
+        self._progress.value = 1000
+        notify_info("U-Net " + msg)
+
+    def _failed(self, exc):
+        self._status.value = f"failed: {exc}"
+
+    def _finished(self):
+        if not self._busy:  # already done by the returned handler
+            return
+        self._busy = False
+        self._timer.stop()
+        self._train.enabled = True
+        self._stop.enabled = False
+
+    # -- saving ------------------------------------------------------------
+    def save(self, _event=None):
+        """Save the trained model to the chosen ``.safetensors`` file."""
+        if self.model is None:
+            notify_error("No model yet: train one first")
+            return
+        path = _optional_path(self._save_path.value)
+        if path is None:
+            notify_error("Choose a file to save the model to")
+            return
+        try:
+            written = self.model.save(path)
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return
+        notify_info(f"U-Net model saved to {written}")
+
+
+class PredictUNetWidget(Container):
+    """Segment an Image layer with a U-Net (a model file or the one just trained)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        from qtpy.QtCore import QTimer
+
+        self.viewer = napari_viewer
+        self._worker = None
+        self._busy = False
+        self._cancel_requested = False
+        self._latest: dict | None = None
+        self._model_cache: tuple[str, float, object] | None = None
+        self._source = ComboBox(label="model", choices=["last trained", "file"], value="file")
+        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self._model_info = Label(value="")
+        self._image = ComboBox(label="image", choices=lambda w=None: _layers_of(self.viewer, "Image"))
+        self._tile = SpinBox(label="tile size", min=32, max=8192, step=32, value=512)
+        self._overlap = SpinBox(label="overlap", min=0, max=2048, step=8, value=64)
+        self._batch = SpinBox(label="tiles per batch", min=1, max=256, value=4)
+        self._device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self._probs = CheckBox(text="also write class probabilities", value=False)
+        self._run = PushButton(text="Segment")
+        self._cancel = PushButton(text="Cancel")
+        self._cancel.enabled = False
+        self._progress = ProgressBar(label="progress", min=0, max=1000, value=0)
+        self._status = Label(value="")
+        self.extend(
+            [
+                self._source, self._model_file, self._model_info, self._image, self._tile, self._overlap,
+                self._batch, self._device, self._probs, self._run, self._cancel, self._progress, self._status,
+            ]
+        )
+        self._run.changed.connect(self.run)
+        self._cancel.changed.connect(self.cancel)
+        self._source.changed.connect(self._source_changed)
+        self.viewer.layers.events.inserted.connect(self._reset_choices)
+        self.viewer.layers.events.removed.connect(self._reset_choices)
+        self._timer = QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._refresh_progress)
+        if last_trained_model(self.viewer) is not None:
+            self._source.value = "last trained"
+        self._source_changed()
+
+    def _reset_choices(self, _event=None):
+        self._image.reset_choices()
+
+    def _source_changed(self, _event=None):
+        self._model_file.visible = self._source.value == "file"
+
+    def _get_model(self):
+        from ..unet import load_model
+
+        if self._source.value == "last trained":
+            model = last_trained_model(self.viewer)
+            if model is None:
+                raise SEMAnalysisError("No model has been trained in this viewer yet: train one or choose a file")
+            return model
+        path = _optional_path(self._model_file.value)
+        if path is None:
+            raise SEMAnalysisError("Choose a model file (.safetensors)")
+        if not path.is_file():
+            raise SEMAnalysisError(f"model file {path} does not exist")
+        stamp = path.stat().st_mtime
+        if self._model_cache and self._model_cache[0] == str(path) and self._model_cache[1] == stamp:
+            return self._model_cache[2]
+        model = load_model(path)
+        self._model_cache = (str(path), stamp, model)
+        return model
+
+    def run(self, _event=None):
+        """Segment the chosen image in a thread worker."""
+        if self._busy:
+            notify_error("A segmentation is already running: wait for it or cancel it")
+            return
+        layer = self._image.value
+        if layer is None:
+            notify_error("Choose an Image layer first")
+            return
+        try:
+            model = self._get_model()
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return
+        data = as_array(layer.data)
+        if layer.rgb:
+            data = to_grayscale(data)
+        px = layer_pixel_size(layer)
+        self._model_info.value = f"{model.architecture}/{model.encoder}, classes: {', '.join(model.class_names)}"
+        if px and model.pixel_size and abs(px / model.pixel_size - 1) > 0.25:
+            notify_info(
+                f"{layer.name} has {px:.3g} nm/px but the model was trained at {model.pixel_size:.3g} nm/px; "
+                "results may suffer (resample the image)"
+            )
+        params = dict(
+            tile_size=int(self._tile.value),
+            overlap=int(self._overlap.value),
+            batch_size=int(self._batch.value),
+            device=self._device.value,
+            return_probabilities=bool(self._probs.value),
+        )
+
+        def work():
+            return model.predict(data, callback=self._on_progress, **params)
+
+        self._cancel_requested = False
+        self._latest = None
+        self._progress.value = 0
+        self._status.value = "segmenting..."
+        self._run.enabled = False
+        self._cancel.enabled = True
+
+        def done(result):
+            self._write(result, layer, model, params)
+
+        self._busy = True
+        worker = start_worker(self, _guarded(work), on_returned=done, desc="U-Net segmentation")
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self._timer.start()
+
+    def _on_progress(self, info: dict) -> bool:
+        self._latest = info
+        return self._cancel_requested
+
+    def cancel(self, _event=None):
+        if self._busy:
+            self._cancel_requested = True
+            self._status.value = "cancelling..."
+
+    def _refresh_progress(self):
+        info = self._latest
+        if info is not None:
+            self._progress.value = int(round(1000 * info["progress"]))
+
+    def _failed(self, exc):
+        self._status.value = f"failed: {exc}"
+
+    def _finished(self):
+        if not self._busy:  # already done by the returned handler
+            return
+        self._busy = False
+        self._timer.stop()
+        self._run.enabled = True
+        self._cancel.enabled = False
+
+    def _write(self, result, layer, model, params):
+        self._finished()
+        if isinstance(result, _Failure):
+            self._failed(result.message())
+            notify_error(result.message())
+            return
+        if result is None:
+            self._status.value = "cancelled"
+            notify_info("U-Net segmentation cancelled")
+            return
+        probs = None
+        if params["return_probabilities"]:
+            labels, probs = result
+        else:
+            labels = result
+        name = f"{layer.name} U-Net"
+        meta = {"class_names": model.class_names, "model": model.path, "device": model.device_used}
+        out = write_layer(self.viewer, labels, name=name, kind="labels", like=layer, metadata=meta)
+        counts = np.bincount(labels.reshape(-1), minlength=model.n_classes)[: model.n_classes]
+        import pandas as pd
+
+        out.features = pd.DataFrame(
+            {"index": np.arange(model.n_classes), "class_name": model.class_names,
+             "area_fraction": counts / max(1, labels.size)}
+        )
+        if probs is not None:
+            pname = f"{layer.name} U-Net probabilities"
+            axis = probs.ndim - 3  # class axis sits before (Y, X)
+            scale = list(layer.scale)
+            translate = list(layer.translate)
+            scale.insert(axis, 1.0)
+            translate.insert(axis, 0.0)
+            units = [str(u) for u in getattr(layer, "units", ())] or None
+            if units:
+                units.insert(axis, "pixel")
+            player = write_layer(
+                self.viewer, probs, name=pname, kind="image", colormap="magma",
+                contrast_limits=(0.0, 1.0), metadata={"class_names": model.class_names},
+            )
+            player.scale = scale
+            player.translate = translate
+            if units:
+                try:
+                    player.units = units
+                except Exception:  # older napari without units
+                    pass
+        self._status.value = (
+            f"{labels.shape[-1]}x{labels.shape[-2]} px segmented on {model.device_used}: "
+            + ", ".join(f"{n} {c / max(1, labels.size):.1%}" for n, c in zip(model.class_names, counts))
+        )
+        record_step(
+            self.viewer,
+            "predict_unet",
+            params={
+                "model": model.path,
+                "tile_size": params["tile_size"],
+                "overlap": params["overlap"],
+                "batch_size": params["batch_size"],
+            },
+            inputs={"image": layer.name},
+            output=name,
+        )

@@ -1,0 +1,230 @@
+"""U-Net widgets in a real napari viewer (CPU, tiny timm encoder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segmentation_models_pytorch")
+
+from napari_sem_analysis.unet import load_model, train_unet  # noqa: E402
+from napari_sem_analysis.widgets import _common, _unet  # noqa: E402
+from napari_sem_analysis.widgets._common import recorded_steps  # noqa: E402
+from napari_sem_analysis.widgets._unet import PredictUNetWidget, TrainUNetWidget  # noqa: E402
+
+TIMEOUT = 90_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen = []
+    monkeypatch.setattr(_unet, "notify_error", lambda e: seen.append(str(e)))
+    monkeypatch.setattr(_common, "notify_error", lambda e: seen.append(str(e)))
+    return seen
+
+
+def wait_done(qtbot, widget):
+    """Wait until the widget's worker has finished (its own finished slot ran)."""
+    qtbot.waitUntil(lambda: not widget._busy, timeout=TIMEOUT)
+
+
+def disks(shape=(96, 96), seed=0, n=8):
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, np.int32)
+    for _ in range(n):
+        cy, cx = r.integers(0, shape[0]), r.integers(0, shape[1])
+        rad = r.integers(5, 12)
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = 1
+    img = (70 + 110 * mask + r.normal(0, 20, shape)).clip(0, 255).astype(np.uint8)
+    return img, mask
+
+
+def _setup_train(widget, epochs=2):
+    widget._encoder.value = "tu-resnet10t"
+    widget._patch.value = 64
+    widget._epochs.value = epochs
+    widget._batch.value = 2
+    widget._val.value = 0.25
+    widget._device.value = "cpu"
+
+
+def _add_pair(viewer, seed, scale=(5.0, 5.0)):
+    img, mask = disks(seed=seed)
+    il = viewer.add_image(img, name=f"img{seed}", scale=scale, units=("nm", "nm"))
+    ll = viewer.add_labels(mask, name=f"mask{seed}", scale=scale, units=("nm", "nm"))
+    return il, ll
+
+
+def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    pairs = [_add_pair(viewer, s) for s in range(3)]
+    before = [p[0].data.copy() for p in pairs]
+    w = TrainUNetWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    for il, ll in pairs:
+        w._image.value, w._labels.value = il, ll
+        w.add_pair()
+    assert len(w._pairs) == 3 and "img2 + mask2" in w._pairs_label.value
+    _setup_train(w, epochs=2)
+    w._class_names.value = "matrix, particle"
+    w.train()
+    wait_done(qtbot, w)
+    assert not errors
+    model = w.model
+    assert model is not None and len(model.history) == 2
+    assert model.class_names == ["matrix", "particle"]
+    assert model.pixel_size == pytest.approx(5.0)  # from the layer's scale in nm
+    assert w._progress.value == 1000 and "trained 2 epoch" in w._status.value
+    assert len(w._plot.ax_loss.get_lines()) == 2  # train and validation loss curves
+    assert all(np.array_equal(p[0].data, b) for p, b in zip(pairs, before))
+    assert _unet.last_trained_model(viewer) is model
+
+    # save from the widget
+    w._save_path.value = tmp_path / "model.safetensors"
+    w.save()
+    assert (tmp_path / "model.safetensors").is_file() and not errors
+    assert load_model(tmp_path / "model.safetensors").class_names == ["matrix", "particle"]
+
+    # predict with the model just trained, with probabilities
+    p = PredictUNetWidget(viewer)
+    viewer.window.add_dock_widget(p)
+    assert p._source.value == "last trained"
+    target = pairs[1][0]
+    p._image.value = target
+    p._tile.value, p._overlap.value, p._device.value = 64, 16, "cpu"
+    p._probs.value = True
+    n_layers = len(viewer.layers)
+    p.run()
+    wait_done(qtbot, p)
+    assert not errors
+    out = viewer.layers["img1 U-Net"]
+    assert out.data.shape == target.data.shape
+    np.testing.assert_array_equal(out.data, model.predict(target.data, tile_size=64, overlap=16, device="cpu"))
+    assert tuple(out.scale) == tuple(target.scale)
+    assert [str(u) for u in out.units] == ["nanometer", "nanometer"]
+    assert list(out.features["class_name"]) == ["matrix", "particle"]
+    probs = viewer.layers["img1 U-Net probabilities"]
+    assert probs.data.shape == (2, *target.data.shape)
+    assert tuple(probs.scale) == (1.0, 5.0, 5.0)
+    assert len(viewer.layers) == n_layers + 2
+    steps = recorded_steps(viewer)
+    assert steps[-1]["function"] == "predict_unet"
+    assert steps[-1]["params"]["model"] == str(tmp_path / "model.safetensors")
+    assert steps[-1]["inputs"] == {"image": "img1"}
+
+    # a re-run updates the same layers instead of adding copies
+    p.run()
+    wait_done(qtbot, p)
+    assert len(viewer.layers) == n_layers + 2
+
+
+def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    il, ll = _add_pair(viewer, 0)
+    w = TrainUNetWidget(viewer)
+    _setup_train(w, epochs=500)
+    w._image.value, w._labels.value = il, ll
+    w.train()
+    qtbot.waitUntil(lambda: w._latest is not None and w._latest.get("stage") == "epoch", timeout=TIMEOUT)
+    w.stop()
+    wait_done(qtbot, w)
+    assert not errors
+    assert w.model is not None and w.model.stopped_early
+    assert 1 <= len(w.model.history) < 500
+    assert w.model.best_epoch is not None
+    assert "stopped by user" in w._status.value
+    assert w._train.enabled and not w._stop.enabled
+
+
+def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors):
+    import tifffile
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for s in range(2):
+        img, mask = disks(seed=s)
+        tifffile.imwrite(tmp_path / "images" / f"a{s}.tif", img)
+        tifffile.imwrite(tmp_path / "masks" / f"a{s}_m.tif", (mask * 255).astype(np.uint8))
+    viewer = make_napari_viewer()
+    w = TrainUNetWidget(viewer)
+    w._source.value = "folders"
+    assert w._image.native.isHidden() and not w._image_dir.native.isHidden()
+    w._image_dir.value = tmp_path / "images"
+    w._mask_dir.value = tmp_path / "masks"
+    _setup_train(w, epochs=1)
+    w.train()
+    wait_done(qtbot, w)
+    assert not errors
+    assert w.model is not None and w.model.n_classes == 2  # 0/255 masks -> classes 0, 1
+
+    # a folder without pairs gives a notification, not a crash
+    w._mask_dir.value = tmp_path / "images"
+    w.train()
+    wait_done(qtbot, w)
+    assert errors and "no image/mask pairs" in errors[-1]
+
+
+def test_predict_from_file_cancel_and_errors(make_napari_viewer, qtbot, tmp_path, errors):
+    img, mask = disks((64, 64), seed=3)
+    model = train_unet(
+        img, mask, encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(16, 8, 8), patch_size=32,
+        epochs=1, batch_size=2, steps_per_epoch=2, val_fraction=0, device="cpu",
+    )
+    path = model.save(tmp_path / "m.safetensors")
+    viewer = make_napari_viewer()
+    big, _ = disks((256, 256), seed=9, n=30)
+    layer = viewer.add_image(big, name="big")
+    p = PredictUNetWidget(viewer)
+    assert p._source.value == "file"
+
+    # no model file chosen -> notification, nothing added
+    p._image.value = layer
+    p.run()
+    assert errors and "model file" in errors[-1]
+    # a file that is not a model -> notification
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    p._model_file.value = junk
+    p.run()
+    assert "not a valid model file" in errors[-1]
+    assert len(viewer.layers) == 1
+
+    p._model_file.value = path
+    p._tile.value, p._overlap.value, p._batch.value, p._device.value = 32, 8, 1, "cpu"
+    p.run()
+    p.cancel()  # cancelled before the first batch of tiles finishes
+    wait_done(qtbot, p)
+    assert p._status.value == "cancelled" and len(viewer.layers) == 1
+
+    n_err = len(errors)
+    p._tile.value, p._overlap.value, p._batch.value = 128, 32, 4
+    p.run()
+    wait_done(qtbot, p)
+    assert len(errors) == n_err
+    out = viewer.layers["big U-Net"]
+    np.testing.assert_array_equal(out.data, load_model(path).predict(big, tile_size=128, overlap=32, device="cpu"))
+    assert "big U-Net probabilities" not in [lyr.name for lyr in viewer.layers]
+
+
+def test_train_bad_input_notifies(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    w = TrainUNetWidget(viewer)
+    w.train()  # no layers at all
+    assert errors and "Labels layer" in errors[-1]
+    viewer.add_image(np.zeros((40, 40), np.uint8), name="a")
+    viewer.add_labels(np.zeros((30, 30), np.int32), name="b")
+    w.add_pair()
+    assert "same shape" in errors[-1] and not w._pairs
+    w.save()
+    assert "train one first" in errors[-1]
+    assert w._worker is None
