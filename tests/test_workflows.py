@@ -209,7 +209,8 @@ def test_phases_summary_fractions():
     img[:, 25:50], img[:, 50:] = 120, 210
     img = np.clip(img + np.random.default_rng(0).normal(0, 5, img.shape), 0, 255).astype(np.uint8)
     steps = [{"function": "multi_threshold", "params": {"classes": 3}, "inputs": {"image": "image"}, "output": "ph"}]
-    res = run_workflow({"steps": steps, "summary": "phases", "options": {"class_names": ["pore", "matrix", "grain"]}}, img)
+    # summary "phases" follows from the last step (multi_threshold)
+    res = run_workflow({"steps": steps, "options": {"class_names": ["pore", "matrix", "grain"]}}, img)
     assert res.summary["pore_fraction"] == pytest.approx(0.25, abs=0.01)
     assert res.summary["matrix_fraction"] == pytest.approx(0.25, abs=0.01)
     assert res.summary["grain_fraction"] == pytest.approx(0.5, abs=0.01)

@@ -342,6 +342,15 @@ def _jsonable(value):
     raise SEMAnalysisError(f"recipe parameter {value!r} ({type(value).__name__}) cannot be saved")
 
 
+# default summary for recipes without one, from their last step
+_SUMMARY_FOR_STEP = {
+    "multi_threshold": "phases",
+    "coating_layers": "coating",
+    "segment_pores": "porosity",
+    "segment_particles": "particles",
+}
+
+
 class Workflow:
     """An ordered list of steps that can be saved, loaded and replayed.
 
@@ -357,6 +366,8 @@ class Workflow:
     summary : str, optional
         Name of the summary function (``"objects"``, ``"particles"``,
         ``"porosity"``, ``"coating"``, ``"phases"`` or a registered one).
+        Default: from the last step (``multi_threshold`` -> ``"phases"``,
+        ``segment_pores`` -> ``"porosity"``...), else ``"objects"``.
     description : str
     options : dict
         Keyword arguments for the summary function (e.g. phase class names).
@@ -377,7 +388,7 @@ class Workflow:
             raise SEMAnalysisError("a workflow needs at least one step")
         self.name = str(name)
         self.labels = labels
-        self.summary = summary or "objects"
+        self.summary = summary or _SUMMARY_FOR_STEP.get(self.steps[-1]["function"], "objects")
         self.description = description
         self.options = _jsonable(dict(options or {}))
 
