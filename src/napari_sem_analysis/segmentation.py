@@ -498,28 +498,37 @@ def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = T
     one with only small neighbours joins the biggest of them when that one
     is bigger (so chains resolve over the iterations without swaps). An
     instance with no neighbour at all is dropped (``drop_isolated``) or kept.
+    Only the pixels of small instances are visited after the size count.
     """
+    labels = np.array(labels, dtype=np.int32, copy=True)
+    H, W = labels.shape
+    flat = labels.ravel()
     for _ in range(10):
-        sizes = np.bincount(labels.ravel())
+        sizes = np.bincount(flat)
         small = sizes < min_size
         small[0] = False
         if not small.any():
             break
         n = len(sizes)
-        mapping = np.arange(n, dtype=np.int64)
+        idx = np.flatnonzero(small[flat])
+        src_all = flat[idx]
+        r, c = np.divmod(idx, W)
         pairs = []
-        for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-            d = (a != b) & (a > 0) & (b > 0)
-            pairs.append(np.stack([a[d], b[d]], 1))
-            pairs.append(np.stack([b[d], a[d]], 1))
+        for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            rr, cc = r + dr, c + dc
+            ok = (rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)
+            nb = np.zeros(len(idx), np.int32)
+            nb[ok] = labels[rr[ok], cc[ok]]
+            sel = ok & (nb != src_all) & (nb > 0)
+            pairs.append(np.stack([src_all[sel], nb[sel]], 1))
         p = np.concatenate(pairs).astype(np.int64)
-        p = p[small[p[:, 0]]]
+        mapping = np.arange(n, dtype=np.int32)
         changed = False
         if len(p):
             key, counts = np.unique(p[:, 0] * n + p[:, 1], return_counts=True)
             src, dst = key // n, key % n
             big = ~small[dst]
-            # score: large neighbours by shared boundary first, then small bigger neighbours by size
+            # large neighbours by shared boundary first, then bigger small neighbours by size
             score = np.where(big, 1e12 + counts, np.where(
                 (sizes[dst] > sizes[src]) | ((sizes[dst] == sizes[src]) & (dst < src)), sizes[dst], -1.0))
             order = np.lexsort((-score, src))
@@ -536,7 +545,7 @@ def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = T
             changed = True
         if not changed:
             break
-        labels = mapping[labels].astype(np.int32)
+        flat[idx] = mapping[src_all]  # only small instances change
     return _relabel(labels)
 
 

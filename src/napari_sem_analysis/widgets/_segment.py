@@ -227,7 +227,6 @@ class SplitWidget(StepWidget):
                     raise SEMAnalysisError("seeded watershed works on 2-D layers")
                 if len(seeds_layer.data) == 0:
                     raise SEMAnalysisError(f"points layer {seeds_layer.name!r} has no points")
-                pts = np.asarray(seeds_layer.data)[:, -2:]
                 world = np.array([seeds_layer.data_to_world(p) for p in np.asarray(seeds_layer.data)])
                 pts = np.array([layer.world_to_data(w) for w in world])[:, -2:]
                 function, params = "watershed_from_seeds", {}
