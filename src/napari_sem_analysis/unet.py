@@ -184,12 +184,12 @@ def _json_clean(value):
     return value
 
 
-def _tile_starts(length: int, tile: int, step: int) -> list[int]:
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Evenly spaced tile origins covering ``length`` with at least ``overlap`` between tiles."""
     if length <= tile:
         return [0]
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+    n = int(math.ceil((length - overlap) / (tile - overlap)))
+    return [int(round(v)) for v in np.linspace(0, length - tile, max(n, 2))]
 
 
 def _ramp(n: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
@@ -445,8 +445,8 @@ class UNetModel:
             mode = "reflect" if (pad_y < H and pad_x < W) else "symmetric"
             img = np.pad(img, ((0, pad_y), (0, pad_x)), mode=mode)
         Hp, Wp = img.shape
-        ys = _tile_starts(Hp, th, th - overlap if Hp > th else th)
-        xs = _tile_starts(Wp, tw, tw - overlap if Wp > tw else tw)
+        ys = _tile_starts(Hp, th, overlap)
+        xs = _tile_starts(Wp, tw, overlap)
         n_tiles = len(ys) * len(xs)
         wy = {y: _ramp(th, overlap, y > 0, y + th < Hp) for y in ys}
         wx = {x: _ramp(tw, overlap, x > 0, x + tw < Wp) for x in xs}
@@ -493,6 +493,8 @@ class UNetModel:
                 wsum[th - d :] = 0
             origin = y0
 
+        wy_t = {y: torch.from_numpy(w).to(dev) for y, w in wy.items()}
+        wx_t = {x: torch.from_numpy(w).to(dev) for x, w in wx.items()}
         done = 0
         with torch.inference_mode():
             for y0 in ys:
@@ -500,7 +502,7 @@ class UNetModel:
                 band = torch.from_numpy(np.ascontiguousarray(img[y0 : y0 + th])).to(dev, non_blocking=True)
                 band = band.to(torch.float32)
                 band = ((band - lo) * scale).clamp_(-1.0, 2.0).sub_(mean).mul_(1.0 / std)
-                wyt = torch.from_numpy(wy[y0]).to(dev)
+                wyt = wy_t[y0]
                 for b0 in range(0, len(xs), batch_size):
                     bxs = xs[b0 : b0 + batch_size]
                     batch = torch.stack([band[:, x0 : x0 + tw] for x0 in bxs])[:, None]
@@ -513,7 +515,7 @@ class UNetModel:
                         logits = net(batch)
                     prob = torch.softmax(logits.float(), dim=1)
                     for k, x0 in enumerate(bxs):
-                        w = wyt[:, None] * torch.from_numpy(wx[x0]).to(dev)[None, :]
+                        w = wyt[:, None] * wx_t[x0][None, :]
                         acc[:, :, x0 : x0 + tw] += prob[k] * w
                         wsum[:, x0 : x0 + tw] += w
                     done += len(bxs)
