@@ -227,3 +227,19 @@ def test_huge_label_values(rng):
     t = measure(big, image, glcm_levels=16)
     assert list(t["label"]) == [v * 2**40 for v in ref["label"]]
     np.testing.assert_allclose(t.drop(columns="label"), ref.drop(columns="label"), equal_nan=True)
+
+
+def test_one_big_object_among_many_tiny_ones():
+    shape = (420, 420)
+    labels = np.zeros(shape, np.int32)
+    labels[_disc(shape, (210, 210), 150)] = 1
+    yy, xx = np.mgrid[0:420:3, 0:420:3]
+    outside = (yy - 210) ** 2 + (xx - 210) ** 2 > 155**2
+    labels[yy[outside], xx[outside]] = np.arange(2, outside.sum() + 2)
+    t = measure(labels).set_index("label")
+    assert len(t) == outside.sum() + 1
+    assert 300 <= t.loc[1, "feret_min"] <= t.loc[1, "feret_max"] <= 302.5
+    assert t.loc[1, "solidity"] == 1.0
+    tiny = t.drop(index=1)
+    np.testing.assert_allclose(tiny["feret_max"], np.sqrt(2))
+    assert (tiny["solidity"] == 1).all() and (tiny["area"] == 1).all()

@@ -124,16 +124,16 @@ def _pad_polygons(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, k
 
 
-def _batched(sizes: np.ndarray, budget: int = 2_000_000):
-    """Groups of indices (sorted by size) whose padded (g, k, k) arrays stay small."""
+def _batched(sizes: np.ndarray, budget: int = 2_000_000, power: int = 2):
+    """Groups of indices (sorted by size) whose padded (g, k**power) arrays stay small."""
     order = np.argsort(sizes, kind="stable")
     i = 0
     n = order.size
     while i < n:
         kmax = max(int(sizes[order[min(n - 1, i)]]), 1)
-        g = max(1, budget // (kmax * kmax))
+        g = max(1, budget // kmax**power)
         # the group's largest polygon sets its padding: shrink g until it fits
-        while g > 1 and int(sizes[order[min(n - 1, i + g - 1)]]) ** 2 * g > budget:
+        while g > 1 and max(int(sizes[order[min(n - 1, i + g - 1)]]), 1) ** power * g > budget:
             g //= 2
         yield order[i : i + g]
         i += g
@@ -169,12 +169,14 @@ def _hull_stats(border: np.ndarray, labels: np.ndarray, present: np.ndarray, lut
         corner_hulls.append(convex_hull(cpts).reshape(-1, 2) / 2.0)
 
     # convex pixel count by Pick's theorem: A + B/2 + 1 (hull of integer points)
-    hc, _ = _pad_polygons(centre_hulls)
-    nxt = np.roll(hc, -1, axis=1)
-    area2 = np.abs((hc[..., 0] * nxt[..., 1] - hc[..., 1] * nxt[..., 0]).sum(axis=1))
-    e = np.abs(nxt - hc).astype(np.int64)
-    b = np.gcd(e[..., 0], e[..., 1]).sum(axis=1)
-    conv = area2 / 2.0 + b / 2.0 + 1.0
+    conv = np.zeros(n)
+    for grp in _batched(np.array([len(h) for h in centre_hulls]), 4_000_000, power=1):
+        hc, _ = _pad_polygons([centre_hulls[i] for i in grp])
+        nxt = np.roll(hc, -1, axis=1)
+        area2 = np.abs((hc[..., 0] * nxt[..., 1] - hc[..., 1] * nxt[..., 0]).sum(axis=1))
+        e = np.abs(nxt - hc).astype(np.int64)
+        b = np.gcd(e[..., 0], e[..., 1]).sum(axis=1)
+        conv[grp] = area2 / 2.0 + b / 2.0 + 1.0
 
     # Feret diameters of the pixel-corner hulls, batched by hull size
     fmax = np.zeros(n)

@@ -247,6 +247,9 @@ class _Codes:
             raise SEMAnalysisError("too many labels for the GLCM codes; relabel them sequentially")
         slot <<= self.bits
         slot |= q
+        # 32-bit codes when they fit: half the memory traffic in every pass
+        if (self.n_slots << self.bits) < 2**31:
+            slot = slot.astype(np.int32)
         self.code = slot
         self.lab = lab
         self.present = present
@@ -379,10 +382,15 @@ def _count_moments(ca, cb, codes: _Codes):
     """
     bits = codes.bits
     # ca and cb are scratch arrays here: build the key in place
-    key = np.left_shift(ca, bits, out=ca)
-    key |= np.bitwise_and(cb, (1 << bits) - 1, out=cb)
     if (codes.n_slots << (2 * bits)) < 2**32:
-        key = key.astype(np.uint32)
+        ca = ca.astype(np.uint32, copy=False) if ca.dtype != np.int32 else ca.view(np.uint32)
+        cb = cb.astype(np.uint32, copy=False) if cb.dtype != np.int32 else cb.view(np.uint32)
+        key = np.left_shift(ca, np.uint32(bits), out=ca)
+        key |= np.bitwise_and(cb, np.uint32((1 << bits) - 1), out=cb)
+    else:
+        ca = ca.astype(np.int64, copy=False)
+        key = np.left_shift(ca, bits, out=ca)
+        key |= np.bitwise_and(cb.astype(np.int64, copy=False), (1 << bits) - 1)
     key.sort()
     n = key.size
     flags = np.empty(n, bool)
