@@ -105,6 +105,7 @@ def coating_layers(
     min_crack_height: float = 0.2,
     crack_gap: int = 9,
     oxide_contrast: float = 0.025,
+    max_crack_width: float | None = None,
     crack_region: str = "auto",
     melt_analysis: bool = False,
     min_particle: float = 8.0,
@@ -143,6 +144,9 @@ def coating_layers(
         Smallest grey-level step between the oxide and what lies below it,
         as a fraction of the intensity range; below it no oxide is reported
         (thickness 0) for that part of the layer.
+    max_crack_width : float, optional
+        Reject crack candidates whose mean width (area / height, px) is
+        larger (wide dark patches); None = no limit.
     crack_region : {"auto", "oxide", "coating", "both"}
         Where cracks are searched: ``"auto"`` = in the oxide when an oxide
         layer is found, else in the coating.
@@ -295,6 +299,8 @@ def coating_layers(
             local = np.nanmedian(local_thick[sl[1]])
             if hh < max(4, min_crack_height * local) or hh < 1.5 * ww:
                 continue
+            if max_crack_width is not None and comp.sum() / hh > max_crack_width:
+                continue  # a wide dark patch (pore, gap), not a thin crack
             k_id += 1
             labels_out[sl][comp] = CRACK
             length = float(skeletonize(comp).sum())
