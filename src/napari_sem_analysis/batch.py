@@ -604,6 +604,18 @@ def _diameter_column(columns) -> str | None:
     return None
 
 
+def _bar_width(n: int) -> float:
+    return float(min(max(6.4, 0.3 * n + 2), 16.0))
+
+
+def _image_ticks(ax, names) -> None:
+    """Image names under the bars (only when there are few enough to read)."""
+    if len(names) <= 60:
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xlabel(f"image (1 to {len(names)}, in summary.csv order)")
+
+
 def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tuple[str, Any]]:
     """The report's matplotlib figures as ``(title, Figure)``."""
     from matplotlib.figure import Figure
@@ -675,14 +687,14 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
     if kind == "phases":
         fr = [c for c in ok.columns if c.endswith("_fraction")]
         if fr and len(ok):
-            fig = Figure(figsize=(max(6.4, 0.35 * len(ok) + 2), 3.6))
+            fig = Figure(figsize=(_bar_width(len(ok)), 3.6))
             ax = fig.subplots()
             bottom = np.zeros(len(ok))
             for c in fr:
                 vals = ok[c].to_numpy(dtype=float)
                 ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
                 bottom += np.nan_to_num(vals)
-            ax.set_xticks(range(len(ok)), short, rotation=60, ha="right", fontsize=7)
+            _image_ticks(ax, short)
             ax.set_ylabel("area fraction")
             ax.set_title("Phase fractions per image")
             ax.legend(frameon=False, fontsize=8, ncol=len(fr))
@@ -693,7 +705,7 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
             cols = [c for c in ok.select_dtypes("number").columns if c not in ("seconds",)][:4]
         cols = [c for c in cols if ok[c].notna().any()][:4]
         if cols and len(ok):
-            fig = Figure(figsize=(max(6.4, 0.3 * len(ok) + 2), 2.3 * len(cols)))
+            fig = Figure(figsize=(_bar_width(len(ok)), 2.3 * len(cols)))
             axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
             for ax, c in zip(axes, cols):
                 vals = ok[c].to_numpy(dtype=float)
@@ -702,7 +714,7 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
                 med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
                 if np.isfinite(med):
                     ax.axhline(med, color="k", lw=0.8, ls="--")
-            axes[-1].set_xticks(range(len(ok)), short, rotation=60, ha="right", fontsize=7)
+            _image_ticks(axes[-1], short)
             axes[0].set_title("Per-image summary")
             fig.tight_layout()
             figs.append(("Per-image summary", fig))
