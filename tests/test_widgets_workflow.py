@@ -72,6 +72,8 @@ def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path
     assert out.metadata["summary"]["median_equivalent_diameter_nm"] == pytest.approx(19 * 8, rel=0.1)
     np.testing.assert_array_equal(target.data, before)  # input untouched
     assert "count: 3" in widget._result.value
+    feats = out.features
+    assert len(feats) == 3 and list(feats["index"]) == list(feats["label"]) == [1, 2, 3]
     n_layers = len(viewer.layers)
     _run(widget, qtbot)  # re-run updates the same layer
     assert len(viewer.layers) == n_layers

@@ -213,7 +213,12 @@ class WorkflowWidget(Container):
         name = f"{wf.name} result"
         summary = dict(result.summary)
         if result.labels is not None:
-            features = result.table if len(result.table) and "label" in result.table else None
+            features = None
+            if len(result.table) and "label" in result.table:
+                # napari maps label values to feature rows through an "index" column
+                features = result.table.copy()
+                if "index" not in features:
+                    features.insert(0, "index", features["label"].to_numpy())
             write_layer(
                 self.viewer,
                 result.labels,
