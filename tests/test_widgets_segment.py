@@ -221,3 +221,17 @@ def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors):
     widget.run()
     _wait(qtbot, widget, runs=2)
     assert "larger than the image" in errors[-1]
+
+
+def test_superpixel_widget_cancel(make_napari_viewer, qtbot, errors):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (12, 384, 384)).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="stack")
+    widget = SuperpixelWidget(viewer)
+    widget._region.widget.value = 8.0
+    widget.run()
+    widget.cancel()  # stops at the next plane
+    _wait(qtbot, widget)
+    assert "superpixels" not in [lyr.name for lyr in viewer.layers]
+    assert not errors
