@@ -200,3 +200,17 @@ def test_huge_and_sparse_label_values(rng):
         np.testing.assert_allclose(t.drop(columns="label"), ref.drop(columns="label"), equal_nan=True)
         lb = lbp_features(image, big)
         assert len(lb) == len(ref)
+
+
+@pytest.mark.parametrize("levels", [8, 20])
+def test_dense_and_sorted_paths_agree(rng, monkeypatch, levels):
+    from napari_sem_analysis import texture
+
+    image, labels = _random_case(rng)
+    props = ["contrast", "dissimilarity", "homogeneity", "energy", "asm", "correlation", "entropy", "mean", "variance"]
+    for symmetric in (True, False):
+        monkeypatch.setattr(texture, "_DENSE_BINS", 1 << 40)
+        dense = glcm_features(image, labels, levels=levels, symmetric=symmetric, properties=props, average=False)
+        monkeypatch.setattr(texture, "_DENSE_BINS", 0)
+        sparse = glcm_features(image, labels, levels=levels, symmetric=symmetric, properties=props, average=False)
+        np.testing.assert_allclose(dense, sparse, rtol=1e-9, atol=1e-12, equal_nan=True)

@@ -216,6 +216,11 @@ def _region_index(values: np.ndarray, present: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 # GLCM
 # --------------------------------------------------------------------------
+def _mv(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Matrix-vector product without BLAS threads (they thrash on busy machines; these are small)."""
+    return np.einsum("ij,j->i", m, v)
+
+
 def _slots(present: np.ndarray):
     """Map label values to dense histogram rows: (lut or None, number of slots)."""
     max_lab = int(present[-1]) if present.size else 0
@@ -282,6 +287,8 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     mask = L - 1
     n_bins = codes.n_slots * L
     rows = codes.rows
+    if codes.n_slots * L * L <= _DENSE_BINS:
+        return _glcm_dense(ca, cb, codes, symmetric, props)
 
     def hist(c):
         return np.bincount(c, minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
@@ -313,25 +320,25 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     k = np.arange(L, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_n = np.where(has, 1.0 / np.where(has, n, 1.0), np.nan)
-        contrast = dh @ (k * k) * inv_n
+        contrast = _mv(dh, k * k) * inv_n
         if "contrast" in props:
             out["contrast"] = contrast
         if "dissimilarity" in props:
-            out["dissimilarity"] = dh @ k * inv_n
+            out["dissimilarity"] = _mv(dh, k) * inv_n
         if "homogeneity" in props:
-            out["homogeneity"] = dh @ (1.0 / (1.0 + k * k)) * inv_n
+            out["homogeneity"] = _mv(dh, 1.0 / (1.0 + k * k)) * inv_n
         if any(p in props for p in ("mean", "variance", "correlation")):
             if symmetric:
                 mh = hist_a + hist_b
-                mu_i = mh @ k * inv_n / 2.0
+                mu_i = _mv(mh, k) * inv_n / 2.0
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * mh).sum(axis=1) * inv_n / 2.0
                 var_j = var_i
                 # sum P (i-mu)(j-mu) = var - contrast / 2 for a symmetric matrix
                 cov = var_i - contrast / 2.0
             else:
                 hi_, hj_ = hist_a, hist_b
-                mu_i = hi_ @ k * inv_n
-                mu_j = hj_ @ k * inv_n
+                mu_i = _mv(hi_, k) * inv_n
+                mu_j = _mv(hj_, k) * inv_n
                 var_i = ((k[None, :] - mu_i[:, None]) ** 2 * hi_).sum(axis=1) * inv_n
                 var_j = ((k[None, :] - mu_j[:, None]) ** 2 * hj_).sum(axis=1) * inv_n
                 cov = (var_i + var_j + (mu_i - mu_j) ** 2 - contrast) / 2.0
@@ -372,6 +379,75 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
             if "entropy" in props:
                 out["entropy"] = ent
     return out
+
+
+_DENSE_BINS = 1 << 22  # up to this many (region, i, j) bins: one dense bincount
+
+
+def _glcm_dense(ca, cb, codes: _Codes, symmetric, props):
+    """Few regions x levels: count every (region, i, j) with one bincount, then the
+    properties from the dense matrices, as scikit-image's ``graycoprops`` does."""
+    bits = codes.bits
+    L = 1 << bits
+    kt = np.int64 if codes.n_slots * L * L >= 2**31 else ca.dtype
+    key = np.left_shift(ca.astype(kt, copy=False), bits)
+    key |= np.bitwise_and(cb.astype(kt, copy=False), L - 1)
+    C = np.bincount(key, minlength=codes.n_slots * L * L).reshape(codes.n_slots, L, L)[codes.rows]
+    C = C[:, : codes.levels, : codes.levels].astype(np.float64)
+    if symmetric:
+        C += C.transpose(0, 2, 1).copy()
+    return _dense_props(C, props)
+
+
+def _dense_props(P: np.ndarray, props) -> dict:
+    """graycoprops for a stack of (unnormalised) matrices P (n, L, L); NaN for empty ones."""
+    n, L, _ = P.shape
+    total = P.sum(axis=(1, 2))
+    has = total > 0
+    P /= np.where(has, total, 1.0)[:, None, None]
+    k = np.arange(L, dtype=np.float64)
+    dd = (k[:, None] - k[None, :]) ** 2
+    flat = P.reshape(n, -1)
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "contrast" in props:
+            out["contrast"] = _mv(flat, dd.ravel())
+        if "dissimilarity" in props:
+            out["dissimilarity"] = _mv(flat, np.sqrt(dd).ravel())
+        if "homogeneity" in props:
+            out["homogeneity"] = _mv(flat, (1.0 / (1.0 + dd)).ravel())
+        if "asm" in props or "energy" in props:
+            asm = np.einsum("ij,ij->i", flat, flat)
+            out["asm"] = asm
+            out["energy"] = np.sqrt(asm)
+        if "entropy" in props:
+            from scipy.special import xlogy
+
+            out["entropy"] = -xlogy(flat, flat).sum(axis=1)
+        if any(p in props for p in ("mean", "variance", "correlation")):
+            pi = P.sum(axis=2)  # row marginal
+            pj = P.sum(axis=1)
+            mu_i = _mv(pi, k)
+            mu_j = _mv(pj, k)
+            var_i = ((k[None, :] - mu_i[:, None]) ** 2 * pi).sum(axis=1)
+            var_j = ((k[None, :] - mu_j[:, None]) ** 2 * pj).sum(axis=1)
+            out["mean"] = mu_i
+            out["variance"] = var_i
+            if "correlation" in props:
+                a = np.einsum("nij,j->ni", P, k)  # sum_j P_ij j
+                b = a - mu_j[:, None] * pi
+                cov = ((k[None, :] - mu_i[:, None]) * b).sum(axis=1)
+                std_i, std_j = np.sqrt(var_i), np.sqrt(var_j)
+                degenerate = (std_i < 1e-15) | (std_j < 1e-15)
+                corr = cov / np.where(degenerate, 1.0, std_i * std_j)
+                corr[degenerate] = 1.0
+                out["correlation"] = corr
+    res = {}
+    for p in props:
+        v = np.asarray(out[p], dtype=np.float64).copy()
+        v[~has] = np.nan
+        res[p] = v
+    return res
 
 
 def _count_moments(ca, cb, codes: _Codes):
