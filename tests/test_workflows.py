@@ -321,3 +321,14 @@ def test_progress_callback_and_iter_run():
     with pytest.raises(StopIteration) as stop:
         next(gen)
     np.testing.assert_array_equal(stop.value.value.labels, res.labels)
+
+
+def test_porosity_preset_on_am_pore_sample():
+    s = sem.sample_am_pores(seed=0)
+    res = run_workflow("porosity", s.image[: s.labels.shape[0]], pixel_size=s.pixel_size)
+    assert res.summary["porosity_percent"] == pytest.approx(100 * (s.labels > 0).mean(), abs=0.5)
+    assert abs(res.summary["pore_count"] - s.labels.max()) <= 3
+    # lack-of-fusion pores (class 2) are the irregular ones; gas and keyhole pores are round
+    n_lof = sum(1 for c in s.classes.values() if c == 2)
+    assert abs(res.summary["pores_irregular"] - n_lof) <= 0.25 * n_lof
+    assert set(res.table["pore_class"]) == {"round", "irregular"}
