@@ -332,3 +332,31 @@ def test_porosity_preset_on_am_pore_sample():
     n_lof = sum(1 for c in s.classes.values() if c == 2)
     assert abs(res.summary["pores_irregular"] - n_lof) <= 0.25 * n_lof
     assert set(res.table["pore_class"]) == {"round", "irregular"}
+
+
+def test_porosity_recipe_with_trained_pore_classifier(tmp_path):
+    """Pore classes from an ObjectClassifier step (the AM pore sample's true classes)."""
+    s = sem.sample_am_pores(seed=0)
+    image = s.image[: s.labels.shape[0]]
+    truth = s.labels
+    table = sem.measure(truth, image=image, pixel_size=s.pixel_size)
+    y = [s.classes[int(v)] for v in table["label"]]
+    clf = sem.ObjectClassifier(features="shape", class_names=list(s.class_names), n_estimators=50).fit(table, y)
+    model = clf.save(tmp_path / "pores.zip")
+    recipe = {
+        "name": "am pores",
+        "steps": [
+            {"function": "segment_pores", "inputs": {"image": "image"}, "output": "pores"},
+            {"function": "classify_objects", "params": {"model": str(model)},
+             "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
+        ],
+        "labels": "pores",
+        "summary": "porosity",
+    }
+    other = sem.sample_am_pores(seed=1)
+    res = run_workflow(recipe, other.image[: other.labels.shape[0]], pixel_size=other.pixel_size)
+    counts = {name: res.summary.get(f"pores_{name}", 0) for name in s.class_names}
+    true_counts = {name: sum(1 for c in other.classes.values() if c == i) for i, name in enumerate(s.class_names)}
+    for name in s.class_names:
+        assert abs(counts[name] - true_counts[name]) <= 0.2 * true_counts[name] + 2
+    assert set(res.table["pore_class"]) <= set(s.class_names)

@@ -728,7 +728,9 @@ def summarize_porosity(result: WorkflowResult, *, round_circularity: float = 0.7
     summary["pore_count"] = summary.pop("count")
     summary["porosity_percent"] = 100.0 * summary.pop("area_fraction")
     classes = result.outputs.get("classes")
-    if classes is not None and len(classes) == len(table):
+    if isinstance(classes, pd.Series) and "label" in table:  # from classify_objects: by label
+        cls = table["label"].map(classes).astype(str)
+    elif classes is not None and len(classes) == len(table):
         cls = pd.Series(np.asarray(classes), index=table.index).astype(str)
     else:
         from skimage.measure import regionprops
@@ -830,6 +832,34 @@ def predict_unet(
     """The U-Net widget's recorded step: class map from a saved model, loaded once per process."""
     m = _cached_model(os.fspath(model), "auto")
     return m.predict(image, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_classifier(path: str):
+    from .classification import ObjectClassifier
+
+    return ObjectClassifier.load(path)
+
+
+@register_step("classify_objects")
+def classify_objects(labels, image=None, *, model: str, pixel_size=None, **measure_kwargs):
+    """Class of every object from a saved :class:`ObjectClassifier` (loaded once per process).
+
+    The objects are measured with :func:`measure` (``measure_kwargs``, e.g.
+    ``texture=True``, as when the classifier was trained). Returns a
+    ``pandas.Series`` of class names indexed by label value; name the step's
+    output ``classes`` and the porosity summary counts the pores per class.
+    """
+    from .measurement import measure
+
+    labels = _labels_of(np.asarray(labels))
+    if labels is None:
+        raise SEMAnalysisError("classify_objects needs a label image")
+    table = measure(labels, image=image, pixel_size=pixel_size, **measure_kwargs)
+    clf = _cached_classifier(os.fspath(model))
+    if len(table) == 0:
+        return pd.Series([], dtype=object, name="class")
+    return pd.Series(clf.predict(table), index=table["label"].to_numpy(), name="class")
 
 
 @register_step("coating_layers")
