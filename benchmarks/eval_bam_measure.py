@@ -172,9 +172,12 @@ def report(rows, bench, data_dir) -> str:
             "",
             "Notes: with `levels=256` (uint8, no quantisation) each scikit-image call works on 256x256 matrices, "
             "which is where looping is slow; with few levels (32) scikit-image's per-region cost is small and the "
-            "vectorised pass wins by less. ASM/energy/entropy need the individual co-occurrence counts, "
-            "obtained by sorting the pair codes (O(n log n) in the number of pixel pairs); the other properties "
-            "come from per-region histograms (O(n)).",
+            "vectorised pass wins by less. How GLCM is computed: when regions x levels^2 is small (here 1000 x 32^2) "
+            "every (region, i, j) count comes from one `bincount` and the properties from the dense matrices; "
+            "otherwise (levels=256) the linear properties come from per-region histograms of |i-j| and of the "
+            "grey levels (O(n)) and ASM/energy/entropy from the run lengths of the sorted pair codes "
+            "(O(n log n) in the number of pixel pairs). Timings vary with the load of the shared machine: "
+            "earlier runs of the same benchmark during heavier load gave 42x-53x for levels=256.",
             "",
         ]
     return "\n".join(lines)
