@@ -176,8 +176,7 @@ def report(rows, bench, data_dir) -> str:
             "every (region, i, j) count comes from one `bincount` and the properties from the dense matrices; "
             "otherwise (levels=256) the linear properties come from per-region histograms of |i-j| and of the "
             "grey levels (O(n)) and ASM/energy/entropy from the run lengths of the sorted pair codes "
-            "(O(n log n) in the number of pixel pairs). Timings vary with the load of the shared machine: "
-            "earlier runs of the same benchmark during heavier load gave 42x-53x for levels=256.",
+            "(O(n log n) in the number of pixel pairs). Timings vary with the load of the shared machine.",
             "",
         ]
     return "\n".join(lines)
