@@ -303,3 +303,15 @@ def test_a_failing_worker_is_reported_not_fatal(folder, tmp_path, monkeypatch):
                         progress=False, report=False)
     assert sorted(res.processed) == ["a"]
     assert "worker lost" in res.errors["b"]
+
+
+def test_cli_scheduler_local_uses_a_process_cluster(folder, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    recipe = tmp_path / "recipe.json"
+    Workflow.from_dict(RECIPE).save(recipe)
+    files = [str(folder / "a.tif"), str(folder / "d.tif")]
+    rc = cli.main(["batch", str(recipe), *files, "--out", str(tmp_path / "out"), "--scheduler", "local",
+                   "--jobs", "1", "-q", "--no-report"])
+    assert rc == 0, capsys.readouterr().err
+    s = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("name")
+    assert s.loc["a", "count"] == COUNTS["a"] and s.loc["d", "count"] == COUNTS["d"]
