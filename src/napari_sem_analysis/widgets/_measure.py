@@ -716,6 +716,12 @@ class PlotWidget(Container):
     def _layer_changed(self, _value=None):
         self._x.reset_choices()
         self._y.reset_choices()
+        cols = self._numeric_columns()
+        for box, preferred in ((self._x, ("equivalent_diameter", "area")), (self._y, ("circularity", "intensity_mean"))):
+            for name in preferred:
+                if name in cols:
+                    box.value = name
+                    break
 
     def _frame(self) -> pd.DataFrame:
         layer = self._layer_box.value
