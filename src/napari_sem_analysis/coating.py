@@ -383,9 +383,9 @@ def _melt_fractions(solid: np.ndarray, min_particle: float) -> dict:
         return {"unmelted_fraction": np.nan, "melted_fraction": np.nan, "unmelted_count": 0}
     unmelted, n = 0.0, 0
     for rp in regionprops(label(solid, connectivity=1)):
-        if rp.equivalent_diameter_area < min_particle or rp.minor_axis_length == 0:
+        if rp.equivalent_diameter_area < min_particle or rp.axis_minor_length == 0:
             continue
-        if rp.solidity >= 0.9 and rp.major_axis_length / rp.minor_axis_length <= 1.5:
+        if rp.solidity >= 0.9 and rp.axis_major_length / rp.axis_minor_length <= 1.5:
             unmelted += rp.area
             n += 1
     return {
