@@ -195,6 +195,7 @@ def test_plot_widget(scene, qtbot, errors, tmp_path):
     widget.run()
     _wait(qtbot, widget)
     plots.set_layer(lab_layer)
+    assert (plots._x.value, plots._y.value) == ("equivalent_diameter", "circularity")
     fig = plots.plot("size distribution")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "equivalent_diameter [nm]"
