@@ -56,8 +56,7 @@ def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path
     path = widget.save_recipe(tmp_path / "tuned.yaml")
     assert path is not None and Workflow.load(path).steps[1]["params"] == {"min_distance": 4}
 
-    clear_recorded_steps(viewer)
-    widget.refresh()
+    widget._clear_btn.changed.emit(True)  # the "Clear recorded steps" button
     assert "No steps recorded" in widget._text.value
     wf = widget.load_recipe(path)
     assert wf is not None and widget._source.value == LOADED and "split_touching" in widget._text.value

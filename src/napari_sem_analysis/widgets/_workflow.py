@@ -7,6 +7,7 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, TextEdit
 
 from ._common import (
+    clear_recorded_steps,
     layer_pixel_size,
     notify_error,
     notify_info,
@@ -55,6 +56,7 @@ class WorkflowWidget(Container):
         except AttributeError:  # pragma: no cover
             pass
         self._refresh_btn = PushButton(text="Refresh recorded steps")
+        self._clear_btn = PushButton(text="Clear recorded steps")
         self._load_path = FileEdit(label="load", mode="r", filter="Recipes (*.yaml *.yml *.json)")
         self._load_btn = PushButton(text="Load recipe")
         self._save_path = FileEdit(label="save as", mode="w", filter="Recipes (*.yaml *.yml *.json)")
@@ -67,6 +69,7 @@ class WorkflowWidget(Container):
                 self._source,
                 self._text,
                 self._refresh_btn,
+                self._clear_btn,
                 self._load_path,
                 self._load_btn,
                 self._save_path,
@@ -78,6 +81,7 @@ class WorkflowWidget(Container):
         )
         self._source.changed.connect(self.refresh)
         self._refresh_btn.changed.connect(self.refresh)
+        self._clear_btn.changed.connect(self.clear)
         self._load_btn.changed.connect(lambda _=None: self.load_recipe())
         self._save_btn.changed.connect(lambda _=None: self.save_recipe())
         self._run_btn.changed.connect(lambda _=None: self.run())
@@ -123,6 +127,12 @@ class WorkflowWidget(Container):
             self._text.value = f"# {exc}"
             return
         self._text.value = wf.to_yaml()
+
+    def clear(self, _event=None):
+        """Forget the steps recorded so far (start a new workflow)."""
+        clear_recorded_steps(self.viewer)
+        self._source.value = RECORDED
+        self.refresh()
 
     def _set_loaded(self, wf) -> None:
         self._loaded = wf
