@@ -152,6 +152,11 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     table = widget.table_widget
     assert isinstance(table, FeatureTableWidget) and table.layer is lab_layer
 
+    col = list(table.visible_table.columns).index("label")
+    table._header_clicked(col)  # clicking a header sorts ascending, clicking again descending
+    assert list(table.visible_table["label"]) == [2, 4, 6, 8]
+    table._header_clicked(col)
+    assert list(table.visible_table["label"]) == [8, 6, 4, 2]
     table.sort_by("area", ascending=False)
     assert list(table.visible_table["label"]) == [8, 6, 4, 2]
     table.apply_filter("area > 5000")  # nm^2: the disc of radius 6 px (~2825 nm^2) goes
@@ -179,7 +184,24 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     table.apply_filter("label > 4")
     pytest.importorskip("openpyxl")
     xlsx = table.export_excel(tmp_path / "feat.xlsx")
-    assert len(pd.read_excel(xlsx)) == 2
+    back = pd.read_excel(xlsx)
+    assert len(back) == 2 and list(back["label"]) == [8, 6]
+
+
+def test_excel_export_without_openpyxl(scene, qtbot, monkeypatch, tmp_path):
+    import importlib.util
+
+    from napari_sem_analysis import SEMAnalysisError
+
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget.run()
+    _wait(qtbot, widget)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openpyxl" else real(name, *a))
+    with pytest.raises(SEMAnalysisError, match="openpyxl"):
+        widget.table_widget.export_excel(tmp_path / "x.xlsx")
+    assert not (tmp_path / "x.xlsx").exists()
 
 
 def test_plot_widget(scene, qtbot, errors, tmp_path):
