@@ -860,11 +860,15 @@ def _block_texture_map(q, nlev, feature, window, distance, angles, symmetric):
             ys, xs = cy[oy::stride], cx[ox::stride]
             if ys.size == 0 or xs.size == 0:
                 continue
-            lab = np.zeros((h, w), np.int32)
+            # the windows of one group do not overlap: label image = row band x column band
+            row_band = np.full(h, -1, np.int64)
             for a, y in enumerate(ys):
-                for b, x in enumerate(xs):
-                    y0, x0 = max(0, y - half), max(0, x - half)
-                    lab[y0 : y - half + window, x0 : x - half + window] = a * xs.size + b + 1
+                row_band[max(0, y - half) : y - half + window] = a
+            col_band = np.full(w, -1, np.int64)
+            for b, x in enumerate(xs):
+                col_band[max(0, x - half) : x - half + window] = b
+            inside = (row_band[:, None] >= 0) & (col_band[None, :] >= 0)
+            lab = np.where(inside, row_band[:, None] * xs.size + col_band[None, :] + 1, 0).astype(np.int32)
             res = glcm_features(
                 q,
                 lab,
