@@ -113,17 +113,18 @@ def test_lbp_features_equal_skimage_histograms(rng):
     np.testing.assert_allclose(tiles.filter(like="lbp_").sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("feature", ["contrast", "dissimilarity", "homogeneity", "mean", "variance", "correlation"])
-def test_texture_map_linear_features_equal_window_glcm(rng, feature):
+def test_texture_map_linear_features_equal_window_glcm(rng, feature, symmetric):
     image = rng.integers(0, 256, (30, 34)).astype(np.uint8)
     window = 7
-    out = texture_map(image, feature, window=window, levels=16)
+    out = texture_map(image, feature, window=window, levels=16, symmetric=symmetric)
     assert out.shape == image.shape
     q, _ = quantize(image, 16)
     for r, c in [(0, 0), (3, 3), (15, 20), (29, 33), (29, 0), (12, 32)]:
         r0, c0 = max(0, r - window // 2), max(0, c - window // 2)
         crop = q[r0 : r - window // 2 + window, c0 : c - window // 2 + window]
-        P = graycomatrix(crop, [1], np.deg2rad([0, 45, 90, 135]), levels=16, symmetric=True, normed=True)
+        P = graycomatrix(crop, [1], np.deg2rad([0, 45, 90, 135]), levels=16, symmetric=symmetric, normed=True)
         assert out[r, c] == pytest.approx(graycoprops(P, feature).mean(), rel=1e-5, abs=1e-5)
 
 
