@@ -657,30 +657,29 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
                 ax.legend(frameon=False)
                 figs.append(("Size distribution", fig))
 
-    # coating: thickness along the layer, one line per image
+    # coating: coating and oxide thickness along the layer, one line per image
     if kind == "coating" and len(ok):
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(6.4, 3.6))
-        ax = fig.subplots()
-        ylabel = None
+        fig = Figure(figsize=(6.4, 5.2))
+        axes = fig.subplots(2, 1, sharex=True)
+        drawn = False
         for name in list(ok["name"])[:12]:
-            t = out_dir / "tables" / f"{name}_profile.csv"
             try:
-                prof = pd.read_csv(t)
+                prof = pd.read_csv(out_dir / "tables" / f"{name}_profile.csv")
             except (OSError, ValueError):
                 continue
-            col = next((c for c in prof.columns if c.startswith("oxide_thickness_")), None)
-            if col is None:
-                continue
-            ylabel = col.replace("_", " ")
-            ax.plot(prof["x"], prof[col], lw=1, label=str(name)[:20])
-        if ylabel:
-            ax.set_xlabel("position along the layer (px)")
-            ax.set_ylabel(ylabel)
-            ax.set_title("Oxide thickness along the layer")
+            for ax, what in zip(axes, ("coating_thickness_", "oxide_thickness_")):
+                col = next((c for c in prof.columns if c.startswith(what)), None)
+                if col is not None:
+                    ax.plot(prof["x"], prof[col], lw=1, label=str(name)[:20])
+                    ax.set_ylabel(col.replace("_", " "), fontsize=8)
+                    drawn = True
+        if drawn:
+            axes[0].set_title("Thickness along the layer")
+            axes[1].set_xlabel("position along the layer (px)")
             if len(ok) <= 12:
-                ax.legend(frameon=False, fontsize=6, ncol=2)
+                axes[0].legend(frameon=False, fontsize=6, ncol=2)
             figs.append(("Thickness along the layer", fig))
 
     # per-image figures
