@@ -99,6 +99,13 @@ def test_batch_folder_with_one_corrupt_file(folder, tmp_path):
     assert html.count("data:image/png;base64,") >= 2 and "corrupt.tif" in html
     assert Workflow.load(out / "recipe.yaml") == Workflow.from_dict(RECIPE)
     assert _no_temp_files(out)
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((out / "summary.csv").stat().st_mode)
+    assert mode == 0o666 & ~umask  # atomic writes keep the usual file permissions
 
 
 class _Interrupt:

@@ -172,6 +172,13 @@ def _has_param(func: Callable, param: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
 
@@ -188,6 +195,7 @@ def write_atomic(path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
