@@ -258,6 +258,34 @@ class _Codes:
         self.code = slot
         self.lab = lab
         self.present = present
+        self._hist_all = None
+
+    def hist_all(self) -> np.ndarray:
+        """Histogram of the codes of all object pixels (computed once, shared by the offsets)."""
+        if self._hist_all is None:
+            self._hist_all = np.bincount(self.code[self.lab > 0], minlength=self.n_slots << self.bits)
+        return self._hist_all
+
+    def margin_hist(self, box, inv_codes) -> np.ndarray:
+        """Histogram of the first (or second) pixels of the valid pairs.
+
+        All object pixels, minus those outside ``box`` (their partner would be
+        outside the image), minus ``inv_codes`` (partner in another region).
+        """
+        r0, r1, c0, c1 = box
+        nb = self.n_slots << self.bits
+        out = self.hist_all().copy()
+        for rs, cs in (
+            (slice(0, r0), slice(None)),
+            (slice(r1, None), slice(None)),
+            (slice(r0, r1), slice(0, c0)),
+            (slice(r0, r1), slice(c1, None)),
+        ):
+            c = self.code[rs, cs]
+            if c.size:
+                out -= np.bincount(c[self.lab[rs, cs] > 0], minlength=nb)
+        out -= np.bincount(inv_codes, minlength=nb)
+        return out
 
 
 def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
@@ -275,11 +303,29 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     if a_lab is None or n_reg == 0:
         return out
     a_c, b_c = _pair_views(codes.code, dr, dc)
-    valid = a_lab == b_lab
-    valid &= a_lab > 0
+    need_moments = any(p in props for p in ("mean", "variance", "correlation"))
+    need_counts = any(p in props for p in ("asm", "energy", "entropy"))
+    same_label = a_lab == b_lab
+    fg = a_lab > 0
+    valid = same_label & fg
     ca = a_c[valid]
     cb = b_c[valid]
     del valid
+    dense = codes.n_slots * (1 << codes.bits) ** 2 <= _DENSE_BINS
+    if need_moments and ca.size and not dense:
+        # level histograms of the first and second pixels of the valid pairs: the histogram
+        # of all object pixels minus the (few) pixels whose partner is elsewhere
+        h, w = codes.lab.shape
+        np.logical_not(same_label, out=same_label)
+        fg &= same_label
+        inv_a = a_c[fg]
+        np.greater(b_lab, 0, out=fg)
+        fg &= same_label
+        inv_b = b_c[fg]
+        flat_a = codes.margin_hist((max(0, -dr), h - max(0, dr), max(0, -dc), w - max(0, dc)), inv_a)
+        flat_b = codes.margin_hist((max(0, dr), h - max(0, -dr), max(0, dc), w - max(0, -dc)), inv_b)
+        del inv_a, inv_b
+    del same_label, fg
     if ca.size == 0:
         return out
     bits = codes.bits
@@ -293,10 +339,9 @@ def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     def hist(c):
         return np.bincount(c, minlength=n_bins).reshape(codes.n_slots, L)[rows].astype(np.float64)
 
-    need_moments = any(p in props for p in ("mean", "variance", "correlation"))
-    need_counts = any(p in props for p in ("asm", "energy", "entropy"))
     if need_moments:
-        hist_a, hist_b = hist(ca), hist(cb)
+        hist_a = flat_a.reshape(codes.n_slots, L)[rows].astype(np.float64)
+        hist_b = flat_b.reshape(codes.n_slots, L)[rows].astype(np.float64)
     # |i - j| with the region's slot bits: (slot << bits) | |i - j|
     if symmetric:
         # order each pair (lo <= hi): the symmetric matrix only needs unordered pairs
@@ -498,16 +543,9 @@ def _count_moments(ca, cb, codes: _Codes):
 
 
 def _map_offsets(fn, offsets, npix: int):
-    """Apply ``fn`` to every offset; large images use a few threads (numpy releases the GIL)."""
-    import os
-
-    workers = min(len(offsets), os.cpu_count() or 1, 4)
-    if workers < 2 or npix < 500_000:
-        return [fn(o) for o in offsets]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, offsets))
+    """Apply ``fn`` to every offset (sequentially: numpy's bincount holds the GIL, so
+    threads did not help in measurements)."""
+    return [fn(o) for o in offsets]
 
 
 def _check_props(properties, allowed):
