@@ -130,10 +130,14 @@ def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_nap
     empty = viewer.add_labels(np.zeros((100, 120), np.int32), name="empty", scale=(PS, PS), units=("nm", "nm"))
     widget._labels.value = empty
     widget._image.value = img_layer
+    widget._points.value = True
+    widget._shapes.value = "outlines"
     n_err = len(errors)
     widget.run()
     _wait(qtbot, widget, runs=2)
-    assert len(errors) == n_err
+    assert errors[n_err:] == []
+    assert len(viewer.layers["measure centroids"].data) == 0
+    assert viewer.layers["measure outlines"].nshapes == 0
     assert len(empty.features) == 0 or "area" in empty.features.columns
     assert widget.table is not None and len(widget.table) == 0 and "area" in widget.table.columns
     assert widget._summary.value == "no objects"
