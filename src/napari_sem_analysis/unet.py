@@ -1037,6 +1037,7 @@ def train_unet(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     dev = select_device(device)
+    dev_name = describe_device(dev)
 
     # ---- normalisation (stored in the model) -----------------------------
     lo_p, hi_p = float(percentiles[0]), float(percentiles[1])
@@ -1178,7 +1179,7 @@ def train_unet(
                     "loss": losses[-1],
                     "progress": step_global / total_steps,
                     "eta_s": elapsed / step_global * (total_steps - step_global),
-                    "device": describe_device(dev),
+                    "device": dev_name,
                 }
                 if callback(info):
                     stopped = True
@@ -1225,7 +1226,7 @@ def train_unet(
                 "best_epoch": best_epoch,
                 "progress": step_global / total_steps,
                 "eta_s": elapsed / step_global * (total_steps - step_global),
-                "device": describe_device(dev),
+                "device": dev_name,
             }
             if callback(info):
                 stopped = True
