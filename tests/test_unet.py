@@ -276,6 +276,8 @@ def test_local_encoder_weights(tmp_path):
     np.testing.assert_allclose(model.state_dict[conv].numpy(), state[src].sum(1, keepdim=True).numpy(), rtol=1e-6)
     with pytest.raises(SEMAnalysisError, match="does not exist"):
         train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights=tmp_path / "nope.pth", device="cpu")
+    with pytest.raises(SEMAnalysisError, match="never does"):
+        train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights="imagenet", device="cpu")
 
 
 def test_other_architecture_and_ignore_index():

@@ -571,8 +571,10 @@ def load_model(path) -> UNetModel:
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SEMAnalysisError(f"model file {path} does not exist")
+    if not path.is_file():
+        raise SEMAnalysisError(f"{path} is not a file")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head[:2] == b"PK" or head[:1] == b"\x80":
@@ -636,6 +638,11 @@ def _load_encoder_weights(net, path) -> int:
     """Load encoder weights from a local file (safetensors or a weights-only torch file)."""
     import torch
 
+    if str(path).lower() in ("imagenet", "ssl", "swsl", "instagram", "advprop", "noisy-student"):
+        raise SEMAnalysisError(
+            f"encoder weights {str(path)!r} would have to be downloaded, which this plugin never does; "
+            "give the path of a local weights file (.safetensors, or a weights-only .pth) instead"
+        )
     path = Path(path)
     if not path.is_file():
         raise SEMAnalysisError(f"encoder weights file {path} does not exist")
