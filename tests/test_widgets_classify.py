@@ -25,13 +25,6 @@ def _wait(qtbot, widget, runs=1, timeout=60000):
     qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
 
 
-def _centroids(labels):
-    from scipy import ndimage as ndi
-
-    ids = np.unique(labels)[1:]
-    return ids, np.array(ndi.center_of_mass(labels > 0, labels, ids))
-
-
 def _inside_point(labels, lab):
     ys, xs = np.nonzero(labels == lab)
     i = len(ys) // 2

@@ -29,12 +29,11 @@ scikit-learn, skops, torch and matplotlib are imported lazily.
 from __future__ import annotations
 
 import hashlib
-import io as _io
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
