@@ -243,6 +243,13 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
     _wait(qtbot, widget, runs=2, timeout=60000)
     assert widget.classifier is trained
     assert widget._progress.value == "cancelled"
+    # the training itself stops too (not only the progress reporting)
+    import threading
+
+    qtbot.waitUntil(
+        lambda: not any(t.name == "sem-classifier-work" and t.is_alive() for t in threading.enumerate()),
+        timeout=20000,
+    )
 
     widget._save_path.value = tmp_path / "cnn.semclf"
     assert widget.save_model() is not None

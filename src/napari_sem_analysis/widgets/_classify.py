@@ -79,30 +79,40 @@ def _parse_class_names(text: str) -> list[str]:
     return names
 
 
-def _run_in_thread(fn, **kwargs):
+def _run_in_thread(fn, abort=None, **kwargs):
     """Generator: run ``fn(progress=..., cancel=..., **kwargs)`` in a thread.
 
     Yields ``(done, total)`` whenever ``fn`` reports progress and returns its
-    result. When the generator is closed (the napari worker was quit), the
-    ``cancel`` callback starts returning True so ``fn`` stops at its next check.
+    result. ``abort()`` returning True (the user pressed *Cancel*) makes
+    ``fn``'s ``cancel`` callback return True, so it stops at its next check,
+    and makes this generator yield at once so that the napari worker can quit.
     """
     messages: queue.Queue = queue.Queue()
     stop = threading.Event()
     result: dict = {}
 
+    def cancelled():
+        return stop.is_set() or (abort is not None and abort())
+
     def target():
         try:
-            result["value"] = fn(progress=lambda d, t: messages.put((d, t)), cancel=stop.is_set, **kwargs)
+            result["value"] = fn(progress=lambda d, t: messages.put((d, t)), cancel=cancelled, **kwargs)
         except BaseException as exc:  # re-raised in the worker thread below
             result["error"] = exc
         finally:
             messages.put(None)
 
-    thread = threading.Thread(target=target, daemon=True)
+    thread = threading.Thread(target=target, daemon=True, name="sem-classifier-work")
     thread.start()
     try:
         while True:
-            item = messages.get()
+            try:
+                item = messages.get(timeout=0.1)
+            except queue.Empty:
+                if cancelled():
+                    stop.set()
+                    yield None  # lets the napari worker see its abort request
+                continue
             if item is None:
                 break
             yield item
@@ -720,11 +730,11 @@ class TileClassifierWidget(Container):
             return clf, result
 
         def work():
-            out = yield from _run_in_thread(fit_all)
+            out = yield from _run_in_thread(fit_all, abort=lambda: self._cancel_requested)
             return out
 
         def on_progress(item):
-            if self._cancel_requested:
+            if self._cancel_requested or item is None:
                 return
             done, total = item
             self._progress.value = f"training: {done}/{total}"
@@ -784,8 +794,13 @@ class TileClassifierWidget(Container):
         if clf.backend == "cnn":
             _prepare_torch()
 
+        self._cancel_requested = False
+
         def work():
-            table = yield from _run_in_thread(lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel))
+            table = yield from _run_in_thread(
+                lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
+                abort=lambda: self._cancel_requested,
+            )
             return table
 
         def done(table):
