@@ -332,3 +332,30 @@ def test_superpixels_torch_path_matches_numpy(rng):
     mask[:, 20:100] = True
     c = superpixels(img, region_size=16, mask=mask, device="torch-cpu")
     assert (c[~mask] == 0).all() and (c[mask] > 0).all()
+
+
+def test_segment_particles_merge_fraction_removes_slivers(rng):
+    img, truth = particle_image(rng)
+    # a sliver of an object attached to a big particle is merged into it
+    lab = segment_particles(img, pixel_size=5.0, merge_fraction=0.1)
+    assert lab.max() == truth.max()
+    with pytest.raises(SEMAnalysisError, match="merge_fraction"):
+        segment_particles(img, merge_fraction=5)
+
+
+def test_segment_particles_on_a_real_bam_image(shared_data):
+    """The documented recipe on one real micrograph (skips without the shared data)."""
+    import tifffile
+
+    from napari_sem_analysis import read_sem
+
+    root = shared_data / "bam-tio2-sem"
+    if not (root / "masks" / "1908260_m.tif").exists():
+        pytest.skip("BAM TiO2 images not present")
+    sem = read_sem(root / "images" / "1908260.tif")
+    mask = tifffile.imread(root / "masks" / "1908260_m.tif")[: sem.data.shape[0]] > 0
+    lab = segment_particles(sem.data, pixel_size=sem.pixel_size)
+    dice = 2 * ((lab > 0) & mask).sum() / ((lab > 0).sum() + mask.sum())
+    n_true = measure.label(mask, connectivity=1).max()
+    assert dice > 0.9
+    assert abs(lab.max() - n_true) <= 0.2 * n_true

@@ -1051,6 +1051,7 @@ def segment_particles(
     split_fraction: float = 0.25,
     edge_quantile: float | None = 0.5,
     boundary_weight: float = 0.5,
+    merge_fraction: float = 0.0,
     separate: bool = True,
 ) -> np.ndarray:
     """Instance labels of particles in an SEM image: the classical recipe.
@@ -1109,6 +1110,14 @@ def segment_particles(
     boundary_weight : float
         Weight of the gradient in the watershed surface (0..1; 0 = pure
         distance transform).
+    merge_fraction : float
+        Pieces smaller than this fraction of the median particle area
+        (pi r², r from the mask) are merged into a neighbour. 0 (default,
+        best on the BAM TiO2 images, where small particles sit next to large
+        ones) keeps every piece above the minimum particle size; about 0.1
+        removes sliver pieces at the rim of large, round, similar-sized
+        particles (on the synthetic ``sample_particles`` image it brings the
+        count from 78 to the true 60).
     separate : bool
         One-pixel gaps between touching particles.
 
@@ -1123,7 +1132,8 @@ def segment_particles(
             threshold_method=threshold_method, threshold_offset=threshold_offset,
             min_particle_diameter=min_particle_diameter, split=split,
             split_min_distance=split_min_distance, split_fraction=split_fraction,
-            edge_quantile=edge_quantile, boundary_weight=boundary_weight, separate=separate,
+            edge_quantile=edge_quantile, boundary_weight=boundary_weight,
+            merge_fraction=merge_fraction, separate=separate,
         )
         return np.stack([segment_particles(p, **kw) for p in arr]).astype(np.int32)
     arr = check_image(arr, allow_constant=False)
@@ -1155,6 +1165,9 @@ def segment_particles(
         md = px(split_min_distance, 5.0, "split_min_distance")
     else:
         md = _adaptive_min_distance(mask, check_positive(split_fraction, "split_fraction", maximum=10))
+    r_med = _adaptive_min_distance(mask, 1.0)
+    merge_area = max(min_area, check_positive(merge_fraction, "merge_fraction", allow_zero=True, maximum=1)
+                     * np.pi * r_med**2)
     use_edges = edge_quantile is not None or boundary_weight > 0
     return split_touching(
         mask,
@@ -1163,7 +1176,7 @@ def segment_particles(
         intensity_image=img if use_edges else None,
         edge_quantile=edge_quantile,
         boundary_weight=boundary_weight,
-        min_size=min_area,
+        min_size=merge_area,
         separate=separate,
         connectivity=4,
     )
