@@ -8,6 +8,7 @@ Run on a machine with a display, or headless under Xvfb:
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 
@@ -18,25 +19,38 @@ def main(out="docs/images/screenshot.png") -> None:
     import napari_sem_analysis as sem
 
     viewer = napari.Viewer(title="napari-sem-analysis")
-    viewer.window._qt_window.resize(1500, 900)
+    viewer.window._qt_window.resize(1600, 1100)
     viewer.open_sample("napari-sem-analysis", "particles")
     image = viewer.layers["particles"]
     viewer.layers.remove("particles ground truth")
-    labels = sem.segment_particles(image.data, pixel_size=sample_pixel_size(image))
-    table = sem.measure(labels, image.data, pixel_size=sample_pixel_size(image), texture=False)
-    lab = viewer.add_labels(labels, name="particles", scale=image.scale, units=image.units, features=table, opacity=0.45)
+    ps = sample_pixel_size(image)
+    labels = sem.segment_particles(image.data, pixel_size=ps)
+    lab = viewer.add_labels(labels, name="particle labels", scale=image.scale, units=image.units, opacity=0.45)
     viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "nm"
-    for name in ("Threshold", "Measure", "Feature table"):
+    docked = {}
+    for name in ("Measure", "Feature table", "Plots"):
         try:
-            viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)
+            docked[name] = viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)[1]
         except Exception as exc:  # pragma: no cover
             print(f"could not dock {name}: {exc}")
-    for _ in range(20):
+    measure = docked.get("Measure")
+    if measure is not None:
+        # the user's path: choose the layers in the Measure widget and press Measure
+        measure._labels.value = lab
+        measure._image.value = image
+        worker = measure.run()
+        while worker is not None and measure._running:
+            QApplication.processEvents()
+            time.sleep(0.05)
+    plots = docked.get("Plots")
+    if plots is not None:
+        plots.set_layer(lab)
+        plots.plot("size distribution")
+    for _ in range(30):
         QApplication.processEvents()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(out, canvas_only=False, flash=False)
-    print(f"wrote {out} ({len(lab.features)} particles)")
+    print(f"wrote {out} ({len(lab.features)} particles measured)")
     viewer.close()
 
 

@@ -272,3 +272,18 @@ def test_table_follows_points_selection(scene, qtbot, errors):
     table.sort_by("label", ascending=False)
     pts.selected_data = {0}  # label 2, now the last row
     assert table.selected_rows() == [3]
+
+
+def test_measure_reuses_the_feature_table_the_user_docked(scene, qtbot, errors):
+    """Plugins > Feature table, then Measure: one table dock, showing the new features."""
+    viewer, img_layer, lab_layer = scene
+    table = FeatureTableWidget(viewer)
+    viewer.window.add_dock_widget(table, name="Feature table (napari-sem-analysis)")
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget.run()
+    _wait(qtbot, widget)
+    assert errors == []
+    assert widget.table_widget is table
+    tables = [w for w in viewer.window.dock_widgets.values() if isinstance(w, FeatureTableWidget)]
+    assert tables == [table]
+    assert len(table.visible_table) == 4 and "area" in table.visible_table.columns

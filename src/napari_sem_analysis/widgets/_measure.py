@@ -123,6 +123,18 @@ def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame
 # ---------------------------------------------------------------------------
 # measure
 # ---------------------------------------------------------------------------
+def _docked_table(viewer):
+    """A Feature table the user already docked (Plugins menu), so Measure reuses it."""
+    try:
+        docked = viewer.window.dock_widgets
+    except Exception:  # headless viewers, older napari
+        return None
+    for widget in docked.values():
+        if isinstance(widget, FeatureTableWidget):
+            return widget
+    return None
+
+
 class MeasureWidget(Container):
     """Measure the objects of a Labels layer (morphology in nm, intensity, texture).
 
@@ -295,6 +307,8 @@ class MeasureWidget(Container):
     def show_table(self, layer=None):
         """Open (or refresh) the feature-table dock on ``layer``."""
         layer = layer if layer is not None else self._labels.value
+        if self.table_widget is None:
+            self.table_widget = _docked_table(self.viewer)
         if self.table_widget is None:
             self.table_widget = FeatureTableWidget(self.viewer)
             try:
