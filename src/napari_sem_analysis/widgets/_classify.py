@@ -231,6 +231,24 @@ def _layers_of(viewer, kind: str):
 # ---------------------------------------------------------------------------
 
 
+def _save_classifier(classifier, value):
+    """Save a trained classifier to the file named in a path widget; the path, or None."""
+    if classifier is None:
+        notify_error("train or load a classifier first")
+        return None
+    path = Path(str(value))
+    if not str(value) or path.is_dir():
+        notify_error("choose a file name to save the model to")
+        return None
+    try:
+        out = classifier.save(path)
+    except (SEMAnalysisError, OSError) as exc:
+        notify_error(exc)
+        return None
+    notify_info(f"model saved to {out}")
+    return out
+
+
 class ObjectClassifierWidget(Container):
     """Train and apply an object classifier on a Labels layer.
 
@@ -526,20 +544,7 @@ class ObjectClassifierWidget(Container):
         labels_layer.metadata["class_predicted"] = True
 
     def save_model(self, _event=None):
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
-            return None
-        path = Path(str(self._save_path.value))
-        if not str(self._save_path.value) or path.is_dir():
-            notify_error("choose a file name to save the model to")
-            return None
-        try:
-            out = self.classifier.save(path)
-        except (SEMAnalysisError, OSError) as exc:
-            notify_error(exc)
-            return None
-        notify_info(f"model saved to {out}")
-        return out
+        return _save_classifier(self.classifier, self._save_path.value)
 
     def load_model(self, _event=None):
         from ..classification import ObjectClassifier
@@ -857,20 +862,7 @@ class TileClassifierWidget(Container):
         return shapes, heat
 
     def save_model(self, _event=None):
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
-            return None
-        path = Path(str(self._save_path.value))
-        if not str(self._save_path.value) or path.is_dir():
-            notify_error("choose a file name to save the model to")
-            return None
-        try:
-            out = self.classifier.save(path)
-        except (SEMAnalysisError, OSError) as exc:
-            notify_error(exc)
-            return None
-        notify_info(f"model saved to {out}")
-        return out
+        return _save_classifier(self.classifier, self._save_path.value)
 
     def load_model(self, _event=None):
         from ..classification import ImageClassifier
