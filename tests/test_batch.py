@@ -164,6 +164,9 @@ def test_no_overwrite_unless_asked(folder, tmp_path):
     with pytest.raises(SEMAnalysisError, match="different recipe"):
         run_batch(other, files, out, progress=False)
     assert rec.stat().st_mtime_ns == first
+    assert not (out / "recipe.yaml").exists()  # the refused run wrote nothing
+    again = run_batch(RECIPE, files, out, progress=False, report=False)  # the original recipe resumes
+    assert sorted(again.skipped) == ["a", "b"] and rec.stat().st_mtime_ns == first
     res = run_batch(other, files, out, progress=False, overwrite=True, report=False)
     assert sorted(res.processed) == ["a", "b"] and rec.stat().st_mtime_ns != first
     assert json.loads(rec.read_text())["status"] == "ok"
@@ -322,3 +325,46 @@ def test_cli_scheduler_local_uses_a_process_cluster(folder, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     s = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("name")
     assert s.loc["a", "count"] == COUNTS["a"] and s.loc["d", "count"] == COUNTS["d"]
+
+
+def test_outputs_carry_their_units(folder, tmp_path):
+    """Per-object tables name their units, label TIFFs keep the pixel size, counts stay integers."""
+    import napari_sem_analysis as sem
+
+    out = tmp_path / "out"
+    run_batch(RECIPE, [folder / "a.tif", folder / "corrupt.tif"], out, progress=False)
+    table = pd.read_csv(out / "tables" / "a.csv")
+    assert {"area_nm2", "equivalent_diameter_nm", "perimeter_nm", "orientation_deg"} <= set(table.columns)
+    assert "area" not in table.columns and "circularity" in table.columns  # unitless columns keep their names
+    labels = tifffile.imread(out / "labels" / "a_labels.tif")
+    areas = np.bincount(labels.ravel())[1:]
+    np.testing.assert_allclose(np.sort(table["area_nm2"]), np.sort(areas) * PIXEL_NM**2)
+    # the labels read back (read_sem, Fiji...) with their pixel size
+    assert sem.read_sem(out / "labels" / "a_labels.tif").pixel_size == pytest.approx(PIXEL_NM)
+    # a failed image leaves the counts empty, not 3 -> 3.0
+    lines = (out / "summary.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row_a = dict(zip(header, next(line for line in lines if line.startswith("a.tif")).split(",")))
+    assert row_a["count"] == str(COUNTS["a"])
+    assert f"<td>{COUNTS['a']}</td>" in (out / "report.html").read_text()
+    from napari_sem_analysis.batch import report_figures
+
+    figs = dict(report_figures(out, pd.read_csv(out / "summary.csv"), "particles"))
+    assert figs["Size distribution"].axes[0].get_xlabel() == "equivalent diameter (nm)"
+
+
+def test_eta_on_resume_counts_only_images_computed_now():
+    from napari_sem_analysis.batch import Progress
+
+    bar = Progress(20, enabled=False)
+    bar.done = bar.skipped = 10  # finished in an earlier run
+    bar.start -= 10.0  # this run: 10 s for one image
+    bar.update()
+    assert "11/20" in bar.text() and "ETA 01:30" in bar.text()  # 9 images left at 10 s each
+
+
+def test_folder_without_images_says_why(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(SEMAnalysisError, match="not searched recursively; subfolders: images, masks"):
+        collect_inputs(tmp_path)

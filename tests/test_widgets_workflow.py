@@ -140,3 +140,120 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
     assert out.data.max() == 4
     np.testing.assert_array_equal(out.data > 0, viewer.layers["new"].data > 120)
     assert not errors
+
+
+def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
+    make_napari_viewer, qtbot, tmp_path, errors
+):
+    """Enhance (denoise, nm), Threshold, Split and Measure (texture off) in the viewer; the saved
+    recipe run by ``napari-sem-analysis batch`` on the same image gives the viewer's objects and table."""
+    import pandas as pd
+    import tifffile
+
+    from napari_sem_analysis import cli
+    from napari_sem_analysis.widgets._enhance import EnhanceWidget
+    from napari_sem_analysis.widgets._measure import MeasureWidget
+    from napari_sem_analysis.widgets._segment import SplitWidget, ThresholdWidget
+
+    px = 8.0
+    img = _disks([(30, 30), (30, 52), (90, 60), (60, 125)], radius=12, seed=4)  # two touching disks
+    path = tmp_path / "images" / "sample.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, img, imagej=True, resolution=(1000 / px, 1000 / px), metadata={"unit": "um"})
+
+    viewer = make_napari_viewer()
+    clear_recorded_steps(viewer)
+    layer = viewer.add_image(img, name="sample", scale=(px, px), units=("nm", "nm"))
+
+    def wait(w):
+        qtbot.waitUntil(lambda: w._completed > 0 and not w._running, timeout=30000)
+
+    en = EnhanceWidget(viewer)
+    en._preview.value = False
+    en._image.value = layer
+    en._step.value = "denoise"
+    en._method.value = "gaussian"
+    en._size.widget.value = 2 * px  # nm: 2 px
+    en.run()
+    wait(en)
+    th = ThresholdWidget(viewer)
+    th.reset_choices()
+    th._preview.value = False
+    th._image.value = viewer.layers["denoise"]
+    th._method.value = "otsu"
+    th.run()
+    wait(th)
+    sp = SplitWidget(viewer)
+    sp.reset_choices()
+    sp._mask.value = viewer.layers["threshold"]
+    sp._min_distance.widget.value = 6 * px
+    sp.run()
+    wait(sp)
+    me = MeasureWidget(viewer)
+    me.reset_choices()
+    me._labels.value = viewer.layers["split"]
+    me._image.value = layer
+    me._texture.value = False
+    me._show_table.value = False
+    me.run()
+    qtbot.waitUntil(lambda: "area" in viewer.layers["split"].features.columns, timeout=30000)
+    viewer_labels = np.asarray(viewer.layers["split"].data)
+    viewer_table = viewer.layers["split"].features
+    assert viewer_labels.max() == 4  # the touching pair was split
+
+    widget = WorkflowWidget(viewer)
+    recipe = widget.save_recipe(tmp_path / "tuned.yaml")
+    assert recipe is not None
+    assert [s["function"] for s in Workflow.load(recipe).steps] == [
+        "denoise", "threshold", "clean_mask", "split_touching", "measure"]
+
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(recipe), str(path.parent), "--out", str(out), "-q"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out / "labels" / "sample_labels.tif"), viewer_labels)
+    table = pd.read_csv(out / "tables" / "sample.csv")
+    assert not [c for c in table.columns if c.startswith(("glcm_", "lbp_"))]  # the Measure settings
+    np.testing.assert_allclose(table["area_nm2"], viewer_table["area"])
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.loc[0, "count"] == 4 and summary.loc[0, "pixel_size_nm"] == pytest.approx(px)
+    assert not errors
+
+
+class _FakeViewer:  # record_step keys the records by viewer (weakly)
+    pass
+
+
+def test_recorded_steps_reordered_and_unused_previews_dropped():
+    """Threshold on the image, then CLAHE, then Threshold again on the CLAHE layer: the
+    re-recorded threshold keeps its first place, yet the recipe runs CLAHE first; a
+    denoise preview that nothing used is left out; the result equals the direct calls."""
+    import napari_sem_analysis as sem
+
+    v = _FakeViewer()
+    record_step(v, "threshold", params={"method": "otsu"}, inputs={"image": "raw"}, output="threshold")
+    record_step(v, "denoise", params={"method": "median", "size": 2}, inputs={"image": "raw"}, output="denoise")
+    record_step(v, "clahe", params={"clip_limit": 0.02}, inputs={"image": "raw"}, output="CLAHE")
+    record_step(v, "threshold", params={"method": "otsu"}, inputs={"image": "CLAHE"}, output="threshold")
+    record_step(v, "split_touching", params={"min_distance": 4}, inputs={"mask": "threshold"}, output="split")
+    steps = _workflow.recipe_steps(_workflow.recorded_steps(v))
+    assert [s["function"] for s in steps] == ["clahe", "threshold", "split_touching"]
+    img = _disks([(30, 30), (90, 40), (60, 120)], seed=2)
+    res = Workflow.from_steps(steps).run(img)
+    direct = sem.split_touching(sem.threshold(sem.clahe(img, clip_limit=0.02), method="otsu"), min_distance=4)
+    np.testing.assert_array_equal(res.labels, direct)
+    assert res.labels.max() == 3
+    # an enhancement that is the last step is kept (nothing else to run)
+    w = _FakeViewer()
+    record_step(w, "denoise", params={"method": "median"}, inputs={"image": "raw"}, output="denoise")
+    assert [s["function"] for s in _workflow.recipe_steps(_workflow.recorded_steps(w))] == ["denoise"]
+
+
+def test_rerun_writing_the_same_layer_replaces_the_record():
+    """Split with seeds, then without: the recipe holds the step that made the layer last."""
+    v = _FakeViewer()
+    record_step(v, "threshold", params={"method": "otsu"}, inputs={"image": "raw"}, output="threshold")
+    record_step(v, "split_touching", params={"min_distance": 4}, inputs={"mask": "threshold"}, output="split")
+    record_step(v, "watershed_from_seeds", params={}, inputs={"mask": "threshold", "seeds": "pts"}, output="split")
+    record_step(v, "split_touching", params={"min_distance": 7}, inputs={"mask": "threshold"}, output="split")
+    steps = _workflow.recorded_steps(v)
+    assert [(s["function"], s["params"]) for s in steps] == [
+        ("threshold", {"method": "otsu"}), ("split_touching", {"min_distance": 7})]

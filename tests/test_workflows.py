@@ -360,3 +360,61 @@ def test_porosity_recipe_with_trained_pore_classifier(tmp_path):
     for name in s.class_names:
         assert abs(counts[name] - true_counts[name]) <= 0.2 * true_counts[name] + 2
     assert set(res.table["pore_class"]) <= set(s.class_names)
+
+
+def test_recipe_measure_step_settings_define_the_table():
+    """A recorded Measure step (texture off) gives the per-object table, not a default re-measure."""
+    img, truth = disks_image()
+    steps = RECORDED + [
+        {"function": "measure", "params": {"texture": False, "intensity": True, "shape": True},
+         "inputs": {"labels": "objects", "image": "my sample"}, "output": "measurements"},
+    ]
+    res = run_workflow(Workflow.from_steps(steps, summary="particles"), img, pixel_size=10.0)
+    direct = sem.measure(res.labels, image=img, pixel_size=10.0, texture=False)
+    assert not [c for c in res.table.columns if c.startswith(("glcm_", "lbp_"))]
+    pd_testing = __import__("pandas").testing
+    pd_testing.assert_frame_equal(res.table.reset_index(drop=True), direct.reset_index(drop=True))
+    assert res.table.attrs["units"]["area"] == "nm^2"
+    # without the measure step the summary measures with the defaults (texture included)
+    plain = run_workflow(Workflow.from_steps(RECORDED, summary="particles"), img, pixel_size=10.0)
+    assert "glcm_contrast" in plain.table.columns
+    # a measure step of other labels than the recipe's objects is not taken as their table
+    other = steps[:-1] + [dict(steps[-1], inputs={"labels": "mask", "image": "my sample"})]
+    res2 = run_workflow(Workflow.from_steps(other, summary="particles", labels="objects"), img, pixel_size=10.0)
+    assert "glcm_contrast" in res2.table.columns
+
+
+def test_porosity_classes_always_have_a_count():
+    """Images without a class get 0 (not a missing value) so batch summaries have no gaps."""
+    img = np.full((96, 96), 200, np.uint8)
+    yy, xx = np.mgrid[:96, :96]
+    img[(yy - 40) ** 2 + (xx - 40) ** 2 <= 100] = 20  # one round pore only
+    register_step("logical_not", lambda x: ~x)
+    steps = [
+        {"function": "t_bright", "params": {"level": 100}, "inputs": {"image": "image"}, "output": "solid"},
+        {"function": "logical_not", "inputs": {"x": "solid"}, "output": "pores"},
+    ]
+    res = run_workflow({"steps": steps, "summary": "porosity"}, img)
+    assert res.summary["pores_round"] == 1 and res.summary["pores_irregular"] == 0
+
+
+def test_classify_objects_reports_every_class(tmp_path):
+    s = sem.sample_am_pores(seed=0)
+    image = s.image[: s.labels.shape[0]]
+    table = sem.measure(s.labels, image=image, pixel_size=s.pixel_size)
+    y = [s.classes[int(v)] for v in table["label"]]
+    clf = sem.ObjectClassifier(features="shape", class_names=list(s.class_names), n_estimators=20).fit(table, y)
+    model = clf.save(tmp_path / "pores.zip")
+    # one pore only: the other classes are counted as 0
+    one = np.where(s.labels == 1, 1, 0).astype(np.int32)
+    out = wfm.classify_objects(one, image, model=str(model), pixel_size=s.pixel_size)
+    assert out.attrs["class_names"] == list(s.class_names)
+    res = run_workflow({
+        "steps": [
+            {"function": "t_label", "inputs": {"mask": "image"}, "output": "pores"},
+            {"function": "classify_objects", "params": {"model": str(model)},
+             "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
+        ],
+        "labels": "pores", "summary": "porosity"}, one.astype(bool), pixel_size=s.pixel_size)
+    counts = [res.summary[f"pores_{n}"] for n in s.class_names]
+    assert sum(counts) == 1 and sorted(counts) == [0] * (len(counts) - 1) + [1]

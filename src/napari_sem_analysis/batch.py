@@ -95,7 +95,15 @@ def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
             seen.add(key)
             out.append(f)
     if not out:
-        raise SEMAnalysisError("no image files found in the inputs")
+        hint = ""
+        subdirs = sorted(
+            d.name for item in inputs if Path(item).is_dir() for d in Path(item).iterdir() if d.is_dir()
+        )
+        if subdirs:
+            hint = f" (folders are not searched recursively; subfolders: {', '.join(subdirs[:8])})"
+        raise SEMAnalysisError(
+            f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}"
+        )
     return out
 
 
@@ -163,8 +171,35 @@ def _tiff_bytes(labels: np.ndarray, pixel_size: float | None) -> bytes:
     lab = lab.astype(np.uint16) if lab.max(initial=0) < 65536 else lab.astype(np.int32)
     buf = io.BytesIO()
     meta = {"pixel_size_nm": pixel_size} if pixel_size else {}
-    tifffile.imwrite(buf, lab, compression="zlib", metadata=meta)
+    kwargs = {}
+    if pixel_size:  # pixels per cm in the standard resolution tags: read_sem, Fiji and others read them
+        kwargs = {"resolution": (1e7 / pixel_size, 1e7 / pixel_size), "resolutionunit": "CENTIMETER"}
+    tifffile.imwrite(buf, lab, compression="zlib", metadata=meta, **kwargs)
     return buf.getvalue()
+
+
+def _unit_suffix(unit: str) -> str:
+    u = str(unit).strip().replace("^2", "2").replace("²", "2").replace("µ", "u")
+    return "".join(c if c.isalnum() else "_" for c in u)
+
+
+def table_with_units(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns renamed with their unit as in ``summary.csv`` (``area_nm2``, ``equivalent_diameter_nm``).
+
+    Units come from ``table.attrs["units"]`` (set by :func:`measure`); columns
+    without a physical unit (counts, ratios, grey values) and columns whose name
+    already ends in their unit keep their names.
+    """
+    units = dict(table.attrs.get("units") or {})
+    rename = {}
+    for col in table.columns:
+        unit = units.get(col)
+        if not unit or unit in ("grey value", "1", "-"):
+            continue
+        suffix = _unit_suffix(unit)
+        if suffix and not str(col).endswith(f"_{suffix}"):
+            rename[col] = f"{col}_{suffix}"
+    return table.rename(columns=rename)
 
 
 def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -> dict:
@@ -180,7 +215,7 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
         res = wf.run(path, pixel_size=pixel_size)
         classes = wf.summary in ("coating", "phases")
         out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
-        out["table"] = res.table
+        out["table"] = table_with_units(res.table)
         out["extra_tables"] = dict(res.extra_tables)
         out["pixel_size"] = res.pixel_size
         if res.labels is not None:
@@ -222,6 +257,7 @@ class Progress:
         self.total = max(int(total), 0)
         self.done = 0
         self.failed = 0
+        self.skipped = 0  # already done before this run (resume): not part of the rate
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.width = width
@@ -231,7 +267,8 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(round(frac * self.width))
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        computed = self.done - self.skipped
+        eta = elapsed / computed * (self.total - self.done) if computed > 0 else float("nan")
         eta_s = _fmt_time(eta) if np.isfinite(eta) else "--:--"
         bad = f" {self.failed} failed" if self.failed else ""
         return (
@@ -479,7 +516,6 @@ def run_batch(
             raise SEMAnalysisError(
                 f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
             )
-    wf.save(recipe_file)
 
     done: dict[str, dict] = {}
     todo: list[tuple[str, tuple]] = []
@@ -501,10 +537,12 @@ def run_batch(
                     "(--overwrite) to replace them or resume=True to keep them"
                 )
         todo.append((name, (recipe_dict, str(f)), ))
+    # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
+    wf.save(recipe_file)
 
     skipped = list(done)
     bar = Progress(len(files), enabled=progress)
-    bar.done = len(done)
+    bar.done = bar.skipped = len(done)
     errors: dict[str, str] = {}
     processed: list[str] = []
     failed_rows: dict[str, dict] = {}
@@ -548,7 +586,7 @@ def run_batch(
                                                "error": "not processed"}))
             row["file"] = Path(row["file"]).name
         rows.append(row)
-    summary = pd.DataFrame(rows)
+    summary = _summary_frame(rows)
     summary = _order_columns(summary, wf.summary)
     write_atomic(out_dir / "summary.csv", summary.to_csv(index=False).encode())
     err_path = out_dir / "errors.csv"
@@ -577,6 +615,20 @@ def _process_task(recipe: dict, path: str, pixel_size) -> dict:
     return process_image(recipe, path, pixel_size=pixel_size)
 
 
+def _summary_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per image; columns whose values are all integers (counts) stay integers
+    (nullable), so that failed images leave them empty instead of turning ``134`` into ``134.0``."""
+    df = pd.DataFrame(rows)
+    for col in df.columns:
+        values = [r[col] for r in rows if r.get(col) is not None]
+        values = [v for v in values if not (isinstance(v, float) and np.isnan(v))]
+        if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                          for v in values):
+            df[col] = pd.array([int(v) if isinstance(v, (int, np.integer)) else None
+                                for v in (r.get(col) for r in rows)], dtype="Int64")
+    return df
+
+
 def _order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     first = ["file", "status"] + [c for c in KEY_COLUMNS.get(kind, []) if c in df]
     last = [c for c in ("name", "seconds", "error") if c in df]
@@ -591,6 +643,10 @@ def _fig_png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
 
 
 def _diameter_column(columns) -> str | None:
@@ -647,8 +703,11 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
                 ax = fig.subplots()
                 ax.hist(v, bins=min(60, max(10, int(np.sqrt(v.size)))), color="#3b7dd8", edgecolor="white")
                 ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.4g}")
-                xlabel = col_used.replace("_", " ")
-                if not col_used.endswith(("_nm", "_um", "_px")):
+                base, _, unit = col_used.rpartition("_")
+                if unit in ("nm", "um", "px"):
+                    xlabel = f"{base.replace('_', ' ')} ({unit})"
+                else:
+                    xlabel = col_used.replace("_", " ")
                     px = ok["pixel_size_nm"] if "pixel_size_nm" in ok else pd.Series(dtype=float)
                     xlabel += " (nm)" if px.notna().all() and len(px) else " (px)"
                 ax.set_xlabel(xlabel)
@@ -690,7 +749,7 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
             ax = fig.subplots()
             bottom = np.zeros(len(ok))
             for c in fr:
-                vals = ok[c].to_numpy(dtype=float)
+                vals = _floats(ok[c])
                 ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
                 bottom += np.nan_to_num(vals)
             _image_ticks(ax, short)
@@ -707,7 +766,7 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
             fig = Figure(figsize=(_bar_width(len(ok)), 2.3 * len(cols)))
             axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
             for ax, c in zip(axes, cols):
-                vals = ok[c].to_numpy(dtype=float)
+                vals = _floats(ok[c])
                 ax.bar(range(len(ok)), vals, color="#d8843b")
                 ax.set_ylabel(c.replace("_", " "), fontsize=8)
                 med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan

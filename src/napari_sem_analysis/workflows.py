@@ -287,6 +287,11 @@ class WorkflowResult:
         Image name (file stem).
     extra_tables : dict
         Further tables (e.g. the coating thickness profile) written by the batch.
+    object_table : pandas.DataFrame or None
+        The output of the recipe's own ``measure`` step of the labels (with the
+        settings the user chose in the Measure widget, e.g. texture off); the
+        summaries use it as the per-object table instead of measuring again
+        with the default settings.
     """
 
     labels: np.ndarray | None
@@ -297,6 +302,7 @@ class WorkflowResult:
     pixel_size: float | None = None
     name: str = "image"
     extra_tables: dict = field(default_factory=dict)
+    object_table: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------
@@ -601,7 +607,7 @@ class Workflow:
             else:
                 ctx[outs] = out
         yield n, n, "summary"
-        labels = self._pick_labels(ctx)
+        labels_name, labels = self._pick_labels(ctx)
         result = WorkflowResult(
             labels=labels,
             table=pd.DataFrame(),
@@ -610,6 +616,7 @@ class Workflow:
             image=data,
             pixel_size=px,
             name=name,
+            object_table=self._measured_table(ctx, labels_name, labels),
         )
         table, summary = summary_function(self.summary)(result, **self.options)
         result.table = table if table is not None else pd.DataFrame()
@@ -617,16 +624,31 @@ class Workflow:
         return result
 
     def _pick_labels(self, ctx: dict):
+        """``(output name, label image)`` of the objects (``(None, None)`` when there are none)."""
         if self.labels:
             if self.labels not in ctx:
                 raise SEMAnalysisError(f"recipe names labels {self.labels!r} but no step produced it")
-            return _labels_of(ctx[self.labels])
+            return self.labels, _labels_of(ctx[self.labels])
         for step in reversed(self.steps):
             outs = step["output"] if isinstance(step["output"], list) else [step["output"]]
             for o in reversed(outs):
                 lab = _labels_of(ctx.get(o))
                 if lab is not None:
-                    return lab
+                    return o, lab
+        return None, None
+
+    def _measured_table(self, ctx: dict, labels_name, labels):
+        """The table of the last ``measure`` step of exactly these labels, or None."""
+        if labels_name is None or labels is None or ctx.get(labels_name) is not labels:
+            return None  # the labels were derived (e.g. a mask labelled here): not what was measured
+        for step in reversed(self.steps):
+            if step["function"] != "measure" or isinstance(step["output"], list):
+                continue
+            if step["inputs"].get("labels") != labels_name:
+                continue
+            table = ctx.get(step["output"])
+            if isinstance(table, pd.DataFrame):
+                return table.copy()
         return None
 
 
@@ -660,6 +682,13 @@ def summary_function(name: str) -> Callable:
         raise SEMAnalysisError(
             f"unknown summary {name!r}; known: {', '.join(sorted(_SUMMARIES))}"
         ) from None
+
+
+def _result_table(result: WorkflowResult) -> pd.DataFrame:
+    """The recipe's own measurements of the labels, else :func:`measure` with its defaults."""
+    if result.object_table is not None:
+        return result.object_table
+    return _object_table(result.labels, result.image, result.pixel_size)
 
 
 def _object_table(labels, image, pixel_size) -> pd.DataFrame:
@@ -709,7 +738,7 @@ def summarize_objects(result: WorkflowResult, **_):
     """Generic summary: per-object measurements, count and size distribution."""
     if result.labels is None:
         return pd.DataFrame(), {}
-    table = _object_table(result.labels, result.image, result.pixel_size)
+    table = _result_table(result)
     return table, _size_summary(result.labels, result.pixel_size)
 
 
@@ -731,16 +760,19 @@ def summarize_porosity(result: WorkflowResult, *, round_circularity: float = 0.7
     labels = result.labels
     if labels is None:
         return pd.DataFrame(), {}
-    table = _object_table(labels, result.image, result.pixel_size)
+    table = _result_table(result)
     summary = _size_summary(labels, result.pixel_size)
     summary["pore_count"] = summary.pop("count")
     summary["porosity_percent"] = 100.0 * summary.pop("area_fraction")
     classes = result.outputs.get("classes")
+    all_classes: list[str] = []
     if isinstance(classes, pd.Series) and "label" in table:  # from classify_objects: by label
         cls = table["label"].map(classes).astype(str)
+        all_classes = [str(c) for c in classes.attrs.get("class_names", [])]
     elif classes is not None and len(classes) == len(table):
         cls = pd.Series(np.asarray(classes), index=table.index).astype(str)
     else:
+        all_classes = ["round", "irregular"]
         from skimage.measure import regionprops
 
         circ = {}
@@ -752,8 +784,10 @@ def summarize_porosity(result: WorkflowResult, *, round_circularity: float = 0.7
         table["circularity_shape"] = c
         cls = pd.Series(np.where(c >= round_circularity, "round", "irregular"), index=table.index)
     table["pore_class"] = cls
-    for name, n in cls.value_counts().items():
-        summary[f"pores_{name}"] = int(n)
+    counts = cls.value_counts()
+    # every known class gets its count, 0 included, so that images without a class have no gap
+    for name in [*all_classes, *(c for c in counts.index if c not in all_classes)]:
+        summary[f"pores_{name}"] = int(counts.get(name, 0))
     return table, summary
 
 
@@ -866,8 +900,11 @@ def classify_objects(labels, image=None, *, model: str, pixel_size=None, **measu
     table = measure(labels, image=image, pixel_size=pixel_size, **measure_kwargs)
     clf = _cached_classifier(os.fspath(model))
     if len(table) == 0:
-        return pd.Series([], dtype=object, name="class")
-    return pd.Series(clf.predict(table), index=table["label"].to_numpy(), name="class")
+        out = pd.Series([], dtype=object, name="class")
+    else:
+        out = pd.Series(clf.predict(table), index=table["label"].to_numpy(), name="class")
+    out.attrs["class_names"] = [str(c) for c in getattr(clf, "class_names", None) or []]
+    return out
 
 
 @register_step("coating_layers")

@@ -196,8 +196,10 @@ _RECORDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def record_step(viewer, function: str, *, params: dict, inputs: dict[str, str], output: str) -> None:
     """Append a step to ``viewer``'s current workflow.
 
-    A re-run of the same step writing the same output layer replaces the
-    earlier record, so tuning a slider ten times records one step.
+    A re-run writing the same output layer replaces the earlier record (also
+    when another function wrote that layer before, e.g. *Split* with and
+    without seeds), so tuning a slider ten times records one step and the
+    recipe makes the layer the way the viewer shows it now.
     """
     steps = _RECORDS.setdefault(viewer, [])
     step = {
@@ -207,7 +209,7 @@ def record_step(viewer, function: str, *, params: dict, inputs: dict[str, str], 
         "output": output,
     }
     for i, old in enumerate(steps):
-        if old["function"] == function and old["output"] == output:
+        if old["output"] == output:
             steps[i] = step
             break
     else:

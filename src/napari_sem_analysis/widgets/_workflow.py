@@ -19,6 +19,51 @@ from ._common import (
 RECORDED = "recorded steps"
 LOADED = "loaded recipe"
 
+# image-to-image steps: when nothing uses their output they add nothing to a recipe's results
+# (e.g. the CLAHE live preview, which runs as soon as the Enhance widget opens)
+_FILTER_STEPS = {"clahe", "denoise", "correct_background"}
+
+
+def _outputs(step) -> list:
+    out = step["output"]
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def recipe_steps(steps: list[dict]) -> list[dict]:
+    """The recorded steps as a runnable recipe.
+
+    * ordered so that every step comes after the steps whose outputs it uses
+      (a step re-run on a layer made later keeps its first place in the
+      record, e.g. *Threshold* on the image, then *CLAHE*, then *Threshold*
+      again on the ``CLAHE`` layer);
+    * without enhancement steps whose output no later step uses (a live
+      preview that was looked at and not used). The last step is always kept.
+    """
+    remaining = [dict(s) for s in steps]
+    ordered: list[dict] = []
+    while remaining:
+        produced_later = {o for s in remaining for o in _outputs(s)}
+        for i, step in enumerate(remaining):
+            own = set(_outputs(step))
+            needs = {v for v in step["inputs"].values() if v in produced_later and v not in own}
+            if not needs:
+                break
+        else:  # a cycle (a step fed by its own earlier output...): keep the recorded order
+            i = 0
+        ordered.append(remaining.pop(i))
+    changed = True
+    while changed:  # dropping a step may leave the step feeding it unused too
+        changed = False
+        for i, step in enumerate(ordered[:-1]):
+            if step["function"] not in _FILTER_STEPS:
+                continue
+            used = any(v in _outputs(step) for later in ordered[i + 1:] for v in later["inputs"].values())
+            if not used:
+                del ordered[i]
+                changed = True
+                break
+    return ordered
+
 
 def _summary_text(summary: dict, limit: int = 12) -> str:
     lines = []
@@ -112,7 +157,7 @@ class WorkflowWidget(Container):
                     "No steps recorded yet: run some analysis widgets (enhance, threshold, split, "
                     "measure...) on an image first, or choose a preset or load a recipe"
                 )
-            return Workflow.from_steps(steps, name="recorded workflow")
+            return Workflow.from_steps(recipe_steps(steps), name="recorded workflow")
         if source == LOADED:
             if self._loaded is None:
                 raise ValueError("No recipe loaded")
