@@ -4,8 +4,9 @@
   (classes: matrix, secondary gamma', tertiary gamma').
 * nasa-ebc: train on ``train/`` -> oxide and crack IoU on ``val/``.
 * bam-tio2-sem: train on the first half of the images -> particle Dice on
-  the second half, next to the classical recipe (Otsu threshold) on the
-  same half.
+  the second half, next to the classical particle recipe
+  (``segment_particles`` with its defaults, the evaluated recipe of the
+  classical-segmentation issue) and a plain Otsu threshold on the same half.
 
 Model selection uses a validation split taken from the training part only
 (``val_fraction``); the ``val``/test images are used for the final figures
@@ -187,10 +188,10 @@ def dice(a, b):
 
 def run_bam(data: Path, args):
     from napari_sem_analysis.io import read_sem
-    from napari_sem_analysis.segmentation import threshold
+    from napari_sem_analysis.segmentation import segment_particles, threshold
 
     root = data / "bam-tio2-sem"
-    images, masks, pixel = [], [], None
+    images, masks, pixels, pixel = [], [], [], None
     for p in sorted((root / "images").glob("*.tif")):
         m = find_mask(root / "masks", p.stem)
         if m is None:
@@ -200,27 +201,32 @@ def run_bam(data: Path, args):
         msk = (imread(m) > 0).astype(np.int32)[: img.shape[0], : img.shape[1]]
         images.append(img)
         masks.append(msk)
+        pixels.append(sem.pixel_size)
         pixel = sem.pixel_size
     half = len(images) // 2
     model, t_train = train(
         images[:half], masks[:half], args, "bam", n_classes=2, class_names=["background", "particle"], pixel_size=pixel
     )
-    d_unet, d_otsu = [], []
+    d_unet, d_classical, d_otsu = [], [], []
     t0 = time.perf_counter()
     for img, msk in zip(images[half:], masks[half:]):
         pred = model.predict(img, tile_size=args.tile, overlap=args.overlap, batch_size=4, device=args.device)
         d_unet.append(dice(pred == 1, msk))
+    t_pred = time.perf_counter() - t0
+    for img, msk, ps in zip(images[half:], masks[half:], pixels[half:]):
+        d_classical.append(dice(segment_particles(img, pixel_size=ps) > 0, msk))
         d_otsu.append(dice(threshold(img, "otsu"), msk))
     return {
         "set": "bam-tio2-sem",
         "train_images": half,
         "test_images": len(images) - half,
         "dice_unet": float(np.mean(d_unet)),
+        "dice_classical_recipe": float(np.mean(d_classical)),
         "dice_otsu": float(np.mean(d_otsu)),
         "epochs": len(model.history),
         "best_epoch": model.best_epoch,
         "train_s": t_train,
-        "predict_s": time.perf_counter() - t0,
+        "predict_s": t_pred,
         "device": model.device_used,
     }
 

@@ -347,3 +347,113 @@ def test_import_is_lazy():
         "assert 'torch' not in sys.modules and 'segmentation_models_pytorch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _val_loss_of(model, image, mask):
+    """Cross-entropy + Dice of ``model`` on one whole image, recomputed from its probabilities."""
+    _, p = model.predict(image, tile_size=None, device="cpu", return_probabilities=True)
+    p = p.astype(np.float64)
+    ce = -np.log(np.take_along_axis(p, mask[None].astype(np.int64), 0)).mean()
+    onehot = np.stack([mask == c for c in range(p.shape[0])]).astype(np.float64)
+    dice = (2 * (p * onehot).sum((1, 2)) + 1) / (p.sum((1, 2)) + onehot.sum((1, 2)) + 1)
+    return ce + 1 - dice[onehot.sum((1, 2)) > 0].mean()
+
+
+def test_stop_returns_the_weights_of_the_best_epoch_not_the_last():
+    """Stop as soon as an epoch is worse than an earlier one: the weights returned are the earlier ones."""
+    img, mask = disks((96, 96), seed=1)
+    vimg, vmask = disks((64, 64), seed=21, n=5)  # one 64-px validation tile = the whole image
+
+    def stop_when_worse(info):
+        if info["stage"] != "epoch":
+            return False
+        v = [h["val_loss"] for h in info["history"]]
+        return len(v) >= 2 and v[-1] > min(v[:-1])
+
+    model = train_unet(
+        img, mask, **TINY, patch_size=64, epochs=15, batch_size=2, steps_per_epoch=2, learning_rate=1e-2,
+        validation=([vimg], [vmask]), patience=None, device="cpu", callback=stop_when_worse,
+    )
+    h = [e["val_loss"] for e in model.history]
+    assert model.stopped_early and len(h) < 15
+    assert h[-1] > min(h) + 1e-3  # the last epoch was worse: keeping it would be detectable
+    assert model.best_epoch == 1 + int(np.argmin(h)) < len(h)
+    recomputed = _val_loss_of(model, vimg, vmask)
+    assert recomputed == pytest.approx(min(h), rel=1e-4)
+    assert abs(recomputed - h[-1]) > 1e-3
+
+
+def test_early_stopping_patience():
+    """Training stops once the validation loss has not improved for ``patience`` epochs."""
+    img, mask = disks((96, 96), seed=1)
+    model = train_unet(
+        img, mask, **TINY, patch_size=32, epochs=40, batch_size=2, steps_per_epoch=2, learning_rate=0.0,
+        val_fraction=0.4, patience=2, device="cpu",
+    )
+    h = [e["val_loss"] for e in model.history]
+    assert model.stopped_early and len(h) < 40
+    # the stopping rule, replayed on the recorded history: the first epoch that is
+    # `patience` epochs past the best so far ends training, and that best is kept
+    best, since = 0, 0
+    for i in range(1, len(h)):
+        if h[i] < h[best] - 1e-6:
+            best, since = i, 0
+        else:
+            since += 1
+        if since >= 2:
+            break
+    assert len(h) == i + 1
+    assert model.best_epoch == best + 1 == 1 + int(np.argmin(h))
+
+
+def test_device_priority_cuda_then_mps_then_cpu(monkeypatch):
+    """"auto" picks CUDA when present, else Apple MPS, else the CPU; the name reported says which."""
+    from napari_sem_analysis import _device
+
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None:
+        pytest.skip("this torch has no MPS backend module")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "Fake GPU")
+    assert select_device("auto").type == "cuda"
+    assert _device.describe_device(select_device("auto")) == "cuda (Fake GPU)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto").type == "mps"
+    assert select_device(None).type == "mps"
+    monkeypatch.setattr(mps, "is_available", lambda: False)
+    assert select_device("auto").type == "cpu"
+    with pytest.raises(SEMAnalysisError, match="MPS"):
+        select_device("mps")
+
+
+def test_avoid_triton_crash_blocks_triton_only_next_to_a_system_llvm(monkeypatch):
+    from napari_sem_analysis import _device
+
+    saved = sys.modules.pop("triton", "absent")
+    try:
+        monkeypatch.setattr(_device, "_system_llvm_loaded", lambda: False)
+        assert _device.avoid_triton_crash() is False and "triton" not in sys.modules
+        monkeypatch.setattr(_device, "_system_llvm_loaded", lambda: True)
+        assert _device.avoid_triton_crash() is True and sys.modules["triton"] is None
+        with pytest.raises(ImportError):
+            import triton  # noqa: F401
+        # an already imported triton is left alone
+        sys.modules["triton"] = object()
+        assert _device.avoid_triton_crash() is False
+    finally:
+        if saved == "absent":
+            sys.modules.pop("triton", None)
+        else:
+            sys.modules["triton"] = saved
+
+
+def test_malicious_encoder_weights_refused(tmp_path):
+    """Encoder weights go through torch.load(weights_only=True): a pickle payload is refused, not run."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "encoder.pth"
+    torch.save({"conv1.weight": _Evil(str(marker))}, evil)
+    img, mask = disks((64, 64), seed=2)
+    with pytest.raises(SEMAnalysisError, match="safe loading only"):
+        train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights=evil, device="cpu")
+    assert not marker.exists()

@@ -68,7 +68,7 @@ def _add_pair(viewer, seed, scale=(5.0, 5.0)):
 def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_path, errors):
     viewer = make_napari_viewer()
     pairs = [_add_pair(viewer, s) for s in range(3)]
-    before = [p[0].data.copy() for p in pairs]
+    before = [(p[0].data.copy(), p[1].data.copy()) for p in pairs]
     w = TrainUNetWidget(viewer)
     viewer.window.add_dock_widget(w)
     for il, ll in pairs:
@@ -85,8 +85,9 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     assert model.class_names == ["matrix", "particle"]
     assert model.pixel_size == pytest.approx(5.0)  # from the layer's scale in nm
     assert w._progress.value == 1000 and "trained 2 epoch" in w._status.value
+    assert "on cpu" in w._status.value  # the device used is shown
     assert len(w._plot.ax_loss.get_lines()) == 2  # train and validation loss curves
-    assert all(np.array_equal(p[0].data, b) for p, b in zip(pairs, before))
+    assert all(np.array_equal(il.data, bi) and np.array_equal(ll.data, bl) for (il, ll), (bi, bl) in zip(pairs, before))
     assert _unet.last_trained_model(viewer) is model
 
     # save from the widget
@@ -122,10 +123,19 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     assert steps[-1]["params"]["model"] == str(tmp_path / "model.safetensors")
     assert steps[-1]["inputs"] == {"image": "img1"}
 
-    # a re-run updates the same layers instead of adding copies
+    assert "on cpu" in p._status.value
+    np.testing.assert_array_equal(target.data, before[1][0])  # the input image is not modified
+
+    # a re-run updates the same layers (with fresh data) instead of adding copies
+    out.data = np.zeros_like(out.data)
+    probs.data = np.zeros_like(probs.data)
     p.run()
     wait_done(qtbot, p)
     assert len(viewer.layers) == n_layers + 2
+    assert viewer.layers["img1 U-Net"] is out and viewer.layers["img1 U-Net probabilities"] is probs
+    np.testing.assert_array_equal(out.data, model.predict(target.data, tile_size=64, overlap=16, device="cpu"))
+    assert probs.data.max() > 0.5
+    np.testing.assert_array_equal(target.data, before[1][0])
 
 
 def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
@@ -136,7 +146,11 @@ def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
     w._image.value, w._labels.value = il, ll
     w.train()
     qtbot.waitUntil(lambda: w._latest is not None and w._latest.get("stage") == "epoch", timeout=TIMEOUT)
-    w.stop()
+    w._refresh_progress()  # what the timer shows while training runs
+    assert "ETA" in w._status.value and "on cpu" in w._status.value
+    assert 0 < w._progress.value < 1000
+    assert len(w._plot.ax_loss.get_lines()) >= 1  # live loss curve after the first epoch
+    w._stop.native.click()
     wait_done(qtbot, w)
     assert not errors
     assert w.model is not None and w.model.stopped_early
@@ -228,3 +242,90 @@ def test_train_bad_input_notifies(make_napari_viewer, errors):
     w.save()
     assert "train one first" in errors[-1]
     assert w._worker is None
+
+
+LIVE_APP = r"""
+import json, sys, time
+import numpy as np
+import napari
+from qtpy.QtWidgets import QApplication
+
+
+def pump(cond, timeout):
+    t0 = time.time()
+    while not cond():
+        QApplication.processEvents()
+        time.sleep(0.02)
+        if time.time() - t0 > timeout:
+            raise TimeoutError("worker did not finish")
+
+
+r = np.random.default_rng(0)
+yy, xx = np.mgrid[:96, :96]
+mask = np.zeros((96, 96), np.int32)
+for _ in range(8):
+    cy, cx = r.integers(0, 96, size=2)
+    mask[(yy - cy) ** 2 + (xx - cx) ** 2 < r.integers(5, 12) ** 2] = 1
+img = (70 + 110 * mask + r.normal(0, 20, mask.shape)).clip(0, 255).astype(np.uint8)
+
+viewer = napari.Viewer(show=True)  # the OpenGL canvas (Mesa's LLVM under Xvfb) is up first
+il = viewer.add_image(img, name="sem", scale=(5.0, 5.0))
+ll = viewer.add_labels(mask.copy(), name="mask", scale=(5.0, 5.0))
+pump(lambda: True, 1)
+for _ in range(30):
+    QApplication.processEvents()
+res = {"torch_before": "torch" in sys.modules, "triton_before": "triton" in sys.modules}
+_, w = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Train U-Net")
+w._encoder.value = "tu-resnet10t"
+w._patch.value, w._epochs.value, w._batch.value = 64, 2, 2
+w._image.value, w._labels.value = il, ll
+w._train.native.click()
+pump(lambda: not w._busy, 240)
+res["epochs"] = None if w.model is None else len(w.model.history)
+res["status"] = str(w._status.value)
+from napari_sem_analysis import _device
+res["llvm_loaded"] = _device._system_llvm_loaded()
+res["triton_blocked"] = "triton" in sys.modules and sys.modules["triton"] is None
+_, p = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "U-Net segmentation")
+p._source.value = "last trained"
+p._image.value = il
+p._tile.value, p._overlap.value = 64, 16
+p._run.native.click()
+pump(lambda: not p._busy, 120)
+out = viewer.layers["sem U-Net"]
+res["scale"] = [float(v) for v in out.scale]
+res["same_as_api"] = bool(np.array_equal(out.data, w.model.predict(img, tile_size=64, overlap=16)))
+res["inputs_untouched"] = bool(np.array_equal(il.data, img) and np.array_equal(ll.data, mask))
+viewer.close()
+print("RESULT " + json.dumps(res), flush=True)
+"""
+
+
+def test_train_and_predict_in_a_fresh_napari_process():
+    """The user's path: napari is open (OpenGL up), the widgets are docked, Train and Segment are clicked.
+
+    Runs in its own process because the other tests import torch and
+    segmentation-models-pytorch (and with them triton) before any viewer
+    exists, which hides the crash this guards against: loading triton's
+    LLVM after Mesa's LLVM killed napari with a segmentation fault.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        pytest.skip("needs a display (run under xvfb)")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", LIVE_APP], capture_output=True, text=True, timeout=420, env=env
+    )
+    assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads(line[0][len("RESULT "):])
+    assert not res["torch_before"] and not res["triton_before"]  # nothing of torch loaded before the viewer
+    assert res["epochs"] == 2 and "trained 2 epoch" in res["status"] and "on cpu" in res["status"]
+    assert res["triton_blocked"] == res["llvm_loaded"]
+    assert res["scale"] == [5.0, 5.0]
+    assert res["same_as_api"] and res["inputs_untouched"]

@@ -5,7 +5,45 @@ torch is imported lazily inside the function.
 
 from __future__ import annotations
 
+import sys
+
 from ._validation import SEMAnalysisError
+
+
+def _system_llvm_loaded() -> bool:
+    """True when a shared LLVM library (e.g. Mesa's llvmpipe/radeonsi backend) is mapped into this process."""
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            for line in fh:
+                if b"libLLVM" in line:
+                    return True
+    except OSError:  # not Linux: no /proc; triton is Linux-only anyway
+        return False
+    return False
+
+
+def avoid_triton_crash() -> bool:
+    """Keep torch from loading triton into a process that already holds Mesa's LLVM.
+
+    ``torch._dynamo`` (imported by ``torch.optim``, timm and
+    segmentation-models-pytorch) imports ``triton`` when it is installed.
+    triton's ``libtriton.so`` carries its own LLVM; loading it after the
+    OpenGL driver has loaded the system ``libLLVM`` (Mesa llvmpipe under
+    Xvfb or a VM, AMD radeonsi) crashes the whole process with a
+    segmentation fault, i.e. napari dies when the user presses *Train*.
+
+    When triton is not imported yet and a system LLVM is mapped, triton is
+    marked as unavailable (``sys.modules["triton"] = None``): torch then
+    behaves as without triton (nothing here uses ``torch.compile``). Called
+    before anything that may import ``torch._dynamo``. Returns True when
+    triton was blocked (now or earlier).
+    """
+    if "triton" in sys.modules:
+        return sys.modules["triton"] is None
+    if _system_llvm_loaded():
+        sys.modules["triton"] = None
+        return True
+    return False
 
 
 def select_device(device: str | None = "auto"):
@@ -15,6 +53,7 @@ def select_device(device: str | None = "auto"):
     when available; asking for an unavailable device raises
     :class:`SEMAnalysisError` with a clear message.
     """
+    avoid_triton_crash()
     import torch
 
     if device is None or str(device) == "auto":

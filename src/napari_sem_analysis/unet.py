@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._device import describe_device, select_device
+from ._device import avoid_triton_crash, describe_device, select_device
 from ._validation import SEMAnalysisError, check_image, check_labels, is_rgb, to_grayscale
 
 __all__ = [
@@ -92,6 +92,7 @@ def _normalise_arch(architecture: str) -> str:
 
 
 def _check_encoder(encoder: str) -> None:
+    avoid_triton_crash()  # smp -> timm -> torch._dynamo -> triton: crashes next to Mesa's LLVM
     import segmentation_models_pytorch as smp
 
     if encoder.startswith("tu-"):
@@ -104,6 +105,7 @@ def _check_encoder(encoder: str) -> None:
 
 
 def _build_network(config: dict):
+    avoid_triton_crash()
     import segmentation_models_pytorch as smp
 
     cls = getattr(smp, ARCHITECTURES[config["architecture"]])
@@ -963,6 +965,7 @@ def train_unet(
     -------
     UNetModel
     """
+    avoid_triton_crash()  # torch.optim imports torch._dynamo (and triton, when allowed)
     import torch
 
     # ---- inputs --------------------------------------------------------

@@ -270,7 +270,7 @@ class TrainUNetWidget(Container):
         self._stop.enabled = False
         self._progress = ProgressBar(label="progress", min=0, max=1000, value=0)
         self._status = Label(value="")
-        self._save_path = FileEdit(label="save model as", mode="w", filter="*.safetensors")
+        self._save_path = FileEdit(label="save model as", mode="w", filter="*.safetensors *.semunet")
         self._save = PushButton(text="Save model")
         self.extend(
             [
@@ -520,7 +520,7 @@ class PredictUNetWidget(Container):
         self._latest: dict | None = None
         self._model_cache: tuple[str, float, object] | None = None
         self._source = ComboBox(label="model", choices=["last trained", "file"], value="file")
-        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors")
+        self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors *.semunet")
         self._model_info = Label(value="")
         self._image = ComboBox(label="image", choices=lambda w=None: _layers_of(self.viewer, "Image"))
         self._tile = SpinBox(label="tile size", min=32, max=8192, step=32, value=512)
