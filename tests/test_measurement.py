@@ -243,3 +243,66 @@ def test_one_big_object_among_many_tiny_ones():
     tiny = t.drop(index=1)
     np.testing.assert_allclose(tiny["feret_max"], np.sqrt(2))
     assert (tiny["solidity"] == 1).all() and (tiny["area"] == 1).all()
+
+
+def test_a_mask_of_separate_regions_warns_that_it_is_one_object():
+    """A thresholded mask (every object pixel 1) is one object: the user is told to label it."""
+    mask = np.zeros((60, 60), bool)
+    mask[_disc((60, 60), (15, 15), 6)] = True
+    mask[_disc((60, 60), (40, 40), 9)] = True
+    for m in (mask, mask.astype(np.uint8)):  # bool, and the 0/1 uint8 the Threshold widget writes
+        with pytest.warns(UserWarning, match="2 separate regions.*ONE object"):
+            t = measure(m, pixel_size=PS)
+        assert len(t) == 1
+    # labelled, or one connected region: no warning, one row per object
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(measure(sk_label(mask, connectivity=1), pixel_size=PS)) == 2
+        assert len(measure(_disc((60, 60), (30, 30), 10))) == 1
+
+
+def test_bam_hand_drawn_masks_counts_and_diameters_in_nm(shared_data):
+    """Real Zeiss micrographs: the reader's pixel size, 4-connected hand-drawn particles counted exactly."""
+    import tifffile
+    from skimage.measure import regionprops_table as rpt
+
+    from napari_sem_analysis import read_sem
+
+    root = shared_data / "bam-tio2-sem"
+    masks = sorted((root / "masks").glob("*_m.tif"))[:3]
+    if not masks:
+        pytest.skip("no BAM TiO2 masks in the shared data")
+    for mpath in masks:
+        img = read_sem(root / "images" / mpath.name.replace("_m.tif", ".tif"))
+        assert img.pixel_size == pytest.approx(7.344, rel=1e-3)
+        mask = tifffile.imread(mpath)
+        mask = (mask[..., 0] if mask.ndim == 3 else mask)[: img.data.shape[0], : img.data.shape[1]] > 0
+        labels = sk_label(mask, connectivity=1)
+        t = measure(labels, img.data, pixel_size=img.pixel_size, texture=True)
+        n_ref = ndi.label(mask)[1]  # scipy's default structure: 4-connected
+        assert len(t) == n_ref > 20
+        ref = rpt(labels, spacing=(img.pixel_size,) * 2, properties=["equivalent_diameter_area"])
+        median = float(np.median(t["equivalent_diameter"]))
+        assert median == pytest.approx(np.median(ref["equivalent_diameter_area"]), rel=1e-9)
+        assert 100 < median < 300  # TiO2 particles of ~100-300 nm, in nm (not px)
+        assert t.attrs["units"]["equivalent_diameter"] == "nm"
+        assert t[[c for c in t.columns if c.startswith("glcm_")]].notna().any(axis=None)
+
+
+def test_benchmark_script_runs_and_checks_against_the_references():
+    """benchmarks/bench_measure.py at a small size: equal numbers, ratios printed from one run."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_measure.py"
+    spec = importlib.util.spec_from_file_location("bench_measure", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.run_all(256, levels=(256, 16))
+    for g in res["glcm"]:
+        assert g["regions"] >= 10 and g["max_abs_diff"] < 1e-6
+        assert g["speedup"] > 0 and g["reference_s"] > 0
+    assert res["measure"]["area_equal"] and res["measure"]["perimeter_equal"]
+    assert [r["window"] for r in res["texture_map"]] == [5, 15, 31, 63]

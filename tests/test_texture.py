@@ -215,3 +215,32 @@ def test_dense_and_sorted_paths_agree(rng, monkeypatch, levels):
         monkeypatch.setattr(texture, "_DENSE_BINS", 0)
         sparse = glcm_features(image, labels, levels=levels, symmetric=symmetric, properties=props, average=False)
         np.testing.assert_allclose(dense, sparse, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("feature", ["contrast", "correlation", "entropy"])
+def test_texture_map_work_does_not_grow_with_the_window(rng, monkeypatch, feature):
+    """Dense maps cost O(pixels) whatever the window: count the pixels every pass touches."""
+    from napari_sem_analysis import texture
+
+    touched = []
+    box_sums, glcm = texture._box_sums, texture.glcm_features
+
+    def counting_box_sums(values, rows, cols):
+        touched.append(values.size)
+        return box_sums(values, rows, cols)
+
+    def counting_glcm(image, labels=None, **kw):
+        touched.append(int((np.asarray(labels) > 0).sum()))
+        return glcm(image, labels, **kw)
+
+    monkeypatch.setattr(texture, "_box_sums", counting_box_sums)
+    monkeypatch.setattr(texture, "glcm_features", counting_glcm)
+    image = rng.integers(0, 256, (96, 96)).astype(np.uint8)
+    work = {}
+    for window in (4, 16, 64):
+        touched.clear()
+        texture_map(image, feature, window=window, levels=16)
+        work[window] = sum(touched)
+    assert work[4] > 0
+    # a sliding window recomputed at every pixel would touch window^2 x more pixels (256x from 4 to 64)
+    assert max(work.values()) <= 2.5 * min(work.values()), work

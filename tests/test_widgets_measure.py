@@ -287,3 +287,50 @@ def test_measure_reuses_the_feature_table_the_user_docked(scene, qtbot, errors):
     tables = [w for w in viewer.window.dock_widgets.values() if isinstance(w, FeatureTableWidget)]
     assert tables == [table]
     assert len(table.visible_table) == 4 and "area" in table.visible_table.columns
+
+
+def test_size_plot_marks_the_same_d10_d50_d90_as_the_summary(scene, qtbot, errors):
+    from napari_sem_analysis import summarize
+
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._show_table.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    plots = PlotWidget(viewer)
+    plots.set_layer(lab_layer)
+    ax = plots.plot("size distribution").axes[0]
+    marked = sorted(line.get_xdata()[0] for line in ax.lines)  # the three dashed D lines
+    s = summarize(widget.table).loc["all"]
+    np.testing.assert_allclose(marked, [s["d10"], s["d50"], s["d90"]], rtol=1e-12)
+    assert f"{s['d50']:.1f}" in widget._summary.value and "nm" in widget._summary.value
+
+
+def test_tile_table_export_has_pixel_units(scene, qtbot, errors, tmp_path):
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._tile.value = 40 * PS
+    widget.run_tiles()
+    _wait(qtbot, widget)
+    assert errors == []
+    back = pd.read_csv(widget.table_widget.export_csv(tmp_path / "tiles.csv"))
+    assert {"y [px]", "x [px]", "height [px]", "width [px]", "glcm_contrast"} <= set(back.columns)
+    assert len(back) == 9 and back["width [px]"].max() == 40
+
+
+def test_measuring_a_thresholded_mask_says_it_is_one_object(scene, qtbot, errors):
+    """Threshold writes a 0/1 Labels layer; measuring it directly gives one object, and the widget says so."""
+    viewer, img_layer, lab_layer = scene
+    mask = viewer.add_labels((lab_layer.data > 0).astype(np.uint8), name="threshold", scale=(PS, PS), units=("nm", "nm"))
+    widget = _measure_widget(viewer, img_layer, mask)
+    widget._show_table.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    assert len(widget.table) == 1
+    assert "1 object," in widget._summary.value
+    assert "4 separate regions" in widget._summary.value and "Split touching objects" in widget._summary.value
+    # real labels: no such warning
+    widget._labels.value = lab_layer
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert "4 objects" in widget._summary.value and "warning" not in widget._summary.value

@@ -18,6 +18,7 @@ and the D10/D50/D90 of the equivalent diameter, overall and per class.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -53,7 +54,7 @@ _LENGTH_COLUMNS = (
     "centroid_x",
 )
 
-__all__ = ["measure", "summarize", "object_outlines", "oriented_boxes", "SHAPE_COLUMNS", "INTENSITY_COLUMNS"]
+__all__ = ["measure", "summarize", "mask_warning", "object_outlines", "oriented_boxes", "SHAPE_COLUMNS", "INTENSITY_COLUMNS"]
 
 # skimage.measure.perimeter (4-neighbourhood) weights, indexed by the border code
 _PERIMETER_WEIGHTS = np.zeros(50)
@@ -204,6 +205,30 @@ def _hull_stats(border: np.ndarray, labels: np.ndarray, present: np.ndarray, lut
     return fmax, fmin, conv, boxes
 
 
+def mask_warning(labels, present=None) -> str | None:
+    """A message when ``labels`` is a mask (one label value) made of several separate regions.
+
+    Such an image (a thresholded mask: every object pixel is 1) is measured
+    as *one* object; a user who wants one row per particle must label the
+    mask first. Returns None for real label images.
+    """
+    labels = np.asarray(labels)
+    if present is None:
+        present = np.unique(labels[labels > 0]) if labels.size else np.zeros(0)
+    if len(present) != 1:
+        return None
+    from scipy import ndimage as ndi
+
+    n_parts = int(ndi.label(labels > 0)[1])  # 4-connected parts
+    if n_parts <= 1:
+        return None
+    return (
+        f"the labels hold one label ({int(present[0])}) over {n_parts} separate regions: "
+        "they are measured as ONE object. To measure every particle, label the mask first "
+        "(scipy.ndimage.label or skimage.measure.label; in napari: Split touching objects)"
+    )
+
+
 def _empty_table(columns, units, attrs) -> pd.DataFrame:
     table = pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "label" else np.float64) for c in columns})
     table.attrs.update(attrs)
@@ -271,7 +296,10 @@ def measure(
         ``pixel_size``, ``unit`` ("nm" or "px"), ``image_shape`` and
         ``image_area`` (the field of view, in area units) for
         :func:`summarize`. An image without objects gives an empty table
-        with the same columns.
+        with the same columns. A mask (one label value over several
+        separate regions, e.g. a thresholded image) is measured as one
+        object, with a ``UserWarning`` saying so: label it first to get one
+        row per particle.
 
     Notes
     -----
@@ -337,6 +365,9 @@ def measure(
     present, idx, n = _present_and_index(labels)
     if n == 0:
         return _empty_table(columns, units, attrs)
+    message = mask_warning(labels, present)
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=2)
 
     def lut_index(values):
         return np.searchsorted(present, values)

@@ -228,7 +228,7 @@ class MeasureWidget(Container):
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
-        from ..measurement import measure, object_outlines, oriented_boxes
+        from ..measurement import mask_warning, measure, object_outlines, oriented_boxes
 
         params = {
             "texture": bool(self._texture.value) and image is not None,
@@ -241,6 +241,8 @@ class MeasureWidget(Container):
 
         def work():
             table = measure(labels, image, pixel_size=ps, **params)
+            if len(table) == 1:  # a thresholded mask measured as one object: say so in the widget too
+                table.attrs["mask_warning"] = mask_warning(labels)
             yield 1
             geometry = None
             if shapes == "outlines":
@@ -356,6 +358,8 @@ class MeasureWidget(Container):
                 for y, x, h, w in table[["y", "x", "height", "width"]].to_numpy()
             ]
             feats = table.copy()
+            # tile position and size are in pixels; the texture features have no unit
+            units = {c: "px" for c in ("y", "x", "height", "width")}
             layer = write_layer(
                 self.viewer,
                 rects,
@@ -369,6 +373,7 @@ class MeasureWidget(Container):
                 edge_width=1,
             )
             layer.features = feats
+            layer.metadata[_UNITS_KEY] = units
             record_step(
                 self.viewer,
                 "glcm_features",
@@ -389,10 +394,14 @@ def _summary_text(table: pd.DataFrame) -> str:
         return "no objects"
     s = summarize(table).loc["all"]
     unit = table.attrs.get("unit", "px")
-    return (
-        f"{int(s['count'])} objects, area fraction {s['area_fraction']:.3f}, "
+    count = int(s["count"])
+    text = (
+        f"{count} object{'s' if count != 1 else ''}, area fraction {s['area_fraction']:.3f}, "
         f"D10/D50/D90 {s['d10']:.1f}/{s['d50']:.1f}/{s['d90']:.1f} {unit}"
     )
+    if table.attrs.get("mask_warning"):
+        text += "\nwarning: " + table.attrs["mask_warning"]
+    return text
 
 
 # ---------------------------------------------------------------------------
@@ -776,9 +785,14 @@ class PlotWidget(Container):
                 raise SEMAnalysisError("no 'equivalent_diameter' column: measure the objects first")
             v = df[col].to_numpy(float)
             v = v[np.isfinite(v)]
+            if v.size == 0:
+                raise SEMAnalysisError("no finite equivalent diameters to plot")
             edges = np.geomspace(max(v.min(), 1e-9), v.max() * 1.0001, bins + 1) if self._log.value and v.min() > 0 else bins
             ax.hist(v, bins=edges, color="#4C72B0", alpha=0.85)
-            d10, d50, d90 = np.percentile(v, [10, 50, 90])
+            # the same D10/D50/D90 as summarize() and the Measure widget's summary line
+            from ..measurement import _weighted_quantiles
+
+            d10, d50, d90 = _weighted_quantiles(v, np.ones(v.size), (0.1, 0.5, 0.9))
             for d, name in ((d10, "D10"), (d50, "D50"), (d90, "D90")):
                 ax.axvline(d, color="k", ls="--", lw=1)
                 ax.text(d, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", ha="right", fontsize=8)
