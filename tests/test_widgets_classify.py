@@ -271,3 +271,145 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
     widget2._folder.value = tmp_path / "missing"
     assert widget2.train() is None
     assert "folder" in errors[-1]
+
+
+# ---------------------------------------------------------------------------
+# added in review: the AM pore sample as a user opens it, annotation in the
+# Feature table, heat-map class kept across layer changes
+# ---------------------------------------------------------------------------
+
+
+def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_path):
+    """File > Open Sample > AM pores, click 4 pores per class, train, predict, save, load."""
+    import napari_sem_analysis as sem
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-sem-analysis", "am_pores")
+    img_layer, lab_layer = viewer.layers[0], viewer.layers[1]
+    truth_table = lab_layer.features.copy()  # the sample's ground truth: label, class
+    labels_before, image_before = lab_layer.data.copy(), img_layer.data.copy()
+    sample = sem.sample_am_pores()
+    np.testing.assert_array_equal(labels_before, sample.labels)
+
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Object classifier")
+    assert widget.class_names == ["gas", "keyhole", "lack-of-fusion"]  # the AM defaults
+    widget._labels.value = lab_layer
+    widget._image.value = img_layer
+    points = widget.add_example_layers()
+    assert tuple(points[0].scale) == tuple(lab_layer.scale)
+    by_class = {k: [lab for lab, c in sample.classes.items() if c == k] for k in range(3)}
+    for k, layer in enumerate(points):
+        layer.data = np.array([_inside_point(labels_before, lab) for lab in by_class[k][:4]], float)
+    widget.train()
+    _wait(qtbot, widget)
+    assert widget.cv_result is not None and widget.cv_result.confusion_matrix.sum() == 12
+    ax = widget._canvas.figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == CLASSES
+    assert sorted(int(t.get_text()) for t in ax.texts) == sorted(widget.cv_result.confusion_matrix.ravel().tolist())
+
+    widget.predict()
+    _wait(qtbot, widget, runs=2)
+    feats = lab_layer.features
+    # the sample's ground-truth classes are kept as the user's annotations, predictions fill 'class'
+    truth = dict(zip(truth_table["label"], truth_table["class"]))
+    assert dict(zip(feats["index"], feats["class_annotation"])) == truth
+    acc = np.mean([p == truth[lab] for lab, p in zip(feats["index"], feats["class"])])
+    assert acc >= 0.9  # 12 clicks classify the 150 pores
+    out = viewer.layers["object classes"]
+    for i in range(3):  # class colours: the same in the output layer and for the clicked examples
+        np.testing.assert_allclose(out.colormap.map(np.array([i + 1]))[0], _classify.class_color(i), atol=1e-6)
+        points[i].add([[5.0, 5.0]])  # what a click adds gets the class colour
+        np.testing.assert_allclose(points[i].face_color[-1], _classify.class_color(i), atol=1e-2)
+    assert out.colormap.map(np.array([0]))[0][3] == 0  # background transparent
+    n_layers = len(viewer.layers)
+    widget.predict()
+    _wait(qtbot, widget, runs=3)
+    assert len(viewer.layers) == n_layers
+    assert dict(zip(lab_layer.features["index"], lab_layer.features["class_annotation"])) == truth
+    np.testing.assert_array_equal(lab_layer.data, labels_before)
+    np.testing.assert_array_equal(img_layer.data, image_before)
+
+    widget._save_path.value = tmp_path / "am.semclf"
+    assert widget.save_model() is not None
+    _, widget2 = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Object classifier")
+    widget2._load_path.value = tmp_path / "am.semclf"
+    loaded = widget2.load_model()
+    np.testing.assert_array_equal(
+        loaded.predict(sem.measure(labels_before, image_before, pixel_size=sample.pixel_size)),
+        lab_layer.features.sort_values("index")["class"].to_numpy(),
+    )
+    assert errors == []
+
+
+def test_object_widget_annotate_in_feature_table(pore_viewer, qtbot, errors):
+    """'Add class column', type classes into the Feature table, train from that column."""
+    from qtpy.QtCore import Qt
+
+    from napari_sem_analysis.widgets._measure import FeatureTableWidget
+
+    viewer, img_layer, lab_layer, classes = pore_viewer
+    widget = ObjectClassifierWidget(viewer)
+    widget._labels.value = lab_layer
+    feats = widget.add_class_column()
+    assert sorted(feats["index"]) == sorted(classes) and (feats["class"] == "").all()
+    assert widget._source.value == "labels features 'class' column"
+
+    table = FeatureTableWidget(viewer)
+    table.set_layer(lab_layer)
+    model = table.model
+    col = list(model.df.columns).index("class")
+    assert model.flags(model.index(0, col)) & Qt.ItemFlag.ItemIsEditable
+    assert not model.flags(model.index(0, list(model.df.columns).index("index"))) & Qt.ItemFlag.ItemIsEditable
+    # sort by index descending: edits must land on the object of the row shown, not the row number
+    table._sort = ("index", False)
+    table.apply_filter("")
+    annotated = {}
+    for row in range(len(model.df)):
+        lab = int(model.df["index"].iloc[row])
+        if lab % 3 == 0:
+            name = CLASSES[classes[lab]]
+            assert model.setData(model.index(row, col), f" {name} ", Qt.ItemDataRole.EditRole)
+            annotated[lab] = name
+    assert not model.setData(model.index(0, list(model.df.columns).index("index")), "7", Qt.ItemDataRole.EditRole)
+    got = dict(zip(lab_layer.features["index"], lab_layer.features["class"]))
+    assert {lab: v for lab, v in got.items() if v} == annotated
+    assert model.data(model.index(0, col), Qt.ItemDataRole.EditRole) == got[int(model.df["index"].iloc[0])]
+    assert widget.examples() == annotated
+    widget.train()
+    _wait(qtbot, widget)
+    assert widget.classifier is not None and widget.cv_result.confusion_matrix.sum() == len(annotated)
+    assert errors == []
+
+
+def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot, errors, texture_folder, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(2)
+    layer = viewer.add_image(np.concatenate([texture(0, rng, 128), texture(1, rng, 128)], axis=1), name="sample")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Image and tile classifier")
+    widget._folder.value = texture_folder
+    widget._tile.value = 64
+    widget._cv.value = False
+    widget.train()
+    _wait(qtbot, widget)
+    assert widget._heat_class.choices == ("blobs", "grain")
+    widget._heat_class.value = "blobs"
+    widget._heatmap.value = True
+    widget._image.value = layer
+    widget.predict()  # adds two layers: napari resets the docked widget's choices
+    _wait(qtbot, widget, runs=2)
+    viewer.add_image(np.zeros((8, 8)), name="other")
+    assert widget._heat_class.choices == ("blobs", "grain") and widget._heat_class.value == "blobs"
+    widget.predict()
+    _wait(qtbot, widget, runs=3)
+    heat = viewer.layers["tile probability"]
+    assert heat.metadata["class"] == "blobs"
+    assert heat.data[:, :128].mean() > 0.5 > heat.data[:, 128:].mean()
+    # a loaded model brings its classes too
+    widget._save_path.value = tmp_path / "t.semclf"
+    widget.save_model()
+    _, widget2 = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Image and tile classifier")
+    widget2._load_path.value = tmp_path / "t.semclf"
+    widget2.load_model()
+    viewer.add_image(np.zeros((8, 8)), name="third")
+    assert widget2._heat_class.choices == ("blobs", "grain")
+    assert errors == []

@@ -412,6 +412,21 @@ def _dump_sklearn(estimator) -> bytes:
     return sio.dumps(estimator)
 
 
+def _check_classes(estimator, class_names, name: str) -> None:
+    """The model's class indices must index into the file's class names."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        return
+    try:
+        idx = np.asarray(classes, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise SEMAnalysisError(f"{name}: the model's classes are not class indices") from None
+    if idx.size and (idx.min() < 0 or idx.max() >= len(class_names)):
+        raise SEMAnalysisError(
+            f"{name}: the model knows {idx.size} classes but the file names {len(class_names)} ({class_names})"
+        )
+
+
 def _load_sklearn(payload: bytes, name: str):
     """Load a skops dump, accepting only the types our models are made of."""
     import skops.io as sio
@@ -733,14 +748,17 @@ class ObjectClassifier:
             )
             clf.feature_names_ = [str(c) for c in meta["feature_names"]]
             clf.fill_values_ = np.asarray(meta["fill_values"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (SEMAnalysisError, KeyError, TypeError, ValueError) as exc:
             raise SEMAnalysisError(f"{Path(path).name}: invalid classifier description ({exc})") from None
+        if clf.class_names is None or len(clf.class_names) < 2:
+            raise SEMAnalysisError(f"{Path(path).name}: invalid classifier description (fewer than two classes)")
         est = _load_sklearn(payload, Path(path).name)
         n_features = getattr(est, "n_features_in_", None)
         if n_features is not None and n_features != len(clf.feature_names_):
             raise SEMAnalysisError(f"{Path(path).name}: the model does not match its feature list")
         if len(clf.fill_values_) != len(clf.feature_names_):
             raise SEMAnalysisError(f"{Path(path).name}: the model does not match its feature list")
+        _check_classes(est, clf.class_names, Path(path).name)
         clf.estimator_ = est
         return clf
 
@@ -1571,6 +1589,7 @@ class ImageClassifier:
             n_features = getattr(est, "n_features_in_", None)
             if clf.feature_names_ is None or (n_features is not None and n_features != len(clf.feature_names_)):
                 raise SEMAnalysisError(f"{name}: the model does not match its feature list")
+            _check_classes(est, clf.class_names, name)
             clf.estimator_ = est
             return clf
         try:

@@ -278,6 +278,7 @@ class ObjectClassifierWidget(Container):
         self._source = ComboBox(
             label="examples from", choices=["points layers", "labels features 'class' column"], value="points layers"
         )
+        self._add_column = PushButton(text="Add 'class' column (type classes in the Feature table)")
         self._model = ComboBox(label="model", choices=_MODELS, value="random_forest")
         self._features = ComboBox(
             label="features", choices=["shape", "shape+intensity", "shape+texture", "all"], value="shape"
@@ -296,6 +297,7 @@ class ObjectClassifierWidget(Container):
                 self._classes,
                 self._add_points,
                 self._source,
+                self._add_column,
                 self._model,
                 self._features,
                 self._train,
@@ -309,6 +311,7 @@ class ObjectClassifierWidget(Container):
         )
         self._canvas = _figure_canvas(self)
         self._add_points.changed.connect(self.add_example_layers)
+        self._add_column.changed.connect(self.add_class_column)
         self._train.changed.connect(self.train)
         self._predict.changed.connect(self.predict)
         self._save.changed.connect(self.save_model)
@@ -355,6 +358,35 @@ class ObjectClassifierWidget(Container):
             layers.append(layer)
         return layers
 
+    def add_class_column(self, _event=None):
+        """Give the Labels layer's features an empty ``class`` column to annotate.
+
+        Existing features (e.g. measurements) are kept; without features a
+        table with one row per object (``index``) is made. The column is then
+        edited in the *Feature table* (double-click a cell, type a class name)
+        and used with *examples from: labels features 'class' column*.
+        """
+        labels_layer = self._labels.value
+        if labels_layer is None:
+            notify_error("choose a Labels layer first")
+            return None
+        feats = pd.DataFrame(labels_layer.features).reset_index(drop=True)
+        if "class" in feats.columns:
+            notify_info(f"{labels_layer.name!r} already has a 'class' column")
+        else:
+            if len(feats) == 0 or not ({"index", "label"} & set(feats.columns)):
+                ids = np.unique(as_array(labels_layer.data))
+                ids = ids[ids > 0]
+                base = pd.DataFrame({"index": ids.astype(int)})
+                feats = base if len(feats) != len(ids) else pd.concat([base, feats], axis=1)
+            feats["class"] = ""
+            labels_layer.features = feats
+            notify_info(
+                f"added a 'class' column to {labels_layer.name!r}: type class names into it in the Feature table"
+            )
+        self._source.value = "labels features 'class' column"
+        return labels_layer.features
+
     def _examples_from_points(self, labels_layer) -> dict[int, str]:
         labels = as_array(labels_layer.data)
         found: dict[int, str] = {}
@@ -385,7 +417,10 @@ class ObjectClassifierWidget(Container):
         feats = labels_layer.features
         col = "class_annotation" if "class_annotation" in feats.columns else "class"
         if col not in feats.columns:
-            raise SEMAnalysisError(f"the layer {labels_layer.name!r} has no 'class' column in its features")
+            raise SEMAnalysisError(
+                f"the layer {labels_layer.name!r} has no 'class' column in its features: "
+                "press \"Add 'class' column\" and type classes in the Feature table"
+            )
         ids = _feature_ids(feats)
         names = set(self.class_names)
         found = {}
@@ -616,7 +651,8 @@ class TileClassifierWidget(Container):
         self._report = Label(value="not trained")
         self._image = ComboBox(label="classify image", choices=lambda w: _layers_of(self.viewer, "Image"))
         self._heatmap = CheckBox(text="probability heat-map", value=False)
-        self._heat_class = ComboBox(label="heat-map class", choices=[])
+        # choices from the classifier (a callable, so that napari's reset_choices on layer changes keeps them)
+        self._heat_class = ComboBox(label="heat-map class", choices=self._heat_class_choices)
         self._predict = PushButton(text="Classify tiles")
         self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
         self._save = PushButton(text="Save model")
@@ -663,6 +699,10 @@ class TileClassifierWidget(Container):
     def _reset(self, _event=None):
         self._train_layers.reset_choices()
         self._image.reset_choices()
+
+    def _heat_class_choices(self, _widget=None):
+        clf = getattr(self, "classifier", None)
+        return list(clf.class_names) if clf is not None and clf.class_names else []
 
     def _update_visibility(self, _event=None):
         folder = self._source.value == "folder"
@@ -748,7 +788,7 @@ class TileClassifierWidget(Container):
             trained, result = out
             self.classifier = trained
             self._progress.value = "done"
-            self._heat_class.choices = list(trained.class_names)
+            self._heat_class.reset_choices()
             head = f"{trained.backend} classifier on {len(tiles)} tiles from {n_groups} images"
             if result is None or isinstance(result, str):
                 self.cv_result = None
@@ -877,6 +917,6 @@ class TileClassifierWidget(Container):
         self._backend.value = clf.backend
         if clf.tile_size_:
             self._tile.value = clf.tile_size_
-        self._heat_class.choices = list(clf.class_names)
+        self._heat_class.reset_choices()
         self._report.value = f"loaded {path.name}: {clf.backend}, classes {', '.join(clf.class_names)}"
         return clf

@@ -411,11 +411,33 @@ def _table_model_class():
     from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 
     class DataFrameModel(QAbstractTableModel):
-        """Read-only Qt model of a DataFrame (the visible, filtered and sorted rows)."""
+        """Qt model of a DataFrame (the visible, filtered and sorted rows).
+
+        Read-only except the class annotation columns (``EDITABLE``): an edit
+        there calls ``on_edit(row, column, text)`` with the row's index label.
+        """
+
+        EDITABLE = ("class", "class_annotation")
 
         def __init__(self, parent=None):
             super().__init__(parent)
             self.df = pd.DataFrame()
+            self.on_edit = None
+
+        def flags(self, index):
+            flags = super().flags(index)
+            if index.isValid() and self.on_edit is not None and str(self.df.columns[index.column()]) in self.EDITABLE:
+                flags |= Qt.ItemFlag.ItemIsEditable
+            return flags
+
+        def setData(self, index, value, role=Qt.ItemDataRole.EditRole):
+            if not index.isValid() or role != Qt.ItemDataRole.EditRole or self.on_edit is None:
+                return False
+            column = str(self.df.columns[index.column()])
+            if column not in self.EDITABLE:
+                return False
+            self.on_edit(self.df.index[index.row()], column, str(value).strip())
+            return True
 
         def set_frame(self, df: pd.DataFrame):
             self.beginResetModel()
@@ -429,9 +451,11 @@ def _table_model_class():
             return 0 if parent.isValid() else self.df.shape[1]
 
         def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-            if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+            if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
                 return None
             v = self.df.iat[index.row(), index.column()]
+            if v is None or (isinstance(v, float) and not np.isfinite(v) and role == Qt.ItemDataRole.EditRole):
+                return ""
             if isinstance(v, (float, np.floating)):
                 return "" if not np.isfinite(v) else f"{v:.6g}"
             return str(v)
@@ -455,7 +479,9 @@ class FeatureTableWidget(Container):
     * selecting a row selects that object (Labels: ``selected_label`` with
       only the selected label shown; Points/Shapes: the selected item) and
       centres the view on it; picking a label in the viewer selects its row;
-    * export the visible rows to CSV or Excel (units in the column headers).
+    * export the visible rows to CSV or Excel (units in the column headers);
+    * double-click a cell of a ``class`` (or ``class_annotation``) column to
+      type an object's class: the object classifier trains from that column.
     """
 
     def __init__(self, napari_viewer):
@@ -486,6 +512,7 @@ class FeatureTableWidget(Container):
         self.extend([self._layer_box, self._filter, self._highlight, self._center, self._count, self._csv_btn, self._xlsx_btn])
 
         self.model = _table_model_class()()
+        self.model.on_edit = self._cell_edited
         self.view = QTableView()
         self.view.setModel(self.model)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -547,6 +574,19 @@ class FeatureTableWidget(Container):
                 ev.connect(cb)
             self._connections = events
         self._refresh()
+
+    def _cell_edited(self, row, column: str, text: str):
+        """Write an edited class annotation back into the layer's features."""
+        layer = self._layer
+        if layer is None:
+            return
+        feats = pd.DataFrame(layer.features).reset_index(drop=True)
+        if column not in feats.columns or not 0 <= int(row) < len(feats):
+            return
+        values = feats[column].astype(object).where(feats[column].notna(), "")
+        values.iloc[int(row)] = text
+        feats[column] = values
+        layer.features = feats  # the features event refreshes the table
 
     def _refresh(self, _event=None):
         df = pd.DataFrame() if self._layer is None else pd.DataFrame(self._layer.features)
