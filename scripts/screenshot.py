@@ -26,7 +26,9 @@ def main(out="docs/images/screenshot.png") -> None:
     ps = sample_pixel_size(image)
     labels = sem.segment_particles(image.data, pixel_size=ps)
     lab = viewer.add_labels(labels, name="particle labels", scale=image.scale, units=image.units, opacity=0.45)
-    viewer.scale_bar.visible = True
+    canvas = getattr(viewer, "canvas", None)  # napari >= 0.9 moved the scale bar to the canvas overlays
+    scale_bar = canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
+    scale_bar.visible = True
     docked = {}
     for name in ("Measure", "Feature table", "Plots"):
         try:
@@ -47,6 +49,9 @@ def main(out="docs/images/screenshot.png") -> None:
         plots.set_layer(lab)
         plots.plot("size distribution")
     for _ in range(30):
+        QApplication.processEvents()
+    viewer.reset_view()  # fit the whole image in the canvas left by the docks
+    for _ in range(10):
         QApplication.processEvents()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(out, canvas_only=False, flash=False)
