@@ -368,3 +368,27 @@ def test_folder_without_images_says_why(tmp_path):
     (tmp_path / "masks").mkdir()
     with pytest.raises(SEMAnalysisError, match="not searched recursively; subfolders: images, masks"):
         collect_inputs(tmp_path)
+
+
+def test_another_pixel_size_is_not_silently_resumed(folder, tmp_path):
+    """Results computed at one --pixel-size are not passed off as results at another one."""
+    out = tmp_path / "out"
+    files = [folder / "a.tif"]
+    run_batch(RECIPE, files, out, progress=False, report=False)  # pixel size from the metadata
+    with pytest.raises(SEMAnalysisError, match="pixel-size"):
+        run_batch(RECIPE, files, out, progress=False, report=False, pixel_size=3.0)
+    res = run_batch(RECIPE, files, out, progress=False, report=False, pixel_size=3.0, overwrite=True)
+    assert res.processed == ["a"] and res.summary["pixel_size_nm"].tolist() == [3.0]
+    again = run_batch(RECIPE, files, out, progress=False, report=False, pixel_size=3.0)
+    assert again.skipped == ["a"] and again.summary["pixel_size_nm"].tolist() == [3.0]
+    with pytest.raises(SEMAnalysisError, match="pixel_size"):
+        run_batch(RECIPE, files, tmp_path / "o2", progress=False, pixel_size=float("nan"))
+
+
+def test_report_of_failed_images_reads_cleanly(folder, tmp_path):
+    out = tmp_path / "out"
+    run_batch(RECIPE, [folder / "a.tif", folder / "corrupt.tif"], out, progress=False)
+    html = (out / "report.html").read_text()
+    assert "&lt;NA&gt;" not in html  # the failed image's empty count cell
+    item = next(line for line in html.splitlines() if line.startswith("<li class='err'>"))
+    assert item.startswith("<li class='err'>corrupt.tif: ") and item.count("corrupt.tif") == 1

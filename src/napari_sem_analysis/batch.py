@@ -208,8 +208,14 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     Never raises for a bad image: the error goes into ``result["error"]``.
     This is the function that local processes and Dask workers run.
     """
+    import logging
+
     t0 = time.perf_counter()
     out: dict[str, Any] = {"file": str(path), "status": "ok", "error": ""}
+    # tifffile logs every bad tag of a corrupt file; the error is reported in the summary instead
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
     try:
         wf = Workflow.from_dict(recipe)
         res = wf.run(path, pixel_size=pixel_size)
@@ -230,6 +236,8 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     except Exception as exc:  # keep going: report, skip the file
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         out.update(status="error", error=f"{Path(path).name}: {tb}")
+    finally:
+        tiff_log.setLevel(level)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -299,8 +307,10 @@ class BatchResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _recipe_hash(recipe: dict) -> str:
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
+    """Identifies what a result was computed with: the recipe and a ``--pixel-size`` override."""
+    key: Any = recipe if pixel_size is None else {"recipe": recipe, "pixel_size": float(pixel_size)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _paths(out_dir: Path, name: str) -> dict[str, Path]:
@@ -493,10 +503,12 @@ def run_batch(
     wf = load_recipe(recipe)
     wf.validate()
     recipe_dict = wf.to_dict()
-    rhash = _recipe_hash(recipe_dict)
     jobs = int(jobs)
     if jobs < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
+    if pixel_size is not None and not (np.isfinite(float(pixel_size)) and float(pixel_size) > 0):
+        raise SEMAnalysisError(f"pixel_size must be a positive number of nm, got {pixel_size}")
+    rhash = _recipe_hash(recipe_dict, pixel_size)
     files = collect_inputs(inputs)
     names = _output_names(files)
     out_dir = Path(out_dir)
@@ -525,8 +537,8 @@ def run_batch(
             rec = _read_record(rec_path, rhash)
             if rec is None and _read_record(rec_path, None) is not None:
                 raise SEMAnalysisError(
-                    f"{out_dir} holds results of a different recipe for {f.name}; "
-                    "choose another folder or overwrite"
+                    f"{out_dir} holds results of a different recipe for {f.name} "
+                    "(or ones computed with another --pixel-size); choose another folder or overwrite"
                 )
             if rec is not None and resume:
                 done[name] = rec
@@ -802,9 +814,15 @@ def write_report(out_dir, summary: pd.DataFrame, workflow: Workflow) -> Path:
     if n_err:
         parts.append("<h2>Failed images</h2><ul>")
         for _, r in summary[summary["status"] != "ok"].iterrows():
-            parts.append(f"<li class='err'>{html.escape(str(r['file']))}: {html.escape(str(r.get('error', '')))}</li>")
+            file, error = str(r["file"]), str(r.get("error", ""))
+            if error.startswith(f"{file}: "):  # the reader's messages start with the file name
+                error = error[len(file) + 2:]
+            parts.append(f"<li class='err'>{html.escape(file)}: {html.escape(error)}</li>")
         parts.append("</ul>")
     show = summary.drop(columns=[c for c in ("error",) if c in summary and not n_err])
+    for c in show.columns:  # integer counts of failed images: an empty cell, not "<NA>"
+        if isinstance(show[c].dtype, pd.Int64Dtype):
+            show[c] = show[c].astype(object).where(show[c].notna(), "")
     parts.append("<h2>Summary per image</h2>")
     parts.append(show.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
     parts.append("<h2>Recipe</h2><pre>" + html.escape(workflow.to_yaml()) + "</pre>")
