@@ -172,10 +172,16 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     table.apply_filter("")
     assert len(table.visible_table) == 4
 
-    # row -> viewer
-    table.select_row(1)  # label 6 (sorted by area, descending)
+    # row -> viewer (through napari 0.9's viewer.scene.camera, not the deprecated viewer.camera)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table.select_row(1)  # label 6 (sorted by area, descending)
+    assert not [w for w in caught if "viewer.camera" in str(w.message)]
     assert lab_layer.selected_label == 6 and lab_layer.show_selected_label
-    centre = np.asarray(viewer.camera.center)[-2:]
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    centre = np.asarray(camera.center)[-2:]
     np.testing.assert_allclose(centre, np.array([70, 30]) * PS, atol=PS)
     # viewer -> row
     lab_layer.selected_label = 2
@@ -334,3 +340,92 @@ def test_measuring_a_thresholded_mask_says_it_is_one_object(scene, qtbot, errors
     widget.run()
     _wait(qtbot, widget, runs=2)
     assert "4 objects" in widget._summary.value and "warning" not in widget._summary.value
+
+
+def test_table_and_outlines_select_each_other(scene, qtbot, errors):
+    """Shapes of outlines: a row selects its outline, selecting an outline selects its row (also sorted)."""
+    viewer, img_layer, lab_layer = scene
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._shapes.value = "outlines"
+    widget.run()
+    _wait(qtbot, widget)
+    assert errors == []
+    shp = viewer.layers[SHAPES_NAME]
+    table = widget.table_widget
+    table.set_layer(shp)
+    table.sort_by("area", ascending=False)  # rows: labels 8, 6, 4, 2 = shapes 3, 2, 1, 0
+    table.select_row(0)
+    assert set(shp.selected_data) == {3}
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    np.testing.assert_allclose(np.asarray(camera.center)[-2:], np.array([70, 85]) * PS, atol=PS)
+    shp.selected_data = {1}  # label 4
+    assert table.selected_rows() == [2]
+    assert table.visible_table.iloc[2]["label"] == 4
+
+
+def test_tile_texture_rerun_updates_the_layer_and_leaves_the_image(scene, qtbot, errors):
+    viewer, img_layer, lab_layer = scene
+    before = img_layer.data.copy()
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._tile.value = 40 * PS
+    widget.run_tiles()
+    _wait(qtbot, widget)
+    n_layers = len(viewer.layers)
+    widget._tile.value = 20 * PS  # 5 x 6 tiles of 20 px on 100 x 120
+    widget.run_tiles()
+    _wait(qtbot, widget, runs=2)
+    assert errors == []
+    assert len(viewer.layers) == n_layers
+    layer = viewer.layers[TILES_NAME]
+    assert layer.nshapes == 30 and len(layer.features) == 30
+    # each tile rectangle is where its features say (pixel corners)
+    for rect, (_, row) in zip(layer.data, layer.features.iterrows()):
+        assert rect[:, 0].min() == row["y"] - 0.5 and rect[:, 1].max() == row["x"] + row["width"] - 0.5
+    np.testing.assert_array_equal(img_layer.data, before)
+
+
+def test_tiles_too_many_for_a_shapes_layer_are_refused(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((600, 600), np.uint8), name="big")
+    widget = MeasureWidget(viewer)
+    widget._image.value = img
+    widget._tile.value = 4  # px (no scale): 150 x 150 = 22,500 tiles
+    assert widget.run_tiles() is None
+    assert "22500 tiles" in errors[-1] and "at least 5 px" in errors[-1]
+    assert TILES_NAME not in [ly.name for ly in viewer.layers]
+
+
+def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, errors, rng, monkeypatch):
+    """100k one-pixel labels: table and points, outlines refused with a message; one giant label: one row."""
+    infos = []
+    monkeypatch.setattr(_measure, "notify_info", infos.append)
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[:448, :448]
+    on = (yy + xx) % 2 == 0
+    tiny = np.zeros((448, 448), np.int32)
+    tiny[on] = np.arange(1, on.sum() + 1)
+    img_layer = viewer.add_image(rng.integers(0, 256, (448, 448)).astype(np.uint8), name="sem")
+    lab_layer = viewer.add_labels(tiny, name="tiny")
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._points.value = True
+    widget._shapes.value = "outlines"
+    widget.run()
+    _wait(qtbot, widget)
+    assert errors == []
+    assert len(lab_layer.features) == 100_352 and (lab_layer.features["area"] == 1).all()
+    assert len(viewer.layers[POINTS_NAME].data) == 100_352
+    assert SHAPES_NAME not in [ly.name for ly in viewer.layers]
+    assert "100352 objects" in widget._summary.value and "no Shapes layer" in widget._summary.value
+    assert infos and "no Shapes layer" in infos[-1]
+    assert len(widget.table_widget.visible_table) == 100_352
+
+    giant = viewer.add_labels(np.ones((448, 448), np.int32), name="giant")
+    widget._labels.value = giant
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert errors == []
+    assert len(giant.features) == 1 and giant.features["area"][0] == 448 * 448
+    shp = viewer.layers[SHAPES_NAME]
+    assert shp.nshapes == 1
+    np.testing.assert_allclose([np.ptp(shp.data[0][:, 0]), np.ptp(shp.data[0][:, 1])], [447, 447], atol=1)
+    assert len(viewer.layers[POINTS_NAME].data) == 1

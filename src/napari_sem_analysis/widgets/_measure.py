@@ -41,6 +41,23 @@ POINTS_NAME = "measure centroids"
 SHAPES_NAME = "measure outlines"
 TILES_NAME = "texture tiles"
 _UNITS_KEY = "measurement_units"
+#: most shapes (outlines, boxes, tiles) written to a Shapes layer: napari builds
+#: Shapes layers at roughly 4,000 polygons per second on the GUI thread, so 100,000
+#: objects would freeze the viewer for about half a minute
+MAX_SHAPES = 20_000
+
+
+def _camera(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` (napari >= 0.9), else ``viewer.camera``."""
+    camera = getattr(getattr(viewer, "scene", None), "camera", None)
+    return camera if camera is not None else viewer.camera
+
+
+def _too_many_shapes(n: int, what: str) -> str:
+    return (
+        f"{n} {what}: more than the {MAX_SHAPES} shapes a Shapes layer can show without "
+        "freezing napari, so no Shapes layer was written"
+    )
 
 
 def _layers_of(viewer, *kinds: str):
@@ -245,7 +262,9 @@ class MeasureWidget(Container):
                 table.attrs["mask_warning"] = mask_warning(labels)
             yield 1
             geometry = None
-            if shapes == "outlines":
+            if shapes != "none" and len(table) > MAX_SHAPES:
+                table.attrs["shapes_skipped"] = _too_many_shapes(len(table), "objects") + " (the Points layer can show them)"
+            elif shapes == "outlines":
                 geometry = object_outlines(labels)[1]
             elif shapes == "oriented boxes":
                 geometry = list(oriented_boxes(labels)[1])
@@ -303,6 +322,8 @@ class MeasureWidget(Container):
             output="measurements",
         )
         self._summary.value = _summary_text(table)
+        if table.attrs.get("shapes_skipped"):
+            notify_info(table.attrs["shapes_skipped"])
         if self._show_table.value:
             self.show_table(labels_layer)
 
@@ -339,6 +360,15 @@ class MeasureWidget(Container):
         tile_px = int(round(self._tile.value / ps)) if ps is not None else int(round(self._tile.value))
         if tile_px < 2:
             notify_error(f"tile size {self._tile.value} is below 2 pixels")
+            return None
+        h, w = image.shape
+        n_tiles = -(-h // tile_px) * -(-w // tile_px)
+        if n_tiles > MAX_SHAPES:
+            smallest = tile_px
+            while -(-h // smallest) * -(-w // smallest) > MAX_SHAPES:
+                smallest += 1
+            size = f"{smallest * ps:g} nm" if ps is not None else f"{smallest} px"
+            notify_error(f"{_too_many_shapes(n_tiles, 'tiles')}; choose a tile size of at least {size}")
             return None
         levels = int(self._levels.value) or None
 
@@ -401,6 +431,8 @@ def _summary_text(table: pd.DataFrame) -> str:
     )
     if table.attrs.get("mask_warning"):
         text += "\nwarning: " + table.attrs["mask_warning"]
+    if table.attrs.get("shapes_skipped"):
+        text += "\n" + table.attrs["shapes_skipped"]
     return text
 
 
@@ -657,7 +689,7 @@ class FeatureTableWidget(Container):
                 ps = layer_pixel_size(layer)
                 data_pt = np.array([rec["centroid_y"], rec["centroid_x"]], float) / (ps or 1.0)
                 world = np.asarray(layer.data_to_world(data_pt))
-                self.viewer.camera.center = tuple(world[-2:])
+                _camera(self.viewer).center = tuple(world[-2:])
         finally:
             self._syncing = False
 
