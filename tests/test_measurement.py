@@ -112,6 +112,34 @@ def test_disc_and_square_of_known_size_in_nm():
     assert bar["feret_max"] == pytest.approx(np.hypot(80, 4) * PS)
 
 
+def _calipers_brute_force(mask):
+    """Largest and smallest caliper widths of the pixel squares, without OpenCV or edge tricks:
+    all pairs of hull vertices (scipy) and the width over 100,000 directions."""
+    from scipy.spatial import ConvexHull
+
+    rr, cc = np.nonzero(mask)
+    corners = np.concatenate([np.stack([rr + dy, cc + dx], 1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)])
+    hull = corners[ConvexHull(corners).vertices]
+    fmax = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1)).max()
+    angles = np.linspace(0, np.pi, 100_000, endpoint=False)
+    proj = hull @ np.stack([np.cos(angles), np.sin(angles)])
+    return fmax, (proj.max(0) - proj.min(0)).min(), np.ptp(hull, axis=0).max() * np.pi / 100_000
+
+
+@pytest.mark.parametrize("theta", [0.3, 0.7, 1.1, 2.5])
+def test_feret_of_rotated_bars_equals_brute_force(theta):
+    yy, xx = np.mgrid[:200, :200]
+    u = (yy - 100) * np.cos(theta) + (xx - 100) * np.sin(theta)
+    v = -(yy - 100) * np.sin(theta) + (xx - 100) * np.cos(theta)
+    bar = (np.abs(u) < 50) & (np.abs(v) < 12)  # about 100 x 24 px, rotated
+    t = measure(bar.astype(np.int32), pixel_size=PS)
+    fmax, fmin, step_error = _calipers_brute_force(bar)
+    assert t["feret_max"][0] == pytest.approx(fmax * PS, rel=1e-12)
+    # the sampled minimum can only overshoot the true one, by at most diameter x angle step
+    assert fmin * PS - 1e-9 >= t["feret_min"][0] >= (fmin - 2 * step_error) * PS
+    assert 24 * PS < t["feret_min"][0] < 26 * PS and 100 * PS < t["feret_max"][0] < 104 * PS
+
+
 def test_units_without_pixel_size_and_concave_solidity():
     labels = np.zeros((50, 50), np.int32)
     labels[10:40, 10:40] = 1

@@ -75,6 +75,12 @@ def test_glcm_whole_image_and_tiles_equal_skimage(rng):
     assert whole["glcm_contrast"][0] == pytest.approx(graycoprops(P, "contrast").mean(), rel=1e-12)
     assert whole["glcm_correlation"][0] == pytest.approx(graycoprops(P, "correlation").mean(), rel=1e-9)
 
+    # uint8 with the default levels: the raw grey values, no quantisation (levels=256)
+    default = glcm_features(image, np.ones(image.shape, int))
+    assert default.attrs["glcm"]["levels"] == 256
+    assert default["glcm_entropy"][0] == pytest.approx(graycoprops(P, "entropy").mean(), rel=1e-12)
+    assert default["glcm_contrast"][0] == whole["glcm_contrast"][0]
+
     tiles = glcm_features(image, tile_size=16, levels=32)
     assert len(tiles) == 3 * 4  # partial tiles at the right and bottom edges kept
     q, _ = quantize(image, 32)
@@ -111,6 +117,11 @@ def test_lbp_features_equal_skimage_histograms(rng):
         np.testing.assert_allclose(row[[f"lbp_{k}" for k in range(10)]].to_numpy(float), ref, atol=1e-12)
     tiles = lbp_features(image, tile_size=20)
     np.testing.assert_allclose(tiles.filter(like="lbp_").sum(axis=1), 1.0)
+    assert len(tiles) == 3 * 3  # 48 x 56 in 20 px tiles, partial tiles kept
+    for _, t in tiles.iterrows():
+        y, x, h, w = (int(t[k]) for k in ("y", "x", "height", "width"))
+        ref = np.bincount(codes[y : y + h, x : x + w].ravel(), minlength=10) / (h * w)
+        np.testing.assert_allclose(t[[f"lbp_{k}" for k in range(10)]].to_numpy(float), ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
