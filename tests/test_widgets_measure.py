@@ -186,6 +186,16 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     # viewer -> row
     lab_layer.selected_label = 2
     assert table.selected_rows() == [3]
+    # unticking 'show only the selected object' shows every object again
+    table._highlight.value = False
+    assert not lab_layer.show_selected_label
+    table._highlight.value = True
+    assert lab_layer.show_selected_label
+    # the headers say the units
+    from qtpy.QtCore import Qt
+
+    headers = [table.model.headerData(i, Qt.Orientation.Horizontal) for i in range(table.model.columnCount())]
+    assert "area [nm^2]" in headers and "equivalent_diameter [nm]" in headers and "label" in headers
 
     csv = table.export_csv(tmp_path / "feat.csv")
     back = pd.read_csv(csv)

@@ -454,6 +454,7 @@ def _table_model_class():
         def __init__(self, parent=None):
             super().__init__(parent)
             self.df = pd.DataFrame()
+            self.units: dict = {}
             self.on_edit = None
 
         def flags(self, index):
@@ -471,9 +472,11 @@ def _table_model_class():
             self.on_edit(self.df.index[index.row()], column, str(value).strip())
             return True
 
-        def set_frame(self, df: pd.DataFrame):
+        def set_frame(self, df: pd.DataFrame, units: dict | None = None):
             self.beginResetModel()
             self.df = df
+            if units is not None:
+                self.units = dict(units)
             self.endResetModel()
 
         def rowCount(self, parent=QModelIndex()):
@@ -495,8 +498,8 @@ def _table_model_class():
         def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
             if role != Qt.ItemDataRole.DisplayRole:
                 return None
-            if orientation == Qt.Orientation.Horizontal:
-                return str(self.df.columns[section]) if section < self.df.shape[1] else None
+            if orientation == Qt.Orientation.Horizontal:  # the column name and its unit
+                return _axis_label(str(self.df.columns[section]), self.units) if section < self.df.shape[1] else None
             return str(section + 1)
 
     return DataFrameModel
@@ -558,6 +561,7 @@ class FeatureTableWidget(Container):
 
         self._layer_box.changed.connect(lambda v: self.set_layer(v))
         self._filter.changed.connect(lambda v: self.apply_filter(v))
+        self._highlight.changed.connect(self._highlight_changed)
         self._csv_btn.changed.connect(self._ask_csv)
         self._xlsx_btn.changed.connect(self._ask_excel)
         self.viewer.layers.events.inserted.connect(self._reset)
@@ -638,7 +642,7 @@ class FeatureTableWidget(Container):
         if self._sort is not None and self._sort[0] in df.columns:
             df = df.sort_values(self._sort[0], ascending=self._sort[1], kind="stable")
         self._view_df = df
-        self.model.set_frame(df)
+        self.model.set_frame(df, _units_of(self._layer))
         self._count.value = f"{len(df)} of {len(self._df)} rows"
 
     def sort_by(self, column: str, ascending: bool = True):
@@ -692,6 +696,15 @@ class FeatureTableWidget(Container):
                 _camera(self.viewer).center = tuple(world[-2:])
         finally:
             self._syncing = False
+
+    def _highlight_changed(self, value):
+        """Unticking 'show only the selected object' shows every label again (and ticking it
+        shows only the selected one, when a row is selected)."""
+        import napari
+
+        layer = self._layer
+        if isinstance(layer, napari.layers.Labels):
+            layer.show_selected_label = bool(value) and bool(self.selected_rows())
 
     def _label_picked(self, _event=None):
         if self._syncing or self._layer is None:
