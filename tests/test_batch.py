@@ -392,3 +392,34 @@ def test_report_of_failed_images_reads_cleanly(folder, tmp_path):
     assert "&lt;NA&gt;" not in html  # the failed image's empty count cell
     item = next(line for line in html.splitlines() if line.startswith("<li class='err'>"))
     assert item.startswith("<li class='err'>corrupt.tif: ") and item.count("corrupt.tif") == 1
+
+
+def test_tile_classifier_recipe_over_a_folder(tmp_path):
+    """Rust / no rust style: a saved tile classifier in a recipe, tiles per class for every image."""
+    from test_classification import texture
+
+    import napari_sem_analysis as sem
+
+    rng = np.random.default_rng(0)
+    tiles = [texture(k, rng, 32) for k in (0, 1) for _ in range(12)]
+    y = [n for n in ("blobs", "grain") for _ in range(12)]
+    model = sem.ImageClassifier("features", n_estimators=30, scales=(1,)).fit(tiles, y).save(tmp_path / "t.semclf")
+    d = tmp_path / "images"
+    d.mkdir()
+    layout = {"mostly_blobs": (0, 0, 0, 1), "mostly_grain": (1, 1, 1, 0)}
+    for name, kinds in layout.items():
+        tifffile.imwrite(d / f"{name}.tif", np.concatenate([texture(k, rng, 32) for k in kinds], axis=1))
+    recipe = {"name": "tiles", "steps": [{"function": "classify_tiles", "params": {"model": str(model), "tile_size": 32},
+                                          "inputs": {"image": "image"}, "output": "tile classes"}]}
+    out = tmp_path / "out"
+    res = run_batch(recipe, d, out, progress=False)
+    s = pd.read_csv(out / "summary.csv").set_index("name")
+    assert s.loc["mostly_blobs", "tiles_blobs"] == 3 and s.loc["mostly_grain", "tiles_grain"] == 3
+    assert s.loc["mostly_blobs", "blobs_fraction"] == pytest.approx(0.75)
+    assert list(s.columns[:2]) == ["file", "status"] and "tiles" in s.columns
+    table = pd.read_csv(out / "tables" / "mostly_grain.csv")
+    assert list(table["class"]) == ["grain", "grain", "grain", "blobs"]
+    assert {"row", "col", "y0", "x0", "y1", "x1", "prob_blobs", "prob_grain"} <= set(table.columns)
+    classes = tifffile.imread(out / "labels" / "mostly_grain_labels.tif")
+    assert (classes[:, :96] == 2).all() and (classes[:, 96:] == 1).all()
+    assert "Tile classes" in (out / "report.html").read_text() and not res.errors

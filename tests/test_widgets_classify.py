@@ -413,3 +413,114 @@ def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot
     viewer.add_image(np.zeros((8, 8)), name="third")
     assert widget2._heat_class.choices == ("blobs", "grain")
     assert errors == []
+
+
+# ---------------------------------------------------------------------------
+# the classifier widgets record their predictions in the workflow
+# ---------------------------------------------------------------------------
+
+
+def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, errors, tmp_path):
+    from napari_sem_analysis.widgets._common import clear_recorded_steps, recorded_steps
+    from napari_sem_analysis.widgets._workflow import WorkflowWidget
+    from napari_sem_analysis.workflows import Workflow
+
+    viewer, img_layer, lab_layer, classes = pore_viewer
+    clear_recorded_steps(viewer)
+    widget = ObjectClassifierWidget(viewer)
+    widget._labels.value = lab_layer
+    widget._image.value = img_layer
+    ids = sorted(classes)
+    lab_layer.features = pd.DataFrame({"index": ids, "class": [CLASSES[classes[lab]] for lab in ids]})
+    widget._source.value = "labels features 'class' column"
+    widget.train()
+    _wait(qtbot, widget)
+    widget.predict()
+    _wait(qtbot, widget, runs=2)
+    assert recorded_steps(viewer) == []  # the model is in no file yet: nothing a recipe could name
+    widget._save_path.value = tmp_path / "pores.semclf"
+    widget.save_model()
+    steps = recorded_steps(viewer)
+    assert steps == [{
+        "function": "classify_objects",
+        "params": {"model": str((tmp_path / "pores.semclf").resolve())},
+        "inputs": {"labels": "pores labels", "image": "pores"},
+        "output": "classes",
+    }]
+    widget.predict()  # predicting again records the same step once
+    _wait(qtbot, widget, runs=3)
+    assert recorded_steps(viewer) == steps
+
+    # the recorded recipe on another image gives what the classifier predicts there
+    image2, labels2, _ = make_pores(seed=4, n_per_class=10)
+    res = Workflow.from_steps(steps).run(image2, pixel_size=5.0, inputs={"pores labels": labels2})
+    from napari_sem_analysis.classification import object_features
+
+    expected = widget.classifier.predict(object_features(labels2, image2, pixel_size=5.0))
+    assert list(res.table["class"]) == list(expected)
+    assert sum(res.summary[f"count_{c}"] for c in CLASSES) == labels2.max()
+
+    # replayed in the Workflow widget on the viewer's layers: the classes land in the result's features
+    wwidget = WorkflowWidget(viewer)
+    assert "classify_objects" in wwidget._text.value
+    wwidget._image.value = img_layer
+    worker = wwidget.run()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    out = viewer.layers["recorded workflow result"]
+    np.testing.assert_array_equal(out.data, lab_layer.data)
+    got = dict(zip(out.features["label"], out.features["class"]))
+    assert got == dict(zip(lab_layer.features["index"], lab_layer.features["class"]))
+
+    # a newly trained classifier is not in that file: its predictions are not recorded under the old name
+    clear_recorded_steps(viewer)
+    widget.train()
+    _wait(qtbot, widget, runs=4)
+    widget.predict()
+    _wait(qtbot, widget, runs=5)
+    assert recorded_steps(viewer) == []
+    assert errors == []
+
+
+def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer, qtbot, errors, texture_folder, tmp_path):
+    import tifffile
+
+    from napari_sem_analysis.batch import run_batch
+    from napari_sem_analysis.widgets._common import clear_recorded_steps, recorded_steps
+    from napari_sem_analysis.widgets._workflow import WorkflowWidget
+
+    viewer = make_napari_viewer()
+    clear_recorded_steps(viewer)
+    rng = np.random.default_rng(11)
+    mosaic = np.concatenate([texture(0, rng, 128), texture(1, rng, 128)], axis=1)
+    layer = viewer.add_image(mosaic, name="sample")
+    widget = TileClassifierWidget(viewer)
+    widget._folder.value = texture_folder
+    widget._tile.value = 64
+    widget._cv.value = False
+    widget.train()
+    _wait(qtbot, widget)
+    widget._load_path.value = widget._save_path.value = tmp_path / "tiles.semclf"
+    widget.save_model()
+    widget._image.value = layer
+    widget.predict()
+    _wait(qtbot, widget, runs=2)
+    steps = recorded_steps(viewer)
+    assert steps == [{
+        "function": "classify_tiles",
+        "params": {"model": str((tmp_path / "tiles.semclf").resolve()), "tile_size": 64},
+        "inputs": {"image": "sample"},
+        "output": "tile classes",
+    }]
+    # saved from the Workflow widget, run over a folder
+    recipe = WorkflowWidget(viewer).save_recipe(tmp_path / "tiles.yaml")
+    d = tmp_path / "images"
+    d.mkdir()
+    tifffile.imwrite(d / "m.tif", mosaic)
+    run_batch(recipe, d, tmp_path / "out", progress=False, report=False)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    shapes = viewer.layers["tile classes"]
+    counts = shapes.features["class"].value_counts()
+    assert summary.loc[0, "tiles"] == len(shapes.data) == 8
+    assert summary.loc[0, "tiles_blobs"] == counts["blobs"] and summary.loc[0, "tiles_grain"] == counts["grain"]
+    assert errors == []

@@ -418,3 +418,89 @@ def test_classify_objects_reports_every_class(tmp_path):
         "labels": "pores", "summary": "porosity"}, one.astype(bool), pixel_size=s.pixel_size)
     counts = [res.summary[f"pores_{n}"] for n in s.class_names]
     assert sum(counts) == 1 and sorted(counts) == [0] * (len(counts) - 1) + [1]
+
+
+# ---------------------------------------------------------------------------
+# classifier steps (what the classifier widgets record)
+# ---------------------------------------------------------------------------
+
+
+def _two_texture_classifier(tmp_path, name="tex.semclf", seed=0):
+    from test_classification import texture
+
+    rng = np.random.default_rng(seed)
+    tiles = [texture(k, rng, 32) for k in (0, 1) for _ in range(12)]
+    y = [n for n in ("blobs", "grain") for _ in range(12)]
+    clf = sem.ImageClassifier("features", n_estimators=30, scales=(1,)).fit(tiles, y)
+    return clf, clf.save(tmp_path / name)
+
+
+def test_classify_tiles_step_and_tiles_summary(tmp_path):
+    from test_classification import texture
+
+    clf, path = _two_texture_classifier(tmp_path)
+    rng = np.random.default_rng(7)
+    # a strip of 8 tiles of 32 px: the left half coarse blobs, the right half fine grain
+    img = np.concatenate([texture(k, rng, 32) for k in (0, 0, 0, 0, 1, 1, 1, 1)], axis=1)
+    steps = [{"function": "classify_tiles", "params": {"model": str(path), "tile_size": 32},
+              "inputs": {"image": "sample"}, "output": "tile classes"}]
+    wf = Workflow.from_steps(steps)
+    assert wf.summary == "tiles"  # from the step
+    res = run_workflow(wf, img, pixel_size=4.0)
+    direct = clf.predict_tiles(img, 32)
+    assert list(res.table["class"]) == list(direct["class"])
+    assert res.summary["tiles"] == 8
+    assert res.summary["tiles_blobs"] == (direct["class"] == "blobs").sum()
+    assert res.summary["tiles_blobs"] == 4 and res.summary["grain_fraction"] == pytest.approx(0.5)
+    # class map: 1 = blobs on the left half, 2 = grain on the right half
+    assert (res.labels[:, :128] == 1).all() and (res.labels[:, 128:] == 2).all()
+
+
+def test_objects_summary_counts_classes_and_recipe_summary_follows_the_segmentation(tmp_path):
+    s = sem.sample_am_pores(seed=0)
+    image = s.image[: s.labels.shape[0]]
+    table = sem.measure(s.labels, image=image, pixel_size=s.pixel_size)
+    y = [s.class_names[s.classes[int(v)]] for v in table["label"]]
+    clf = sem.ObjectClassifier(features="shape", class_names=list(s.class_names), n_estimators=30).fit(table, y)
+    model = clf.save(tmp_path / "pores.semclf")
+    steps = [
+        {"function": "segment_pores", "inputs": {"image": "image"}, "output": "pores"},
+        {"function": "classify_objects", "params": {"model": str(model)},
+         "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
+    ]
+    assert Workflow.from_steps(steps).summary == "porosity"  # not "objects": classify_objects annotates
+    # a Labels layer the user drew, classified (no segmentation step): the objects are that layer
+    drawn = [dict(steps[1], inputs={"labels": "my labels", "image": "image"})]
+    res = run_workflow(Workflow.from_steps(drawn), image, pixel_size=s.pixel_size, inputs={"my labels": s.labels})
+    np.testing.assert_array_equal(res.labels, s.labels)
+    expected = clf.predict(table)
+    assert list(res.table["class"]) == list(expected)
+    for name in s.class_names:
+        assert res.summary[f"count_{name}"] == int((expected == name).sum())
+    assert res.summary["count"] == s.labels.max()
+
+
+def test_saved_again_classifier_is_reloaded(tmp_path):
+    """A model file saved again under the same name (retrained in napari) is not served from the cache."""
+    from test_classification import texture
+
+    _, path = _two_texture_classifier(tmp_path, "m.semclf", seed=0)
+    rng = np.random.default_rng(3)
+    img = np.concatenate([texture(0, rng, 32), texture(1, rng, 32)], axis=1)
+    steps = [{"function": "classify_tiles", "params": {"model": str(path), "tile_size": 32},
+              "inputs": {"image": "image"}, "output": "t"}]
+    first = run_workflow(steps, img)
+    assert first.summary["tiles_blobs"] == 1
+    # retrained with the class names swapped, saved to the same file
+    tiles = [texture(k, rng, 32) for k in (0, 1) for _ in range(12)]
+    y = [n for n in ("grain", "blobs") for _ in range(12)]
+    import os
+    import time
+
+    before = os.stat(path).st_mtime_ns
+    sem.ImageClassifier("features", n_estimators=30, scales=(1,)).fit(tiles, y).save(path)
+    if os.stat(path).st_mtime_ns == before:  # coarse file-system clock
+        time.sleep(0.01)
+        os.utime(path, ns=(before + 10**7, before + 10**7))
+    second = run_workflow(steps, img)
+    assert list(second.table["class"]) == ["grain", "blobs"]

@@ -64,6 +64,7 @@ KEY_COLUMNS = {
         "oxide_fraction",
     ],
     "phases": [],
+    "tiles": ["tiles"],
 }
 
 
@@ -219,7 +220,7 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     try:
         wf = Workflow.from_dict(recipe)
         res = wf.run(path, pixel_size=pixel_size)
-        classes = wf.summary in ("coating", "phases")
+        classes = wf.summary in ("coating", "phases", "tiles")
         out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
         out["table"] = table_with_units(res.table)
         out["extra_tables"] = dict(res.extra_tables)
@@ -754,8 +755,9 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
             figs.append(("Thickness along the layer", fig))
 
     # per-image figures
-    if kind == "phases":
+    if kind in ("phases", "tiles"):
         fr = [c for c in ok.columns if c.endswith("_fraction")]
+        what = "Phase fractions" if kind == "phases" else "Tile classes"
         if fr and len(ok):
             fig = Figure(figsize=(_bar_width(len(ok)), 3.6))
             ax = fig.subplots()
@@ -765,10 +767,10 @@ def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tupl
                 ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
                 bottom += np.nan_to_num(vals)
             _image_ticks(ax, short)
-            ax.set_ylabel("area fraction")
-            ax.set_title("Phase fractions per image")
+            ax.set_ylabel("area fraction" if kind == "phases" else "fraction of tiles")
+            ax.set_title(f"{what} per image")
             ax.legend(frameon=False, fontsize=8, ncol=len(fr))
-            figs.append(("Phase fractions", fig))
+            figs.append((what, fig))
     else:
         cols = [c for c in KEY_COLUMNS.get(kind, []) if c in ok.columns]
         if not cols:

@@ -362,7 +362,18 @@ _SUMMARY_FOR_STEP = {
     "coating_layers": "coating",
     "segment_pores": "porosity",
     "segment_particles": "particles",
+    "classify_tiles": "tiles",
 }
+# steps that annotate the objects of an earlier step (the summary follows that step)
+_ANNOTATING_STEPS = {"classify_objects"}
+
+
+def _default_summary(steps: list[dict]) -> str:
+    for step in reversed(steps):
+        if step["function"] in _ANNOTATING_STEPS:
+            continue
+        return _SUMMARY_FOR_STEP.get(step["function"], "objects")
+    return "objects"
 
 
 class Workflow:
@@ -379,9 +390,11 @@ class Workflow:
         that is an integer/boolean image.
     summary : str, optional
         Name of the summary function (``"objects"``, ``"particles"``,
-        ``"porosity"``, ``"coating"``, ``"phases"`` or a registered one).
-        Default: from the last step (``multi_threshold`` -> ``"phases"``,
-        ``segment_pores`` -> ``"porosity"``...), else ``"objects"``.
+        ``"porosity"``, ``"coating"``, ``"phases"``, ``"tiles"`` or a registered
+        one). Default: from the last step, not counting ``classify_objects``
+        (``multi_threshold`` -> ``"phases"``,
+        ``segment_pores`` -> ``"porosity"``, ``classify_tiles`` -> ``"tiles"``...),
+        else ``"objects"``.
     description : str
     options : dict
         Keyword arguments for the summary function (e.g. phase class names).
@@ -402,7 +415,7 @@ class Workflow:
             raise SEMAnalysisError("a workflow needs at least one step")
         self.name = str(name)
         self.labels = labels
-        self.summary = summary or _SUMMARY_FOR_STEP.get(self.steps[-1]["function"], "objects")
+        self.summary = summary or _default_summary(self.steps)
         self.description = description
         self.options = _jsonable(dict(options or {}))
 
@@ -635,6 +648,16 @@ class Workflow:
                 lab = _labels_of(ctx.get(o))
                 if lab is not None:
                     return o, lab
+        # no step made objects: the labels given to a step (e.g. a Labels layer the user drew,
+        # classified by classify_objects)
+        for step in reversed(self.steps):
+            for arg in ("labels", "mask"):
+                src = step["inputs"].get(arg)
+                value = ctx.get(src) if src is not None else None
+                if value is not None and value is not ctx.get("image"):
+                    lab = _labels_of(np.asarray(value)) if isinstance(value, np.ndarray) else None
+                    if lab is not None:
+                        return src, lab
         return None, None
 
     def _measured_table(self, ctx: dict, labels_name, labels):
@@ -739,7 +762,16 @@ def summarize_objects(result: WorkflowResult, **_):
     if result.labels is None:
         return pd.DataFrame(), {}
     table = _result_table(result)
-    return table, _size_summary(result.labels, result.pixel_size)
+    summary = _size_summary(result.labels, result.pixel_size)
+    classes = result.outputs.get("classes")
+    if isinstance(classes, pd.Series) and "label" in table:  # a classify_objects step named "classes"
+        table = table.copy()
+        table["class"] = table["label"].map(classes).astype(str)
+        counts = table["class"].value_counts()
+        names = [str(c) for c in classes.attrs.get("class_names", [])]
+        for name in [*names, *(c for c in counts.index if c not in names)]:
+            summary[f"count_{name}"] = int(counts.get(name, 0))
+    return table, summary
 
 
 @register_summary("particles")
@@ -815,6 +847,25 @@ def summarize_phases(result: WorkflowResult, *, class_names: Sequence[str] | Non
     return pd.DataFrame(rows), summary
 
 
+@register_summary("tiles")
+def summarize_tiles(result: WorkflowResult, **_):
+    """Tile classes (``classify_tiles`` step): tiles per class and their fraction of all tiles."""
+    found = [v for v in result.outputs.values() if isinstance(v, TileClasses)]
+    if not found:
+        raise SEMAnalysisError("the tiles summary needs a 'classify_tiles' step")
+    tc = found[-1]
+    table = tc.table.reset_index(drop=True)
+    counts = table["class"].value_counts()
+    n = len(table)
+    summary: dict[str, Any] = {"tiles": int(n)}
+    for name in tc.class_names:
+        summary[f"tiles_{name}"] = int(counts.get(name, 0))
+    for name in tc.class_names:
+        summary[f"{name}_fraction"] = float(counts.get(name, 0) / n) if n else float("nan")
+    summary["pixel_size_nm"] = float(result.pixel_size) if result.pixel_size else float("nan")
+    return table, summary
+
+
 @register_summary("coating")
 def summarize_coating(result: WorkflowResult, **_):
     """Coating cross-section figures from the ``coating_layers`` step."""
@@ -831,8 +882,21 @@ def summarize_coating(result: WorkflowResult, **_):
 # --------------------------------------------------------------------------
 # workflow-specific steps
 # --------------------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
+def _file_stamp(path: str):
+    """(mtime, size) of a model file: a model saved again under the same name is loaded again."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 def _cached_model(path: str, device: str):
+    return _cached_model_at(path, device, _file_stamp(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model_at(path: str, device: str, _stamp):
     from .unet import load_model
 
     kwargs = {} if device == "auto" else {"device": device}
@@ -876,11 +940,21 @@ def predict_unet(
     return m.predict(image, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_classifier(path: str):
-    from .classification import ObjectClassifier
+def _cached_classifier(path: str, kind: str = "object"):
+    """A saved ObjectClassifier (``kind="object"``) or ImageClassifier (``"image"``), loaded once
+    per process and again when the file changes."""
+    return _cached_classifier_at(path, kind, _file_stamp(path))
 
-    return ObjectClassifier.load(path)
+
+@functools.lru_cache(maxsize=8)
+def _cached_classifier_at(path: str, kind: str, _stamp):
+    from .classification import ImageClassifier, ObjectClassifier
+
+    return (ImageClassifier if kind == "image" else ObjectClassifier).load(path)
+
+
+_cached_model.cache_clear = _cached_model_at.cache_clear  # type: ignore[attr-defined]
+_cached_classifier.cache_clear = _cached_classifier_at.cache_clear  # type: ignore[attr-defined]
 
 
 @register_step("classify_objects")
@@ -905,6 +979,40 @@ def classify_objects(labels, image=None, *, model: str, pixel_size=None, **measu
         out = pd.Series(clf.predict(table), index=table["label"].to_numpy(), name="class")
     out.attrs["class_names"] = [str(c) for c in getattr(clf, "class_names", None) or []]
     return out
+
+
+@dataclass
+class TileClasses:
+    """Output of the ``classify_tiles`` step.
+
+    ``labels`` is the class map (1..K = ``class_names``, each pixel the class
+    of highest probability averaged over the tiles covering it), ``table``
+    the per-tile table of :meth:`ImageClassifier.predict_tiles`.
+    """
+
+    labels: np.ndarray
+    table: pd.DataFrame
+    class_names: list
+
+
+@register_step("classify_tiles")
+def classify_tiles(image, *, model: str, tile_size: int | None = None, stride: int | None = None) -> TileClasses:
+    """Classify the tiles of an image with a saved :class:`ImageClassifier` (loaded once per process).
+
+    Use with ``summary: tiles``: tile counts and fractions per class
+    (e.g. rust / no rust) for every image of a batch.
+    """
+    from .classification import tile_probability_map
+
+    img = to_grayscale(np.asarray(image))
+    clf = _cached_classifier(os.fspath(model), "image")
+    if tile_size is not None:
+        tile_size = min(int(tile_size), *img.shape[:2])
+    table = clf.predict_tiles(img, tile_size, stride)
+    names = [str(c) for c in clf.class_names]
+    pmap = tile_probability_map(table, img.shape, names)
+    labels = (pmap.argmax(axis=0) + 1).astype(np.int32)
+    return TileClasses(labels=labels, table=table, class_names=names)
 
 
 @register_step("coating_layers")

@@ -13,6 +13,11 @@
   the tiles of an Image layer into a Shapes layer ``tile classes`` (rectangles
   coloured by class, probabilities in its features) and optionally a
   ``tile probability`` heat-map Image layer.
+
+Both record their predictions in the viewer's workflow (steps
+``classify_objects`` / ``classify_tiles``, naming the model file) once the
+model is saved or loaded, so that the Workflow widget and
+``napari-sem-analysis batch`` replay them.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from ._common import (
     layer_pixel_size,
     notify_error,
     notify_info,
+    record_step,
     spatial_kwargs,
     start_worker,
     write_layer,
@@ -231,6 +237,47 @@ def _layers_of(viewer, kind: str):
 # ---------------------------------------------------------------------------
 
 
+class _StepRecorder:
+    """Records a classifier widget's prediction as a workflow step.
+
+    A recipe step names the model *file*, so the step is recorded once the
+    classifier that predicted is saved (or was loaded): at prediction time
+    when the file is known, else when the user saves the model.
+    """
+
+    def __init__(self, widget):
+        self.widget = widget
+        self.model_file: Path | None = None  # the file holding the current classifier
+        self.pending: tuple | None = None  # (classifier, function, params, inputs, output) not yet recorded
+        self.told = False
+
+    def trained(self):
+        """A newly trained classifier is in no file yet."""
+        self.model_file = None
+        self.pending = None
+
+    def stored(self, path, classifier):
+        """The current classifier is in ``path`` (saved or loaded)."""
+        self.model_file = Path(path).resolve()
+        if self.pending is not None and self.pending[0] is classifier:
+            self._record(*self.pending[1:])
+            self.pending = None
+
+    def predicted(self, classifier, function, params, inputs, output):
+        if self.model_file is not None and self.widget.classifier is classifier:
+            self._record(function, params, inputs, output)
+            return
+        self.pending = (classifier, function, params, inputs, output)
+        if not self.told:
+            self.told = True
+            notify_info("save the model to add this prediction to the workflow (it names the model file)")
+
+    def _record(self, function, params, inputs, output):
+        record_step(
+            self.widget.viewer, function, params={"model": str(self.model_file), **params}, inputs=inputs, output=output
+        )
+
+
 def _save_classifier(classifier, value):
     """Save a trained classifier to the file named in a path widget; the path, or None."""
     if classifier is None:
@@ -268,6 +315,7 @@ class ObjectClassifierWidget(Container):
         self._worker = None
         self._running = False
         self._completed = 0
+        self._recorder = _StepRecorder(self)
 
         self._labels = ComboBox(label="labels", choices=lambda w: _layers_of(self.viewer, "Labels"))
         self._image = ComboBox(
@@ -499,6 +547,7 @@ class ObjectClassifierWidget(Container):
         def done(out):
             clf, result, n = out
             self.classifier = clf
+            self._recorder.trained()
             self.cv_result = result
             if result is None:
                 self._report.value = f"trained on {n} examples (too few per class for cross-validation)"
@@ -526,11 +575,19 @@ class ObjectClassifierWidget(Container):
             notify_error(exc)
             return None
         clf = self.classifier
+        step_inputs = {"labels": labels_layer.name}
+        if self._image.value is not None:
+            step_inputs["image"] = self._image.value.name
 
         def work():
             return clf.predict_table(self._table(*inputs))
 
-        return _start(self, work, lambda out: self._write_predictions(labels_layer, inputs[0], out, clf), desc="classifying objects")
+        def done(out):
+            self._write_predictions(labels_layer, inputs[0], out, clf)
+            # replayed by the workflow's classify_objects step (measure with its defaults, as here)
+            self._recorder.predicted(clf, "classify_objects", {}, step_inputs, "classes")
+
+        return _start(self, work, done, desc="classifying objects")
 
     def _write_predictions(self, labels_layer, labels, out: pd.DataFrame, clf):
         names = list(clf.class_names)
@@ -579,7 +636,10 @@ class ObjectClassifierWidget(Container):
         labels_layer.metadata["class_predicted"] = True
 
     def save_model(self, _event=None):
-        return _save_classifier(self.classifier, self._save_path.value)
+        out = _save_classifier(self.classifier, self._save_path.value)
+        if out is not None:
+            self._recorder.stored(out, self.classifier)
+        return out
 
     def load_model(self, _event=None):
         from ..classification import ObjectClassifier
@@ -591,6 +651,8 @@ class ObjectClassifierWidget(Container):
             notify_error(exc)
             return None
         self.classifier = clf
+        self._recorder.trained()
+        self._recorder.stored(path, clf)
         self._classes.value = ", ".join(clf.class_names)
         self._model.value = clf.model
         if isinstance(clf.features, str):
@@ -634,6 +696,7 @@ class TileClassifierWidget(Container):
         self._running = False
         self._completed = 0
         self._cancel_requested = False
+        self._recorder = _StepRecorder(self)
 
         self._source = ComboBox(label="train from", choices=["folder", "image layers"], value="folder")
         self._folder = FileEdit(label="folder", mode="d")
@@ -787,6 +850,7 @@ class TileClassifierWidget(Container):
         def done(out):
             trained, result = out
             self.classifier = trained
+            self._recorder.trained()
             self._progress.value = "done"
             self._heat_class.reset_choices()
             head = f"{trained.backend} classifier on {len(tiles)} tiles from {n_groups} images"
@@ -850,6 +914,8 @@ class TileClassifierWidget(Container):
 
         def done(table):
             self.write_tiles(layer, table, image.shape)
+            params = {"tile_size": tile} if stride is None else {"tile_size": tile, "stride": stride}
+            self._recorder.predicted(clf, "classify_tiles", params, {"image": layer.name}, "tile classes")
 
         return _start(self, work, done, desc="classifying tiles")
 
@@ -902,7 +968,10 @@ class TileClassifierWidget(Container):
         return shapes, heat
 
     def save_model(self, _event=None):
-        return _save_classifier(self.classifier, self._save_path.value)
+        out = _save_classifier(self.classifier, self._save_path.value)
+        if out is not None:
+            self._recorder.stored(out, self.classifier)
+        return out
 
     def load_model(self, _event=None):
         from ..classification import ImageClassifier
@@ -914,6 +983,8 @@ class TileClassifierWidget(Container):
             notify_error(exc)
             return None
         self.classifier = clf
+        self._recorder.trained()
+        self._recorder.stored(path, clf)
         self._backend.value = clf.backend
         if clf.tile_size_:
             self._tile.value = clf.tile_size_
