@@ -439,3 +439,23 @@ def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, 
     assert shp.nshapes == 1
     np.testing.assert_allclose([np.ptp(shp.data[0][:, 0]), np.ptp(shp.data[0][:, 1])], [447, 447], atol=1)
     assert len(viewer.layers[POINTS_NAME].data) == 1
+
+
+def test_plot_feature_choices_follow_a_measurement_after_the_layer_was_chosen(scene, qtbot, errors):
+    """Plots opened on an unmeasured layer: measuring it fills the x/y feature boxes; a choice is kept."""
+    viewer, img_layer, lab_layer = scene
+    plots = PlotWidget(viewer)
+    viewer.window.add_dock_widget(plots)
+    plots.set_layer(lab_layer)
+    assert plots._x.choices == ()
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget._show_table.value = False
+    widget.run()
+    _wait(qtbot, widget)
+    assert (plots._x.value, plots._y.value) == ("equivalent_diameter", "circularity")
+    plots._x.value = "feret_max"
+    widget.run()  # re-measuring keeps the user's choice
+    _wait(qtbot, widget, runs=2)
+    assert plots._x.value == "feret_max"
+    fig = plots.plot("scatter")
+    assert fig.axes[0].get_xlabel() == "feret_max [nm]" and fig.axes[0].get_ylabel() == "circularity"

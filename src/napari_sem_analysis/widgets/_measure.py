@@ -809,6 +809,7 @@ class PlotWidget(Container):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(300)
         self.native.layout().addWidget(self.canvas)
+        self._watched = None  # the layer whose features we follow
         self._layer_box.changed.connect(self._layer_changed)
         self._plot_btn.changed.connect(lambda *_: self.plot())
         self._save_btn.changed.connect(self._ask_png)
@@ -822,12 +823,35 @@ class PlotWidget(Container):
         self._y.reset_choices()
 
     def _layer_changed(self, _value=None):
+        layer = self._layer_box.value
+        if layer is not self._watched:
+            # follow the layer's features: measuring it after choosing it fills the feature boxes
+            if self._watched is not None:
+                try:
+                    self._watched.events.features.disconnect(self._features_changed)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+            self._watched = layer
+            if layer is not None and hasattr(layer.events, "features"):
+                layer.events.features.connect(self._features_changed)
+        self._choose_features(keep=False)
+
+    def _features_changed(self, _event=None):
+        self._choose_features(keep=True)
+
+    def _choose_features(self, keep: bool):
+        """Refresh the feature choices; keep the chosen ones if they still exist, else prefer
+        the size (x) and the circularity (y)."""
+        previous = (self._x.value, self._y.value) if keep else (None, None)
         self._x.reset_choices()
         self._y.reset_choices()
         cols = self._numeric_columns()
-        for box, preferred in ((self._x, ("equivalent_diameter", "area")), (self._y, ("circularity", "intensity_mean"))):
-            for name in preferred:
-                if name in cols:
+        for box, old, preferred in (
+            (self._x, previous[0], ("equivalent_diameter", "area")),
+            (self._y, previous[1], ("circularity", "intensity_mean")),
+        ):
+            for name in (old, *preferred):
+                if name is not None and name in cols:
                     box.value = name
                     break
 
