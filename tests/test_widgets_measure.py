@@ -142,6 +142,13 @@ def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_nap
     assert widget.table is not None and len(widget.table) == 0 and "area" in widget.table.columns
     assert widget._summary.value == "no objects"
 
+    # non-square pixels: refused (areas and lengths would be wrong), nothing written
+    stretched = viewer.add_labels(lab_layer.data, name="stretched", scale=(PS, 2 * PS), units=("nm", "nm"))
+    widget._labels.value = stretched
+    assert widget.run() is None
+    assert "non-square pixels" in errors[-1]
+    assert len(stretched.features) == 0
+
     # no labels layer at all
     bare = MeasureWidget(make_napari_viewer())
     assert bare.run() is None

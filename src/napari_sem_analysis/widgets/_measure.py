@@ -160,6 +160,11 @@ class MeasureWidget(Container):
     oriented bounding boxes) carry the same features. The feature table dock
     opens on the result. *Tile texture* writes GLCM/LBP features per tile of
     the Image layer into the Shapes layer ``texture tiles``.
+
+    Shapes layers hold at most :data:`MAX_SHAPES` objects or tiles (napari
+    builds them slowly on the GUI thread); beyond that the table, features and
+    Points layer are still written and the summary says why no Shapes layer
+    was. Layers with non-square pixels are refused.
     """
 
     def __init__(self, napari_viewer):
@@ -234,8 +239,17 @@ class MeasureWidget(Container):
                     f"the labels ({labels.shape}) and the image ({image.shape}) have different shapes"
                 )
         ps = layer_pixel_size(labels_layer)
+        source = labels_layer
         if ps is None and image_layer is not None:
             ps = layer_pixel_size(image_layer)
+            source = image_layer
+        if ps is not None:
+            sy, sx = (float(v) for v in source.scale[-2:])
+            if not np.isclose(sy, sx, rtol=1e-6):
+                raise SEMAnalysisError(
+                    f"the layer {source.name!r} has non-square pixels (scale {sy:g} x {sx:g}); "
+                    "measurements need square pixels: resample the image first"
+                )
         return labels_layer, image_layer, labels, image, ps
 
     def run(self, _event=None):
