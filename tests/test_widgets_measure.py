@@ -288,8 +288,11 @@ def test_table_follows_points_selection(scene, qtbot, errors):
     table = widget.table_widget
     table.set_layer(pts)
     assert list(table.visible_table["label"]) == [2, 4, 6, 8]
+    viewer.layers.selection.active = lab_layer
     table.select_row(2)
     assert set(pts.selected_data) == {2}
+    # the selected point is drawn highlighted: napari shows it for the active layer only
+    assert viewer.layers.selection.active is pts and pts._highlight_visible
     pts.selected_data = {3}
     assert table.selected_rows() == [3]
     table.sort_by("label", ascending=False)
@@ -371,8 +374,10 @@ def test_table_and_outlines_select_each_other(scene, qtbot, errors):
     table = widget.table_widget
     table.set_layer(shp)
     table.sort_by("area", ascending=False)  # rows: labels 8, 6, 4, 2 = shapes 3, 2, 1, 0
+    viewer.layers.selection.active = lab_layer
     table.select_row(0)
     assert set(shp.selected_data) == {3}
+    assert viewer.layers.selection.active is shp and shp._highlight_visible
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     np.testing.assert_allclose(np.asarray(camera.center)[-2:], np.array([70, 85]) * PS, atol=PS)
     shp.selected_data = {1}  # label 4

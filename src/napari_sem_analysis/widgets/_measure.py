@@ -702,6 +702,8 @@ class FeatureTableWidget(Container):
             else:
                 pos = int(self._view_df.index[r])
                 layer.selected_data = {pos}
+                # napari draws the selection of the active Points/Shapes layer only
+                self.viewer.layers.selection.active = layer
                 layer.refresh()
             if self._center.value and "centroid_y" in rec and "centroid_x" in rec:
                 ps = layer_pixel_size(layer)
