@@ -287,9 +287,13 @@ def main(argv=None) -> int:
         f"- median equivalent diameter: mean absolute error {ps['d_mape']:.1f} % (bias {ps['d_bias']:+.1f} %)",
         f"- particle area: {100 * ps['fg_batch']:.1f} % of the image found vs {100 * ps['fg_true']:.1f} % drawn; "
         f"median particle area {ps['area_batch']:.0f} px vs {ps['area_true']:.0f} px drawn, objects under "
-        f"50 px: {ps['small_batch']} found vs {ps['small_true']} drawn. So a diameter error with a good "
-        "count and area comes from how the particle area is divided (more small pieces, some merged "
-        "particles), which is the particle recipe's splitting (see the classical segmentation section).",
+        f"50 px: {ps['small_batch']} found vs {ps['small_true']} drawn. With the particle area right, the "
+        "count and diameter errors come from how that area is divided into particles ("
+        + ("more" if ps["small_batch"] > ps["small_true"] else "fewer")
+        + " small pieces than drawn, "
+        + ("some merged particles" if ps["total_batch"] <= ps["total_true"] else "some split particles")
+        + "), which is the particle recipe's splitting (see the classical segmentation section); "
+        "per image the count error spreads both ways (the table below).",
         "",
         _md_table(pdf.drop(columns=["pixel_size_nm"])),
         "",
@@ -328,7 +332,12 @@ def main(argv=None) -> int:
             "U-Net on such masks and use it in a recipe (step `unet_predict`).",
             "",
         ]
-    md += [f"The README picture `docs/images/report.png` is {method} of the particle run."]
+    default_picture = (REPO / "docs" / "images" / "report.png").resolve()
+    if Path(args.picture).resolve() == default_picture:
+        md += [f"The README picture `docs/images/report.png` is {method} of the particle run."]
+    else:
+        md += ["The README picture `docs/images/report.png` was not regenerated in this run "
+               f"(the picture went to `{args.picture}`)."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(md) + "\n")
     print(f"wrote {args.out}")
