@@ -64,6 +64,7 @@ def _measure_widget(viewer, img_layer, lab_layer):
 def test_measure_writes_features_points_shapes(scene, qtbot, errors):
     viewer, img_layer, lab_layer = scene
     before = lab_layer.data.copy()
+    image_before = img_layer.data.copy()
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._texture.value = True
     widget._points.value = True
@@ -78,7 +79,8 @@ def test_measure_writes_features_points_shapes(scene, qtbot, errors):
     np.testing.assert_allclose(feats["equivalent_diameter"], 2 * np.array(RADII) * PS, rtol=0.05)
     assert {"intensity_mean", "glcm_contrast", "glcm_entropy", "lbp_0"} <= set(feats.columns)
     assert lab_layer.metadata["measurement_units"]["area"] == "nm^2"
-    np.testing.assert_array_equal(lab_layer.data, before)  # input untouched
+    np.testing.assert_array_equal(lab_layer.data, before)  # inputs untouched
+    np.testing.assert_array_equal(img_layer.data, image_before)
 
     pts = viewer.layers[POINTS_NAME]
     assert tuple(pts.scale) == (PS, PS) and tuple(str(u) for u in pts.units) == ("nanometer", "nanometer")
