@@ -539,3 +539,42 @@ def test_load_refuses_class_names_that_do_not_match_the_model(tmp_path, pores, t
     # the unmodified files still load
     assert ObjectClassifier.load(path).class_names == CLASSES
     assert ImageClassifier.load(ipath).class_names == ["0", "1", "2"]
+
+
+def test_fit_and_cross_validate_equals_the_two_calls_and_reports_whole_progress(textures, monkeypatch):
+    import napari_sem_analysis.classification as cm
+
+    images, y, groups = textures
+    kw = dict(class_names=["blobs", "grain", "fibres"], n_estimators=40, scales=(1,))
+    separate = ImageClassifier("features", **kw)
+    cv = separate.cross_validate(images, y, groups=groups, n_splits=4)
+    separate.fit(images, y)
+
+    calls = []
+    real = cm.image_features
+    monkeypatch.setattr(cm, "image_features", lambda im, **k: calls.append(1) or real(im, **k))
+    seen = []
+    both = ImageClassifier("features", **kw)
+    result = both.fit_and_cross_validate(images, y, groups=groups, n_splits=4, progress=lambda d, t: seen.append((d, t)))
+    assert len(calls) == len(images)  # features computed once for the folds and the final model
+    assert result.accuracy == cv.accuracy and (result.folds == cv.folds).all()
+    np.testing.assert_array_equal(result.confusion_matrix, cv.confusion_matrix)
+    np.testing.assert_array_equal(both.predict_proba(images[:6]), separate.predict_proba(images[:6]))
+    total = len(images) + 4 + 1  # features, folds, final training
+    assert seen[-1] == (total, total) and [d for d, _ in seen] == list(range(1, total + 1))
+
+    # one source image of a class: no cross-validation, but a trained classifier and the reason
+    few = ImageClassifier("features", **kw)
+    g1 = np.where(y == 0, 0, groups)
+    assert few.fit_and_cross_validate(images, y, groups=g1) is None
+    assert "two groups" in few.cv_skipped_ and few.predict(images[:1]).shape == (1,)
+
+
+def test_fit_and_cross_validate_cnn_counts_epochs():
+    pytest.importorskip("torch")
+    images, y, groups = texture_set(n_sources=2, tiles_per_source=2, size=32)
+    seen = []
+    clf = ImageClassifier("cnn", input_size=32, width=4, epochs=2, batch_size=8, device="cpu")
+    result = clf.fit_and_cross_validate(images, y, groups=groups, n_splits=2, progress=lambda d, t: seen.append((d, t)))
+    assert result.n_splits == 2 and clf.estimator_ is not None
+    assert seen[-1] == (6, 6) and len(seen) == 6  # 2 epochs x (2 folds + final training)

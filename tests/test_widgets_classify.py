@@ -524,3 +524,33 @@ def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer
     assert summary.loc[0, "tiles"] == len(shapes.data) == 8
     assert summary.loc[0, "tiles_blobs"] == counts["blobs"] and summary.loc[0, "tiles_grain"] == counts["grain"]
     assert errors == []
+
+
+def test_tile_widget_progress_covers_cross_validation(make_napari_viewer, qtbot, errors, texture_folder, monkeypatch):
+    """With cross-validation ticked the progress bar counts the folds too and ends full."""
+    seen = {"items": []}
+    real = _classify.start_worker
+
+    def spy(owner, function, *args, on_yielded=None, total=0, **kwargs):
+        seen["total"] = total
+
+        def counted(item):
+            if item is not None:
+                seen["items"].append(item)
+            if on_yielded is not None:
+                on_yielded(item)
+
+        return real(owner, function, *args, on_yielded=counted, total=total, **kwargs)
+
+    monkeypatch.setattr(_classify, "start_worker", spy)
+    viewer = make_napari_viewer()
+    widget = TileClassifierWidget(viewer)
+    widget._folder.value = texture_folder  # 2 classes x 3 images, 4 tiles of 64 px each
+    widget._tile.value = 64
+    widget._cv.value = True
+    widget.train()
+    _wait(qtbot, widget)
+    assert widget.cv_result is not None and widget.cv_result.n_splits == 3
+    assert seen["total"] == 24 + 3 + 1  # tiles' features, 3 folds, final training
+    assert seen["items"][-1] == (28, 28) and len(seen["items"]) == 28
+    assert errors == []

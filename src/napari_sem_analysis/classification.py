@@ -289,8 +289,13 @@ def _splits(y_idx, groups, n_splits, seed):
     return list(splitter.split(np.zeros(n), y_idx)), k
 
 
-def _cross_validate(make, fit_fn, proba_fn, X, y_idx, class_names, groups, n_splits, seed, progress=None, cancel=None):
-    splits, k = _splits(y_idx, groups, n_splits, seed)
+def _cross_validate(
+    make, fit_fn, proba_fn, X, y_idx, class_names, groups, n_splits, seed, progress=None, cancel=None, splits=None
+):
+    if splits is None:
+        splits, k = _splits(y_idx, groups, n_splits, seed)
+    else:
+        k = len(splits)
     n = len(y_idx)
     proba = np.zeros((n, len(class_names)))
     folds = np.full(n, -1, dtype=np.int64)
@@ -1350,6 +1355,7 @@ class ImageClassifier:
         self.tile_size_: int | None = None
         self.feature_names_: list[str] | None = None
         self.estimator_ = None  # sklearn estimator or _CNN
+        self.cv_skipped_: str | None = None
 
     # -- helpers -------------------------------------------------------
     @staticmethod
@@ -1401,28 +1407,93 @@ class ImageClassifier:
         not used in training. ``progress(done, total)`` is called while
         working; ``cancel()`` returning True stops training.
         """
+        images, y_idx, names = self._check_training(images, y)
+        X, feat_names = self._prepare(images, progress if self.backend == "features" else None, cancel)
+        inner = self._make_inner(len(names))
+        self._fit_inner(inner, X, y_idx, progress if self.backend == "cnn" else None, cancel)
+        self._set_trained(inner, names, feat_names, images)
+        return self
+
+    def _check_training(self, images, y):
         images = self._check_images(images)
         y_idx, names = _encode_labels(y, self.class_names)
         if len(y_idx) != len(images):
             raise SEMAnalysisError(f"{len(y_idx)} labels for {len(images)} images")
         if len(np.unique(y_idx)) < 2:
             raise SEMAnalysisError("training needs examples of at least two classes")
+        return images, y_idx, names
+
+    def _set_trained(self, inner, names, feat_names, images):
         shapes = {np.asarray(im).shape[:2] for im in images}
         tile = None
         if len(shapes) == 1:
             h, w = next(iter(shapes))
             tile = int(h) if h == w else None
-        X, feat_names = self._prepare(images, progress if self.backend == "features" else None, cancel)
-        inner = self._make_inner(len(names))
-        try:
-            self._fit_inner(inner, X, y_idx, progress if self.backend == "cnn" else None, cancel)
-        except _Cancelled:
-            raise
         self.class_names = names
         self.feature_names_ = feat_names
         self.tile_size_ = tile
         self.estimator_ = inner
-        return self
+
+    def fit_and_cross_validate(
+        self,
+        images,
+        y,
+        *,
+        groups=None,
+        n_splits: int = 5,
+        progress: Callable | None = None,
+        cancel: Callable | None = None,
+    ) -> "CVResult | None":
+        """Grouped cross-validation, then training on all images, reporting progress over both.
+
+        The same as :meth:`cross_validate` followed by :meth:`fit`, but the
+        features are computed once and ``progress(done, total)`` counts the
+        whole job (feature extraction, every fold, the final training; CNN:
+        every epoch). Returns the :class:`CVResult`, or None when the data
+        allow no cross-validation (e.g. one source image of a class); the
+        reason is then in ``cv_skipped_``. The classifier is trained in
+        both cases.
+        """
+        images, y_idx, names = self._check_training(images, y)
+        self.cv_skipped_ = None
+        try:
+            splits, k = _splits(y_idx, groups, n_splits, self.seed)
+        except SEMAnalysisError as exc:
+            splits, k = None, 0
+            self.cv_skipped_ = str(exc)
+        cnn = self.backend == "cnn"
+        per_fit = self.epochs if cnn else 1
+        total = (0 if cnn else len(images)) + (k + 1) * per_fit
+        count = [0]
+
+        def tick(*_):
+            count[0] += 1
+            if progress is not None:
+                progress(min(count[0], total), total)
+
+        X, feat_names = self._prepare(images, None if cnn else tick, cancel)
+        result = None
+        if splits is not None:
+            result = _cross_validate(
+                lambda: self._make_inner(len(names)),
+                lambda m, Xs, yy: self._fit_inner(m, Xs, yy, tick if cnn else None, cancel),
+                lambda m, Xs: self._proba_inner(m, Xs, len(names)),
+                X,
+                y_idx,
+                names,
+                groups,
+                n_splits,
+                self.seed,
+                None if cnn else tick,
+                cancel,
+                splits=splits,
+            )
+        inner = self._make_inner(len(names))
+        self._fit_inner(inner, X, y_idx, tick if cnn else None, cancel)
+        self._set_trained(inner, names, feat_names, images)
+        if not cnn:
+            tick()
+        return result
 
     def predict_proba(self, images) -> np.ndarray:
         """Class probabilities (n_images, n_classes), columns in ``class_names`` order."""

@@ -661,6 +661,15 @@ class ObjectClassifierWidget(Container):
         return clf
 
 
+def _fold_count(y, groups, n_splits: int) -> int:
+    """Folds of the grouped cross-validation (0 when it is not possible), as the classifier splits."""
+    y = np.asarray(y)
+    groups = np.asarray(groups)
+    per_class = [len(set(groups[y == c].tolist())) for c in np.unique(y)]
+    k = min(int(n_splits), min(per_class)) if len(per_class) >= 2 else 0
+    return k if k >= 2 else 0
+
+
 def _feature_ids(feats: pd.DataFrame) -> np.ndarray:
     """Label value of each feature row (``index`` column, else ``label``, else the row number)."""
     if "index" in feats.columns:
@@ -828,14 +837,12 @@ class TileClassifierWidget(Container):
         n_groups = len(set(groups.tolist()))
 
         def fit_all(progress, cancel):
-            result = None
-            if do_cv:
-                try:
-                    result = clf.cross_validate(tiles, y, groups=groups, n_splits=5, cancel=cancel)
-                except SEMAnalysisError as exc:  # e.g. a single source image per class
-                    result = str(exc)
-            clf.fit(tiles, y, groups=groups, progress=progress, cancel=cancel)
-            return clf, result
+            if not do_cv:
+                clf.fit(tiles, y, groups=groups, progress=progress, cancel=cancel)
+                return clf, None
+            # features computed once; progress over every fold and the final training
+            result = clf.fit_and_cross_validate(tiles, y, groups=groups, n_splits=5, progress=progress, cancel=cancel)
+            return clf, result if result is not None else clf.cv_skipped_  # e.g. one source image per class
 
         def work():
             out = yield from _run_in_thread(fit_all, abort=lambda: self._cancel_requested)
@@ -866,11 +873,15 @@ class TileClassifierWidget(Container):
 
         self._cancel_requested = False
         self._progress.value = "training..."
-        total = self.classifier_total(len(tiles))
+        total = self.classifier_total(len(tiles), _fold_count(y, groups, 5) if do_cv else None)
         return _start(self, work, done, on_yielded=on_progress, total=total, desc="training tile classifier")
 
-    def classifier_total(self, n_tiles: int) -> int:
-        return int(self._epochs.value) if self._backend.value == "cnn" else n_tiles
+    def classifier_total(self, n_tiles: int, n_folds: int | None = None) -> int:
+        """Progress steps of a training run, as ``fit`` (``n_folds=None``) or
+        ``fit_and_cross_validate`` (``n_folds`` folds, 0 when none are possible) count them."""
+        if self._backend.value == "cnn":
+            return int(self._epochs.value) * ((n_folds or 0) + 1)
+        return n_tiles if n_folds is None else n_tiles + n_folds + 1
 
     def cancel(self, _event=None):
         """Stop the running training or prediction."""
