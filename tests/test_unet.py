@@ -301,6 +301,9 @@ def test_other_architecture_and_ignore_index():
         (dict(architecture="transformer9000"), "unknown architecture"),
         (dict(patch_size=50), "multiple"),
         (dict(val_fraction=1.5), "val_fraction"),
+        (dict(class_balance=2), "class_balance"),
+        (dict(scale_range=(0, 1)), "scale_range"),
+        (dict(class_weights="balanced"), "class_weights"),
     ],
 )
 def test_bad_parameters(kwargs, match):
@@ -457,3 +460,181 @@ def test_malicious_encoder_weights_refused(tmp_path):
     with pytest.raises(SEMAnalysisError, match="safe loading only"):
         train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights=evil, device="cpu")
     assert not marker.exists()
+
+
+def test_patch_sampler_augments_flips_rotations_intensity_noise_and_mild_scale():
+    """Training patches: right size, mask aligned with the image, all augmentations actually happen."""
+    from napari_sem_analysis.unet import _PatchSampler
+
+    # a grid of 8-px squares whose intensity equals its class: alignment is checkable after any transform
+    yy, xx = np.mgrid[:256, :256]
+    mask = (((yy // 8) + (xx // 8)) % 2).astype(np.int64)
+    mask[:8, :8] = 2  # one marked corner square: shows rotations and flips
+    img = mask.astype(np.float32)
+    sampler = _PatchSampler([img], [mask], 3, 64, np.random.default_rng(0), True, 0.5, (0.8, 1.25))
+    runs, gains, corner_seen, noisy = [], [], set(), 0
+    for _ in range(200):
+        a, m = sampler.sample()
+        assert a.shape == m.shape == (64, 64) and a.dtype == np.float32 and m.dtype == np.int64
+        # pixels of class 0 or 1 away from edges (resampling blurs edges):
+        # image = gain * class + offset (+ noise)
+        from scipy import ndimage as ndi
+
+        same = ndi.minimum_filter(m, 5) == ndi.maximum_filter(m, 5)
+        sel = (m < 2) & same
+        if len(np.unique(m[sel])) < 2:
+            continue
+        g = a[sel & (m == 1)].mean() - a[sel & (m == 0)].mean()
+        gains.append(g)
+        resid = a[sel] - (a[sel & (m == 0)].mean() + g * m[sel])
+        noisy += resid.std() > 0.02
+        assert np.corrcoef(a[sel], m[sel])[0, 1] > 0.8  # image and mask stay aligned (noise lowers it a little)
+        # width of the squares along the rows (8 px at scale 1)
+        row = m[32]
+        edges = np.flatnonzero(np.diff(row) != 0)
+        if len(edges) >= 3:
+            runs.append(np.median(np.diff(edges)))
+        ys, xs = np.nonzero(m == 2)
+        if len(ys):
+            corner_seen.add((ys.mean() < 32, xs.mean() < 32))
+    gains = np.array(gains)
+    assert gains.min() < 0.9 and gains.max() > 1.1  # contrast changes
+    assert 0 < noisy < len(gains)  # noise on some patches only
+    runs = np.array(runs)
+    assert runs.min() < 7.5 and runs.max() > 8.5  # mild rescaling...
+    assert runs.min() >= 8 * 0.8 - 1 and runs.max() <= 8 * 1.25 + 1  # ...within the scale range
+    assert len(corner_seen) >= 3  # the marked square ends up in different corners: flips/rotations
+    # without augmentation the patches are plain crops
+    plain = _PatchSampler([img], [mask], 3, 64, np.random.default_rng(0), False, 0.5, (0.8, 1.25))
+    for _ in range(20):
+        a, m = plain.sample()
+        np.testing.assert_array_equal(a, m.astype(np.float32))
+
+
+def test_class_weights_auto_values_and_validation():
+    from napari_sem_analysis.unet import _IGNORE, _class_weights
+
+    m = np.zeros(10_000, np.int64)
+    m[:1000] = 1
+    m[1000:1025] = 2  # 0.25 % of the pixels, like cracks in a coating
+    f = np.array([8975, 1000, 25]) / 10_000
+    w = np.array(_class_weights("auto", [m], 3))
+    expected = 1 / np.sqrt(f)
+    expected /= (f * expected).sum()
+    np.testing.assert_allclose(w, expected)
+    assert (f * w).sum() == pytest.approx(1.0)  # the loss keeps its scale
+    # ignored pixels do not count; a very rare class is capped at 50x the commonest
+    m2 = np.full(100_000, _IGNORE, np.int64)
+    m2[:50_000] = 0
+    m2[50_000:50_001] = 1
+    w2 = _class_weights("auto", [m2], 2)
+    assert w2[1] / w2[0] == pytest.approx(50.0)
+    assert _class_weights(None, [m], 3) is None and _class_weights("none", [m], 3) is None
+    assert _class_weights([1, 2, 3], [m], 3) == [1.0, 2.0, 3.0]
+    for bad in ("balanced", [1, 2], [1, -1, 1], [0, 0, 0]):
+        with pytest.raises(SEMAnalysisError, match="class_weights"):
+            _class_weights(bad, [m], 3)
+
+
+def thin_lines(shape=(96, 96), seed=0):
+    """Faint 1-2 px lines (class 1, about 2 % of the pixels) on a noisy background."""
+    r = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.int32)
+    for x in r.choice(np.arange(4, shape[1] - 4), 2, replace=False):
+        mask[:, x : x + int(r.integers(1, 3))] = 1
+    img = (100 + 40 * mask + r.normal(0, 12, shape)).clip(0, 65535).astype(np.uint16)
+    return img, mask
+
+
+def test_class_weights_help_a_rare_thin_class():
+    """With cross-entropy alone, weighting the rare class makes the network find more of it (uint16 input).
+
+    Short runs on three data/seed draws: the gain is large on average, and weighting never loses much.
+    """
+    test_img, test_mask = thin_lines((128, 128), seed=99)
+    gains = []
+    for seed in range(3):
+        pairs = [thin_lines(seed=s + 10 * seed) for s in range(3)]
+        kw = dict(
+            **TINY, patch_size=64, epochs=3, batch_size=4, steps_per_epoch=6, learning_rate=3e-3,
+            val_fraction=0, patience=None, dice_weight=0.0, class_balance=0.0, device="cpu", seed=seed,
+        )
+        recall = []
+        for weights in (None, "auto"):
+            model = train_unet([p[0] for p in pairs], [p[1] for p in pairs], class_weights=weights, **kw)
+            used = model.config["training"]["class_weights"]
+            assert used is None if weights is None else (len(used) == 2 and used[1] / used[0] > 5)
+            pred = model.predict(test_img, tile_size=64, overlap=16, device="cpu")
+            recall.append((pred[test_mask == 1] == 1).mean())
+        gains.append(recall[1] - recall[0])
+    assert np.mean(gains) > 0.2 and min(gains) > -0.05
+
+
+def test_cpu_runs_without_mixed_precision_or_channels_last(trained, monkeypatch):
+    """AMP and channels-last are CUDA-only: on the CPU `amp=True` is a no-op and the weights stay contiguous."""
+    from napari_sem_analysis.unet import _amp_dtype
+
+    model, _ = trained
+    assert _amp_dtype(torch.device("cpu")) is None
+    net = model.network("cpu")
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()  # not channels-last
+    img, _ = disks((100, 90), seed=8)
+    a, pa = model.predict(img, tile_size=64, overlap=16, device="cpu", amp=True, return_probabilities=True)
+    b, pb = model.predict(img, tile_size=64, overlap=16, device="cpu", amp=False, return_probabilities=True)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)  # no reduced-precision autocast on the CPU
+    # on CUDA: bf16 where the GPU supports it, else fp16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert _amp_dtype(torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert _amp_dtype(torch.device("cuda")) is torch.float16
+
+
+MEMORY_SCRIPT = r"""
+import resource, sys
+import numpy as np
+import torch
+torch.set_num_threads(1)
+from napari_sem_analysis.unet import load_model
+model = load_model(sys.argv[1])
+rng = np.random.default_rng(0)
+model.predict(rng.integers(0, 255, (512, 512), dtype=np.uint8), tile_size=256, overlap=32, batch_size=2, device="cpu")
+big = rng.integers(0, 255, (4096, 4096), dtype=np.uint8)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+labels = model.predict(big, tile_size=256, overlap=32, batch_size=2, device="cpu")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+assert labels.shape == big.shape
+print("GROWTH", after - before)
+"""
+
+
+def test_tiled_prediction_memory_is_bounded_by_the_tiles(trained, tmp_path):
+    """Segmenting a 4096x4096 image needs far less extra memory than one float32 probability map of it."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("ru_maxrss in bytes/KiB differs by platform")
+    model, _ = trained
+    path = model.save(tmp_path / "m.safetensors")
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, path], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    growth = int(proc.stdout.split("GROWTH")[1])
+    full_probabilities = 2 * 4096 * 4096 * 4  # what an untiled (C, Y, X) float32 result would need: 134 MB
+    assert growth < full_probabilities
+
+
+def test_model_files_whose_header_length_starts_with_0x80_load(trained, tmp_path):
+    """safetensors headers are padded to 8 bytes, so 1 model file in 32 starts with byte 0x80 (a pickle's
+    magic byte): such files are models and must load, while real pickles stay refused."""
+    model, _ = trained
+    for pad in range(300):  # the header grows by one byte per character: every length modulo 256
+        copy = UNetModel(dict(model.config, class_names=["background", "particle" + "x" * pad]), model.state_dict)
+        path = copy.save(tmp_path / "m.safetensors")
+        if open(path, "rb").read(1) == b"\x80":
+            break
+    else:
+        pytest.fail("no header length with first byte 0x80 was produced")
+    loaded = load_model(path)
+    assert loaded.class_names[1] == "particle" + "x" * pad
+    img, _ = disks((64, 64), seed=3)
+    np.testing.assert_array_equal(loaded.predict(img, device="cpu"), model.predict(img, device="cpu"))

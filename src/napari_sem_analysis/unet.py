@@ -578,8 +578,13 @@ def load_model(path) -> UNetModel:
     if not path.is_file():
         raise SEMAnalysisError(f"{path} is not a file")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = fh.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header. The
+    # length's first byte can be 0x80 (a header of 128 + 256k bytes), so a pickle is
+    # only suspected when the file does not look like safetensors.
+    n_header = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    looks_safetensors = len(head) == 9 and head[8:9] == b"{" and 2 <= n_header <= path.stat().st_size - 8
+    if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise SEMAnalysisError(
             f"{path.name} is a pickle/PyTorch checkpoint, not a napari-sem-analysis model file "
             "(safetensors). Pickle files are never loaded because they can execute code."
@@ -686,11 +691,48 @@ def _load_encoder_weights(net, path) -> int:
     return len(loaded)
 
 
-def _dice_ce_loss(logits, target, n_classes: int, dice_weight: float):
+def _class_weights(spec, masks, n_classes: int, max_ratio: float = 50.0) -> list[float] | None:
+    """Cross-entropy class weights: None, "auto" (inverse square root of frequency) or explicit values.
+
+    "auto" counts the classes in the training masks (ignored pixels left
+    out), weights each by ``1 / sqrt(frequency)`` (absent classes get the
+    largest weight), limits the largest/smallest ratio to ``max_ratio`` and
+    scales the weights so that their pixel-weighted mean is 1 (the loss keeps
+    its scale). Rare classes such as thin cracks (0.3 % of the pixels) are
+    otherwise almost invisible to the cross-entropy term.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec.strip().lower() in ("none", ""):
+            return None
+        if spec.strip().lower() != "auto":
+            raise SEMAnalysisError(f"class_weights must be None, 'auto' or one weight per class, got {spec!r}")
+        counts = np.zeros(n_classes, dtype=np.float64)
+        for m in masks:
+            v = m[m != _IGNORE] if np.any(m == _IGNORE) else m.reshape(-1)
+            counts += np.bincount(v.reshape(-1), minlength=n_classes)[:n_classes]
+        if counts.sum() == 0:
+            return None
+        freq = counts / counts.sum()
+        present = freq > 0
+        w = np.ones(n_classes)
+        w[present] = 1.0 / np.sqrt(freq[present])
+        w = np.minimum(w, w[present].min() * max_ratio)
+        w[~present] = w[present].max()
+        w /= float(np.sum(freq * w))
+        return [float(v) for v in w]
+    w = [float(v) for v in spec]
+    if len(w) != n_classes or not all(np.isfinite(v) and v >= 0 for v in w) or not any(v > 0 for v in w):
+        raise SEMAnalysisError(f"class_weights needs {n_classes} non-negative values (not all 0), got {list(spec)}")
+    return w
+
+
+def _dice_ce_loss(logits, target, n_classes: int, dice_weight: float, class_weights=None):
     import torch
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(logits, target, ignore_index=_IGNORE)
+    ce = F.cross_entropy(logits, target, weight=class_weights, ignore_index=_IGNORE)
     if dice_weight <= 0:
         return ce
     valid = (target != _IGNORE).unsqueeze(1).float()
@@ -870,6 +912,7 @@ def train_unet(
     augment: bool = True,
     scale_range: tuple[float, float] = (0.8, 1.25),
     class_balance: float = 0.5,
+    class_weights: str | Sequence[float] | None = None,
     dice_weight: float = 1.0,
     ignore_index: int | None = None,
     normalization: str = "percentile",
@@ -932,6 +975,12 @@ def train_unet(
     class_balance : float
         Probability that a patch is centred on a pixel of a randomly chosen
         class (helps rare classes such as cracks).
+    class_weights : None, "auto" or sequence of float
+        Weights of the classes in the cross-entropy term. "auto" weights each
+        class by the inverse square root of its pixel frequency in the
+        training masks (at most 50x the most common class), so that rare
+        classes such as cracks are not ignored; the weights used are stored
+        in the model (``config["training"]["class_weights"]``).
     dice_weight : float
         Loss = cross-entropy + ``dice_weight`` * (1 - soft Dice).
     ignore_index : int, optional
@@ -1024,6 +1073,11 @@ def train_unet(
         raise SEMAnalysisError("epochs and batch_size must be at least 1")
     if not 0 <= float(val_fraction) < 1:
         raise SEMAnalysisError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not 0 <= float(class_balance) <= 1:
+        raise SEMAnalysisError(f"class_balance must be in [0, 1], got {class_balance}")
+    scale_range = tuple(float(v) for v in scale_range)
+    if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+        raise SEMAnalysisError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
     if monitor not in ("val_loss", "mean_iou"):
         raise SEMAnalysisError(f"monitor must be 'val_loss' or 'mean_iou', got {monitor!r}")
     if normalization not in ("percentile", "global"):
@@ -1090,6 +1144,8 @@ def train_unet(
     tr_x = [(x - norm["mean"]) / norm["std"] for x in tr_x]
     va_x = [(x - norm["mean"]) / norm["std"] for x in va_x]
     # brightness/contrast augmentation is applied in standardised units
+    weights = _class_weights(class_weights, tr_y, n_classes)
+    ce_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
     sampler = _PatchSampler(tr_x, tr_y, n_classes, patch_size, rng, augment, float(class_balance), tuple(scale_range))
     vx, vy = _val_tiles(va_x, va_y, patch_size, int(max_val_tiles), rng) if va_x else (None, None)
     has_val = vx is not None
@@ -1140,7 +1196,7 @@ def train_unet(
             for b in range(0, len(vx), batch_size):
                 xt, yt = to_dev(vx[b : b + batch_size], vy[b : b + batch_size])
                 logits = forward(xt).float()
-                loss_sum += float(_dice_ce_loss(logits, yt, n_classes, dice_weight)) * len(xt)
+                loss_sum += float(_dice_ce_loss(logits, yt, n_classes, dice_weight, ce_weight)) * len(xt)
                 n += len(xt)
                 pred = logits.argmax(1)
                 valid = yt != _IGNORE
@@ -1167,7 +1223,7 @@ def train_unet(
             xt, yt = to_dev(xb, yb)
             opt.zero_grad(set_to_none=True)
             logits = forward(xt)
-            loss = _dice_ce_loss(logits.float(), yt, n_classes, dice_weight)
+            loss = _dice_ce_loss(logits.float(), yt, n_classes, dice_weight, ce_weight)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -1262,6 +1318,8 @@ def train_unet(
                 "learning_rate": float(learning_rate),
                 "augment": bool(augment),
                 "dice_weight": float(dice_weight),
+                "class_balance": float(class_balance),
+                "class_weights": weights,
                 "ignore_index": ignore_index,
                 "n_train_images": len(tr_x),
                 "n_val_tiles": 0 if vx is None else int(len(vx)),
