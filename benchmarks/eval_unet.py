@@ -124,6 +124,7 @@ def train(images, masks, args, label, **kw):
         device=args.device,
         callback=budget_callback(args.minutes, label, not args.quiet),
         seed=args.seed,
+        class_weights=None if args.class_weights == "none" else args.class_weights,
         **kw,
     )
     return model, time.perf_counter() - t0
@@ -177,6 +178,8 @@ def run_ebc(data: Path, args):
         "train_s": t_train,
         "predict_s": t_pred,
         "device": model.device_used,
+        "class_weights": model.config["training"]["class_weights"],
+        "history": model.history,
     }
 
 
@@ -248,6 +251,10 @@ def main(argv=None):
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--class-weights", default="none", choices=["none", "auto"],
+        help="cross-entropy class weights ('auto': inverse square root of the class frequency)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--quiet", action="store_true")
@@ -267,7 +274,7 @@ def main(argv=None):
     for name in args.sets:
         print(f"== {name}", flush=True)
         res = runs[name](data, args)
-        print(json.dumps(res, indent=1), flush=True)
+        print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=1), flush=True)
         results.append(res)
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=1))

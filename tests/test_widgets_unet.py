@@ -87,6 +87,9 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     assert w._progress.value == 1000 and "trained 2 epoch" in w._status.value
     assert "on cpu" in w._status.value  # the device used is shown
     assert len(w._plot.ax_loss.get_lines()) == 2  # train and validation loss curves
+    iou_line = w._plot.ax_iou.get_lines()
+    assert len(iou_line) == 1  # and the validation mean IoU
+    np.testing.assert_allclose(iou_line[0].get_ydata(), [h["mean_iou"] for h in model.history])
     assert all(np.array_equal(il.data, bi) and np.array_equal(ll.data, bl) for (il, ll), (bi, bl) in zip(pairs, before))
     assert _unet.last_trained_model(viewer) is model
 
@@ -176,10 +179,13 @@ def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors):
     w._image_dir.value = tmp_path / "images"
     w._mask_dir.value = tmp_path / "masks"
     _setup_train(w, epochs=1)
+    w._balance.value = True  # weight the rarer class (particles) in the cross-entropy
     w.train()
     wait_done(qtbot, w)
     assert not errors
     assert w.model is not None and w.model.n_classes == 2  # 0/255 masks -> classes 0, 1
+    weights = w.model.config["training"]["class_weights"]
+    assert weights is not None and weights[1] > weights[0]
 
     # a folder without pairs gives a notification, not a crash
     w._mask_dir.value = tmp_path / "images"

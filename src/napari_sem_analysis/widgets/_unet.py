@@ -258,6 +258,11 @@ class TrainUNetWidget(Container):
         self._arch = ComboBox(label="architecture", choices=list(ARCHITECTURES), value="unet")
         self._encoder = ComboBox(label="encoder", choices=ENCODERS, value="resnet34")
         self._weights = FileEdit(label="encoder weights (optional)", mode="r", filter="*.safetensors *.pth *.pt")
+        self._balance = CheckBox(text="weight rare classes (e.g. cracks)", value=False)
+        self._balance.tooltip = (
+            "cross-entropy weights from the inverse square root of each class's pixel frequency "
+            "(class_weights='auto'): helps thin or rare classes that the network would otherwise ignore"
+        )
         self._patch = SpinBox(label="patch size", min=32, max=2048, step=32, value=256)
         self._epochs = SpinBox(label="epochs", min=1, max=10000, value=50)
         self._batch = SpinBox(label="batch size", min=1, max=256, value=8)
@@ -276,7 +281,7 @@ class TrainUNetWidget(Container):
             [
                 self._source, self._image, self._labels, self._add, self._clear, self._pairs_label,
                 self._image_dir, self._mask_dir, self._sparse, self._n_classes, self._class_names,
-                self._arch, self._encoder, self._weights, self._patch, self._epochs, self._batch,
+                self._arch, self._encoder, self._weights, self._balance, self._patch, self._epochs, self._batch,
                 self._val, self._patience, self._device, self._train, self._stop, self._progress,
                 self._status,
             ]
@@ -379,6 +384,7 @@ class TrainUNetWidget(Container):
             patience=int(self._patience.value) or None,
             device=self._device.value,
             ignore_index=0 if self._sparse.value else None,
+            class_weights="auto" if self._balance.value else None,
         )
 
     # -- training ----------------------------------------------------------
