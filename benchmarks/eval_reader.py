@@ -53,6 +53,13 @@ def main(argv=None) -> int:
                     img.metadata.get("detector", ""),
                 )
             )
+    # binary masks and padded images have no info band: every row must be kept
+    no_band = (
+        sorted((data / "bam-tio2-sem" / "masks").glob("*.tif"))
+        + sorted((data / "nrcan-shale-sem" / "masks").glob("*.tif"))
+        + sorted((data / "nanofiber-sem").glob("*/*.tif"))
+    )
+    kept = sum(sem.read_sem(f).data.shape == sem.read_sem(f, crop_databar=False).data.shape for f in no_band)
     bam = [r for r in rows if r[0] == "bam-tio2-sem"]
     ok = sum(r[3] == "712x1024" and r[5] == "7.344" for r in bam)
     lines = [
@@ -62,6 +69,9 @@ def main(argv=None) -> int:
         "starts at row 712; the expected result is a 712x1024 image at 7.344 nm per pixel.",
         "",
         f"BAM: {ok} of {len(bam)} files give 712x1024 at 7.344 nm/px.",
+        "",
+        f"Files without an info band (BAM and NRCan binary masks, nanofiber images with a few rows of black "
+        f"padding): {kept} of {len(no_band)} keep every row.",
         "",
         "| set | file | file shape | image shape | band row | pixel size (nm) | instrument | detector |",
         "|---|---|---|---|---|---|---|---|",

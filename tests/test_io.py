@@ -231,3 +231,73 @@ def test_aquami_pixel_size(shared_data):
     # the band starts right below the image: no image row is lost
     assert (img.databar[:2] == 255).mean() > 0.9
     assert (img.data[-2:] == 255).mean() < 0.5
+
+
+# --- what is not an info band, stacks, odd files -------------------------------
+
+
+def test_masks_and_padding_are_not_cut(tmp_path, content):
+    # a binary mask whose background share grows towards the bottom (grains
+    # thinning out): no sharp band edge, so every row is kept
+    yy, xx = np.mgrid[:200, :300]
+    rng = np.random.default_rng(3)
+    mask = np.where(rng.random((200, 300)) < 0.9 - 0.8 * yy / 199, 255, 0).astype(np.uint8)
+    mask[150:] = np.where(rng.random((50, 300)) < 0.15 * (1 - (yy[150:] - 150) / 60), 255, 0)
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, mask)
+    img = sem.read_sem(path)
+    assert img.data.shape == mask.shape and img.databar is None
+    # a strip of one value (padding after a shift, or a masked-out region) holds
+    # no text: kept too
+    padded = np.vstack([content, np.zeros((5, 300), np.uint8)])
+    tifffile.imwrite(path, padded)
+    assert sem.read_sem(path).data.shape == padded.shape
+    # while a real band (text on a uniform strip) still goes
+    tifffile.imwrite(path, with_band(content, 20))
+    assert sem.read_sem(path).data.shape == content.shape
+
+
+def test_stack_tiff_first_plane_with_warning_or_all_planes(tmp_path, content):
+    stack = np.stack([with_band(content, 30), with_band(content[::-1], 30)])
+    path = tmp_path / "slices.tif"
+    tifffile.imwrite(path, stack)
+    with pytest.warns(UserWarning, match="slices.tif holds 2 images"):
+        first = sem.read_sem(path)
+    np.testing.assert_array_equal(first.data, content)
+    assert first.metadata["n_planes"] == 2
+    whole = sem.read_sem(path, all_planes=True, pixel_size=4.0)
+    np.testing.assert_array_equal(whole.data, np.stack([content, content[::-1]]))
+    assert whole.databar.shape == (30, 300)
+    kwargs = whole.layer_kwargs()
+    assert kwargs["scale"] == (1.0, 4.0, 4.0) and kwargs["units"] == ("pixel", "nm", "nm")
+
+
+def test_bad_tiff_messages_are_plain(tmp_path, content):
+    path = tmp_path / "garbage.tif"
+    path.write_bytes(b"II*\x00 not really a tiff")
+    with pytest.raises(SEMReadError) as err:
+        sem.read_sem(path)
+    assert "garbage.tif" in str(err.value) and "IndexError" not in str(err.value)
+    cplx = tmp_path / "complex.tif"
+    tifffile.imwrite(cplx, content.astype(np.complex64))
+    with pytest.raises(SEMReadError, match="complex.tif: unsupported pixel type complex64"):
+        sem.read_sem(cplx)
+
+
+def test_real_masks_and_padded_images_keep_every_row(shared_data):
+    # binary masks and images with a few rows of black padding have no info band
+    masks = sorted((shared_data / "nrcan-shale-sem" / "masks").glob("*.tif"))
+    padded = sorted((shared_data / "nanofiber-sem").glob("*/*.tif"))
+    bam_masks = sorted((shared_data / "bam-tio2-sem" / "masks").glob("*_m.tif"))
+    assert masks and padded and bam_masks
+    for f in masks + padded + bam_masks:
+        full = sem.read_sem(f, crop_databar=False).data.shape
+        assert sem.read_sem(f).data.shape == full, f.name
+
+
+def test_planar_rgb_tiff_is_converted_like_any_colour_file(tmp_path, content):
+    rgb = np.stack([content, content // 2, content // 3])  # (3, Y, X): planar
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", planarconfig="separate")
+    expected = np.round(np.moveaxis(rgb, 0, -1).astype(float) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    np.testing.assert_array_equal(sem.read_sem(path).data, expected)

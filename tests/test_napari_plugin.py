@@ -111,3 +111,41 @@ def test_pixel_size_widget_shows_metadata(make_napari_viewer, tmp_path):
     widget = PixelSizeWidget(viewer)
     assert "3 nm" in widget._info.value
     assert "InLens" in widget._info.value
+
+
+def test_open_stack_in_napari(make_napari_viewer, tmp_path):
+    rng = np.random.default_rng(0)
+    planes = rng.integers(20, 230, (3, 90, 120), dtype=np.uint8)
+    path = tmp_path / "fib.tif"
+    import tifffile
+
+    tifffile.imwrite(path, np.stack([with_band(p, 20) for p in planes]), photometric="minisblack")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    np.testing.assert_array_equal(layer.data, planes)  # every slice, band cropped
+    assert layer.metadata["n_planes"] == 3
+
+
+def test_file_open_dialog_shows_the_reason(make_napari_viewer, tmp_path, monkeypatch):
+    """File > Open of a corrupt file: napari's reader dialog shows our message (no traceback)."""
+    from napari._qt.dialogs import qt_reader_dialog
+    from napari.components import viewer_model
+    from qtpy.QtWidgets import QLabel
+
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00 not really a tiff")
+    # the user chose this plugin for .tif files (without touching the saved settings)
+    monkeypatch.setattr(viewer_model, "get_preferred_reader", lambda path: PLUGIN)
+    shown = []
+
+    def fake_exec(dialog):  # the user reads the dialog and presses Cancel
+        shown.extend(label.text() for label in dialog.findChildren(QLabel))
+        return 0
+
+    monkeypatch.setattr(qt_reader_dialog.QtReaderDialog, "exec_", fake_exec)
+    viewer = make_napari_viewer()
+    viewer.window._qt_viewer._qt_open([str(bad)], stack=False)
+    text = "\n".join(shown)
+    assert "broken.tif: holds no image (corrupt or empty TIFF file)" in text
+    assert "Traceback" not in text
+    assert len(viewer.layers) == 0

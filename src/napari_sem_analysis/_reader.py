@@ -30,7 +30,7 @@ def read_sem_layers(path):
     paths = path if isinstance(path, (list, tuple)) else [path]
     layers = []
     for p in paths:
-        image = read_sem(p)
+        image = read_sem(p, all_planes=True)
         kwargs = image.layer_kwargs()
         kwargs["metadata"]["databar"] = image.databar
         kwargs["metadata"]["path"] = str(image.path)

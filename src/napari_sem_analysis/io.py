@@ -21,6 +21,7 @@ from ._validation import SEMAnalysisError, is_rgb, to_grayscale
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+_FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
 # length units as instruments write them -> nanometres
 _NM_PER = {
@@ -52,7 +53,8 @@ class SEMImage:
     Attributes
     ----------
     data : ndarray
-        The image, 2-D (info band removed when ``crop_databar``).
+        The image, 2-D (info band removed when ``crop_databar``); 3-D
+        ``(plane, row, column)`` for a stack read with ``all_planes=True``.
     pixel_size : float or None
         Nanometres per pixel, or None when unknown.
     databar : ndarray or None
@@ -82,8 +84,10 @@ class SEMImage:
         if self.path is not None:
             kwargs["name"] = self.path.stem
         if self.pixel_size is not None:
-            kwargs["scale"] = (self.pixel_size, self.pixel_size)
-            kwargs["units"] = ("nm", "nm")
+            # a stack's plane axis has no known spacing: 1, in pixels
+            lead = self.data.ndim - 2
+            kwargs["scale"] = (1.0,) * lead + (self.pixel_size, self.pixel_size)
+            kwargs["units"] = ("pixel",) * lead + ("nm", "nm")
         return kwargs
 
 
@@ -343,16 +347,32 @@ def _apply_palette(data: np.ndarray, colormap: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_tiff(path: Path, all_pages: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
+        if len(tif.pages) == 0:
+            raise SEMReadError(f"{path.name}: holds no image (corrupt or empty TIFF file)")
         page = tif.pages[0]
         data = page.asarray()
         meta: dict[str, Any] = {}
+        if (
+            data.ndim == 3
+            and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+            and page.samplesperpixel == data.shape[0]
+        ):
+            data = np.moveaxis(data, 0, -1)  # planar colour: channels last
+        # a stack of equal grayscale planes (FIB-SEM slices, a time series)
+        series = tif.series[0] if tif.series else None
+        n_planes = 1
+        if series is not None and len(series.shape) == 3 and series.shape[1:] == data.shape and data.ndim == 2:
+            n_planes = int(series.shape[0])
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
             if not _palette_is_gray_ramp(data, page.colormap):
                 data = _apply_palette(data, page.colormap)
+                n_planes = 1  # colour-palette stacks: the first plane only
+        if all_pages and n_planes > 1:
+            data = series.asarray()
         if tif.is_fei and tif.fei_metadata:
             meta = _fei_metadata(tif.fei_metadata)
         elif tif.is_sem and tif.sem_metadata:
@@ -372,6 +392,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         desc = page.description if hasattr(page, "description") else ""
         if desc and "raw" not in meta:
             meta["description"] = desc[:2000]
+        if n_planes > 1:
+            meta["n_planes"] = n_planes
     return data, meta
 
 
@@ -403,7 +425,10 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     of its pixels share the band's background value; the band is the run of
     such rows (short gaps allowed, for large text) that reaches the last row
     and starts within the bottom ``max_fraction`` of the image, below a row
-    that is not uniform (real image content).
+    that is not uniform (real image content), with a sharp edge (the
+    background share jumps by at least one half there), and it holds some
+    text (pixels of another value). Binary masks and uniform padding strips
+    are therefore not cut.
 
     Returns
     -------
@@ -449,6 +474,18 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     above = img[max(row - 8, 0) : row]
     if above.size and (above == band_value).mean() > 0.5:
         return None
+    # the band starts with a sharp edge: its first rows are (almost) all
+    # background, the rows above (almost) none. A mask or a dark region whose
+    # background share grows gradually towards the bottom is image content.
+    def share(rows):
+        return float((rows == band_value).mean()) if rows.size else 0.0
+
+    if share(img[row : row + 3]) - share(img[max(row - 3, 0) : row]) < 0.5:
+        return None
+    # an info band carries text or a scale bar; a strip of one value alone
+    # (padding, a saturated or masked-out region) is not one
+    if (img[row:] != band_value).mean() < 0.002:
+        return None
     return row
 
 
@@ -463,6 +500,7 @@ def read_sem(
     crop_databar: bool = True,
     pixel_size: float | None = None,
     grayscale: bool = True,
+    all_planes: bool = False,
 ) -> SEMImage:
     """Read an SEM image with its pixel size and metadata.
 
@@ -480,6 +518,12 @@ def read_sem(
     grayscale : bool
         Convert colour images to 2-D (equal channels are taken as they are;
         others by luminance). With False colour images keep their channels.
+    all_planes : bool
+        A TIFF stack of equal grayscale planes (FIB-SEM slices, a series) is
+        returned as a 3-D ``(plane, row, column)`` array, the info band found
+        on the first plane cropped from every plane. With False (default)
+        ``data`` is the first plane, ``metadata["n_planes"]`` says how many
+        there are, and a warning names the file.
 
     Returns
     -------
@@ -504,19 +548,33 @@ def read_sem(
         )
     try:
         if suffix in TIFF_SUFFIXES:
-            data, meta = _read_tiff(path)
+            data, meta = _read_tiff(path, all_pages=all_planes)
         else:
             data, meta = _read_other(path)
     except SEMReadError:
         raise
     except Exception as exc:  # tifffile/imagecodecs raise many types
-        raise SEMReadError(f"{path.name}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+        raise SEMReadError(
+            f"{path.name}: cannot be read as an image, the file is corrupt, truncated or not "
+            f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({type(exc).__name__}: {exc})"
+        ) from exc
 
     data = np.asarray(data)
     if data.size == 0 or data.ndim < 2:
         raise SEMReadError(f"{path.name}: contains no 2-D image data (shape {data.shape})")
-    if data.ndim == 3 and not is_rgb(data):
-        data = data[0]  # a stack: the first plane
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == bool):
+        raise SEMReadError(f"{path.name}: unsupported pixel type {data.dtype} (need integer or float pixels)")
+    n_planes = int(meta.get("n_planes", 1))
+    stack = all_planes and n_planes > 1 and data.ndim == 3
+    if n_planes > 1 and not stack:
+        import warnings
+
+        warnings.warn(
+            f"{path.name} holds {n_planes} images; read the first (all_planes=True reads the stack)",
+            stacklevel=2,
+        )
+    if data.ndim == 3 and not is_rgb(data) and not stack:
+        data = data[0]  # several samples per pixel that are no colour: the first
     if grayscale and is_rgb(data):
         if data.shape[-1] == 4:
             data = data[..., :3]
@@ -527,16 +585,17 @@ def read_sem(
     meta = dict(meta)
     meta.setdefault("instrument", "unknown")
     databar = None
-    if crop_databar and data.ndim == 2:
+    if crop_databar and (data.ndim == 2 or stack):
+        first = data[0] if stack else data
         row = None
         rows = meta.get("image_rows")
-        if isinstance(rows, int) and 0 < rows < data.shape[0]:
+        if isinstance(rows, int) and 0 < rows < first.shape[0]:
             row = rows
         else:
-            row = detect_databar(data)
+            row = detect_databar(first)
         if row is not None:
-            databar = data[row:].copy()
-            data = data[:row]
+            databar = first[row:].copy()
+            data = data[..., :row, :]
             meta["databar_row"] = int(row)
 
     found = meta.pop("pixel_size_nm", None)
