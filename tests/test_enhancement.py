@@ -166,3 +166,22 @@ def test_correct_background_bad_input(rng):
         correct_background(img, mode="multiply")
     with pytest.raises(SEMAnalysisError, match="order"):
         correct_background(img, "polynomial", order=9)
+
+
+@pytest.mark.parametrize("method", ["gaussian", "rolling_ball"])
+def test_correct_background_absurd_scale_is_refused_at_once(rng, method):
+    # a scale of a million pixels on a 20 px image used to build a filter of
+    # millions of pixels (the run never ended); now a clear error
+    _, img = _scene(rng, shape=(20, 24))
+    with pytest.raises(SEMAnalysisError, match="more than twice the image size"):
+        correct_background(img, method, size=1e6)
+    with pytest.raises(SEMAnalysisError, match="finite"):
+        correct_background(img, method, size=np.inf)
+    assert correct_background(img, method, size=40).shape == img.shape  # up to twice the size is fine
+
+
+def test_stack_errors_name_the_plane(rng):
+    _, img = _scene(rng)
+    stack = np.stack([img, np.full_like(img, 7)])
+    with pytest.raises(SEMAnalysisError, match="plane 1 of 2: image is constant"):
+        clahe(stack)

@@ -422,3 +422,57 @@ def test_segment_particles_on_a_real_bam_image(shared_data):
     n_true = measure.label(mask, connectivity=1).max()
     assert dice > 0.9
     assert abs(lab.max() - n_true) <= 0.2 * n_true
+
+
+# --------------------------------------------------------------------------- never a silently empty result
+def test_clean_mask_refuses_empty_input_and_empty_output():
+    mask = disks((60, 60), [(20, 20), (40, 42)], 6).astype(bool)
+    with pytest.raises(SEMAnalysisError, match="mask is empty"):
+        clean_mask(np.zeros((30, 30), bool))
+    with pytest.raises(SEMAnalysisError, match="removed every object"):
+        clean_mask(mask, min_size=500)  # both disks are ~113 px
+    with pytest.raises(SEMAnalysisError, match="removed every object"):
+        clean_mask(mask, opening=8)  # a disk of radius 8 fits in neither
+    # explicit opt-in for scripts that handle empty masks themselves
+    assert not clean_mask(mask, min_size=500, allow_empty=True).any()
+    assert clean_mask(mask, min_size=100).sum() == mask.sum()
+
+
+def test_split_refuses_a_min_size_that_leaves_nothing():
+    mask = disks((60, 80), [(30, 20), (30, 60)], 10) > 0
+    with pytest.raises(SEMAnalysisError, match="every object is smaller than min_size"):
+        split_touching(mask, min_size=1000)  # two separate disks of ~314 px
+    with pytest.raises(SEMAnalysisError, match="larger than the whole image"):
+        split_touching(mask, min_size=1e9)
+    assert split_touching(mask, min_size=100).max() == 2
+
+
+def test_threshold_absurd_parameters(rng):
+    img = (rng.random((40, 40)) * 255).astype(np.uint8)
+    with pytest.raises(SEMAnalysisError, match="offset must be a finite number"):
+        threshold(img, "otsu", offset=np.nan)
+    with pytest.raises(SEMAnalysisError, match="k must be a finite number"):
+        threshold(img, "niblack", window_size=15, k=np.inf)
+    with pytest.raises(SEMAnalysisError, match="k must be between"):
+        threshold(img, "sauvola", window_size=15, k=1e9)  # selected every pixel before
+    with pytest.raises(SEMAnalysisError, match="every pixel"):
+        threshold(img, "otsu", offset=-1000)
+    with pytest.raises(SEMAnalysisError, match="min_distance must be a finite number"):
+        split_touching(img > 128, min_distance=np.nan)
+
+
+def test_superpixels_callback_sees_every_iteration_and_can_stop(rng):
+    img = (rng.random((64, 64)) * 255).astype(np.uint8)
+    seen = []
+    superpixels(img, region_size=16, max_iter=4, callback=lambda it, n: seen.append((it, n)))
+    assert seen == [(i, 4) for i in range(5)]
+
+    class Stop(Exception):
+        pass
+
+    def stop(it, n):
+        if it == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        superpixels(img, region_size=16, max_iter=4, callback=stop)

@@ -103,7 +103,9 @@ def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) 
         v = float(value)
     except (TypeError, ValueError):
         raise SEMAnalysisError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+    if not np.isfinite(v):
+        raise SEMAnalysisError(f"{name} must be a finite number, got {value!r}")
+    if v < 0 or (v == 0 and not allow_zero):
         raise SEMAnalysisError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     if maximum is not None and v > maximum:
         raise SEMAnalysisError(f"{name} must be at most {maximum}, got {value!r}")
@@ -137,7 +139,14 @@ def per_plane(func: Callable) -> Callable:
     def wrapper(image, *args, **kwargs):
         arr = np.asarray(image)
         if arr.ndim == 3 and not is_rgb(arr):
-            return np.stack([func(plane, *args, **kwargs) for plane in arr])
+            out = []
+            for i, plane in enumerate(arr):
+                try:
+                    out.append(func(plane, *args, **kwargs))
+                except SEMAnalysisError as err:
+                    # say which plane of the stack the problem is in
+                    raise SEMAnalysisError(f"plane {i} of {len(arr)}: {err}") from err
+            return np.stack(out)
         return func(image, *args, **kwargs)
 
     return wrapper

@@ -301,10 +301,18 @@ def correct_background(
     if mode not in ("subtract", "divide"):
         raise SEMAnalysisError(f"mode must be 'subtract' or 'divide', got {mode!r}")
     s = to_pixels(size, pixel_size, unit=unit, name="size")
-    if method != "polynomial" and s < 1:
-        raise SEMAnalysisError(f"size must be at least 1 pixel, got {s:.3g} px")
+    h, w = arr.shape
+    if method != "polynomial":
+        if s < 1:
+            raise SEMAnalysisError(f"size must be at least 1 pixel, got {s:.3g} px")
+        if s > 2 * max(h, w):
+            # a background that much larger than the image is a constant: the
+            # step would do nothing (and the filter would be huge)
+            raise SEMAnalysisError(
+                f"background scale {s:.3g} px is more than twice the image size ({h}x{w} px); "
+                "use a scale a few times the largest object"
+            )
     img = arr.astype(np.float32)
-    h, w = img.shape
     if method == "polynomial":
         order = int(order)
         if not 0 <= order <= 4:

@@ -52,6 +52,16 @@ def _area_to_pixels(value, pixel_size, unit, name) -> float:
     return v / check_positive(pixel_size, "pixel_size") ** 2
 
 
+def _finite(value, name) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SEMAnalysisError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v):
+        raise SEMAnalysisError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
 def _check_mask(mask, name="mask") -> np.ndarray:
     arr = np.asarray(mask)
     if arr.dtype != bool:
@@ -135,6 +145,11 @@ def threshold(
     arr = check_image(image, allow_constant=False)
     if method not in THRESHOLD_METHODS:
         raise SEMAnalysisError(f"method must be one of {THRESHOLD_METHODS}, got {method!r}")
+    offset = _finite(offset, "offset")
+    if k is not None:
+        k = _finite(k, "k")
+        if abs(k) > 10:
+            raise SEMAnalysisError(f"k must be between -10 and 10 (typically 0.1-0.5), got {k!r}")
     if method in GLOBAL_METHODS:
         from skimage import filters
 
@@ -182,6 +197,10 @@ def threshold(
         raise SEMAnalysisError(
             f"threshold ({method}) selected no pixels; try another method, dark_objects="
             f"{not dark_objects}, or a different offset"
+        )
+    if mask.all():
+        raise SEMAnalysisError(
+            f"threshold ({method}) selected every pixel; try another method or a different offset"
         )
     if return_threshold:
         return mask, t
@@ -265,6 +284,7 @@ def clean_mask(
     connectivity: int = 8,
     pixel_size: float | None = None,
     unit: str = "px",
+    allow_empty: bool = False,
 ) -> np.ndarray:
     """Clean a binary mask: morphological opening/closing, small objects, holes.
 
@@ -289,10 +309,19 @@ def clean_mask(
         Connectivity of objects for ``min_size``.
     pixel_size : float, optional
     unit : {"px", "nm"}
+    allow_empty : bool
+        Return an empty mask for an empty input or when the clean-up removes
+        every object, instead of raising.
 
     Returns
     -------
     ndarray of bool
+
+    Raises
+    ------
+    SEMAnalysisError
+        Bad parameters; an empty mask, or a clean-up that removes every
+        object (unless ``allow_empty``).
     """
     m = _check_mask(mask)
     if connectivity not in (4, 8):
@@ -305,6 +334,8 @@ def clean_mask(
         raise SEMAnalysisError(f"opening/closing radius ({max(ro, rc)} px) is larger than the mask {m.shape}")
     if ms > m.size:
         raise SEMAnalysisError(f"min_size ({ms:.0f} px²) is larger than the whole image ({m.size} px)")
+    if not allow_empty and not m.any():
+        raise SEMAnalysisError("the mask is empty: nothing to clean")
     u8 = np.ascontiguousarray(m).view(np.uint8)
     if ro > 0:
         u8 = cv2.morphologyEx(u8, cv2.MORPH_OPEN, _disk(ro))
@@ -314,6 +345,10 @@ def clean_mask(
     out = _remove_small(out, ms, connectivity)
     if fill_holes:
         out = _fill_holes(out, hs)
+    if not allow_empty and not out.any():
+        raise SEMAnalysisError(
+            f"the clean-up removed every object (opening {ro} px, min_size {ms:.0f} px²); lower them"
+        )
     return out
 
 
@@ -415,6 +450,8 @@ def split_touching(
         raise SEMAnalysisError(f"min_distance ({md:.0f} px) is larger than the image {m.shape}")
     smooth = check_positive(smooth, "smooth", allow_zero=True, maximum=100)
     ms = _area_to_pixels(min_size, pixel_size, unit, "min_size")
+    if ms > m.size:
+        raise SEMAnalysisError(f"min_size ({ms:.0f} px²) is larger than the whole image ({m.size} px)")
     if connectivity not in (4, 8):
         raise SEMAnalysisError(f"connectivity must be 4 or 8, got {connectivity!r}")
     bw = check_positive(boundary_weight, "boundary_weight", allow_zero=True, maximum=1.0)
@@ -433,7 +470,7 @@ def split_touching(
         q = check_positive(edge_quantile, "edge_quantile", maximum=1.0)
         t = float(np.quantile(grad[m], q))
         core = m & (grad <= t)
-        core = clean_mask(core, min_size=max(4.0, ms), fill_holes=True)
+        core = clean_mask(core, min_size=max(4.0, ms), fill_holes=True, allow_empty=True)
         if not core.any():
             core = m
         cdist = cv2.distanceTransform(np.ascontiguousarray(core).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
@@ -478,6 +515,10 @@ def split_touching(
     labels = _relabel(labels)
     if ms > 0:
         labels = _merge_small(labels, ms)
+        if not labels.any():
+            raise SEMAnalysisError(
+                f"every object is smaller than min_size ({ms:.0f} px²): nothing is left; lower min_size"
+            )
     if separate:
         labels = _separate(labels, connectivity)
     return labels
@@ -767,6 +808,7 @@ def superpixels(
     pixel_size: float | None = None,
     unit: str = "px",
     device: str = "cpu",
+    callback=None,
 ) -> np.ndarray:
     """SLIC superpixels of a grayscale image (vectorised; CPU or CUDA via PyTorch).
 
@@ -808,6 +850,10 @@ def superpixels(
         algorithm in PyTorch on the GPU), ``"auto"`` (a GPU when available,
         else numpy) or ``"torch-cpu"`` (the PyTorch code on the CPU; used by
         the tests to exercise the GPU code path).
+    callback : callable, optional
+        Called as ``callback(iteration, max_iter)`` after each k-means
+        iteration (of each plane); an exception it raises stops the
+        computation and is passed on (the widget's Cancel uses this).
 
     Returns
     -------
@@ -832,6 +878,7 @@ def superpixels(
                 pixel_size=pixel_size,
                 unit=unit,
                 device=device,
+                callback=callback,
             )
             out.append(np.where(lab > 0, lab + offset, 0))
             offset += int(lab.max())
@@ -870,9 +917,9 @@ def superpixels(
             raise SEMAnalysisError("the mask is empty")
     img01 = _as_float01(arr)
     if _use_torch(device):
-        labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device)
+        labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device, callback=callback)
     else:
-        labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m)
+        labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m, callback=callback)
     if enforce_connectivity:
         labels = _enforce_connectivity(labels, min_size_factor * step * step)
     if m is not None:
@@ -892,7 +939,7 @@ def _use_torch(device) -> bool:
     return select_device(device).type != "cpu"
 
 
-def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask) -> np.ndarray:
+def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, callback=None) -> np.ndarray:
     """Grid-local SLIC in numpy (single-threaded, predictable on a busy CPU).
 
     Same algorithm and layout as :func:`_slic_grid` (the torch version used
@@ -997,13 +1044,16 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             labs.append(lab)
         if it < max_iter:
             cy, cx, ci = update(labs, cy, cx, ci)
+        if callback is not None:
+            callback(it, max_iter)
     out = np.empty((gh, 2, h2, gw, 2, h2), np.int32)
     for lab, q in zip(labs, quads):
         out[:, q["q"][0], :, :, q["q"][1], :] = lab
     return out.reshape(Hp, Wp)[:H, :W] + 1
 
 
-def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu") -> np.ndarray:
+def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu",
+               callback=None) -> np.ndarray:
     """Grid-local SLIC, vectorised with torch (runs on CPU or CUDA).
 
     The image is padded to whole grid cells of even size S and viewed as
@@ -1106,6 +1156,8 @@ def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, ma
             labs.append((bk >> 1).mul_(gw).add_(bk & 1).add_(base + ((qy - 1) * gw + qx - 1)))
         if it < max_iter:
             cy, cx, ci = update(labs, cy, cx, ci)
+        if callback is not None:
+            callback(it, max_iter)
     out = torch.empty((gh, 2, h2, gw, 2, h2), dtype=torch.int64, device=dev)
     for lab, q in zip(labs, quads):
         out[:, q["q"][0], :, :, q["q"][1], :] = lab
@@ -1260,7 +1312,7 @@ def segment_particles(
     mask = threshold(img, threshold_method, dark_objects=dark_particles, offset=threshold_offset)
     dmin = px(min_particle_diameter, 4.0, "min_particle_diameter")
     min_area = np.pi * (dmin / 2) ** 2
-    mask = clean_mask(mask, opening=1, min_size=min_area, fill_holes=True)
+    mask = clean_mask(mask, opening=1, min_size=min_area, fill_holes=True, allow_empty=True)
     if not mask.any():
         raise SEMAnalysisError("no particles found: the clean mask is empty")
     if not split:
@@ -1363,7 +1415,7 @@ def segment_pores(
 
         img = denoise(arr, "median", size=max(1, round(r)))
     mask = threshold(img, threshold_method, dark_objects=True, offset=threshold_offset)
-    mask = clean_mask(mask, opening=1, min_size=np.pi * (dmin / 2) ** 2, fill_holes=fill_holes)
+    mask = clean_mask(mask, opening=1, min_size=np.pi * (dmin / 2) ** 2, fill_holes=fill_holes, allow_empty=True)
     if not mask.any():
         raise SEMAnalysisError("no pores found: the clean mask is empty")
     if split:
