@@ -235,3 +235,122 @@ def test_superpixel_widget_cancel(make_napari_viewer, qtbot, errors):
     _wait(qtbot, widget)
     assert "superpixels" not in [lyr.name for lyr in viewer.layers]
     assert not errors
+
+
+# --------------------------------------------------------------------------- audit: units, odd layers, cancel
+def test_lengths_follow_a_pixel_size_set_by_hand(make_napari_viewer, particles, errors):
+    """Setting the pixel size after the widgets are open: lengths switch to nm, same physical size."""
+    from napari_sem_analysis.widgets._info import PixelSizeWidget
+
+    img, truth = particles
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img, name="png without metadata")
+    viewer.add_labels((truth > 0).astype(np.uint8), name="mask")
+    enhance, split = EnhanceWidget(viewer), SplitWidget(viewer)
+    assert enhance._tile.widget.label.endswith("(px)") and enhance._tile.value == 128
+    info = PixelSizeWidget(viewer)
+    info._size.value = 0.543  # a sub-nm pixel, as in the nanoporous gold image
+    info.apply()  # sets image and mask (same shape)
+    assert enhance._tile.widget.label.endswith("(nm)")
+    assert split._min_distance.widget.label.endswith("(nm)")
+    function, params = enhance.params()
+    assert params["unit"] == "nm"
+    assert params["tile_size"] / 0.543 == pytest.approx(128, rel=1e-3)  # still 128 px
+    assert split.params()["min_distance"] / 0.543 == pytest.approx(5, rel=1e-3)
+    # the preview then uses those 128 px tiles
+    enhance._clip.value = 3.0
+    np.testing.assert_array_equal(_layer(viewer, "CLAHE").data, clahe(img, clip_limit=3.0, tile_size=128))
+    np.testing.assert_allclose(_layer(viewer, "CLAHE").scale, layer.scale)
+    assert not errors
+
+
+def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, errors):
+    rng = np.random.default_rng(2)
+    viewer = make_napari_viewer()
+    nan = rng.random((40, 40)).astype(np.float32)
+    nan[5, 5] = np.nan
+    viewer.add_image(nan, name="nan")  # used to break the widget's construction
+    widget = ThresholdWidget(viewer)
+    widget._method.value = "li"
+    assert "NaN" in errors[-1]
+    assert "threshold" not in [lyr.name for lyr in viewer.layers]
+    # a stack: the preview says to press Run; Run thresholds plane by plane
+    stack = rng.normal(60, 5, (3, 50, 60))
+    stack[:, 10:30, 10:40] += 100
+    stack[1, 35:45, 5:15] += 100
+    viewer.add_image(stack, name="stack", scale=(1.0, 5.0, 5.0), units=("pixel", "nm", "nm"))
+    widget._image.value = _layer(viewer, "stack")
+    widget._method.value = "otsu"
+    assert "press Run" in widget._status.value
+    widget.run()
+    _wait(qtbot, widget)
+    out = _layer(viewer, "threshold")
+    expected = np.stack([clean_mask(threshold(p, "otsu"), fill_holes=True) for p in stack])
+    np.testing.assert_array_equal(out.data > 0, expected)
+    assert tuple(out.scale) == (1.0, 5.0, 5.0)
+
+
+def test_preview_follows_a_new_image_choice(make_napari_viewer, particles, errors):
+    img, _ = particles
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="a")
+    viewer.add_image(img[::-1].copy(), name="b")
+    widget = ThresholdWidget(viewer)
+    widget._image.value = _layer(viewer, "a")
+    widget._fill.value = False  # a preview is on screen now
+    out = _layer(viewer, "threshold")
+    widget._image.value = _layer(viewer, "b")
+    np.testing.assert_array_equal(out.data > 0, threshold(img[::-1], "otsu"))
+    assert not errors
+
+
+def test_enhance_preview_rgb_and_absurd_background(make_napari_viewer, qtbot, errors):
+    rng = np.random.default_rng(3)
+    viewer = make_napari_viewer()
+    viewer.add_image(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), name="rgb", rgb=True)
+    widget = EnhanceWidget(viewer)
+    widget._clip.value = 3.0
+    assert "RGB" in errors[-1]
+    viewer.add_image(rng.integers(0, 255, (30, 30), dtype=np.uint8), name="small")
+    widget._image.value = _layer(viewer, "small")
+    widget._step.value = "background"
+    widget._bg_size.widget.value = 1e6  # px: the run used to never end
+    widget.run()
+    _wait(qtbot, widget)
+    assert "more than twice the image size" in errors[-1]
+    assert "background" not in [lyr.name for lyr in viewer.layers]
+
+
+def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbot, errors, monkeypatch):
+    rng = np.random.default_rng(0)
+    viewer = make_napari_viewer()
+    viewer.add_image(rng.integers(0, 255, (256, 256)).astype(np.uint8), name="big")
+    calls = []
+    original = _segment.cancel_check
+
+    def clicking(owner):
+        check = original(owner)
+
+        def callback(*args):
+            calls.append(args)
+            if len(calls) == 1:
+                owner.cancel()  # the user clicks Cancel while the first iteration runs
+            check(*args)
+
+        return callback
+
+    monkeypatch.setattr(_segment, "cancel_check", clicking)
+    widget = SuperpixelWidget(viewer)
+    widget._region.widget.value = 8.0
+    widget._iters.value = 100
+    widget.run()
+    _wait(qtbot, widget)
+    assert len(calls) == 1  # stopped after the first of 101 iterations
+    assert "superpixels" not in [lyr.name for lyr in viewer.layers]
+    assert "cancelled" in widget._status.value
+    assert not errors
+    # and a run that is not cancelled still writes its layer
+    widget._iters.value = 2
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    assert _layer(viewer, "superpixels").data.max() > 0

@@ -150,6 +150,7 @@ def start_worker(
     *args,
     on_returned: Callable | None = None,
     on_yielded: Callable | None = None,
+    on_finished: Callable | None = None,
     total: int = 0,
     desc: str = "",
     **kwargs,
@@ -159,7 +160,8 @@ def start_worker(
     ``function`` may be a generator: every ``yield`` advances the progress bar
     shown in napari's activity dock (``total`` steps; 0 = busy indicator) and
     is a point where the user can cancel (``owner.cancel()`` quits the
-    worker). Errors become notifications. The worker is stored in
+    worker). Errors become notifications. ``on_finished`` is called at the
+    end of every run, also a cancelled one. The worker is stored in
     ``owner._worker`` so that tests can wait for ``worker.finished``.
     """
     from napari.qt.threading import create_worker
@@ -171,6 +173,10 @@ def start_worker(
     if on_yielded is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yielded)
     worker.errored.connect(notify_error)
+    if on_finished is not None:
+        # last signal of every run (returned, cancelled or failed); connected
+        # before start, since a quick run can end before this function returns
+        worker.finished.connect(on_finished)
     owner._worker = worker
     worker.start()
     return worker

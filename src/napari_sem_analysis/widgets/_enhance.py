@@ -29,42 +29,67 @@ class _Failure:
         self.error = error
 
 
+class Cancelled(Exception):
+    """Raised inside a worker's computation when the user pressed Cancel."""
+
+
+_CANCELLED = object()
+
+
 def run_in_worker(owner, work, done, *, desc: str, total: int = 0):
     """Run the generator function ``work()`` in a thread worker.
 
     Every ``yield`` advances the progress bar and is a point where
     ``owner.cancel()`` can stop it; its return value goes to ``done`` in the
     GUI thread. Exceptions become notifications (never a crash).
+    A cancelled run never writes its result, also when the computation
+    ended before it saw the request; computations that take a
+    ``callback`` can stop between iterations with :func:`cancel_check`.
     ``owner._running`` / ``owner._completed`` let tests wait for the end.
     """
     owner._running = True
+    owner._cancel_requested = False
 
     def wrapped():
         try:
             result = yield from work()
             return result
+        except Cancelled:
+            return _CANCELLED
         except Exception as exc:  # shown as a notification
             return _Failure(exc)
 
     def finish():
+        # ``finished`` comes last, after ``returned`` (which a cancelled worker
+        # never emits, also when its computation ran to the end)
+        if owner._cancel_requested:
+            owner._status.value = f"{desc}: cancelled"
         owner._running = False
         owner._completed += 1
 
     def returned(result):
         try:
+            if result is _CANCELLED or owner._cancel_requested:
+                return
             if isinstance(result, _Failure):
+                owner._status.value = f"{desc}: failed"
                 notify_error(result.error)
             else:
                 done(result)
         except Exception as exc:
             notify_error(exc)
-        finally:
-            finish()
 
-    worker = start_worker(owner, wrapped, on_returned=returned, total=total, desc=desc)
-    # a cancelled worker does not return (connected after start: a cancel needs a click first)
-    worker.aborted.connect(finish)
-    return worker
+    return start_worker(owner, wrapped, on_returned=returned, on_finished=finish, total=total, desc=desc)
+
+
+def cancel_check(owner):
+    """A callback for long computations: raises :class:`Cancelled` once ``owner.cancel()`` was called."""
+
+    def check(*_args):
+        if getattr(owner, "_cancel_requested", False):
+            raise Cancelled()
+
+    return check
 
 
 def planes(data: np.ndarray, func):
@@ -88,8 +113,16 @@ class LengthBox:
         self.default_px = default_px
         self.widget = FloatSpinBox(label=f"{label} (px)", min=minimum, max=maximum, value=default_px, step=step)
         self.unit = "px"
+        self.pixel_size = None
 
     def sync(self, pixel_size):
+        """Show the length in nm (``pixel_size`` nm/px) or in px (None).
+
+        A length in px becomes the same length in nm (x pixel size) when the
+        layer gets a scale; a length in nm stays the same physical length
+        when the pixel size changes; without a scale it falls back to its
+        default in px.
+        """
         unit = "px" if pixel_size is None else "nm"
         if unit != self.unit:
             value = self.widget.value
@@ -98,9 +131,24 @@ class LengthBox:
             else:
                 value = self.default_px
             self.unit = unit  # before setting the value: its change signal may sync again
+            self.pixel_size = pixel_size
+            self._set_decimals(pixel_size)
             self.widget.max = max(self.widget.max, value * 10)
             self.widget.value = value
+        elif unit == "nm" and pixel_size != self.pixel_size:
+            self.pixel_size = pixel_size
+            self._set_decimals(pixel_size)
         self.widget.label = f"{self.name} ({unit})"
+
+    def _set_decimals(self, pixel_size):
+        # enough decimals to show a length of one pixel to 3 significant digits
+        native = getattr(self.widget, "native", None)
+        if native is None or not hasattr(native, "setDecimals"):
+            return
+        decimals = 2
+        if pixel_size:
+            decimals = int(min(6, max(2, 2 - np.floor(np.log10(pixel_size)))))
+        native.setDecimals(decimals)
 
     @property
     def value(self):
@@ -108,7 +156,12 @@ class LengthBox:
 
 
 class StepWidget(Container):
-    """Base: input-layer combo boxes refreshed with the layer list, cancel, run counters."""
+    """Base: input-layer combo boxes refreshed with the layer list, cancel, run counters.
+
+    The lengths follow the pixel size of the input layer (``_unit_layer``):
+    they switch between px and nm when another layer is chosen and when the
+    layer's scale or units change (e.g. set by hand in the pixel-size widget).
+    """
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -116,6 +169,8 @@ class StepWidget(Container):
         self._worker = None
         self._running = False
         self._completed = 0
+        self._cancel_requested = False
+        self._watched = None
         self._status = Label(value="")
         self._boxes: list[ComboBox] = []
         self._lengths: list[LengthBox] = []
@@ -127,19 +182,44 @@ class StepWidget(Container):
             box.reset_choices()
         self._sync_units()
 
-    def _pixel_size(self):
+    def _unit_layer(self):
+        """The layer whose pixel size the lengths are given in (None: px)."""
         return None
 
+    def _pixel_size(self):
+        return layer_pixel_size(self._unit_layer())
+
+    def _watch(self, layer):
+        """Follow ``layer``'s scale and units (and stop following the previous one)."""
+        if layer is self._watched:
+            return
+        if self._watched is not None:
+            for name in ("scale", "units"):
+                emitter = getattr(self._watched.events, name, None)
+                if emitter is not None:
+                    emitter.disconnect(self._sync_units)
+        self._watched = layer
+        if layer is not None:
+            for name in ("scale", "units"):
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    emitter.connect(self._sync_units)
+
     def _sync_units(self, _event=None):
+        self._watch(self._unit_layer())
         ps = self._pixel_size()
         for length in self._lengths:
             length.sync(ps)
 
     def _unit(self):
+        # lengths are re-synced first, so that their values and the unit agree
+        self._sync_units()
         return "px" if self._pixel_size() is None else "nm"
 
     def cancel(self, _event=None):
-        if self._worker is not None:
+        """Stop the running step; its result is not written."""
+        if self._worker is not None and self._running:
+            self._cancel_requested = True
             self._worker.quit()
 
 
@@ -193,8 +273,8 @@ class EnhanceWidget(StepWidget):
         self._show_step()
 
     # ----------------------------------------------------------------- helpers
-    def _pixel_size(self):
-        return layer_pixel_size(self._image.value)
+    def _unit_layer(self):
+        return self._image.value
 
     def _show_step(self, _event=None):
         for step, widgets in self._groups.items():
@@ -247,15 +327,20 @@ class EnhanceWidget(StepWidget):
         if not self._preview.value or self._step.value != "CLAHE":
             return
         layer = self._image.value
-        if layer is None or getattr(layer, "rgb", False):
+        if layer is None:
+            return
+        if getattr(layer, "rgb", False):
+            notify_error(f"layer {layer.name!r} is RGB; convert it to grayscale first")
             return
         data = as_array(layer.data)
         if data.ndim != 2:
-            return  # stacks: use Run
+            self._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
+            return
         function, params = self.params()
         try:
             result = self._compute(data, function, params)(data)
         except Exception as exc:
+            self._status.value = f"preview: {exc}"
             notify_error(exc)
             return
         self._write(layer, result, function, params)

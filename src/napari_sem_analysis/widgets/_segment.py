@@ -12,8 +12,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, PushButton, SpinBox
 
 from .._validation import SEMAnalysisError
-from ._common import as_array, layer_pixel_size, notify_error, record_step, write_layer
-from ._enhance import LengthBox, StepWidget, layers_of, planes, run_in_worker
+from ._common import as_array, notify_error, record_step, write_layer
+from ._enhance import LengthBox, StepWidget, cancel_check, layers_of, planes, run_in_worker
 
 GLOBAL = ["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
 LOCAL = ["sauvola", "niblack", "local_mean"]
@@ -57,25 +57,39 @@ class ThresholdWidget(StepWidget):
             [self._image, self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
              self._opening.widget, self._min_size, self._fill, self._preview, self._run_btn, self._status]
         )
-        self._image.changed.connect(self._sync_units)
+        self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
         for w in (self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
                   self._opening.widget, self._min_size, self._fill):
             w.changed.connect(self._live)
         self._run_btn.changed.connect(self.run)
+        self._previewed = False
         self._reset()
+        self._offset_range()
         self._show()
 
-    def _pixel_size(self):
-        return layer_pixel_size(self._image.value)
+    def _unit_layer(self):
+        return self._image.value
 
     def _sync_units(self, _event=None):
         super()._sync_units()
-        self._min_size.label = f"min size ({self._unit()}²)"
+        self._min_size.label = f"min size ({'px' if self._pixel_size() is None else 'nm'}²)"
+
+    def _image_changed(self, _event=None):
+        self._sync_units()
+        self._offset_range()
+        if self._previewed:  # a preview is on screen: show it for the new image
+            self._live()
+
+    def _offset_range(self):
         layer = self._image.value
         if layer is not None and not getattr(layer, "rgb", False):
+            # the offset slider spans the image's intensity range; NaN/inf pixels
+            # (refused by the threshold itself, with a message) must not break it
             data = as_array(layer.data)
-            span = float(data.max() - data.min()) if data.size else 1.0
+            finite = data if not np.issubdtype(data.dtype, np.floating) else data[np.isfinite(data)]
+            span = float(finite.max()) - float(finite.min()) if finite.size else 0.0
+            span = span if np.isfinite(span) and span > 0 else 1.0
             self._offset.min, self._offset.max = -span / 2, span / 2
             self._offset.step = max(span / 256, 1e-6)
 
@@ -142,12 +156,18 @@ class ThresholdWidget(StepWidget):
         if not self._preview.value:
             return
         layer = self._image.value
-        if layer is None or getattr(layer, "rgb", False) or np.ndim(layer.data) != 2:
+        if layer is None:
             return
         try:
+            data = _check_gray(layer)
+            if data.ndim != 2:
+                self._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
+                return
             steps = self.steps()
-            self._write(layer, self._func(steps)(as_array(layer.data)), steps)
+            self._write(layer, self._func(steps)(data), steps)
+            self._previewed = True
         except Exception as exc:
+            self._status.value = f"preview: {exc}"
             notify_error(exc)
 
     def run(self, _event=None):
@@ -193,12 +213,12 @@ class SplitWidget(StepWidget):
         self._cancel_btn.changed.connect(self.cancel)
         self._reset()
 
-    def _pixel_size(self):
-        return layer_pixel_size(self._mask.value)
+    def _unit_layer(self):
+        return self._mask.value
 
     def _sync_units(self, _event=None):
         super()._sync_units()
-        self._min_size.label = f"min size ({self._unit()}²)"
+        self._min_size.label = f"min size ({'px' if self._pixel_size() is None else 'nm'}²)"
 
     def params(self) -> dict:
         p = {"min_distance": self._min_distance.value, "min_size": float(self._min_size.value),
@@ -306,8 +326,8 @@ class SuperpixelWidget(StepWidget):
         self._cancel_btn.changed.connect(self.cancel)
         self._reset()
 
-    def _pixel_size(self):
-        return layer_pixel_size(self._image.value)
+    def _unit_layer(self):
+        return self._image.value
 
     def params(self) -> dict:
         return {"region_size": self._region.value, "compactness": float(self._compactness.value),
@@ -335,6 +355,8 @@ class SuperpixelWidget(StepWidget):
         except Exception as exc:
             notify_error(exc)
             return None
+
+        kw["callback"] = cancel_check(self)  # Cancel stops between k-means iterations
 
         def work():
             if data.ndim == 3:
