@@ -354,3 +354,32 @@ def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbo
     widget.run()
     _wait(qtbot, widget, runs=2)
     assert _layer(viewer, "superpixels").data.max() > 0
+
+
+def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napari_viewer, qtbot, errors):
+    # a small dim particle overlapping a big bright one: the mask is one blob,
+    # the true boundary is the small particle's outline, visible in the image
+    yy, xx = np.mgrid[:80, :110]
+    big = (yy - 40) ** 2 + (xx - 40) ** 2 <= 20**2
+    small = (yy - 40) ** 2 + (xx - 66) ** 2 <= 12**2
+    truth = np.where(small, 2, np.where(big, 1, 0))
+    img = np.choose(truth, [30, 200, 110]).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="sem", **SCALE)
+    viewer.add_labels((truth > 0).astype(np.uint8), name="mask", **SCALE)
+    seeds = viewer.add_points(np.array([[40, 35], [40, 70]]) * 5.0, name="seeds")
+    widget = SplitWidget(viewer)
+    widget._seeds.value = seeds
+    widget.run()  # mask only: the line follows the distance map
+    _wait(qtbot, widget)
+    out = _layer(viewer, "split")
+    mask_only = (out.data == truth)[truth > 0].mean()
+    widget._image.value = _layer(viewer, "sem")
+    widget.run()
+    _wait(qtbot, widget, runs=2)
+    with_image = (out.data == truth)[truth > 0].mean()
+    assert with_image > 0.99 and with_image > mask_only
+    assert out.data[truth == 0].max() == 0  # stays inside the mask
+    step = recorded_steps(viewer)[-1]
+    assert step["inputs"] == {"image_or_mask": "sem", "seeds": "seeds", "mask": "mask"}
+    assert not errors

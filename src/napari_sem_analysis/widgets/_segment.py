@@ -188,8 +188,10 @@ class SplitWidget(StepWidget):
     """Split touching objects of a Labels (mask) layer by a distance-transform watershed.
 
     Optional: an Image layer (the split then also follows the visible edges
-    between particles), or a Points layer of seeds (one object grows from
-    each point: :func:`watershed_from_seeds`). Output Labels layer ``split``.
+    between particles), and/or a Points layer of seeds clicked by the user
+    (one object grows from each point, :func:`watershed_from_seeds`: over
+    the mask's distance map, or over the image's edges inside the mask when
+    an image is chosen too). Output Labels layer ``split``.
     """
 
     def __init__(self, napari_viewer):
@@ -250,11 +252,23 @@ class SplitWidget(StepWidget):
                 world = np.array([seeds_layer.data_to_world(p) for p in np.asarray(seeds_layer.data)])
                 pts = np.array([layer.world_to_data(w) for w in world])[:, -2:]
                 function, params = "watershed_from_seeds", {}
-                inputs = {"image_or_mask": layer.name, "seeds": seeds_layer.name}
+                if image_layer is not None:
+                    # flood the image's edges from the seeds, inside the mask
+                    surface = _check_gray(image_layer)
+                    if surface.shape != mask.shape:
+                        raise SEMAnalysisError(
+                            f"image {image_layer.name!r} {surface.shape} and mask {layer.name!r} {mask.shape} differ in shape"
+                        )
+                    inputs = {"image_or_mask": image_layer.name, "seeds": seeds_layer.name, "mask": layer.name}
+                    seed_args = (surface, pts)
+                    seed_kw = {"mask": mask}
+                else:
+                    inputs = {"image_or_mask": layer.name, "seeds": seeds_layer.name}
+                    seed_args, seed_kw = (mask, pts), {}
 
                 def work():
                     yield
-                    return segmentation.watershed_from_seeds(mask, pts)
+                    return segmentation.watershed_from_seeds(*seed_args, **seed_kw)
             else:
                 params = self.params()
                 kw = dict(params)
