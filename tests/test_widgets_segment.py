@@ -383,3 +383,17 @@ def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napar
     step = recorded_steps(viewer)[-1]
     assert step["inputs"] == {"image_or_mask": "sem", "seeds": "seeds", "mask": "mask"}
     assert not errors
+
+
+def test_denoise_of_a_constant_image_is_shown(make_napari_viewer, qtbot, errors):
+    # a flat result used to fail on napari's contrast limits (lo == hi)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.full((30, 30), 7, np.uint8), name="flat")
+    widget = EnhanceWidget(viewer)
+    widget._step.value = "denoise"
+    widget.run()
+    _wait(qtbot, widget)
+    assert not errors
+    out = _layer(viewer, "denoise")
+    np.testing.assert_array_equal(out.data, 7)
+    assert out.contrast_limits[0] < out.contrast_limits[1]

@@ -267,6 +267,7 @@ class EnhanceWidget(StepWidget):
         self._image.changed.connect(self._sync_units)
         self._clip.changed.connect(self._live)
         self._tile.widget.changed.connect(self._live)
+        self._preview.changed.connect(self._live)  # ticking it shows the preview at once
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._reset()
@@ -316,7 +317,8 @@ class EnhanceWidget(StepWidget):
     def _write(self, layer, result, function, params):
         name = STEP_OUTPUT[self._step.value]
         out = write_layer(self.viewer, result, name=name, kind="image", like=layer, metadata={"step": function, "params": params})
-        out.contrast_limits = (float(np.min(result)), float(np.max(result)) or 1.0)
+        lo, hi = float(np.min(result)), float(np.max(result))
+        out.contrast_limits = (lo, hi if hi > lo else lo + 1.0)  # napari needs lo < hi
         record_step(self.viewer, function, params=params, inputs={"image": layer.name}, output=name)
         self._status.value = f"{name}: done"
         return out

@@ -60,7 +60,7 @@ class ThresholdWidget(StepWidget):
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
         for w in (self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-                  self._opening.widget, self._min_size, self._fill):
+                  self._opening.widget, self._min_size, self._fill, self._preview):
             w.changed.connect(self._live)
         self._run_btn.changed.connect(self.run)
         self._previewed = False
