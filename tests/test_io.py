@@ -301,3 +301,15 @@ def test_planar_rgb_tiff_is_converted_like_any_colour_file(tmp_path, content):
     tifffile.imwrite(path, rgb, photometric="rgb", planarconfig="separate")
     expected = np.round(np.moveaxis(rgb, 0, -1).astype(float) @ [0.299, 0.587, 0.114]).astype(np.uint8)
     np.testing.assert_array_equal(sem.read_sem(path).data, expected)
+
+
+def test_real_rgb_tiffs_with_equal_channels_become_2d(shared_data):
+    files = sorted((shared_data / "nasa-superalloy").glob("*/images/*.tif"))[:3]
+    files += sorted((shared_data / "nasa-ebc").glob("*/images/*.tif"))[:2]
+    assert files
+    for f in files:
+        raw = tifffile.imread(f)
+        assert raw.ndim == 3 and raw.shape[-1] == 3, f.name
+        img = sem.read_sem(f)
+        assert img.data.dtype == raw.dtype
+        np.testing.assert_array_equal(img.data, raw[..., 0])
