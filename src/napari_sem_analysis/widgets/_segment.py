@@ -52,10 +52,12 @@ class ThresholdWidget(StepWidget):
         self._fill = CheckBox(text="fill holes", value=True)
         self._preview = CheckBox(text="live preview", value=True)
         self._run_btn = PushButton(text="Run")
+        self._cancel_btn = PushButton(text="Cancel")
         self._lengths = [self._window, self._opening]
         self.extend(
             [self._image, self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-             self._opening.widget, self._min_size, self._fill, self._preview, self._run_btn, self._status]
+             self._opening.widget, self._min_size, self._fill, self._preview, self._run_btn, self._cancel_btn,
+             self._status]
         )
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
@@ -63,6 +65,7 @@ class ThresholdWidget(StepWidget):
                   self._opening.widget, self._min_size, self._fill, self._preview):
             w.changed.connect(self._live)
         self._run_btn.changed.connect(self.run)
+        self._cancel_btn.changed.connect(self.cancel)
         self._previewed = False
         self._reset()
         self._offset_range()
