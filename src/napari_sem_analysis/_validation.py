@@ -97,14 +97,20 @@ def check_labels(labels, *, name: str = "labels", ndim: tuple[int, ...] = (2,)) 
     return arr
 
 
-def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) -> float:
-    """Check that a parameter is a finite positive number (absurd values rejected)."""
+def check_finite(value, name: str) -> float:
+    """Check that a parameter is a finite number and return it as a float."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise SEMAnalysisError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v):
         raise SEMAnalysisError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) -> float:
+    """Check that a parameter is a finite positive number (absurd values rejected)."""
+    v = check_finite(value, name)
     if v < 0 or (v == 0 and not allow_zero):
         raise SEMAnalysisError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     if maximum is not None and v > maximum:
