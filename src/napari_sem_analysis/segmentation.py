@@ -12,6 +12,9 @@ The two recipes used by the batch presets are :func:`segment_particles`
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
@@ -539,34 +542,41 @@ def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = T
     one with only small neighbours joins the biggest of them when that one
     is bigger (so chains resolve over the iterations without swaps). An
     instance with no neighbour at all is dropped (``drop_isolated``) or kept.
-    Only the pixels of small instances are visited after the size count.
+    Only the pixels of small instances are visited after the first size
+    count: sizes only grow, so the small instances of an iteration are among
+    those of the previous one, and the sizes follow from the merge mapping.
     """
-    labels = np.array(labels, dtype=np.int32, copy=True)
+    labels = np.asarray(labels)
     H, W = labels.shape
-    flat = labels.ravel()
+    Wp = W + 2
+    lp = np.zeros((H + 2, Wp), np.int32)  # a border of 0: neighbours by flat offsets
+    lp[1:-1, 1:-1] = labels
+    flat = lp.ravel()
+    sizes = np.bincount(flat)
+    n = len(sizes)
+    idx = None
     for _ in range(10):
-        sizes = np.bincount(flat)
         small = sizes < min_size
         small[0] = False
         if not small.any():
             break
-        n = len(sizes)
-        idx = np.flatnonzero(small[flat])
-        src_all = flat[idx]
-        r, c = np.divmod(idx, W)
-        pairs = []
-        for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            rr, cc = r + dr, c + dc
-            ok = (rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)
-            nb = np.zeros(len(idx), np.int32)
-            nb[ok] = labels[rr[ok], cc[ok]]
-            sel = ok & (nb != src_all) & (nb > 0)
-            pairs.append(np.stack([src_all[sel], nb[sel]], 1))
-        p = np.concatenate(pairs).astype(np.int64)
+        if idx is None:
+            idx = np.flatnonzero(small[flat])
+            src_all = flat[idx]
+        else:
+            keep = small[src_all]
+            idx, src_all = idx[keep], src_all[keep]
+        keys = []
+        src64 = src_all.astype(np.int64) * n
+        for off in (1, -1, Wp, -Wp):
+            nb = flat[idx + off]
+            sel = (nb != src_all) & (nb > 0)
+            keys.append(src64[sel] + nb[sel])
+        keys = np.concatenate(keys)
         mapping = np.arange(n, dtype=np.int32)
         changed = False
-        if len(p):
-            key, counts = np.unique(p[:, 0] * n + p[:, 1], return_counts=True)
+        if len(keys):
+            key, counts = np.unique(keys, return_counts=True)
             src, dst = key // n, key % n
             big = ~small[dst]
             # large neighbours by shared boundary first, then bigger small neighbours by size
@@ -579,15 +589,22 @@ def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = T
             mapping[src[sel]] = dst[sel]
             changed = bool(sel.any())
         has_neighbour = np.zeros(n, bool)
-        has_neighbour[p[:, 0]] = True
+        has_neighbour[keys // n] = True
         isolated = small & ~has_neighbour
         if drop_isolated and isolated.any():
             mapping[isolated] = 0
             changed = True
         if not changed:
             break
-        flat[idx] = mapping[src_all]  # only small instances change
-    return _relabel(labels)
+        src_all = mapping[src_all]
+        flat[idx] = src_all  # only small instances change
+        sizes = np.bincount(mapping, weights=sizes, minlength=n).astype(np.int64)
+    # relabel 1..N in order (the ids present are those with pixels)
+    lut = np.zeros(n, np.int32)
+    ids = np.flatnonzero(sizes)
+    ids = ids[ids > 0]
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    return lut[lp[1:-1, 1:-1]]
 
 
 # a sliver is a piece smaller than _SLIVER_RATIO x its main neighbour (and than
@@ -846,7 +863,7 @@ def superpixels(
         nm per pixel.
     unit : {"px", "nm"}
     device : str
-        ``"cpu"`` (numpy, single-threaded), ``"cuda"``/``"mps"`` (the same
+        ``"cpu"`` (numpy, up to 4 threads), ``"cuda"``/``"mps"`` (the same
         algorithm in PyTorch on the GPU), ``"auto"`` (a GPU when available,
         else numpy) or ``"torch-cpu"`` (the PyTorch code on the CPU; used by
         the tests to exercise the GPU code path).
@@ -939,14 +956,27 @@ def _use_torch(device) -> bool:
     return select_device(device).type != "cpu"
 
 
+# pixels per processing chunk of a quad block: the temporaries of one chunk stay in the CPU cache
+_SLIC_CHUNK = 1 << 16
+
+
 def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, callback=None) -> np.ndarray:
-    """Grid-local SLIC in numpy (single-threaded, predictable on a busy CPU).
+    """Grid-local SLIC in numpy (the 4 quarter blocks in up to 4 threads).
 
     Same algorithm and layout as :func:`_slic_grid` (the torch version used
     on CUDA): the image is cut into cells of even size S, and each quarter of
     a cell compares its pixels with the centres of the 4 nearest cells only.
     ``|I - c|^2 + spatial`` is compared as ``c^2 + spatial - 2 I c`` (the
     ``I^2`` term is the same for every candidate). Returns labels 1..gh*gw.
+
+    Each quarter block is processed in bands of cell rows small enough for
+    the cache. The centre update needs no per-pixel label for the pixel
+    counts and coordinate sums: the winner among the 4 candidates is two
+    bits (row, column), and integer sums of those bits over the rows of a
+    band (one small matrix product) give them exactly. The intensity sums
+    are one weighted ``bincount`` per band, which starts from the running
+    sums of the previous bands, so every sum is accumulated in the same
+    order (and to the same float64 value) as one ``bincount`` per block.
     """
     H, W = img.shape
     S = max(2, 2 * int(round(step / 2)))
@@ -962,39 +992,137 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     V6 = valid.reshape(gh, 2, h2, gw, 2, h2)
     K = gh * gw
     wS = np.float32(1.0 / (S * S))
-    base = (np.arange(gh, dtype=np.int32)[:, None, None, None] * gw
-            + np.arange(gw, dtype=np.int32)[None, None, :, None])
+    cell = h2 * gw * h2  # pixels of one row of quarter cells
+    nr = max(1, min(gh, _SLIC_CHUNK // cell))  # cell rows per band
+    bands = [(a, min(a + nr, gh)) for a in range(0, gh, nr)]
+    # a band's pixels belong to clusters lo..lo+M-1, lo = (a-1)*gw - 1; they are bincounted
+    # as local ids, after M "carry" entries that restart every bin from its running sum
+    M = (nr + 2) * gw + 2
+    P = gw + 1  # cluster c is at c + P in the (padded) accumulators
+    L = P + (gh + nr + 3) * gw + 2
+    fdt = np.float32 if h2 <= 4096 else np.float64  # exact integer sums in the matrix product
+    rw = np.stack([np.ones(h2), np.arange(h2)]).astype(fdt)  # (2, h2): sum, sum of r
+    colw = np.arange(h2, dtype=np.float64)
+    lbase = (np.arange(nr, dtype=np.intp)[:, None, None, None] * gw
+             + np.arange(gw, dtype=np.intp)[None, None, :, None] + (gw + 1))
+    carry = np.arange(M, dtype=np.intp)
     quads = []
     for qy in (0, 1):
         for qx in (0, 1):
             Iq = np.ascontiguousarray(I6[:, qy, :, :, qx, :])  # (gh, h2, gw, h2)
+            Vq = np.ascontiguousarray(V6[:, qy, :, :, qx, :]) if any_invalid else None
             yq = (np.arange(gh, dtype=np.float32)[:, None] * S + qy * h2
                   + np.arange(h2, dtype=np.float32)[None, :]).reshape(gh, h2, 1, 1)
             xq = (np.arange(gw, dtype=np.float32)[:, None] * S + qx * h2
                   + np.arange(h2, dtype=np.float32)[None, :]).reshape(1, 1, gw, h2)
+            c0 = (qy - 1) * gw + qx - 1
+            # intensity weights of each band as float64, after room for the carry
+            wts = []
+            for a, b in bands:
+                w = np.empty(M + (b - a) * cell)
+                w[M:] = Iq[a:b].ravel()
+                wts.append(w)
+            if Vq is None:
+                vstats = None
+            else:  # valid pixels per quarter cell: count, sum of rows, sum of columns
+                vr = np.matmul(rw, Vq.reshape(gh, h2, gw * h2).astype(fdt)).reshape(gh, 2, gw, h2)
+                vstats = (vr[:, 0].sum(-1, dtype=np.float64), vr[:, 1].sum(-1, dtype=np.float64),
+                          vr[:, 0].astype(np.float64) @ colw)
             quads.append(dict(
-                q=(qy, qx), I=Iq, y=yq, x=xq,
-                invalid=~np.ascontiguousarray(V6[:, qy, :, :, qx, :]) if any_invalid else None,
-                Yf=np.broadcast_to(yq, Iq.shape).ravel().astype(np.float64),
-                Xf=np.broadcast_to(xq, Iq.shape).ravel().astype(np.float64),
-                If=Iq.ravel().astype(np.float64),
+                q=(qy, qx), I=Iq, V=Vq, y=yq, x=xq, c0=c0, wts=wts, vstats=vstats,
                 offs=[(dy, dx) for dy in (qy - 1, qy) for dx in (qx - 1, qx)],
+                lbase=lbase + c0,
+                y0=(np.arange(gh, dtype=np.float64) * S + qy * h2)[:, None],
+                x0=(np.arange(gw, dtype=np.float64) * S + qx * h2)[None, :],
             ))
+    full = float(h2 * h2), float(h2 * h2 * (h2 - 1) // 2)
 
-    def update(labs, cy, cx, ci):
-        cnt = np.zeros(K + 1)
-        sy = np.zeros(K + 1)
-        sx = np.zeros(K + 1)
-        si = np.zeros(K + 1)
-        for lab, q in zip(labs, quads):
-            lf = lab.ravel()
-            if q["invalid"] is not None:
-                lf = np.where(q["invalid"].ravel(), K, lf)
-            cnt += np.bincount(lf, minlength=K + 1)
-            sy += np.bincount(lf, weights=q["Yf"], minlength=K + 1)
-            sx += np.bincount(lf, weights=q["Xf"], minlength=K + 1)
-            si += np.bincount(lf, weights=q["If"], minlength=K + 1)
-        cnt, sy, sx, si = cnt[:K], sy[:K], sx[:K], si[:K]
+    def run_quad(Q, cyP, cxP, ciP, out_q):
+        """Assign the pixels of one quarter block; sums per cluster (or labels into out_q)."""
+        d = np.empty((4, nr, h2, gw, h2), np.float32)
+        tmp = np.empty((nr, h2, gw, h2), np.float32)
+        m01 = np.empty((nr, h2, gw, h2), bool)
+        m23 = np.empty_like(m01)
+        hi = np.empty_like(m01)
+        hc = np.empty_like(m01)
+        F = np.empty((3, nr, h2, gw, h2), fdt)
+        idx = np.empty(M + nr * cell, np.intp)
+        idx[:M] = carry
+        if out_q is None:
+            acc = np.zeros((4, L))  # count, sum y, sum x, sum intensity
+        for j, (a, b) in enumerate(bands):
+            n = b - a
+            sz = n * cell
+            Ic = Q["I"][a:b]
+            D = d[:, :n]
+            T = tmp[:n]
+            for k, (dy, dx) in enumerate(Q["offs"]):
+                sl = (slice(1 + dy + a, 1 + dy + b), slice(1 + dx, 1 + dx + gw))
+                cys = cyP[sl].reshape(n, 1, gw, 1)
+                cxs = cxP[sl].reshape(n, 1, gw, 1)
+                cis = ciP[sl].reshape(n, 1, gw, 1)
+                ys = np.square(Q["y"][a:b] - cys) * wS  # (n, h2, gw, 1)
+                xs = np.square(Q["x"] - cxs) * wS + cis * cis  # (n, 1, gw, h2)
+                np.add(ys, xs, out=D[k])
+                np.multiply(Ic, 2 * cis, out=T)
+                np.subtract(D[k], T, out=D[k])
+            # argmin of 4 candidates by a tournament: winner row bit `hi`, column bit `col`
+            col, m23n, hin, hcn = m01[:n], m23[:n], hi[:n], hc[:n]
+            np.less(D[1], D[0], out=col)
+            np.minimum(D[0], D[1], out=D[0])
+            np.less(D[3], D[2], out=m23n)
+            np.minimum(D[2], D[3], out=D[2])
+            np.less(D[2], D[0], out=hin)
+            np.copyto(col, m23n, where=hin)
+            lab = idx[M:M + sz].reshape(n, h2, gw, h2)
+            np.multiply(hin, gw, out=lab)
+            np.add(lab, col, out=lab)
+            np.add(lab, Q["lbase"][:n], out=lab)  # cluster - lo
+            if out_q is not None:
+                out_q[a:b] = lab + (a - 1) * gw
+                continue
+            # intensity sums: one bincount, continuing from the running sums of bins lo..lo+M-1
+            s0 = a * gw
+            w = Q["wts"][j]
+            if Q["V"] is not None:
+                Vc = Q["V"][a:b]
+                np.copyto(lab, M, where=~Vc)  # outside the mask: a bin that is dropped
+                np.logical_and(hin, Vc, out=hin)
+                np.logical_and(col, Vc, out=col)
+            w[:M] = acc[3, s0:s0 + M]
+            acc[3, s0:s0 + M] = np.bincount(idx[:M + sz], weights=w, minlength=M + 1)[:M]
+            # counts and coordinate sums per (quarter cell, winner): integer sums of the bits
+            np.logical_and(hin, col, out=hcn)
+            Fn = F[:, :n]
+            np.copyto(Fn[0], hin)
+            np.copyto(Fn[1], col)
+            np.copyto(Fn[2], hcn)
+            R = np.matmul(rw, Fn.reshape(3, n, h2, gw * h2)).reshape(3, n, 2, gw, h2)
+            c_ = R[:, :, 0].sum(-1, dtype=np.float64)  # (3, n, gw): hi, col, hi&col
+            r_ = R[:, :, 1].sum(-1, dtype=np.float64)
+            x_ = R[:, :, 0].astype(np.float64) @ colw
+            if Q["vstats"] is None:
+                tc, tr, tx = full[0], full[1], full[1]
+            else:
+                tc, tr, tx = (v[a:b] for v in Q["vstats"])
+            y0 = Q["y0"][a:b]
+            for k, (sc, sr, sx_) in enumerate((
+                (tc - c_[0] - c_[1] + c_[2], tr - r_[0] - r_[1] + r_[2], tx - x_[0] - x_[1] + x_[2]),
+                (c_[1] - c_[2], r_[1] - r_[2], x_[1] - x_[2]),
+                (c_[0] - c_[2], r_[0] - r_[2], x_[0] - x_[2]),
+                (c_[2], r_[2], x_[2]),
+            )):
+                st = P + a * gw + Q["c0"] + (k >> 1) * gw + (k & 1)
+                acc[0, st:st + n * gw] += sc.ravel()
+                acc[1, st:st + n * gw] += (y0 * sc + sr).ravel()
+                acc[2, st:st + n * gw] += (Q["x0"] * sc + sx_).ravel()
+        return None if out_q is not None else acc[:, P:P + K]
+
+    def update(sums, cy, cx, ci):
+        tot = np.zeros((4, K))
+        for s in sums:  # in block order, as one bincount per block would add them
+            tot += s
+        cnt, sy, sx, si = tot
         has = cnt > 0
         safe = np.maximum(cnt, 1)
         cy = np.where(has, sy / safe, cy.ravel()).reshape(gh, gw).astype(np.float32)
@@ -1006,50 +1134,36 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     cx = np.minimum(np.arange(gw, dtype=np.float32) * S + S / 2, W - 0.5)
     cy = np.ascontiguousarray(np.broadcast_to(cy[:, None], (gh, gw)))
     cx = np.ascontiguousarray(np.broadcast_to(cx[None, :], (gh, gw)))
-    ci = np.zeros((gh, gw), np.float32)
-    own = [np.broadcast_to(base, q["I"].shape) for q in quads]
-    _, _, ci = update(own, cy, cx, ci)
+    # initial intensities: mean of each cell
+    base = (np.arange(gh, dtype=np.intp)[:, None, None, None] * gw
+            + np.arange(gw, dtype=np.intp)[None, None, :, None])
+    cnt = np.zeros(K + 1)
+    si = np.zeros(K + 1)
+    for Q in quads:
+        lf = np.broadcast_to(base, Q["I"].shape).ravel()
+        if Q["V"] is not None:
+            lf = np.where(Q["V"].ravel(), lf, K)
+        cnt += np.bincount(lf, minlength=K + 1)
+        si += np.bincount(lf, weights=Q["I"].ravel().astype(np.float64), minlength=K + 1)
+    ci = np.where(cnt[:K] > 0, si[:K] / np.maximum(cnt[:K], 1), 0).reshape(gh, gw).astype(np.float32)
     big = np.float32(1e9)
-    labs = own
-    for it in range(max_iter + 1):
-        cyP = np.full((gh + 2, gw + 2), big, np.float32)
-        cxP = np.full((gh + 2, gw + 2), big, np.float32)
-        ciP = np.zeros((gh + 2, gw + 2), np.float32)
-        cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
-        labs = []
-        for q in quads:
-            ds = []
-            for dy, dx in q["offs"]:
-                sl = (slice(1 + dy, 1 + dy + gh), slice(1 + dx, 1 + dx + gw))
-                cys = cyP[sl].reshape(gh, 1, gw, 1)
-                cxs = cxP[sl].reshape(gh, 1, gw, 1)
-                cis = ciP[sl].reshape(gh, 1, gw, 1)
-                ys = np.square(q["y"] - cys) * wS  # (gh, h2, gw, 1)
-                xs = np.square(q["x"] - cxs) * wS + cis * cis  # (gh, 1, gw, h2)
-                d = ys + xs
-                d -= q["I"] * (2 * cis)
-                ds.append(d)
-            # argmin of 4 candidates by a tournament (cheap boolean passes)
-            m01 = ds[1] < ds[0]
-            b01 = np.minimum(ds[0], ds[1], out=ds[0])
-            m23 = ds[3] < ds[2]
-            b23 = np.minimum(ds[2], ds[3], out=ds[2])
-            hi = b23 < b01
-            bk = np.where(hi, m23.view(np.uint8) + np.uint8(2), m01.view(np.uint8))
-            qy, qx = q["q"]
-            lab = (bk >> 1).astype(np.int32)
-            lab *= gw
-            lab += bk & 1
-            lab += base + np.int32((qy - 1) * gw + qx - 1)
-            labs.append(lab)
-        if it < max_iter:
-            cy, cx, ci = update(labs, cy, cx, ci)
-        if callback is not None:
-            callback(it, max_iter)
     out = np.empty((gh, 2, h2, gw, 2, h2), np.int32)
-    for lab, q in zip(labs, quads):
-        out[:, q["q"][0], :, :, q["q"][1], :] = lab
-    return out.reshape(Hp, Wp)[:H, :W] + 1
+    # the 4 blocks are independent: numpy releases the GIL in the array passes, so threads overlap
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        for it in range(max_iter + 1):
+            cyP = np.full((gh + 2, gw + 2), big, np.float32)
+            cxP = np.full((gh + 2, gw + 2), big, np.float32)
+            ciP = np.zeros((gh + 2, gw + 2), np.float32)
+            cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
+            final = it == max_iter
+            sums = list(pool.map(
+                lambda Q: run_quad(Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None),
+                quads))
+            if not final:
+                cy, cx, ci = update(sums, cy, cx, ci)
+            if callback is not None:
+                callback(it, max_iter)
+    return out.reshape(Hp, Wp)[:H, :W]
 
 
 def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu",
