@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 
 from ._validation import (
     SEMAnalysisError,
+    check_finite,
     check_image,
     check_labels,
     check_positive,
@@ -53,16 +54,6 @@ def _area_to_pixels(value, pixel_size, unit, name) -> float:
     if pixel_size is None:
         raise SEMAnalysisError(f"{name} is given in nm² but the pixel size is unknown")
     return v / check_positive(pixel_size, "pixel_size") ** 2
-
-
-def _finite(value, name) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SEMAnalysisError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v):
-        raise SEMAnalysisError(f"{name} must be a finite number, got {value!r}")
-    return v
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:
@@ -148,9 +139,9 @@ def threshold(
     arr = check_image(image, allow_constant=False)
     if method not in THRESHOLD_METHODS:
         raise SEMAnalysisError(f"method must be one of {THRESHOLD_METHODS}, got {method!r}")
-    offset = _finite(offset, "offset")
+    offset = check_finite(offset, "offset")
     if k is not None:
-        k = _finite(k, "k")
+        k = check_finite(k, "k")
         if abs(k) > 10:
             raise SEMAnalysisError(f"k must be between -10 and 10 (typically 0.1-0.5), got {k!r}")
     if method in GLOBAL_METHODS:
