@@ -257,3 +257,50 @@ def test_rerun_writing_the_same_layer_replaces_the_record():
     steps = _workflow.recorded_steps(v)
     assert [(s["function"], s["params"]) for s in steps] == [
         ("threshold", {"method": "otsu"}), ("split_touching", {"min_distance": 7})]
+
+
+def test_pixel_size_set_by_hand_goes_into_the_recipe_for_files_without_one(
+    make_napari_viewer, qtbot, tmp_path, errors, monkeypatch
+):
+    """A PNG export has no pixel size: the user sets it in *Pixel size and metadata*, tunes the steps and
+    saves the recipe; the recipe carries the calibration, so the batch over more such PNGs is in nm."""
+    import imageio.v3 as iio
+    import pandas as pd
+
+    from napari_sem_analysis import cli
+    from napari_sem_analysis.widgets import _info
+    from napari_sem_analysis.widgets._info import PixelSizeWidget
+
+    monkeypatch.setattr(_info, "notify_info", lambda m: None)
+    viewer = make_napari_viewer()
+    clear_recorded_steps(viewer)
+    layer = viewer.add_image(_disks([(30, 30), (30, 100)]), name="tuned")
+    calib = PixelSizeWidget(viewer)
+    calib._layer.value = layer
+    calib._size.value = 6.5
+    calib._unit.value = "nm"
+    calib._apply.changed.emit(True)  # the "Set pixel size" button
+    assert tuple(layer.scale) == (6.5, 6.5)
+    _record(viewer)
+    widget = WorkflowWidget(viewer)
+    recipe = widget.save_recipe(tmp_path / "calibrated.yaml")
+    assert recipe is not None and Workflow.load(recipe).pixel_size == 6.5
+    assert "pixel_size: 6.5" in widget._text.value  # the user sees it in the recipe text
+
+    images = tmp_path / "pngs"
+    images.mkdir()
+    for i in range(2):
+        iio.imwrite(images / f"export_{i}.png", _disks([(30, 30), (90, 40), (60, 120)], seed=i))
+    assert cli.main(["batch", str(recipe), str(images), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert list(summary["count"]) == [3, 3]
+    assert list(summary["pixel_size_nm"]) == [6.5, 6.5]
+    assert summary["median_equivalent_diameter_nm"].to_numpy() == pytest.approx(19 * 6.5, rel=0.1)
+
+    # an image whose scale was not set by hand (e.g. from its own metadata) gives the recipe no calibration
+    clear_recorded_steps(viewer)
+    viewer.layers.remove(layer)
+    viewer.add_image(_disks([(30, 30)]), name="tuned", scale=(8.0, 8.0), units=("nm", "nm"))
+    _record(viewer)
+    assert widget.current_workflow().pixel_size is None
+    assert not errors

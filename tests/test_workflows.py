@@ -92,6 +92,30 @@ def test_recipe_round_trip(tmp_path, suffix):
     assert load_recipe(wf) is wf
 
 
+def test_recipe_pixel_size_calibrates_images_without_one(tmp_path):
+    """A recipe's pixel_size (a calibration set by hand when recording) gives nm to images that carry
+    none (a PNG export); a file's own metadata and an explicit pixel_size take precedence."""
+    import imageio.v3 as iio
+    import tifffile
+
+    img, _ = disks_image()
+    wf = Workflow.from_steps(RECORDED, summary="particles", pixel_size=5.0)
+    back = Workflow.load(wf.save(tmp_path / "calibrated.yaml"))
+    assert back.pixel_size == 5.0 and "pixel_size: 5.0" in (tmp_path / "calibrated.yaml").read_text()
+
+    iio.imwrite(tmp_path / "export.png", img)  # no pixel size in a PNG
+    res = back.run(tmp_path / "export.png")
+    assert res.pixel_size == 5.0
+    assert res.summary["median_equivalent_diameter_nm"] == pytest.approx(24 * 5.0, rel=0.03)
+    assert back.run(img).pixel_size == 5.0  # a bare array has none either
+    assert back.run(img, pixel_size=7.0).pixel_size == 7.0  # the explicit value wins
+    tifffile.imwrite(tmp_path / "d.tif", img, imagej=True, resolution=(1 / 0.012, 1 / 0.012), metadata={"unit": "um"})
+    assert back.run(tmp_path / "d.tif").pixel_size == pytest.approx(12.0)  # so does the file's metadata
+    assert Workflow.from_steps(RECORDED).run(tmp_path / "export.png").pixel_size is None
+    with pytest.raises(SEMAnalysisError, match="pixel_size"):
+        Workflow.from_dict({"steps": RECORDED, "pixel_size": -2})
+
+
 def test_recipe_params_numpy_types_are_saved_plainly(tmp_path):
     steps = [{"function": "t_bright", "params": {"level": np.float32(100.5), "xs": (1, 2)},
               "inputs": {"image": "image"}, "output": "m"}]

@@ -19,11 +19,16 @@ step is the same dict that the widgets record (``widgets._common.record_step``):
         output: particles
     labels: particles                # which output holds the objects (default: the last label image)
     summary: particles               # summary function (preset name; default: "objects")
+    pixel_size: 4.2                  # optional: nm per pixel for images whose files carry none
 
 Input names that no earlier step produces (napari layer names when the recipe
 was recorded in the viewer) refer to the image the workflow is run on. Steps
 whose function accepts ``pixel_size`` get the image's pixel size (nm) unless
-the recipe sets it.
+the recipe sets it. The image's pixel size is, in this order: the one given to
+:meth:`Workflow.run` (the command line's ``--pixel-size``), the one in the
+file's metadata, and the recipe's ``pixel_size`` (the calibration a user set
+by hand in napari when recording it, for files without metadata such as PNG
+exports).
 
 Four presets ship with the package: ``particles``, ``porosity``, ``coating``
 and ``phases`` (see :data:`PRESETS`), each a recipe plus a summary.
@@ -398,6 +403,11 @@ class Workflow:
     description : str
     options : dict
         Keyword arguments for the summary function (e.g. phase class names).
+    pixel_size : float, optional
+        nm per pixel for images that carry no pixel size of their own (e.g.
+        PNG exports from the microscope, calibrated by hand when the recipe
+        was recorded). A file's metadata and an explicit ``pixel_size`` given
+        to :meth:`run` take precedence.
     """
 
     def __init__(
@@ -409,6 +419,7 @@ class Workflow:
         summary: str | None = None,
         description: str = "",
         options: Mapping | None = None,
+        pixel_size: float | None = None,
     ):
         self.steps = [_normalise_step(s, i) for i, s in enumerate(steps)]
         if not self.steps:
@@ -418,6 +429,11 @@ class Workflow:
         self.summary = summary or _default_summary(self.steps)
         self.description = description
         self.options = _jsonable(dict(options or {}))
+        if pixel_size is not None:
+            from ._validation import check_positive
+
+            pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e9)
+        self.pixel_size = pixel_size
 
     # --- construction -------------------------------------------------------
     @classmethod
@@ -443,6 +459,7 @@ class Workflow:
             summary=recipe.get("summary"),
             description=recipe.get("description", ""),
             options=recipe.get("options"),
+            pixel_size=recipe.get("pixel_size"),
         )
 
     def to_dict(self) -> dict:
@@ -457,6 +474,8 @@ class Workflow:
             d["labels"] = self.labels
         if self.options:
             d["options"] = copy.deepcopy(self.options)
+        if self.pixel_size is not None:
+            d["pixel_size"] = float(self.pixel_size)
         if not d["description"]:
             del d["description"]
         return d
@@ -539,7 +558,8 @@ class Workflow:
         ----------
         image : ndarray, SEMImage or path
         pixel_size : float, optional
-            nm per pixel; default from the file's metadata / SEMImage.
+            nm per pixel; default from the file's metadata / SEMImage, else
+            the recipe's own ``pixel_size``.
         inputs : dict, optional
             Data for other external inputs (e.g. a hand-drawn labels layer);
             every external input not given here is the image.
@@ -569,6 +589,8 @@ class Workflow:
         (``result = yield from workflow.iter_run(image)``).
         """
         data, px, name = _as_image(image, pixel_size)
+        if px is None:
+            px = self.pixel_size  # the recipe's calibration, for images without their own
         check_image(data, ndim=(2,))
         ctx: dict[str, Any] = {}
         given = dict(inputs or {})

@@ -157,12 +157,28 @@ class WorkflowWidget(Container):
                     "No steps recorded yet: run some analysis widgets (enhance, threshold, split, "
                     "measure...) on an image first, or choose a preset or load a recipe"
                 )
-            return Workflow.from_steps(recipe_steps(steps), name="recorded workflow")
+            wf = Workflow.from_steps(recipe_steps(steps), name="recorded workflow")
+            wf.pixel_size = self._hand_calibration(wf)
+            return wf
         if source == LOADED:
             if self._loaded is None:
                 raise ValueError("No recipe loaded")
             return self._loaded
         return load_recipe(source)
+
+    def _hand_calibration(self, wf):
+        """The pixel size (nm) a user set by hand on the recorded steps' input image, or None.
+
+        Saved in the recipe, it gives images without a pixel size of their own (PNG
+        exports, say) the same calibration when the recipe is replayed or batched.
+        """
+        for name in wf.input_names():
+            layer = next((lay for lay in self.viewer.layers if lay.name == name), None)
+            if layer is not None and (layer.metadata or {}).get("pixel_size_source") == "user":
+                px = layer_pixel_size(layer)
+                if px:
+                    return float(px)
+        return None
 
     def refresh(self, _event=None):
         """Show the current workflow as YAML."""
