@@ -255,3 +255,31 @@ def test_texture_map_work_does_not_grow_with_the_window(rng, monkeypatch, featur
     assert work[4] > 0
     # a sliding window recomputed at every pixel would touch window^2 x more pixels (256x from 4 to 64)
     assert max(work.values()) <= 2.5 * min(work.values()), work
+
+
+@pytest.mark.parametrize("levels", [256, 8])
+@pytest.mark.parametrize("path", ["dense", "sorted"])
+def test_threaded_offsets_give_the_sequential_result(rng, monkeypatch, levels, path):
+    """Large images run their offsets in threads: the numbers must not depend on it."""
+    from concurrent import futures
+
+    from napari_sem_analysis import texture
+
+    monkeypatch.setattr(texture, "_DENSE_BINS", 1 << 40 if path == "dense" else 0)
+    image, labels = _random_case(rng, shape=(200, 240), n_labels=40, block=10)
+    props = ["contrast", "dissimilarity", "homogeneity", "energy", "asm", "correlation", "entropy", "mean", "variance"]
+    kw = dict(distances=DISTANCES, angles=ANGLES, levels=levels, properties=props, average=False)
+    sequential = glcm_features(image, labels, **kw)
+    pools = []
+    real_pool = futures.ThreadPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        pools.append(kwargs.get("max_workers"))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(futures, "ThreadPoolExecutor", counting_pool)
+    monkeypatch.setattr(texture, "_THREADED_PIXELS", 0)
+    monkeypatch.setattr(texture.os, "cpu_count", lambda: 4)
+    threaded = glcm_features(image, labels, **kw)
+    assert pools == [4]  # the threaded path really ran (10 offsets, 4 threads)
+    np.testing.assert_array_equal(threaded.to_numpy(), sequential.to_numpy())
