@@ -166,6 +166,9 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     assert isinstance(table, FeatureTableWidget) and table.layer is lab_layer
 
     col = list(table.visible_table.columns).index("label")
+    # napari's "index" column repeats the label: the user sees "label" only
+    assert table.view.isColumnHidden(list(table.visible_table.columns).index("index"))
+    assert not table.view.isColumnHidden(col)
     table._header_clicked(col)  # clicking a header sorts ascending, clicking again descending
     assert list(table.visible_table["label"]) == [2, 4, 6, 8]
     table._header_clicked(col)

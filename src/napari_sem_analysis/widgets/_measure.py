@@ -657,6 +657,10 @@ class FeatureTableWidget(Container):
             df = df.sort_values(self._sort[0], ascending=self._sort[1], kind="stable")
         self._view_df = df
         self.model.set_frame(df, _units_of(self._layer))
+        # napari's "index" column (label value -> feature row) repeats "label": hide it from view
+        twin = "index" in df.columns and "label" in df.columns and df["index"].equals(df["label"])
+        for i, c in enumerate(df.columns):
+            self.view.setColumnHidden(i, bool(twin and c == "index"))
         self._count.value = f"{len(df)} of {len(self._df)} rows"
 
     def sort_by(self, column: str, ascending: bool = True):
