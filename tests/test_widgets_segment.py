@@ -247,12 +247,19 @@ def test_lengths_follow_a_pixel_size_set_by_hand(make_napari_viewer, particles, 
     layer = viewer.add_image(img, name="png without metadata")
     viewer.add_labels((truth > 0).astype(np.uint8), name="mask")
     enhance, split = EnhanceWidget(viewer), SplitWidget(viewer)
+    thresh = ThresholdWidget(viewer)
+    thresh._preview.value = False
     assert enhance._tile.widget.label.endswith("(px)") and enhance._tile.value == 128
+    assert thresh._min_size.widget.label.endswith("(px²)") and thresh._min_size.value == 4  # 1-3 px specks go
     info = PixelSizeWidget(viewer)
     info._size.value = 0.543  # a sub-nm pixel, as in the nanoporous gold image
     info.apply()  # sets image and mask (same shape)
     assert enhance._tile.widget.label.endswith("(nm)")
     assert split._min_distance.widget.label.endswith("(nm)")
+    # areas follow too: the same 4 px² shown in nm² (it used to stay '4', then read as 4 nm² = 14 px²)
+    assert thresh._min_size.widget.label.endswith("(nm²)") and split._min_size.widget.label.endswith("(nm²)")
+    (_, tparams), (_, cparams) = thresh.steps()
+    assert cparams["unit"] == "nm" and cparams["min_size"] / 0.543**2 == pytest.approx(4, rel=1e-3)
     function, params = enhance.params()
     assert params["unit"] == "nm"
     assert params["tile_size"] / 0.543 == pytest.approx(128, rel=1e-3)  # still 128 px

@@ -106,28 +106,33 @@ def planes(data: np.ndarray, func):
 
 
 class LengthBox:
-    """A length parameter shown in nm when the layer has a scale, in px otherwise."""
+    """A length (or, with ``power=2``, an area) shown in nm when the layer has a scale, in px otherwise."""
 
-    def __init__(self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0):
+    def __init__(self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0,
+                 power: int = 1):
         self.name = label
         self.default_px = default_px
-        self.widget = FloatSpinBox(label=f"{label} (px)", min=minimum, max=maximum, value=default_px, step=step)
+        self.power = int(power)
+        self._suffix = "²" if self.power == 2 else ""
+        self.widget = FloatSpinBox(
+            label=f"{label} (px{self._suffix})", min=minimum, max=maximum, value=default_px, step=step
+        )
         self.unit = "px"
         self.pixel_size = None
 
     def sync(self, pixel_size):
         """Show the length in nm (``pixel_size`` nm/px) or in px (None).
 
-        A length in px becomes the same length in nm (x pixel size) when the
-        layer gets a scale; a length in nm stays the same physical length
-        when the pixel size changes; without a scale it falls back to its
-        default in px.
+        A length in px becomes the same length in nm (x pixel size; an area
+        x pixel size²) when the layer gets a scale; a length in nm stays the
+        same physical length when the pixel size changes; without a scale it
+        falls back to its default in px.
         """
         unit = "px" if pixel_size is None else "nm"
         if unit != self.unit:
             value = self.widget.value
             if unit == "nm":
-                value = value * pixel_size
+                value = value * pixel_size**self.power
             else:
                 value = self.default_px
             self.unit = unit  # before setting the value: its change signal may sync again
@@ -138,21 +143,25 @@ class LengthBox:
         elif unit == "nm" and pixel_size != self.pixel_size:
             self.pixel_size = pixel_size
             self._set_decimals(pixel_size)
-        self.widget.label = f"{self.name} ({unit})"
+        self.widget.label = f"{self.name} ({unit}{self._suffix})"
 
     def _set_decimals(self, pixel_size):
-        # enough decimals to show a length of one pixel to 3 significant digits
+        # enough decimals to show one pixel's length (or area) to 3 significant digits
         native = getattr(self.widget, "native", None)
         if native is None or not hasattr(native, "setDecimals"):
             return
         decimals = 2
         if pixel_size:
-            decimals = int(min(6, max(2, 2 - np.floor(np.log10(pixel_size)))))
+            decimals = int(min(6, max(2, 2 - np.floor(np.log10(pixel_size**self.power)))))
         native.setDecimals(decimals)
 
     @property
     def value(self):
         return float(self.widget.value)
+
+    @value.setter
+    def value(self, v):
+        self.widget.value = v
 
 
 class StepWidget(Container):

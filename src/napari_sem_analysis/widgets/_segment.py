@@ -48,21 +48,21 @@ class ThresholdWidget(StepWidget):
         self._k = FloatSpinBox(label="k", min=-2, max=2, value=0.2, step=0.05)
         self._classes = SpinBox(label="classes", min=2, max=7, value=3)
         self._opening = LengthBox("opening radius", 0.0)
-        self._min_size = FloatSpinBox(label="min size (px²)", min=0, max=1e12, value=0, step=1)
+        self._min_size = LengthBox("min size", 4.0, maximum=1e12, power=2)
         self._fill = CheckBox(text="fill holes", value=True)
         self._preview = CheckBox(text="live preview", value=True)
         self._run_btn = PushButton(text="Run")
         self._cancel_btn = PushButton(text="Cancel")
-        self._lengths = [self._window, self._opening]
+        self._lengths = [self._window, self._opening, self._min_size]
         self.extend(
             [self._image, self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-             self._opening.widget, self._min_size, self._fill, self._preview, self._run_btn, self._cancel_btn,
+             self._opening.widget, self._min_size.widget, self._fill, self._preview, self._run_btn, self._cancel_btn,
              self._status]
         )
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
         for w in (self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-                  self._opening.widget, self._min_size, self._fill, self._preview):
+                  self._opening.widget, self._min_size.widget, self._fill, self._preview):
             w.changed.connect(self._live)
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
@@ -73,10 +73,6 @@ class ThresholdWidget(StepWidget):
 
     def _unit_layer(self):
         return self._image.value
-
-    def _sync_units(self, _event=None):
-        super()._sync_units()
-        self._min_size.label = f"min size ({'px' if self._pixel_size() is None else 'nm'}²)"
 
     def _image_changed(self, _event=None):
         self._sync_units()
@@ -101,7 +97,7 @@ class ThresholdWidget(StepWidget):
         self._window.widget.visible = m in LOCAL
         self._k.visible = m in ("sauvola", "niblack")
         self._classes.visible = m == "multi-otsu"
-        for w in (self._dark, self._offset, self._opening.widget, self._min_size, self._fill):
+        for w in (self._dark, self._offset, self._opening.widget, self._min_size.widget, self._fill):
             w.visible = m != "multi-otsu"
 
     def steps(self) -> list[tuple[str, dict]]:
@@ -206,13 +202,13 @@ class SplitWidget(StepWidget):
         self._min_distance = LengthBox("min distance", 5.0, step=0.5)
         self._edge = FloatSpinBox(label="edge quantile (0 = off)", min=0, max=1, value=0.5, step=0.05)
         self._weight = FloatSpinBox(label="edge weight", min=0, max=1, value=0.5, step=0.05)
-        self._min_size = FloatSpinBox(label="min size (px²)", min=0, max=1e12, value=0, step=1)
+        self._min_size = LengthBox("min size", 0.0, maximum=1e12, power=2)
         self._separate = CheckBox(text="separate touching objects", value=False)
         self._run_btn = PushButton(text="Run")
         self._cancel_btn = PushButton(text="Cancel")
-        self._lengths = [self._min_distance]
+        self._lengths = [self._min_distance, self._min_size]
         self.extend([self._mask, self._image, self._seeds, self._min_distance.widget, self._edge, self._weight,
-                     self._min_size, self._separate, self._run_btn, self._cancel_btn, self._status])
+                     self._min_size.widget, self._separate, self._run_btn, self._cancel_btn, self._status])
         self._mask.changed.connect(self._sync_units)
         self._run_btn.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
@@ -220,10 +216,6 @@ class SplitWidget(StepWidget):
 
     def _unit_layer(self):
         return self._mask.value
-
-    def _sync_units(self, _event=None):
-        super()._sync_units()
-        self._min_size.label = f"min size ({'px' if self._pixel_size() is None else 'nm'}²)"
 
     def params(self) -> dict:
         p = {"min_distance": self._min_distance.value, "min_size": float(self._min_size.value),
