@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import SEMAnalysisError
+from ._validation import SEMAnalysisError, check_positive
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
@@ -507,8 +507,8 @@ def run_batch(
     jobs = int(jobs)
     if jobs < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
-    if pixel_size is not None and not (np.isfinite(float(pixel_size)) and float(pixel_size) > 0):
-        raise SEMAnalysisError(f"pixel_size must be a positive number of nm, got {pixel_size}")
+    if pixel_size is not None:
+        pixel_size = check_positive(pixel_size, "pixel_size (nm)")
     rhash = _recipe_hash(recipe_dict, pixel_size)
     files = collect_inputs(inputs)
     names = _output_names(files)

@@ -259,6 +259,23 @@ def _encode_labels(y, class_names) -> tuple[np.ndarray, list]:
     return np.array([lookup[n] for n in names], dtype=np.int64), class_names
 
 
+def _groups_per_class(y_idx, groups) -> list[int]:
+    """How many distinct groups (source images) each class has, in class order."""
+    return [len(set(groups[y_idx == c].tolist())) for c in np.unique(y_idx)]
+
+
+def fold_count(y, groups, n_splits: int) -> int:
+    """The number of folds :meth:`cross_validate` will use for labels ``y`` (0: not possible)."""
+    y_idx = np.unique(np.asarray(y), return_inverse=True)[1].reshape(-1)
+    if np.unique(y_idx).size < 2:
+        return 0
+    if groups is None:
+        k = min(int(n_splits), int(np.bincount(y_idx).min()))
+    else:
+        k = min(int(n_splits), min(_groups_per_class(y_idx, np.asarray(groups))))
+    return k if k >= 2 else 0
+
+
 def _splits(y_idx, groups, n_splits, seed):
     """Stratified (grouped when ``groups`` is given) train/test index pairs."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -273,7 +290,7 @@ def _splits(y_idx, groups, n_splits, seed):
         if groups.shape != (n,):
             raise SEMAnalysisError(f"groups must have one entry per sample ({n}), got shape {groups.shape}")
         # the number of groups of the rarest class limits the number of folds
-        per_class_groups = [len(set(groups[y_idx == c].tolist())) for c in np.unique(y_idx)]
+        per_class_groups = _groups_per_class(y_idx, groups)
         k = min(int(n_splits), min(per_class_groups))
         if k < 2:
             raise SEMAnalysisError(
@@ -1474,19 +1491,8 @@ class ImageClassifier:
         X, feat_names = self._prepare(images, None if cnn else tick, cancel)
         result = None
         if splits is not None:
-            result = _cross_validate(
-                lambda: self._make_inner(len(names)),
-                lambda m, Xs, yy: self._fit_inner(m, Xs, yy, tick if cnn else None, cancel),
-                lambda m, Xs: self._proba_inner(m, Xs, len(names)),
-                X,
-                y_idx,
-                names,
-                groups,
-                n_splits,
-                self.seed,
-                None if cnn else tick,
-                cancel,
-                splits=splits,
+            result = self._run_cv(
+                X, y_idx, names, groups, n_splits, tick if cnn else None, None if cnn else tick, cancel, splits
             )
         inner = self._make_inner(len(names))
         self._fit_inner(inner, X, y_idx, tick if cnn else None, cancel)
@@ -1529,9 +1535,13 @@ class ImageClassifier:
         if len(y_idx) != len(images):
             raise SEMAnalysisError(f"{len(y_idx)} labels for {len(images)} images")
         X, _ = self._prepare(images, cancel=cancel)
+        return self._run_cv(X, y_idx, names, groups, n_splits, None, progress, cancel)
+
+    def _run_cv(self, X, y_idx, names, groups, n_splits, fit_progress, fold_progress, cancel, splits=None):
+        """Grouped cross-validation of this classifier's model on prepared inputs ``X``."""
         return _cross_validate(
             lambda: self._make_inner(len(names)),
-            lambda m, Xs, yy: self._fit_inner(m, Xs, yy, cancel=cancel),
+            lambda m, Xs, yy: self._fit_inner(m, Xs, yy, fit_progress, cancel),
             lambda m, Xs: self._proba_inner(m, Xs, len(names)),
             X,
             y_idx,
@@ -1539,8 +1549,9 @@ class ImageClassifier:
             groups,
             n_splits,
             self.seed,
-            progress,
+            fold_progress,
             cancel,
+            splits=splits,
         )
 
     def predict_tiles(

@@ -710,8 +710,8 @@ def _class_weights(spec, masks, n_classes: int, max_ratio: float = 50.0) -> list
             raise SEMAnalysisError(f"class_weights must be None, 'auto' or one weight per class, got {spec!r}")
         counts = np.zeros(n_classes, dtype=np.float64)
         for m in masks:
-            v = m[m != _IGNORE] if np.any(m == _IGNORE) else m.reshape(-1)
-            counts += np.bincount(v.reshape(-1), minlength=n_classes)[:n_classes]
+            v = m[m != _IGNORE]  # ignored pixels left out
+            counts += np.bincount(v, minlength=n_classes)[:n_classes]
         if counts.sum() == 0:
             return None
         freq = counts / counts.sum()

@@ -54,7 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import SEMAnalysisError, check_image, to_grayscale
+from ._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
 
 __all__ = [
     "Workflow",
@@ -430,8 +430,6 @@ class Workflow:
         self.description = description
         self.options = _jsonable(dict(options or {}))
         if pixel_size is not None:
-            from ._validation import check_positive
-
             pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e9)
         self.pixel_size = pixel_size
 
@@ -677,7 +675,7 @@ class Workflow:
                 src = step["inputs"].get(arg)
                 value = ctx.get(src) if src is not None else None
                 if value is not None and value is not ctx.get("image"):
-                    lab = _labels_of(np.asarray(value)) if isinstance(value, np.ndarray) else None
+                    lab = _labels_of(value) if isinstance(value, np.ndarray) else None
                     if lab is not None:
                         return src, lab
         return None, None

@@ -661,15 +661,6 @@ class ObjectClassifierWidget(Container):
         return clf
 
 
-def _fold_count(y, groups, n_splits: int) -> int:
-    """Folds of the grouped cross-validation (0 when it is not possible), as the classifier splits."""
-    y = np.asarray(y)
-    groups = np.asarray(groups)
-    per_class = [len(set(groups[y == c].tolist())) for c in np.unique(y)]
-    k = min(int(n_splits), min(per_class)) if len(per_class) >= 2 else 0
-    return k if k >= 2 else 0
-
-
 def _feature_ids(feats: pd.DataFrame) -> np.ndarray:
     """Label value of each feature row (``index`` column, else ``label``, else the row number)."""
     if "index" in feats.columns:
@@ -873,7 +864,9 @@ class TileClassifierWidget(Container):
 
         self._cancel_requested = False
         self._progress.value = "training..."
-        total = self.classifier_total(len(tiles), _fold_count(y, groups, 5) if do_cv else None)
+        from ..classification import fold_count
+
+        total = self.classifier_total(len(tiles), fold_count(y, groups, 5) if do_cv else None)
         return _start(self, work, done, on_yielded=on_progress, total=total, desc="training tile classifier")
 
     def classifier_total(self, n_tiles: int, n_folds: int | None = None) -> int:
