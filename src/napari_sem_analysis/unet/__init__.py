@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .._device import select_device
 from .losses import _IGNORE, _class_weights  # noqa: F401  (used by tests)
-from .model import UNetModel, load_model
+from .model import FORMAT_NAME, FORMAT_VERSION, UNetModel, load_model  # noqa: F401
 from .network import ARCHITECTURES, _amp_dtype, _build_network  # noqa: F401  (used by tests, benchmarks)
 from .predict import predict_unet
 from .sampling import _PatchSampler  # noqa: F401  (used by tests)
