@@ -19,9 +19,16 @@ from ._common import (
 RECORDED = "recorded steps"
 LOADED = "loaded recipe"
 
-# image-to-image steps: when nothing uses their output they add nothing to a recipe's results
-# (e.g. the CLAHE live preview, which runs as soon as the Enhance widget opens)
-_FILTER_STEPS = {"clahe", "denoise", "correct_background"}
+
+
+def _is_filter(function: str) -> bool:
+    """Image-to-image filter steps (registry ``filter``): when nothing uses their output they add
+    nothing to a recipe's results (e.g. the CLAHE live preview, which runs as soon as the Enhance
+    widget opens)."""
+    from ..steps import find_step
+
+    entry = find_step(function)
+    return entry is not None and entry.target.filter
 
 
 def _outputs(step) -> list:
@@ -55,7 +62,7 @@ def recipe_steps(steps: list[dict]) -> list[dict]:
     while changed:  # dropping a step may leave the step feeding it unused too
         changed = False
         for i, step in enumerate(ordered[:-1]):
-            if step["function"] not in _FILTER_STEPS:
+            if not _is_filter(step["function"]):
                 continue
             used = any(v in _outputs(step) for later in ordered[i + 1:] for v in later["inputs"].values())
             if not used:
