@@ -110,7 +110,7 @@ def test_errors_are_notifications(make_napari_viewer, tmp_path, errors):
     assert "No steps recorded" in errors[1] and "no_such_function" in errors[3]
 
 
-def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, qtbot, errors):
+def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, qtbot, errors, wait_run):
     """Threshold + split widgets on one image, then the recorded recipe on another."""
     from napari_sem_analysis.widgets._segment import SplitWidget, ThresholdWidget
 
@@ -122,12 +122,12 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
     th._method.value = "otsu"
     th._preview.value = False
     th.run()
-    qtbot.waitUntil(lambda: th._completed > 0 and not th._running, timeout=20000)
+    wait_run(th, runs=1, timeout=20000)
     sp = SplitWidget(viewer)
     sp.reset_choices()
     sp._mask.value = viewer.layers["threshold"]
     sp.run()
-    qtbot.waitUntil(lambda: sp._completed > 0 and not sp._running, timeout=20000)
+    wait_run(sp, runs=1, timeout=20000)
     assert viewer.layers["split"].data.max() == 3
 
     widget = WorkflowWidget(viewer)
@@ -144,7 +144,7 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
 
 def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
     make_napari_viewer, qtbot, tmp_path, errors
-):
+, wait_run):
     """Enhance (denoise, nm), Threshold, Split and Measure (texture off) in the viewer; the saved
     recipe run by ``napari-sem-analysis batch`` on the same image gives the viewer's objects and table."""
     import pandas as pd
@@ -166,7 +166,7 @@ def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
     layer = viewer.add_image(img, name="sample", scale=(px, px), units=("nm", "nm"))
 
     def wait(w):
-        qtbot.waitUntil(lambda: w._completed > 0 and not w._running, timeout=30000)
+        wait_run(w, runs=1, timeout=30000)
 
     en = EnhanceWidget(viewer)
     en._preview.value = False
