@@ -503,6 +503,7 @@ class StepCall:
     params: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     output: str = ""
+    pixel_size: float | None = None  # nm per pixel the run used (set by StepWidget.prepare)
 
     def __post_init__(self):
         self.output = self.output or self.step
@@ -584,7 +585,8 @@ class StepWidget(SEMWidget):
         yield
         return result
 
-    def n_planes(self, data: dict) -> int:
+    def progress_total(self, data: dict) -> int:
+        """Steps of the progress bar (default: planes of the first input)."""
         main = next(iter(data.values()), None)
         return main.shape[0] if main is not None and main.ndim == 3 and main.shape[-1] not in (3, 4) else 1
 
@@ -605,7 +607,11 @@ class StepWidget(SEMWidget):
     def prepare(self):
         """``(calls, data, pixel_size)`` read in the GUI thread (SEMAnalysisError on bad input)."""
         calls = self.calls()
-        return calls, self.read(calls), self.pixel_size()
+        data = self.read(calls)
+        ps = self.pixel_size()
+        for call in calls:
+            call.pixel_size = ps
+        return calls, data, ps
 
     def run(self, _event=None):
         """Run the calls in a thread worker, write the output and record the steps; the worker or None."""
@@ -621,7 +627,7 @@ class StepWidget(SEMWidget):
             self.record(*calls)
 
         self._status.value = f"{desc}: running..."
-        return self.start(lambda: self.compute(calls, data, ps), done, desc=desc, total=self.n_planes(data))
+        return self.start(lambda: self.compute(calls, data, ps), done, desc=desc, total=self.progress_total(data))
 
     def preview(self, calls: list[StepCall] | None = None):
         """Run the calls synchronously on a 2-D image, write and record them (live previews)."""
