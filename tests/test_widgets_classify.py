@@ -368,7 +368,9 @@ def test_object_widget_annotate_in_feature_table(pore_viewer, qtbot, errors, wai
     assert errors == []
 
 
-def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run):
+def test_tile_widget_heat_class_survives_layer_changes(
+    make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run
+):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(2)
     layer = viewer.add_image(np.concatenate([texture(0, rng, 128), texture(1, rng, 128)], axis=1), name="sample")
@@ -469,7 +471,9 @@ def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, er
     assert errors == []
 
 
-def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run):
+def test_tile_widget_prediction_is_recorded_and_runs_in_batch(
+    make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run
+):
     import tifffile
 
     from napari_sem_analysis.batch import run_batch
@@ -513,7 +517,9 @@ def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer
     assert errors == []
 
 
-def test_tile_widget_progress_covers_cross_validation(make_napari_viewer, qtbot, errors, texture_folder, monkeypatch, wait_run):
+def test_tile_widget_progress_covers_cross_validation(
+    make_napari_viewer, qtbot, errors, texture_folder, monkeypatch, wait_run
+):
     """With cross-validation ticked the progress bar counts the folds too and ends full."""
     seen = {"items": []}
     real = _base.start_worker

@@ -7,7 +7,7 @@ import pytest
 
 from napari_sem_analysis.enhancement import clahe, denoise
 from napari_sem_analysis.segmentation import clean_mask, threshold
-from napari_sem_analysis.widgets import _enhance, _segment
+from napari_sem_analysis.widgets import _segment
 from napari_sem_analysis.widgets._common import recorded_steps
 from napari_sem_analysis.widgets._enhance import EnhanceWidget
 from napari_sem_analysis.widgets._segment import SplitWidget, SuperpixelWidget, ThresholdWidget

@@ -135,7 +135,7 @@ def planes(data: np.ndarray, func: Callable) -> Iterator:
     return result
 
 
-def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None) -> Iterator:
+def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None, *, name: str = "sem-widget-work") -> Iterator:
     """Generator: run ``fn(progress=..., cancel=...)`` in a thread, yielding its progress.
 
     ``fn`` reports progress with ``progress(done, total)`` (yielded as a
@@ -143,7 +143,7 @@ def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None) -> Iter
     The generator wakes every 0.1 s, so that a worker running it can be
     cancelled at once even while ``fn`` is between its own checks; once
     ``cancelled()`` is True ``fn``'s ``cancel`` returns True too. Returns
-    ``fn``'s result (re-raises its exception).
+    ``fn``'s result (re-raises its exception). ``name``: the thread's name.
     """
     messages: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -160,7 +160,7 @@ def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None) -> Iter
         finally:
             messages.put(None)
 
-    thread = threading.Thread(target=target, daemon=True, name="sem-classifier-work")
+    thread = threading.Thread(target=target, daemon=True, name=name)
     thread.start()
     try:
         while True:
@@ -306,6 +306,7 @@ class SEMWidget(Container):
         area = param in self._areas(of)
         box = LengthBox(label or param.replace("_", " "), default_px, power=2 if area else 1, **kwargs)
         self._lengths.append(box)
+        self._sync_units()  # in the unit of the layer chosen now
         return box
 
     def _areas(self, step: str | None = None) -> tuple:

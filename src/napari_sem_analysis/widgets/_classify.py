@@ -59,6 +59,7 @@ _CLASS_COLORS = [
 _MODELS = ["random_forest", "extra_trees", "gradient_boosting", "logistic_regression"]
 _EXAMPLE_PREFIX = "examples: "
 _MODEL_FILTER = "*.semclf"
+_THREAD = "sem-classifier-work"  # the training/prediction thread's name
 
 
 def class_color(i: int):
@@ -697,7 +698,7 @@ class TileClassifierWidget(SEMWidget):
             return clf, result if result is not None else clf.cv_skipped_  # e.g. one source image per class
 
         def work():
-            return (yield from in_thread(fit_all, cancelled=lambda: self._cancel_requested))
+            return (yield from in_thread(fit_all, cancelled=lambda: self._cancel_requested, name=_THREAD))
 
         def on_progress(item):
             if self._cancel_requested or item is None:
@@ -766,6 +767,7 @@ class TileClassifierWidget(SEMWidget):
             return (yield from in_thread(
                 lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
                 cancelled=lambda: self._cancel_requested,
+                name=_THREAD,
             ))
 
         def done(table):
