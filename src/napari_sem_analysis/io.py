@@ -1,10 +1,13 @@
-"""Reading SEM images with their physical pixel size.
+"""Reading SEM images with their physical pixel size, and pairing image files.
 
-:func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
+All reading of image files lives here. :func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
 Hitachi, ImageJ or plain), PNG, JPEG and BMP files. It returns the image as
 a 2-D array, the pixel size in nanometres from the instrument's metadata
 (or a sidecar file), the instrument's information band ("data bar") cut off
-the bottom, and the metadata the instrument wrote.
+the bottom, and the metadata the instrument wrote. :func:`read_image` is
+its short form for the steps (2-D data and pixel size), :func:`read_pixels`
+reads the stored values as they are (masks, training pairs) and
+:func:`read_training_folders` pairs images with their masks by file name.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from ._validation import SEMAnalysisError, is_rgb, to_grayscale
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+#: the one list of image file suffixes (folders, batch inputs, training pairs)
+IMAGE_SUFFIXES = SUPPORTED_SUFFIXES
 _FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
 # length units as instruments write them -> nanometres
@@ -616,3 +621,134 @@ def read_sem(
         metadata=meta,
         path=path,
     )
+
+
+# --------------------------------------------------------------------------
+# short forms and file pairing
+# --------------------------------------------------------------------------
+
+
+def read_image(path, *, pixel_size: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Read an image file as ``(data_2d, pixel_size_nm_or_None)``.
+
+    Uses :func:`read_sem` (pixel size from the file's metadata, instrument
+    info band cropped).
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file (see :data:`SUPPORTED_SUFFIXES`).
+    pixel_size : float, optional
+        Pixel size in nm; overrides the metadata.
+
+    Returns
+    -------
+    data : ndarray
+        The grayscale image.
+    pixel_size : float or None
+        nm per pixel, None when unknown.
+
+    Raises
+    ------
+    SEMAnalysisError
+        The file is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SEMAnalysisError(f"{path} does not exist or is not a file")
+    try:
+        kwargs = {} if pixel_size is None else {"pixel_size": pixel_size}
+        img = read_sem(path, **kwargs)
+    except SEMAnalysisError:
+        raise
+    except Exception as exc:  # corrupt/unsupported files
+        raise SEMAnalysisError(f"cannot read {path.name}: {exc}") from exc
+    data = to_grayscale(np.asarray(img.data))
+    px = img.pixel_size if pixel_size is None else float(pixel_size)
+    return data, (None if px is None else float(px))
+
+
+def read_pixels(path) -> np.ndarray:
+    """The stored pixel values of an image file as a grayscale array.
+
+    Unlike :func:`read_sem` nothing is cropped and palettes are not applied,
+    so that a mask keeps its class ids and an image keeps the shape of its
+    mask (training pairs).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+    """
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        arr = tifffile.imread(path)
+    else:
+        import imageio.v3 as iio
+
+        arr = iio.imread(path)
+    return to_grayscale(np.asarray(arr))
+
+
+def find_mask(mask_dir: Path, stem: str) -> Path | None:
+    """The mask file of the image called ``stem`` in ``mask_dir`` (or None).
+
+    A mask matches ``X.tif`` when it is called ``X.*``, ``X_m.*``,
+    ``X_mask.*``, ``X_MASK*`` or ``X_label*`` (first match in that order).
+    """
+    for pattern in (f"{stem}.*", f"{stem}_m.*", f"{stem}_mask.*", f"{stem}_MASK*", f"{stem}_label*"):
+        hits = sorted(p for p in Path(mask_dir).glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if hits:
+            return hits[0]
+    return None
+
+
+def read_training_folders(image_dir, mask_dir) -> tuple[list, list, list]:
+    """Pairs of (image, mask, name) from two folders, matched by file name.
+
+    Parameters
+    ----------
+    image_dir, mask_dir : str or Path
+        Folders of images and of their masks (see :func:`find_mask`). Masks
+        whose values are not 0..63 (e.g. 0/255) are mapped to class ids in
+        order of their values.
+
+    Returns
+    -------
+    images : list of ndarray
+    masks : list of int32 ndarray
+    names : list of str
+        File names of the images.
+    """
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    if not image_dir.is_dir():
+        raise SEMAnalysisError(f"images folder {image_dir} does not exist")
+    if not mask_dir.is_dir():
+        raise SEMAnalysisError(f"masks folder {mask_dir} does not exist")
+    images, masks, names = [], [], []
+    for p in sorted(image_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or (image_dir == mask_dir and "_m" in p.stem.lower()):
+            continue
+        m = find_mask(mask_dir, p.stem) if image_dir != mask_dir else None
+        if m is None or m == p:
+            continue
+        img = read_pixels(p)
+        msk = np.asarray(read_pixels(m))
+        if msk.shape != img.shape:
+            raise SEMAnalysisError(f"{m.name} has shape {msk.shape} but {p.name} has shape {img.shape}")
+        images.append(img)
+        masks.append(msk)
+        names.append(p.name)
+    if not images:
+        raise SEMAnalysisError(f"no image/mask pairs found in {image_dir} and {mask_dir}")
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if values.max() >= 64:  # e.g. 0/255 masks: values in order -> class ids
+        masks = [np.searchsorted(values, m).astype(np.int32) for m in masks]
+    else:
+        masks = [m.astype(np.int32) for m in masks]
+    return images, masks, names
