@@ -19,6 +19,7 @@ and the D10/D50/D90 of the equivalent diameter, overall and per class.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -324,8 +325,6 @@ def measure(
     labels = check_labels(labels)
     if pixel_size is not None:
         pixel_size = check_positive(pixel_size, "pixel_size")
-    ps = 1.0 if pixel_size is None else float(pixel_size)
-    unit = "px" if pixel_size is None else "nm"
     if image is not None:
         image = check_image(image)
         if image.shape != labels.shape:
@@ -338,16 +337,71 @@ def measure(
     for name, val in (("glcm_levels", glcm_levels),):
         if val is not None and (int(val) != val or not 2 <= int(val) <= 65536):
             raise SEMAnalysisError(f"{name} must be an integer from 2 to 65536, got {val!r}")
+    layout = _layout(labels, pixel_size, intensity=intensity, texture=texture, lbp_P=lbp_P, classes=classes)
+    present, idx, n = _present_and_index(labels)
+    if n == 0:
+        return _empty_table(layout.columns, layout.units, layout.attrs)
+    message = mask_warning(labels, present)
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    sums = _LabelSums(present, idx, n)
+    ps = layout.ps
+    data = {"label": present}
+    data.update(_moment_columns(sums, labels.shape, ps))
+    data.update(_outline_columns(labels, sums, ps, shape=shape))
+    data = {c: data[c] for c in ("label", *SHAPE_COLUMNS)}  # the column order of the table
+    if intensity:
+        data.update(_intensity_columns(image, sums))
+    table = pd.DataFrame(data)
+    if texture:
+        from .texture import GLCM_PROPERTIES, glcm_features, lbp_features
 
+        g = glcm_features(
+            image,
+            labels,
+            distances=glcm_distances,
+            angles=glcm_angles,
+            levels=glcm_levels,
+            value_range=value_range,
+            properties=GLCM_PROPERTIES,
+        )
+        lb = lbp_features(image, labels, P=lbp_P, R=lbp_R)
+        table = pd.concat([table, g.drop(columns="label"), lb.drop(columns="label")], axis=1)
+        layout.attrs["glcm"] = g.attrs.get("glcm")
+    if classes is not None:
+        table["class"] = _object_classes(classes, labels, present, idx, n)
+    table = table[layout.columns]
+    table.attrs.update(layout.attrs)
+    table.attrs["units"] = {c: layout.units.get(c, "") for c in layout.columns}
+    return table
+
+
+# --------------------------------------------------------------------------
+# stages of measure
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """Columns, units and table attributes of a measurement table."""
+
+    columns: list
+    units: dict
+    attrs: dict
+    ps: float  # length of a pixel in the table's unit (1 without pixel size)
+    unit: str
+
+
+def _layout(labels, pixel_size, *, intensity: bool, texture: bool, lbp_P: int, classes) -> _Layout:
+    ps = 1.0 if pixel_size is None else float(pixel_size)
+    unit = "px" if pixel_size is None else "nm"
     columns = ["label", *SHAPE_COLUMNS]
     if intensity:
         columns += INTENSITY_COLUMNS
-    texture_cols: list[str] = []
     if texture:
         from .texture import GLCM_PROPERTIES
 
-        texture_cols = [f"glcm_{p}" for p in GLCM_PROPERTIES] + [f"lbp_{k}" for k in range(int(lbp_P) + 2)]
-        columns += texture_cols
+        columns += [f"glcm_{p}" for p in GLCM_PROPERTIES] + [f"lbp_{k}" for k in range(int(lbp_P) + 2)]
     if classes is not None:
         columns.append("class")
     units = {c: unit for c in _LENGTH_COLUMNS}
@@ -361,33 +415,37 @@ def measure(
         "image_shape": tuple(int(s) for s in labels.shape),
         "image_area": float(labels.size) * ps * ps,
     }
+    return _Layout(columns, units, attrs, ps, unit)
 
-    present, idx, n = _present_and_index(labels)
-    if n == 0:
-        return _empty_table(columns, units, attrs)
-    message = mask_warning(labels, present)
-    if message is not None:
-        warnings.warn(message, UserWarning, stacklevel=2)
 
-    def lut_index(values):
-        return np.searchsorted(present, values)
+class _LabelSums:
+    """Per-label sums over the pixels (``np.bincount`` on the row index of every pixel)."""
 
-    h, w = labels.shape
-    counts = np.bincount(idx, minlength=n + 1)[:n].astype(np.float64)
+    def __init__(self, present: np.ndarray, idx: np.ndarray, n: int):
+        self.present, self.idx, self.n = present, idx, n
+        self.counts = np.bincount(idx, minlength=n + 1)[:n].astype(np.float64)
+
+    def sum(self, weights) -> np.ndarray:
+        return np.bincount(self.idx, weights, minlength=self.n + 1)[: self.n]
+
+    def lut_index(self, values):
+        return np.searchsorted(self.present, values)
+
+
+def _moment_columns(sums: _LabelSums, shape, ps: float) -> dict:
+    """Area, centroid and the ellipse of equal second moments (axes, orientation, eccentricity)."""
+    h, w = shape
+    idx, counts = sums.idx, sums.counts
     rr = np.broadcast_to(np.arange(h, dtype=np.float64)[:, None], (h, w)).ravel()
     cc = np.broadcast_to(np.arange(w, dtype=np.float64)[None, :], (h, w)).ravel()
-
-    def bsum(weights):
-        return np.bincount(idx, weights, minlength=n + 1)[:n]
-
-    mr = bsum(rr) / counts
-    mc = bsum(cc) / counts
+    mr = sums.sum(rr) / counts
+    mc = sums.sum(cc) / counts
     # central second moments, shifted by the centroid of each label for accuracy
     dr = rr - np.r_[mr, 0.0][idx]
     dc = cc - np.r_[mc, 0.0][idx]
-    vr = bsum(dr * dr) / counts
-    vc = bsum(dc * dc) / counts
-    cov = bsum(dr * dc) / counts
+    vr = sums.sum(dr * dr) / counts
+    vc = sums.sum(dc * dc) / counts
+    cov = sums.sum(dr * dc) / counts
     del dr, dc, rr, cc
     half_tr = (vr + vc) / 2.0
     root = np.sqrt(((vr - vc) / 2.0) ** 2 + cov**2)
@@ -405,74 +463,54 @@ def measure(
         orient = np.where(orient <= -np.pi / 2 + 1e-12, np.pi / 2, orient)  # axes: -90 == 90 deg
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1.0 - l2 / np.where(l1 > 0, l1, 1.0), 0.0, 1.0)), 0.0)
         aspect = np.where(minor > 0, major / np.where(minor > 0, minor, 1.0), np.nan)
+    return {
+        "area": counts * ps * ps,
+        "equivalent_diameter": np.sqrt(4.0 * counts / np.pi) * ps,
+        "aspect_ratio": aspect,
+        "major_axis": major * ps,
+        "minor_axis": minor * ps,
+        "orientation": np.rad2deg(orient),
+        "eccentricity": ecc,
+        "centroid_y": mr * ps,
+        "centroid_x": mc * ps,
+    }
 
+
+def _outline_columns(labels: np.ndarray, sums: _LabelSums, ps: float, *, shape: bool) -> dict:
+    """Perimeter and circularity; with ``shape`` the convex-hull descriptors (Feret, solidity)."""
+    n, area_px = sums.n, sums.counts
     border = _border_mask(labels)
-    perim = _perimeters(labels, border, lut_index, n)
-    area_px = counts
+    perim = _perimeters(labels, border, sums.lut_index, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         circ = np.where(perim > 0, np.minimum(4.0 * np.pi * area_px / np.where(perim > 0, perim, 1.0) ** 2, 1.0), np.nan)
-
-    data = {
-        "label": present,
-        "area": area_px * ps * ps,
-        "equivalent_diameter": np.sqrt(4.0 * area_px / np.pi) * ps,
-        "perimeter": perim * ps,
-        "circularity": circ,
-        "aspect_ratio": aspect,
-    }
+    out = {"perimeter": perim * ps, "circularity": circ}
     if shape:
-        fmax, fmin, conv, _ = _hull_stats(border, labels, present, lut_index)
-        data["feret_max"] = fmax * ps
-        data["feret_min"] = fmin * ps
-        solidity = area_px / np.maximum(conv, area_px)
+        fmax, fmin, conv, _ = _hull_stats(border, labels, sums.present, sums.lut_index)
+        out["feret_max"] = fmax * ps
+        out["feret_min"] = fmin * ps
+        out["solidity"] = area_px / np.maximum(conv, area_px)
     else:
-        data["feret_max"] = data["feret_min"] = np.full(n, np.nan)
-        solidity = np.full(n, np.nan)
-    data.update(
-        {
-            "major_axis": major * ps,
-            "minor_axis": minor * ps,
-            "orientation": np.rad2deg(orient),
-            "solidity": solidity,
-            "eccentricity": ecc,
-            "centroid_y": mr * ps,
-            "centroid_x": mc * ps,
-        }
-    )
-    if intensity:
-        val = image.ravel().astype(np.float64)
-        mean = bsum(val) / counts
-        dv = val - np.r_[mean, 0.0][idx]
-        std = np.sqrt(bsum(dv * dv) / counts)
-        del dv
-        data["intensity_mean"] = mean
-        data["intensity_std"] = std
-        fg = idx < n
-        grouped = pd.Series(val[fg]).groupby(idx[fg], sort=True)
-        data["intensity_min"] = grouped.min().to_numpy(np.float64)
-        data["intensity_max"] = grouped.max().to_numpy(np.float64)
-    table = pd.DataFrame(data)
-    if texture:
-        from .texture import GLCM_PROPERTIES, glcm_features, lbp_features
+        out["feret_max"] = out["feret_min"] = np.full(n, np.nan)
+        out["solidity"] = np.full(n, np.nan)
+    return out
 
-        g = glcm_features(
-            image,
-            labels,
-            distances=glcm_distances,
-            angles=glcm_angles,
-            levels=glcm_levels,
-            value_range=value_range,
-            properties=GLCM_PROPERTIES,
-        )
-        lb = lbp_features(image, labels, P=lbp_P, R=lbp_R)
-        table = pd.concat([table, g.drop(columns="label"), lb.drop(columns="label")], axis=1)
-        attrs["glcm"] = g.attrs.get("glcm")
-    if classes is not None:
-        table["class"] = _object_classes(classes, labels, present, idx, n)
-    table = table[columns]
-    table.attrs.update(attrs)
-    table.attrs["units"] = {c: units.get(c, "") for c in columns}
-    return table
+
+def _intensity_columns(image: np.ndarray, sums: _LabelSums) -> dict:
+    """Mean, standard deviation, minimum and maximum grey value of every object."""
+    idx, n = sums.idx, sums.n
+    val = image.ravel().astype(np.float64)
+    mean = sums.sum(val) / sums.counts
+    dv = val - np.r_[mean, 0.0][idx]
+    std = np.sqrt(sums.sum(dv * dv) / sums.counts)
+    del dv
+    fg = idx < n
+    grouped = pd.Series(val[fg]).groupby(idx[fg], sort=True)
+    return {
+        "intensity_mean": mean,
+        "intensity_std": std,
+        "intensity_min": grouped.min().to_numpy(np.float64),
+        "intensity_max": grouped.max().to_numpy(np.float64),
+    }
 
 
 def _object_classes(classes, labels, present, idx, n):
