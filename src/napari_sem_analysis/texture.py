@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -295,6 +295,8 @@ class _Codes:
         return out
 
 
+# one long function on purpose: the pair masks and code arrays are large and reused in place
+# (memory), and each property needs a different subset of them
 def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     """Per-region GLCM properties for one offset; dict prop -> (n_regions,) array.
 
@@ -928,7 +930,7 @@ def texture_map(
         r_sl = slice(max(0, -dr), h - max(0, dr))
         c_sl = slice(max(0, -dc), w - max(0, dc))
 
-        def place(v):
+        def place(v, r_sl=r_sl, c_sl=c_sl):
             full = np.zeros((h, w), np.float64)
             full[r_sl, c_sl] = v
             return full

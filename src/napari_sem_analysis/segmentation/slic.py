@@ -28,6 +28,8 @@ def _grid_layout(img: np.ndarray, step: int, compactness: float, mask):
     return S, S // 2, gh, gw, pad, valid
 
 
+# one long function on purpose: the hot loop shares two dozen per-block arrays (bands, carries, weights);
+# split into functions they would travel as long argument lists
 def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, callback=None) -> np.ndarray:
     """Grid-local SLIC in numpy (the 4 quarter blocks in up to 4 threads).
 
@@ -219,7 +221,9 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
             final = it == max_iter
             sums = list(pool.map(
-                lambda Q: run_quad(Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None),
+                lambda Q, cyP=cyP, cxP=cxP, ciP=ciP, final=final: run_quad(
+                    Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None
+                ),
                 quads))
             if not final:
                 cy, cx, ci = update(sums, cy, cx, ci)
@@ -228,6 +232,7 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     return out.reshape(Hp, Wp)[:H, :W]
 
 
+# one long function on purpose, as _slic_numpy: the same algorithm, step by step, in torch
 def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu",
                callback=None) -> np.ndarray:
     """Grid-local SLIC, vectorised with torch (runs on CPU or CUDA).
