@@ -8,7 +8,7 @@ widgets can show as a napari notification.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
