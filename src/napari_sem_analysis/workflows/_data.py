@@ -50,42 +50,7 @@ def write_atomic(path, data: bytes) -> Path:
 # --------------------------------------------------------------------------
 # reading images
 # --------------------------------------------------------------------------
-def read_image(path, *, pixel_size: float | None = None):
-    """Read an image file as ``(data_2d, pixel_size_nm_or_None)``.
-
-    Uses :func:`napari_sem_analysis.read_sem` (pixel size from the file's
-    metadata, instrument info band cropped). ``pixel_size`` overrides the
-    metadata. Unreadable files raise :class:`SEMAnalysisError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SEMAnalysisError(f"{path} does not exist or is not a file")
-    try:
-        from ..io import read_sem
-    except ImportError:  # pragma: no cover - io module not available
-        read_sem = None
-    try:
-        if read_sem is not None:
-            kwargs = {} if pixel_size is None else {"pixel_size": pixel_size}
-            img = read_sem(path, **kwargs)
-            data, px = np.asarray(img.data), img.pixel_size
-        else:  # pragma: no cover
-            import tifffile
-            from skimage import io as skio
-
-            if path.suffix.lower() in (".tif", ".tiff"):
-                data = tifffile.imread(path)
-            else:
-                data = skio.imread(path)
-            px = None
-    except SEMAnalysisError:
-        raise
-    except Exception as exc:  # corrupt/unsupported files
-        raise SEMAnalysisError(f"cannot read {path.name}: {exc}") from exc
-    data = to_grayscale(np.asarray(data))
-    if pixel_size is not None:
-        px = float(pixel_size)
-    return data, (None if px is None else float(px))
+from ..io import read_image  # noqa: E402  (reading lives in io; re-exported here)
 
 
 def _as_image(image_or_path, pixel_size):
