@@ -21,7 +21,14 @@ from ._validation import SEMAnalysisError, is_rgb, to_grayscale
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
-_FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+_FORMAT_NAMES = {
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+}
 
 # length units as instruments write them -> nanometres
 _NM_PER = {
@@ -40,6 +47,16 @@ _NM_PER = {
     "cm": 1e7,
     "inch": 2.54e7,
 }
+
+#: Largest image (pixels, all planes together) :func:`read_sem` decodes unless
+#: told otherwise (``max_pixels=``): 2**28, e.g. 16384 x 16384 (256 MiB at 8 bit).
+#: A file declares its size in a few bytes, so the size is checked before decoding.
+MAX_PIXELS = 2**28
+#: Most pages (planes) of a TIFF stack :func:`read_sem` reads (``max_pages=``).
+MAX_PAGES = 10_000
+#: Plausible pixel sizes of a micrograph in nm (1 pm .. 1 mm). A pixel size from
+#: metadata outside this range is ignored with a warning; a user value is refused.
+PIXEL_SIZE_RANGE_NM = (1e-3, 1e6)
 
 
 class SEMReadError(SEMAnalysisError):
@@ -101,7 +118,46 @@ def _to_nm(value, unit: str | None) -> float | None:
     factor = _NM_PER.get((unit or "m").strip().lower())
     if factor is None:
         return None
-    return v * factor
+    nm = v * factor
+    # checked after the unit conversion: 1e300 m is finite, its nanometres are not
+    return nm if np.isfinite(nm) and nm > 0 else None
+
+
+def _float(value) -> float | None:
+    """The leading number of a metadata value (``"20.00 kV"`` -> 20.0), or None when there is none."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", str(value))
+        if not m:
+            return None
+        v = float(m.group(1))
+    return v if np.isfinite(v) else None
+
+
+def _set_pixel_size(out: dict, value, unit: str | None) -> bool:
+    """``out["pixel_size_nm"]`` from a value and unit, unchecked: :func:`read_sem` checks the range.
+
+    Returns False (and notes the field) when the value is no number or the unit is unknown.
+    """
+    v = _float(value)
+    factor = _NM_PER.get((unit or "m").strip().lower())
+    if v is None or factor is None:
+        out.setdefault("_ignored", []).append(f"pixel_size={str(value)[:40]!r} {str(unit)[:10]}")
+        return False
+    if v == 0:  # "no calibration"
+        return False
+    out["pixel_size_nm"] = v * factor  # may be 0, negative or inf: refused later, with a warning
+    return True
+
+
+def _set_number(out: dict, key: str, raw, scale: float = 1.0) -> None:
+    """``out[key] = number(raw) * scale``; unreadable values are listed under ``_ignored``."""
+    v = _float(raw)
+    if v is None or not np.isfinite(v * scale):
+        out.setdefault("_ignored", []).append(f"{key}={str(raw)[:40]!r}")
+        return
+    out[key] = v * scale
 
 
 # --------------------------------------------------------------------------
@@ -120,11 +176,8 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
 
     for key in ("ap_image_pixel_size", "ap_pixel_size"):
         v = val(key)
-        if v and len(v) >= 2:
-            nm = _to_nm(v[0], v[1])
-            if nm:
-                out["pixel_size_nm"] = nm
-                break
+        if v and len(v) >= 2 and _set_pixel_size(out, v[0], str(v[1])):
+            break
     for norm, keys in {
         "detector": ("dp_detector_channel", "dp_implied_detector"),
         "magnification": ("ap_mag",),
@@ -139,15 +192,21 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
                 break
     v = val("ap_actualkv")
     if v:
-        kv = float(v[0]) * (1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0)
-        out["voltage_kv"] = kv
+        _set_number(
+            out,
+            "voltage_kv",
+            v[0],
+            1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0,
+        )
     v = val("ap_wd")
     if v:
-        out["working_distance_mm"] = (_to_nm(v[0], v[1] if len(v) > 1 else "mm") or 0) / 1e6
+        wd = _to_nm(_float(v[0]), v[1] if len(v) > 1 else "mm")
+        if wd:
+            out["working_distance_mm"] = wd / 1e6
+        else:
+            out.setdefault("_ignored", []).append(f"working_distance={str(v[0])[:40]!r}")
     out["raw"] = {
-        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
-        for k, item in md.items()
-        if k
+        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item) for k, item in md.items() if k
     }
     return out
 
@@ -157,18 +216,18 @@ def _fei_metadata(md: dict) -> dict[str, Any]:
     scan = md.get("Scan", {}) or md.get("EScan", {})
     px = scan.get("PixelWidth")
     if px:
-        out["pixel_size_nm"] = _to_nm(px, "m")
+        _set_pixel_size(out, px, "m")
     beam = md.get("Beam", {})
     ebeam = md.get("EBeam", {})
     hv = beam.get("HV") or ebeam.get("HV")
     if hv:
-        out["voltage_kv"] = float(hv) / 1e3
+        _set_number(out, "voltage_kv", hv, 1e-3)
     det = md.get("Detectors", {})
     if det.get("Name"):
         out["detector"] = str(det["Name"])
     wd = md.get("Stage", {}).get("WorkingDistance") or ebeam.get("WD")
     if wd:
-        out["working_distance_mm"] = float(wd) * 1e3
+        _set_number(out, "working_distance_mm", wd, 1e3)
     user = md.get("User", {})
     for key in ("Date", "Time"):
         if user.get(key):
@@ -218,12 +277,17 @@ def _tescan_metadata(text: str) -> dict[str, Any]:
     kv = _parse_ini(text)
     out: dict[str, Any] = {"instrument": "TESCAN", "raw": kv}
     if "PixelSizeX" in kv:
-        out["pixel_size_nm"] = _to_nm(kv["PixelSizeX"], "m")
+        _set_pixel_size(out, kv["PixelSizeX"], "m")
     if kv.get("HV"):
-        out["voltage_kv"] = float(kv["HV"]) / 1e3
+        _set_number(out, "voltage_kv", kv["HV"], 1e-3)
     if kv.get("WD"):
-        out["working_distance_mm"] = float(kv["WD"]) * 1e3
-    for norm, key in (("detector", "Detector"), ("magnification", "Magnification"), ("date", "Date"), ("time", "Time")):
+        _set_number(out, "working_distance_mm", kv["WD"], 1e3)
+    for norm, key in (
+        ("detector", "Detector"),
+        ("magnification", "Magnification"),
+        ("date", "Date"),
+        ("time", "Time"),
+    ):
         if kv.get(key):
             out[norm] = kv[key]
     return out
@@ -238,11 +302,12 @@ def _jeol_metadata(text: str) -> dict[str, Any]:
     if bar and marker:
         m = re.match(r"\s*([\d.]+)\s*([a-zA-Zµμ]+)", marker)
         if m:
-            length = _to_nm(m.group(1), m.group(2))
-            if length and float(bar) > 0:
-                out["pixel_size_nm"] = length / float(bar)
+            length = _to_nm(_float(m.group(1)), m.group(2))
+            bar_px = _float(bar)
+            if length and bar_px and bar_px > 0:
+                out["pixel_size_nm"] = length / bar_px
     if kv.get("CM_ACCEL_VOLT"):
-        out["voltage_kv"] = float(kv["CM_ACCEL_VOLT"].split()[0])
+        _set_number(out, "voltage_kv", kv["CM_ACCEL_VOLT"])
     if kv.get("CM_MAG"):
         out["magnification"] = kv["CM_MAG"]
     if kv.get("CM_DATE"):
@@ -252,7 +317,7 @@ def _jeol_metadata(text: str) -> dict[str, Any]:
     if kv.get("CM_SIGNAL"):
         out["detector"] = kv["CM_SIGNAL"]
     if kv.get("SM_WD"):
-        out["working_distance_mm"] = float(kv["SM_WD"].split()[0])
+        _set_number(out, "working_distance_mm", kv["SM_WD"])
     return out
 
 
@@ -260,18 +325,30 @@ def _hitachi_metadata(text: str) -> dict[str, Any]:
     kv = _parse_ini(text)
     out: dict[str, Any] = {"instrument": "Hitachi", "raw": kv}
     if kv.get("PixelSize"):
-        out["pixel_size_nm"] = _to_nm(kv["PixelSize"], "nm")
+        _set_pixel_size(out, kv["PixelSize"], "nm")
     if kv.get("AcceleratingVoltage"):
         m = re.match(r"([\d.]+)\s*(\w*)", kv["AcceleratingVoltage"])
-        if m:
-            out["voltage_kv"] = float(m.group(1)) / (1e3 if m.group(2).lower() == "volt" else 1.0)
-    for norm, key in (("magnification", "Magnification"), ("date", "Date"), ("time", "Time"), ("detector", "SignalName")):
+        _set_number(
+            out,
+            "voltage_kv",
+            m.group(1) if m else kv["AcceleratingVoltage"],
+            1e-3 if m and m.group(2).lower() == "volt" else 1.0,
+        )
+    for norm, key in (
+        ("magnification", "Magnification"),
+        ("date", "Date"),
+        ("time", "Time"),
+        ("detector", "SignalName"),
+    ):
         if kv.get(key):
             out[norm] = kv[key]
     if kv.get("WorkingDistance"):
         m = re.match(r"([\d.]+)\s*(\w*)", kv["WorkingDistance"])
-        if m:
-            out["working_distance_mm"] = (_to_nm(m.group(1), m.group(2) or "um") or 0) / 1e6
+        wd = _to_nm(_float(m.group(1)), m.group(2) or "um") if m else None
+        if wd:
+            out["working_distance_mm"] = wd / 1e6
+        else:
+            out.setdefault("_ignored", []).append(f"working_distance={kv['WorkingDistance'][:40]!r}")
     return out
 
 
@@ -347,40 +424,150 @@ def _apply_palette(data: np.ndarray, colormap: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _read_tiff(path: Path, all_pages: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def _count_ifds(fh, limit: int) -> int:
+    """Number of pages (IFDs) of an open TIFF, counted up to ``limit + 1`` from the IFD chain alone.
+
+    Only the chain of IFD offsets is followed (a few bytes per page); loops stop the count.
+    """
+    import struct
+
+    fh.seek(0)
+    head = fh.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None:
+        return 0
+    magic = struct.unpack(order + "H", head[2:4])[0]
+    if magic == 43:  # BigTIFF
+        fmt_off, fmt_n, n_size, entry = "Q", "Q", 8, 20
+        offset = struct.unpack(order + "Q", head[8:16])[0]
+    else:
+        fmt_off, fmt_n, n_size, entry = "I", "H", 2, 12
+        offset = struct.unpack(order + "I", head[4:8])[0]
+    off_size = struct.calcsize(fmt_off)
+    seen: set[int] = set()
+    count = 0
+    while offset and offset not in seen and count <= limit:
+        seen.add(offset)
+        fh.seek(offset)
+        raw = fh.read(n_size)
+        if len(raw) < n_size:
+            break
+        n = struct.unpack(order + fmt_n, raw)[0]
+        count += 1
+        fh.seek(offset + n_size + n * entry)
+        raw = fh.read(off_size)
+        if len(raw) < off_size:
+            break
+        offset = struct.unpack(order + fmt_off, raw)[0]
+    return count
+
+
+def _check_pixels(path: Path, shape, max_pixels: int, what: str = "image") -> None:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > max_pixels:
+        dims = " x ".join(str(int(d)) for d in shape)
+        raise SEMReadError(
+            f"{path.name}: the {what} declares {dims} = {n:,} pixels, more than the limit of "
+            f"{int(max_pixels):,} (read_sem(..., max_pixels=...) or io.MAX_PIXELS raise it)"
+        )
+
+
+def _missing_segments(page, file_size: int) -> tuple[int, int]:
+    """(missing or truncated strips/tiles, all strips/tiles) of a page, from its offsets alone."""
+    offsets = page.dataoffsets or ()
+    counts = page.databytecounts or ()
+    bad = sum(1 for o, c in zip(offsets, counts) if not o or not c or o + c > file_size)
+    return bad, len(offsets)
+
+
+def _vendor_metadata(tif, page, path: Path) -> dict[str, Any]:
+    """Instrument metadata; an unreadable block is dropped with a note, never the image."""
+    try:
+        if tif.is_fei and tif.fei_metadata:
+            return _fei_metadata(tif.fei_metadata)
+        if tif.is_sem and tif.sem_metadata:
+            return _zeiss_metadata(tif.sem_metadata)
+        if 50431 in page.tags:  # TESCAN
+            value = page.tags[50431].value
+            text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
+            return _tescan_metadata(text)
+    except Exception as exc:  # noqa: BLE001 - garbage in a metadata tag: keep the image without it
+        return {"_ignored": [f"instrument metadata ({type(exc).__name__})"]}
+    return {}
+
+
+def _read_tiff(
+    path: Path,
+    all_pages: bool = False,
+    *,
+    max_pixels: int | None = None,
+    max_pages: int | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     import tifffile
 
+    max_pixels = int(MAX_PIXELS if max_pixels is None else max_pixels)
+    max_pages = int(MAX_PAGES if max_pages is None else max_pages)
+    file_size = path.stat().st_size
     with tifffile.TiffFile(path) as tif:
-        if len(tif.pages) == 0:
+        n_pages = _count_ifds(tif.filehandle, max_pages)
+        if n_pages == 0:
             raise SEMReadError(f"{path.name}: holds no image (corrupt or empty TIFF file)")
         page = tif.pages[0]
-        data = page.asarray()
+        # the declared size is checked before anything is decoded (tiles are decoded whole)
+        _check_pixels(path, page.shape, max_pixels)
+        if page.is_tiled:
+            _check_pixels(
+                path,
+                (page.tiledepth, page.tilelength, page.tilewidth, page.samplesperpixel),
+                max_pixels,
+                what="tile",
+            )
         meta: dict[str, Any] = {}
+        bad, total = _missing_segments(page, file_size)
+        data = page.asarray()
+        if bad:
+            meta["missing_strips"] = f"{bad} of {total}"
         if (
             data.ndim == 3
             and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
             and page.samplesperpixel == data.shape[0]
         ):
             data = np.moveaxis(data, 0, -1)  # planar colour: channels last
-        # a stack of equal grayscale planes (FIB-SEM slices, a time series)
-        series = tif.series[0] if tif.series else None
+        # a stack of equal grayscale planes (FIB-SEM slices, a time series): the pages after the
+        # first are only counted (from the IFD chain), and parsed only when the stack is read
         n_planes = 1
-        if series is not None and len(series.shape) == 3 and series.shape[1:] == data.shape and data.ndim == 2:
-            n_planes = int(series.shape[0])
+        if n_pages > 1 and data.ndim == 2:
+            second = tif.pages[1]
+            if isinstance(second, (tifffile.TiffPage, tifffile.TiffFrame)) and (
+                second.shape == page.shape and second.dtype == page.dtype
+            ):
+                n_planes = n_pages
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
             if not _palette_is_gray_ramp(data, page.colormap):
                 data = _apply_palette(data, page.colormap)
                 n_planes = 1  # colour-palette stacks: the first plane only
         if all_pages and n_planes > 1:
-            data = series.asarray()
-        if tif.is_fei and tif.fei_metadata:
-            meta = _fei_metadata(tif.fei_metadata)
-        elif tif.is_sem and tif.sem_metadata:
-            meta = _zeiss_metadata(tif.sem_metadata)
-        elif 50431 in page.tags:  # TESCAN
-            value = page.tags[50431].value
-            text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
-            meta = _tescan_metadata(text)
+            if n_planes > max_pages:
+                raise SEMReadError(
+                    f"{path.name}: the stack has more than {max_pages:,} planes "
+                    "(read_sem(..., max_pages=...) or io.MAX_PAGES raise the limit)"
+                )
+            _check_pixels(path, (n_planes,) + tuple(page.shape), max_pixels, what="stack")
+            planes = [data]
+            for i in range(1, n_planes):
+                p = tif.pages[i]
+                if p.shape != page.shape or p.dtype != page.dtype:
+                    break  # the stack ends where the planes stop being equal
+                b, t = _missing_segments(p, file_size)
+                bad, total = bad + b, total + t
+                planes.append(p.asarray())
+            data = np.stack(planes)
+            n_planes = len(planes)
+            if bad:
+                meta["missing_strips"] = f"{bad} of {total}"
+        meta.update(_vendor_metadata(tif, page, path))
         if "pixel_size_nm" not in meta:
             side = _sidecar_metadata(path)
             if side:
@@ -394,12 +581,26 @@ def _read_tiff(path: Path, all_pages: bool = False) -> tuple[np.ndarray, dict[st
             meta["description"] = desc[:2000]
         if n_planes > 1:
             meta["n_planes"] = n_planes
+            if n_planes > max_pages:
+                meta["n_planes_note"] = f"more than {max_pages:,}"
     return data, meta
 
 
-def _read_other(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_other(path: Path, *, max_pixels: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     import cv2
 
+    max_pixels = int(MAX_PIXELS if max_pixels is None else max_pixels)
+    try:  # the declared size, from the header alone (Pillow opens lazily)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            size = im.size
+    except SEMAnalysisError:
+        raise
+    except Exception:  # noqa: BLE001
+        size = None  # OpenCV below decides whether the file is readable
+    if size is not None:
+        _check_pixels(path, (size[1], size[0]), max_pixels)
     buffer = np.fromfile(str(path), dtype=np.uint8)
     data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if data is None:
@@ -474,6 +675,7 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     above = img[max(row - 8, 0) : row]
     if above.size and (above == band_value).mean() > 0.5:
         return None
+
     # the band starts with a sharp edge: its first rows are (almost) all
     # background, the rows above (almost) none. A mask or a dark region whose
     # background share grows gradually towards the bottom is image content.
@@ -501,6 +703,8 @@ def read_sem(
     pixel_size: float | None = None,
     grayscale: bool = True,
     all_planes: bool = False,
+    max_pixels: int | None = None,
+    max_pages: int | None = None,
 ) -> SEMImage:
     """Read an SEM image with its pixel size and metadata.
 
@@ -524,6 +728,13 @@ def read_sem(
         on the first plane cropped from every plane. With False (default)
         ``data`` is the first plane, ``metadata["n_planes"]`` says how many
         there are, and a warning names the file.
+    max_pixels : int, optional
+        Refuse files that declare more pixels (all planes together) than
+        this, before decoding anything; default :data:`MAX_PIXELS`
+        (2**28). Raise it for very large mosaics.
+    max_pages : int, optional
+        Most planes of a TIFF stack to read; default :data:`MAX_PAGES`.
+        Only the first page is parsed unless ``all_planes``.
 
     Returns
     -------
@@ -532,9 +743,21 @@ def read_sem(
     Raises
     ------
     SEMReadError
-        The file is missing, unreadable, corrupt or not an image; the
-        message names the file.
+        The file is missing, unreadable, corrupt, not an image or larger
+        than ``max_pixels``; the message names the file.
+
+    Warns
+    -----
+    UserWarning
+        Metadata fields that could not be read (dropped, the image kept), a
+        pixel size outside :data:`PIXEL_SIZE_RANGE_NM` (ignored), an image
+        height in the metadata that does not fit the image (ignored), and
+        missing or truncated strips (``metadata["missing_strips"]``: the
+        image has blank rows). Each is also listed in
+        ``metadata["read_warnings"]``.
     """
+    import warnings
+
     path = Path(path)
     if not path.exists():
         raise SEMReadError(f"{path}: no such file")
@@ -543,14 +766,24 @@ def read_sem(
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise SEMReadError(
-            f"{path.name}: unsupported file type {suffix or '(none)'}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"{path.name}: unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    for value, name in ((max_pixels, "max_pixels"), (max_pages, "max_pages")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise SEMAnalysisError(f"{name} must be a positive integer, got {value!r}")
+    if pixel_size is not None:
+        try:
+            pixel_size = float(pixel_size)
+        except (TypeError, ValueError):
+            raise SEMAnalysisError(f"pixel_size must be a number in nm, got {pixel_size!r}") from None
+        lo, hi = PIXEL_SIZE_RANGE_NM
+        if not np.isfinite(pixel_size) or not lo <= pixel_size <= hi:
+            raise SEMAnalysisError(f"pixel_size must be between {lo:g} and {hi:g} nm, got {pixel_size!r}")
     try:
         if suffix in TIFF_SUFFIXES:
-            data, meta = _read_tiff(path, all_pages=all_planes)
+            data, meta = _read_tiff(path, all_pages=all_planes, max_pixels=max_pixels, max_pages=max_pages)
         else:
-            data, meta = _read_other(path)
+            data, meta = _read_other(path, max_pixels=max_pixels)
     except SEMReadError:
         raise
     except Exception as exc:  # tifffile/imagecodecs raise many types
@@ -564,13 +797,22 @@ def read_sem(
         raise SEMReadError(f"{path.name}: contains no 2-D image data (shape {data.shape})")
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == bool):
         raise SEMReadError(f"{path.name}: unsupported pixel type {data.dtype} (need integer or float pixels)")
+    meta = dict(meta)
+    notes: list[str] = []
+    ignored = meta.pop("_ignored", None)
+    if ignored:
+        notes.append(f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}")
+    if meta.get("missing_strips"):
+        notes.append(
+            f"{path.name}: {meta['missing_strips']} strips/tiles of pixel data are missing or truncated; "
+            "the image has blank regions"
+        )
     n_planes = int(meta.get("n_planes", 1))
     stack = all_planes and n_planes > 1 and data.ndim == 3
     if n_planes > 1 and not stack:
-        import warnings
-
+        count = meta.pop("n_planes_note", None) or n_planes
         warnings.warn(
-            f"{path.name} holds {n_planes} images; read the first (all_planes=True reads the stack)",
+            f"{path.name} holds {count} images; read the first (all_planes=True reads the stack)",
             stacklevel=2,
         )
     if data.ndim == 3 and not is_rgb(data) and not stack:
@@ -582,16 +824,22 @@ def read_sem(
     if data.dtype == bool:
         data = data.astype(np.uint8) * 255
 
-    meta = dict(meta)
     meta.setdefault("instrument", "unknown")
     databar = None
     if crop_databar and (data.ndim == 2 or stack):
         first = data[0] if stack else data
         row = None
         rows = meta.get("image_rows")
-        if isinstance(rows, int) and 0 < rows < first.shape[0]:
+        # the image height from the metadata is trusted only where the band below it is a plausible
+        # info band (at most 40 % of the height); ResolutionY=1 must not cut the image to one row
+        if isinstance(rows, int) and 0.6 * first.shape[0] <= rows < first.shape[0]:
             row = rows
         else:
+            if isinstance(rows, int) and rows != first.shape[0]:
+                notes.append(
+                    f"{path.name}: the metadata's image height ({rows} rows) does not fit the image "
+                    f"({first.shape[0]} rows); ignored, the info band is detected from the pixels"
+                )
             row = detect_databar(first)
         if row is not None:
             databar = first[row:].copy()
@@ -599,16 +847,22 @@ def read_sem(
             meta["databar_row"] = int(row)
 
     found = meta.pop("pixel_size_nm", None)
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if found is not None and not (isinstance(found, float) and lo <= found <= hi):
+        notes.append(
+            f"{path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
+            f"{lo:g}..{hi:g} nm; ignored"
+        )
+        meta["pixel_size_ignored"] = repr(found)
+        found = None
     source = meta.get("instrument") if found else None
     if pixel_size is not None:
-        try:
-            pixel_size = float(pixel_size)
-        except (TypeError, ValueError):
-            raise SEMAnalysisError(f"pixel_size must be a number in nm, got {pixel_size!r}") from None
-        if not np.isfinite(pixel_size) or pixel_size <= 0:
-            raise SEMAnalysisError(f"pixel_size must be > 0 nm, got {pixel_size!r}")
         found, source = pixel_size, "user"
     meta["pixel_size_source"] = source
+    if notes:
+        meta["read_warnings"] = notes
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
     return SEMImage(
         data=np.ascontiguousarray(data),
         pixel_size=float(found) if found else None,
