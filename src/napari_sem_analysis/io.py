@@ -21,14 +21,7 @@ from ._validation import SEMAnalysisError, is_rgb, to_grayscale
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
-_FORMAT_NAMES = {
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".bmp": "BMP",
-}
+_FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
 # length units as instruments write them -> nanometres
 _NM_PER = {
@@ -206,7 +199,9 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
         else:
             out.setdefault("_ignored", []).append(f"working_distance={str(v[0])[:40]!r}")
     out["raw"] = {
-        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item) for k, item in md.items() if k
+        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
+        for k, item in md.items()
+        if k
     }
     return out
 
