@@ -631,6 +631,16 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     int or None
         Index of the first band row, or None when there is no band.
     """
+    try:
+        max_fraction, min_rows = float(max_fraction), int(min_rows)
+    except (TypeError, ValueError, OverflowError):
+        raise SEMAnalysisError(
+            f"max_fraction and min_rows must be numbers, got {max_fraction!r}, {min_rows!r}"
+        ) from None
+    if not 0 < max_fraction <= 1:  # also refuses NaN
+        raise SEMAnalysisError(f"max_fraction must be in (0, 1], got {max_fraction!r}")
+    if min_rows < 1:
+        raise SEMAnalysisError(f"min_rows must be >= 1, got {min_rows!r}")
     img = np.asarray(image)
     if img.ndim != 2 or img.shape[0] < 16:
         return None
