@@ -36,6 +36,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -45,6 +46,7 @@ import pandas as pd
 
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
+from .io import SuspectImageWarning
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
@@ -72,24 +74,81 @@ KEY_COLUMNS = {
 # --------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------
-def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
-    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+def _entry_kind(path: Path) -> str | None:
+    """None for a regular file; otherwise why a folder entry is not read (links are never followed)."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"skipped: cannot be inspected ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            os.stat(path)
+        except OSError:
+            return "skipped: a dangling or looping symbolic link"
+        return "skipped: a symbolic link (links in input folders are not followed)"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISFIFO(st.st_mode):
+        return "skipped: a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(st.st_mode):
+        return "skipped: a socket, not a file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "skipped: a device, not a file"
+    return "skipped: not a regular file"
+
+
+def scan_inputs(inputs: str | os.PathLike | Iterable) -> tuple[list[Path], dict[str, str]]:
+    """The image files of ``inputs`` and the entries skipped, with why.
+
+    Files named explicitly are taken as they are. In folders and glob matches only regular files
+    are read: symbolic links (which could point anywhere, e.g. at a system file), named pipes,
+    sockets and devices are skipped and reported, never opened.
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    inputs = list(inputs)
     files: list[Path] = []
+    special: dict[str, str] = {}
+
+    def consider(entry: Path) -> None:
+        if entry.suffix.lower() not in IMAGE_SUFFIXES:
+            return
+        why = _entry_kind(entry)
+        if why is None:
+            files.append(entry)
+        else:
+            special[str(entry)] = why
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            files.extend(found)
+            for entry in sorted(p.iterdir()):
+                consider(entry)
         elif p.is_file():
             files.append(p)
         elif any(ch in str(item) for ch in "*?["):
-            files.extend(sorted(Path(f) for f in glob.glob(str(item)) if Path(f).is_file()))
+            for entry in sorted(Path(f) for f in glob.glob(str(item))):
+                consider(entry)
+        elif p.is_symlink():
+            raise SEMAnalysisError(f"input {item} is a dangling or looping symbolic link")
         else:
             raise SEMAnalysisError(f"input {item} does not exist")
+    if not files and special:
+        first = next(iter(special.items()))
+        raise SEMAnalysisError(
+            f"no readable image files in the inputs ({len(special)} skipped, e.g. {first[0]}: {first[1]})"
+        )
+    return _dedupe_inputs(inputs, files), special
+
+
+def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
+    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+    return scan_inputs(inputs)[0]
+
+
+def _dedupe_inputs(inputs, files: list[Path]) -> list[Path]:
     seen, out = set(), []
     for f in files:
         key = f.resolve()
@@ -107,6 +166,81 @@ def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
             f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}"
         )
     return out
+
+
+def _plain_error(text: str) -> str:
+    """An error message fit for errors.csv and report.html: no quoted file bytes, printable, bounded."""
+    import re
+
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(text))
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:500]
+
+
+class BatchOutputError(SEMAnalysisError):
+    """The output folder cannot be written (read-only, full, gone): the CLI exits with code 3."""
+
+
+def _lock_output(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir`` for this run; a second run into it fails clearly.
+
+    Returns the open lock file (closing it releases the lock). ``flock`` locks are released by the
+    system when the process dies, so a killed run leaves no stale lock.
+    """
+    lock_path = out_dir / ".napari-sem-analysis.lock"
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
+    busy = f"another batch run is writing to {out_dir}; wait for it to finish or choose another folder"
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte
+        import msvcrt
+
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            fh.close()
+            raise SEMAnalysisError(busy) from None
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise SEMAnalysisError(busy) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: exit when the parent (the batch) dies, instead of running on.
+
+    Linux: the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``). Elsewhere,
+    and as a check for a parent that died before this ran, a daemon thread polls the parent's pid.
+    """
+    import threading
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _output_names(files: Sequence[Path]) -> list[str]:
@@ -220,7 +354,16 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     tiff_log.setLevel(logging.CRITICAL)
     try:
         wf = Workflow.from_dict(recipe)
-        res = wf.run(path, pixel_size=pixel_size)
+        # doubts about the image (missing pixel data, a pixel size ignored) mark it suspect
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SuspectImageWarning)
+            res = wf.run(path, pixel_size=pixel_size)
+        doubts = [str(w.message) for w in caught if issubclass(w.category, SuspectImageWarning)]
+        for w in caught:  # the rest as they would have been shown
+            if not issubclass(w.category, SuspectImageWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if doubts:
+            out["suspect"] = _plain_error("; ".join(doubts))
         classes = wf.summary in ("coating", "phases", "tiles")
         out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
         out["table"] = table_with_units(res.table)
@@ -300,6 +443,10 @@ class BatchResult:
     processed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: folder entries not read (symbolic links, pipes, devices...) -> why
+    special: dict[str, str] = field(default_factory=dict)
+    #: images read with doubts (missing pixel data, metadata ignored) -> why
+    suspect: dict[str, str] = field(default_factory=dict)
 
 
 def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
@@ -337,6 +484,8 @@ def _write_result(out_dir: Path, name: str, res: dict, recipe_hash: str) -> dict
         "seconds": round(float(res.get("seconds", 0.0)), 3),
         "summary": res.get("summary", {}),
     }
+    if res.get("suspect"):
+        record["suspect"] = res["suspect"]
     # the record is written last: its presence means the image is complete
     write_atomic(paths["record"], (json.dumps(record, indent=1, default=_json_default) + "\n").encode())
     return record
@@ -386,7 +535,8 @@ def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # workers exit when this process dies (even by SIGKILL) instead of running on for minutes
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(func, *args): (key, args) for key, args in tasks}
         try:
             for fut in as_completed(futures):
@@ -504,12 +654,35 @@ def run_batch(
     if pixel_size is not None:
         pixel_size = check_positive(pixel_size, "pixel_size (nm)")
     rhash = _recipe_hash(recipe_dict, pixel_size)
-    files = collect_inputs(inputs)
+    files, special = scan_inputs(inputs)
     names = _output_names(files)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SEMAnalysisError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_output(out_dir)
+    except OSError as exc:
+        raise BatchOutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from exc
+    try:
+        return _run_batch_locked(
+            wf, recipe_dict, rhash, files, names, special, out_dir,
+            jobs=jobs, scheduler=scheduler, overwrite=overwrite, resume=resume,
+            progress=progress, pixel_size=pixel_size, report=report,
+        )
+    except OSError as exc:
+        # a read-only or full disk, a folder removed under the run: one clear message (CLI exit code 3)
+        where = getattr(exc, "filename", None) or out_dir
+        raise BatchOutputError(f"cannot write the results to {where}: {exc.strerror or exc}") from exc
+    finally:
+        lock.close()
+
+
+def _run_batch_locked(
+    wf, recipe_dict, rhash, files, names, special, out_dir, *, jobs, scheduler, overwrite, resume, progress,
+    pixel_size, report,
+) -> BatchResult:
+    """:func:`run_batch` once the output folder is locked."""
 
     # the recipe used: a different recipe in an existing folder needs overwrite
     recipe_file = out_dir / "recipe.yaml"
@@ -561,8 +734,9 @@ def run_batch(
             processed.append(name)
             bar.update()
         else:
-            errors[name] = res["error"]
-            failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
+            error = _plain_error(res["error"])  # never file content in errors.csv or the report
+            errors[name] = error
+            failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": error}
             bar.update(failed=True)
 
     tasks = [(name, (rd, path, pixel_size)) for name, (rd, path) in todo]
@@ -581,6 +755,7 @@ def run_batch(
 
     # summary: one row per input, in input order
     rows = []
+    suspect: dict[str, str] = {}
     for f, name in zip(files, names):
         if name in done:
             rec = done[name]
@@ -588,6 +763,9 @@ def run_batch(
             row.update(rec.get("summary", {}))
             row["seconds"] = rec.get("seconds")
             row["error"] = ""
+            if rec.get("suspect"):
+                suspect[name] = rec["suspect"]
+                row["suspect"] = rec["suspect"]
         else:
             row = dict(failed_rows.get(name, {"file": f.name, "name": name, "status": "error",
                                                "error": "not processed"}))
@@ -597,13 +775,21 @@ def run_batch(
     summary = _order_columns(summary, wf.summary)
     write_atomic(out_dir / "summary.csv", summary.to_csv(index=False).encode())
     err_path = out_dir / "errors.csv"
-    if errors:
-        err = pd.DataFrame([{"file": failed_rows[n]["file"], "error": e} for n, e in errors.items()])
+    if errors or special:
+        err = pd.DataFrame(
+            [{"file": Path(failed_rows[n]["file"]).name, "error": e} for n, e in errors.items()]
+            + [{"file": Path(p).name, "error": why} for p, why in special.items()]
+        )
         write_atomic(err_path, err.to_csv(index=False).encode())
         if progress:
             for n, e in errors.items():
                 print(f"skipped {n}: {e}", file=sys.stderr)
-    elif err_path.exists():
+    if special:
+        for p, why in special.items():
+            print(f"{p}: {why}", file=sys.stderr)
+    for n, why in suspect.items():
+        print(f"suspect {n}: {why}", file=sys.stderr)
+    if not (errors or special) and err_path.exists():
         err_path.unlink()
     report_path = None
     if report:
@@ -615,6 +801,8 @@ def run_batch(
         processed=processed,
         skipped=skipped,
         errors=errors,
+        special=special,
+        suspect=suspect,
     )
 
 

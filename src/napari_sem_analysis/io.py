@@ -52,6 +52,25 @@ MAX_PAGES = 10_000
 PIXEL_SIZE_RANGE_NM = (1e-3, 1e6)
 
 
+class SEMReadWarning(UserWarning):
+    """Something in a file was ignored or is doubtful; the image was read (the message names the file)."""
+
+
+class SuspectImageWarning(SEMReadWarning):
+    """The image may be wrong: pixel data missing, or a pixel size or image height in the metadata ignored."""
+
+
+def _plain_reason(exc: BaseException) -> str:
+    """An exception's text fit for a report: no file content (bytes literals), printable, short.
+
+    tifffile and imagecodecs quote the first bytes of what they could not read; those bytes are the
+    file's content and must not end up in errors.csv or report.html.
+    """
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(exc))
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
 class SEMReadError(SEMAnalysisError):
     """A file could not be read as an SEM image (the message names the file)."""
 
@@ -794,7 +813,7 @@ def read_sem(
     except Exception as exc:  # tifffile/imagecodecs raise many types
         raise SEMReadError(
             f"{path.name}: cannot be read as an image, the file is corrupt, truncated or not "
-            f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({type(exc).__name__}: {exc})"
+            f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({_plain_reason(exc)})"
         ) from exc
 
     data = np.asarray(data)
@@ -803,14 +822,17 @@ def read_sem(
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == bool):
         raise SEMReadError(f"{path.name}: unsupported pixel type {data.dtype} (need integer or float pixels)")
     meta = dict(meta)
-    notes: list[str] = []
+    notes: list[tuple[str, type]] = []
     ignored = meta.pop("_ignored", None)
     if ignored:
-        notes.append(f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}")
+        notes.append((f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}", SEMReadWarning))
     if meta.get("missing_strips"):
         notes.append(
-            f"{path.name}: {meta['missing_strips']} strips/tiles of pixel data are missing or truncated; "
-            "the image has blank regions"
+            (
+                f"{path.name}: {meta['missing_strips']} strips/tiles of pixel data are missing or truncated; "
+                "the image has blank regions",
+                SuspectImageWarning,
+            )
         )
     n_planes = int(meta.get("n_planes", 1))
     stack = all_planes and n_planes > 1 and data.ndim == 3
@@ -842,8 +864,11 @@ def read_sem(
         else:
             if isinstance(rows, int) and rows != first.shape[0]:
                 notes.append(
-                    f"{path.name}: the metadata's image height ({rows} rows) does not fit the image "
-                    f"({first.shape[0]} rows); ignored, the info band is detected from the pixels"
+                    (
+                        f"{path.name}: the metadata's image height ({rows} rows) does not fit the image "
+                        f"({first.shape[0]} rows); ignored, the info band is detected from the pixels",
+                        SuspectImageWarning,
+                    )
                 )
             row = detect_databar(first)
         if row is not None:
@@ -855,8 +880,11 @@ def read_sem(
     lo, hi = PIXEL_SIZE_RANGE_NM
     if found is not None and not (isinstance(found, float) and lo <= found <= hi):
         notes.append(
-            f"{path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
-            f"{lo:g}..{hi:g} nm; ignored"
+            (
+                f"{path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
+                f"{lo:g}..{hi:g} nm; ignored",
+                SuspectImageWarning,
+            )
         )
         meta["pixel_size_ignored"] = repr(found)
         found = None
@@ -865,9 +893,9 @@ def read_sem(
         found, source = pixel_size, "user"
     meta["pixel_size_source"] = source
     if notes:
-        meta["read_warnings"] = notes
-        for note in notes:
-            warnings.warn(note, stacklevel=2)
+        meta["read_warnings"] = [text for text, _ in notes]
+        for text, category in notes:
+            warnings.warn(text, category, stacklevel=2)
     return SEMImage(
         data=np.ascontiguousarray(data),
         pixel_size=float(found) if found else None,

@@ -115,7 +115,10 @@ def _check_description(meta: dict, name: str) -> None:
 
     str_list("class_names", True, 1000)
     str_list("feature_names", False, 100_000)
-    str_list("features", False, 1000)
+    if not isinstance(meta.get("features"), str):  # a feature-set name, or a list of column names
+        str_list("features", False, 1000)
+    elif len(meta["features"]) > 100:
+        fail("features: an implausibly long name")
     bounds = {
         "n_estimators": (1, 100_000),
         "input_size": (16, 2048),
