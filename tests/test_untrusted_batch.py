@@ -298,3 +298,11 @@ def _alive(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return " Z " not in state and "zombie" not in state
+
+
+@pytest.mark.parametrize("value", ["1e308", "1e-320"])
+def test_absurd_pixel_size_override_is_a_usage_error(images, tmp_path, capsys, value):
+    rc = cli.main(["batch", "particles", str(images), "--out", str(tmp_path / "out"), "-q", "--pixel-size", value])
+    assert rc == cli.EXIT_USAGE
+    assert "pixel_size (nm) must be" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "summary.csv").exists()

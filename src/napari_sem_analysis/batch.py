@@ -46,7 +46,7 @@ import pandas as pd
 
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
-from .io import SuspectImageWarning
+from .io import PIXEL_SIZE_RANGE_NM, SuspectImageWarning
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
@@ -652,7 +652,9 @@ def run_batch(
     if jobs < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
     if pixel_size is not None:
-        pixel_size = check_positive(pixel_size, "pixel_size (nm)")
+        pixel_size = check_positive(pixel_size, "pixel_size (nm)", maximum=PIXEL_SIZE_RANGE_NM[1])
+        if pixel_size < PIXEL_SIZE_RANGE_NM[0]:  # 1e308 or 1e-320 nm would fill every output with inf/0
+            raise SEMAnalysisError(f"pixel_size (nm) must be at least {PIXEL_SIZE_RANGE_NM[0]:g}, got {pixel_size!r}")
     rhash = _recipe_hash(recipe_dict, pixel_size)
     files, special = scan_inputs(inputs)
     names = _output_names(files)

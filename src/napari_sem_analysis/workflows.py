@@ -387,7 +387,7 @@ class Workflow:
         self.description = description
         self.options = _jsonable(dict(options or {}))
         if pixel_size is not None:
-            pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e9)
+            pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e6)
         self.pixel_size = pixel_size
 
     # --- construction -------------------------------------------------------
