@@ -306,3 +306,20 @@ def test_absurd_pixel_size_override_is_a_usage_error(images, tmp_path, capsys, v
     assert rc == cli.EXIT_USAGE
     assert "pixel_size (nm) must be" in capsys.readouterr().err
     assert not (tmp_path / "out" / "summary.csv").exists()
+
+
+def test_saved_recipes_never_use_aliases_and_load_back(tmp_path):
+    shared = {"method": "otsu"}  # the same object twice: plain YAML would write &id001 / *id001
+    wf = Workflow.from_dict(
+        {
+            "steps": [
+                {"function": "threshold", "params": shared, "output": "mask"},
+                {"function": "threshold", "params": shared, "output": "mask2"},
+            ]
+        }
+    )
+    wf.options = {"a": [1, 2], "b": None}
+    wf.options["b"] = wf.options["a"]
+    path = wf.save(tmp_path / "r.yaml")
+    assert "&" not in path.read_text() and "*" not in path.read_text()
+    assert Workflow.load(path) == wf

@@ -438,7 +438,11 @@ class Workflow:
     def to_yaml(self) -> str:
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+        class _NoAliases(yaml.SafeDumper):  # recipes are read without anchors/aliases: never write them
+            def ignore_aliases(self, data):
+                return True
+
+        return yaml.dump(self.to_dict(), Dumper=_NoAliases, sort_keys=False, default_flow_style=False)
 
     def save(self, path) -> Path:
         """Write the recipe as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
