@@ -553,7 +553,10 @@ def _read_tiff(
         # first are only counted (from the IFD chain), and parsed only when the stack is read
         n_planes = 1
         if n_pages > 1 and data.ndim == 2:
-            second = tif.pages[1]
+            try:
+                second = tif.pages[1]
+            except Exception:  # noqa: BLE001 - a broken second page: the first image is still good
+                second = None
             if isinstance(second, (tifffile.TiffPage, tifffile.TiffFrame)) and (
                 second.shape == page.shape and second.dtype == page.dtype
             ):
@@ -583,11 +586,21 @@ def _read_tiff(
                 meta["missing_strips"] = f"{bad} of {total}"
         meta.update(_vendor_metadata(tif, page, path))
         if "pixel_size_nm" not in meta:
-            side = _sidecar_metadata(path)
+            try:
+                side = _sidecar_metadata(path)
+            except (OSError, ValueError, TypeError) as exc:  # an unreadable sidecar: ignored, noted
+                side = {"_ignored": [f"sidecar file ({type(exc).__name__})"]}
             if side:
+                ignored = meta.get("_ignored", []) + side.get("_ignored", [])
                 meta = {**meta, **side} if meta else side
+                if ignored:
+                    meta["_ignored"] = ignored
         if "pixel_size_nm" not in meta:
-            res = _resolution_metadata(page, tif.imagej_metadata)
+            try:
+                res = _resolution_metadata(page, tif.imagej_metadata)
+            except Exception as exc:  # noqa: BLE001 - garbage resolution tags: the image is kept
+                res = {}
+                meta.setdefault("_ignored", []).append(f"resolution tags ({type(exc).__name__})")
             if res:
                 meta.update({k: v for k, v in res.items() if k not in meta or k == "pixel_size_nm"})
         desc = page.description if hasattr(page, "description") else ""
