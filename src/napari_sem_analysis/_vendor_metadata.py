@@ -1,5 +1,4 @@
-"""Pixel size and acquisition metadata as the instruments write them (Zeiss, FEI/Thermo, TESCAN,
-JEOL, Hitachi, ImageJ/TIFF resolution, sidecar files), for :func:`napari_sem_analysis.io.read_sem`."""
+"""Vendor metadata of SEM files (Zeiss, FEI/Thermo Fisher, TESCAN, JEOL, Hitachi, ImageJ) -> normalised keys and the pixel size in nm."""
 
 from __future__ import annotations
 
@@ -38,7 +37,51 @@ def _to_nm(value, unit: str | None) -> float | None:
     factor = _NM_PER.get((unit or "m").strip().lower())
     if factor is None:
         return None
-    return v * factor
+    nm = v * factor
+    # checked after the unit conversion: 1e300 m is finite, its nanometres are not
+    return nm if np.isfinite(nm) and nm > 0 else None
+
+
+def _float(value) -> float | None:
+    """The leading number of a metadata value (``"20.00 kV"`` -> 20.0), or None when there is none."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", str(value))
+        if not m:
+            return None
+        v = float(m.group(1))
+    return v if np.isfinite(v) else None
+
+
+def _set_pixel_size(out: dict, value, unit: str | None) -> bool:
+    """``out["pixel_size_nm"]`` from a value and unit, unchecked: :func:`read_sem` checks the range.
+
+    Returns False (and notes the field) when the value is no number or the unit is unknown.
+    """
+    v = _float(value)
+    factor = _NM_PER.get((unit or "m").strip().lower())
+    if v is None or factor is None:
+        out.setdefault("_ignored", []).append(f"pixel_size={str(value)[:40]!r} {str(unit)[:10]}")
+        return False
+    if v == 0:  # "no calibration"
+        return False
+    out["pixel_size_nm"] = v * factor  # may be 0, negative or inf: refused later, with a warning
+    return True
+
+
+def _set_number(out: dict, key: str, raw, scale: float = 1.0) -> None:
+    """``out[key] = number(raw) * scale``; unreadable values are listed under ``_ignored``."""
+    v = _float(raw)
+    if v is None or not np.isfinite(v * scale):
+        out.setdefault("_ignored", []).append(f"{key}={str(raw)[:40]!r}")
+        return
+    out[key] = v * scale
+
+
+# --------------------------------------------------------------------------
+# vendor metadata
+# --------------------------------------------------------------------------
 
 
 def _zeiss_metadata(md: dict) -> dict[str, Any]:
@@ -52,11 +95,8 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
 
     for key in ("ap_image_pixel_size", "ap_pixel_size"):
         v = val(key)
-        if v and len(v) >= 2:
-            nm = _to_nm(v[0], v[1])
-            if nm:
-                out["pixel_size_nm"] = nm
-                break
+        if v and len(v) >= 2 and _set_pixel_size(out, v[0], str(v[1])):
+            break
     for norm, keys in {
         "detector": ("dp_detector_channel", "dp_implied_detector"),
         "magnification": ("ap_mag",),
@@ -71,11 +111,19 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
                 break
     v = val("ap_actualkv")
     if v:
-        kv = float(v[0]) * (1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0)
-        out["voltage_kv"] = kv
+        _set_number(
+            out,
+            "voltage_kv",
+            v[0],
+            1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0,
+        )
     v = val("ap_wd")
     if v:
-        out["working_distance_mm"] = (_to_nm(v[0], v[1] if len(v) > 1 else "mm") or 0) / 1e6
+        wd = _to_nm(_float(v[0]), v[1] if len(v) > 1 else "mm")
+        if wd:
+            out["working_distance_mm"] = wd / 1e6
+        else:
+            out.setdefault("_ignored", []).append(f"working_distance={str(v[0])[:40]!r}")
     out["raw"] = {
         k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
         for k, item in md.items()
@@ -89,18 +137,18 @@ def _fei_metadata(md: dict) -> dict[str, Any]:
     scan = md.get("Scan", {}) or md.get("EScan", {})
     px = scan.get("PixelWidth")
     if px:
-        out["pixel_size_nm"] = _to_nm(px, "m")
+        _set_pixel_size(out, px, "m")
     beam = md.get("Beam", {})
     ebeam = md.get("EBeam", {})
     hv = beam.get("HV") or ebeam.get("HV")
     if hv:
-        out["voltage_kv"] = float(hv) / 1e3
+        _set_number(out, "voltage_kv", hv, 1e-3)
     det = md.get("Detectors", {})
     if det.get("Name"):
         out["detector"] = str(det["Name"])
     wd = md.get("Stage", {}).get("WorkingDistance") or ebeam.get("WD")
     if wd:
-        out["working_distance_mm"] = float(wd) * 1e3
+        _set_number(out, "working_distance_mm", wd, 1e3)
     user = md.get("User", {})
     for key in ("Date", "Time"):
         if user.get(key):
@@ -150,12 +198,17 @@ def _tescan_metadata(text: str) -> dict[str, Any]:
     kv = _parse_ini(text)
     out: dict[str, Any] = {"instrument": "TESCAN", "raw": kv}
     if "PixelSizeX" in kv:
-        out["pixel_size_nm"] = _to_nm(kv["PixelSizeX"], "m")
+        _set_pixel_size(out, kv["PixelSizeX"], "m")
     if kv.get("HV"):
-        out["voltage_kv"] = float(kv["HV"]) / 1e3
+        _set_number(out, "voltage_kv", kv["HV"], 1e-3)
     if kv.get("WD"):
-        out["working_distance_mm"] = float(kv["WD"]) * 1e3
-    for norm, key in (("detector", "Detector"), ("magnification", "Magnification"), ("date", "Date"), ("time", "Time")):
+        _set_number(out, "working_distance_mm", kv["WD"], 1e3)
+    for norm, key in (
+        ("detector", "Detector"),
+        ("magnification", "Magnification"),
+        ("date", "Date"),
+        ("time", "Time"),
+    ):
         if kv.get(key):
             out[norm] = kv[key]
     return out
@@ -170,11 +223,12 @@ def _jeol_metadata(text: str) -> dict[str, Any]:
     if bar and marker:
         m = re.match(r"\s*([\d.]+)\s*([a-zA-Zµμ]+)", marker)
         if m:
-            length = _to_nm(m.group(1), m.group(2))
-            if length and float(bar) > 0:
-                out["pixel_size_nm"] = length / float(bar)
+            length = _to_nm(_float(m.group(1)), m.group(2))
+            bar_px = _float(bar)
+            if length and bar_px and bar_px > 0:
+                out["pixel_size_nm"] = length / bar_px
     if kv.get("CM_ACCEL_VOLT"):
-        out["voltage_kv"] = float(kv["CM_ACCEL_VOLT"].split()[0])
+        _set_number(out, "voltage_kv", kv["CM_ACCEL_VOLT"])
     if kv.get("CM_MAG"):
         out["magnification"] = kv["CM_MAG"]
     if kv.get("CM_DATE"):
@@ -184,7 +238,7 @@ def _jeol_metadata(text: str) -> dict[str, Any]:
     if kv.get("CM_SIGNAL"):
         out["detector"] = kv["CM_SIGNAL"]
     if kv.get("SM_WD"):
-        out["working_distance_mm"] = float(kv["SM_WD"].split()[0])
+        _set_number(out, "working_distance_mm", kv["SM_WD"])
     return out
 
 
@@ -192,18 +246,30 @@ def _hitachi_metadata(text: str) -> dict[str, Any]:
     kv = _parse_ini(text)
     out: dict[str, Any] = {"instrument": "Hitachi", "raw": kv}
     if kv.get("PixelSize"):
-        out["pixel_size_nm"] = _to_nm(kv["PixelSize"], "nm")
+        _set_pixel_size(out, kv["PixelSize"], "nm")
     if kv.get("AcceleratingVoltage"):
         m = re.match(r"([\d.]+)\s*(\w*)", kv["AcceleratingVoltage"])
-        if m:
-            out["voltage_kv"] = float(m.group(1)) / (1e3 if m.group(2).lower() == "volt" else 1.0)
-    for norm, key in (("magnification", "Magnification"), ("date", "Date"), ("time", "Time"), ("detector", "SignalName")):
+        _set_number(
+            out,
+            "voltage_kv",
+            m.group(1) if m else kv["AcceleratingVoltage"],
+            1e-3 if m and m.group(2).lower() == "volt" else 1.0,
+        )
+    for norm, key in (
+        ("magnification", "Magnification"),
+        ("date", "Date"),
+        ("time", "Time"),
+        ("detector", "SignalName"),
+    ):
         if kv.get(key):
             out[norm] = kv[key]
     if kv.get("WorkingDistance"):
         m = re.match(r"([\d.]+)\s*(\w*)", kv["WorkingDistance"])
-        if m:
-            out["working_distance_mm"] = (_to_nm(m.group(1), m.group(2) or "um") or 0) / 1e6
+        wd = _to_nm(_float(m.group(1)), m.group(2) or "um") if m else None
+        if wd:
+            out["working_distance_mm"] = wd / 1e6
+        else:
+            out.setdefault("_ignored", []).append(f"working_distance={kv['WorkingDistance'][:40]!r}")
     return out
 
 

@@ -34,6 +34,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -44,33 +45,90 @@ import pandas as pd
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
 from .batch_report import KEY_COLUMNS, report_figures, write_report  # noqa: F401  (re-exported)
+from .io import IMAGE_SUFFIXES, PIXEL_SIZE_RANGE_NM, SuspectImageWarning
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 # --------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------
-def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
-    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+def _entry_kind(path: Path) -> str | None:
+    """None for a regular file; otherwise why a folder entry is not read (links are never followed)."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"skipped: cannot be inspected ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            os.stat(path)
+        except OSError:
+            return "skipped: a dangling or looping symbolic link"
+        return "skipped: a symbolic link (links in input folders are not followed)"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISFIFO(st.st_mode):
+        return "skipped: a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(st.st_mode):
+        return "skipped: a socket, not a file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "skipped: a device, not a file"
+    return "skipped: not a regular file"
+
+
+def scan_inputs(inputs: str | os.PathLike | Iterable) -> tuple[list[Path], dict[str, str]]:
+    """The image files of ``inputs`` and the entries skipped, with why.
+
+    Files named explicitly are taken as they are. In folders and glob matches only regular files
+    are read: symbolic links (which could point anywhere, e.g. at a system file), named pipes,
+    sockets and devices are skipped and reported, never opened.
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    inputs = list(inputs)
     files: list[Path] = []
+    special: dict[str, str] = {}
+
+    def consider(entry: Path) -> None:
+        if entry.suffix.lower() not in IMAGE_SUFFIXES:
+            return
+        why = _entry_kind(entry)
+        if why is None:
+            files.append(entry)
+        else:
+            special[str(entry)] = why
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            files.extend(found)
+            for entry in sorted(p.iterdir()):
+                consider(entry)
         elif p.is_file():
             files.append(p)
         elif any(ch in str(item) for ch in "*?["):
-            files.extend(sorted(Path(f) for f in glob.glob(str(item)) if Path(f).is_file()))
+            for entry in sorted(Path(f) for f in glob.glob(str(item))):
+                consider(entry)
+        elif p.is_symlink():
+            raise SEMAnalysisError(f"input {item} is a dangling or looping symbolic link")
         else:
             raise SEMAnalysisError(f"input {item} does not exist")
+    if not files and special:
+        first = next(iter(special.items()))
+        raise SEMAnalysisError(
+            f"no readable image files in the inputs ({len(special)} skipped, e.g. {first[0]}: {first[1]})"
+        )
+    return _dedupe_inputs(inputs, files), special
+
+
+def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
+    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+    return scan_inputs(inputs)[0]
+
+
+def _dedupe_inputs(inputs, files: list[Path]) -> list[Path]:
     seen, out = set(), []
     for f in files:
         key = f.resolve()
@@ -88,6 +146,81 @@ def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
             f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}"
         )
     return out
+
+
+def _plain_error(text: str) -> str:
+    """An error message fit for errors.csv and report.html: no quoted file bytes, printable, bounded."""
+    import re
+
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(text))
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:500]
+
+
+class BatchOutputError(SEMAnalysisError):
+    """The output folder cannot be written (read-only, full, gone): the CLI exits with code 3."""
+
+
+def _lock_output(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir`` for this run; a second run into it fails clearly.
+
+    Returns the open lock file (closing it releases the lock). ``flock`` locks are released by the
+    system when the process dies, so a killed run leaves no stale lock.
+    """
+    lock_path = out_dir / ".napari-sem-analysis.lock"
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
+    busy = f"another batch run is writing to {out_dir}; wait for it to finish or choose another folder"
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte
+        import msvcrt
+
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            fh.close()
+            raise SEMAnalysisError(busy) from None
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise SEMAnalysisError(busy) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: exit when the parent (the batch) dies, instead of running on.
+
+    Linux: the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``). Elsewhere,
+    and as a check for a parent that died before this ran, a daemon thread polls the parent's pid.
+    """
+    import threading
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _output_names(files: Sequence[Path]) -> list[str]:
@@ -201,7 +334,16 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     tiff_log.setLevel(logging.CRITICAL)
     try:
         wf = Workflow.from_dict(recipe)
-        res = wf.run(path, pixel_size=pixel_size)
+        # doubts about the image (missing pixel data, a pixel size ignored) mark it suspect
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SuspectImageWarning)
+            res = wf.run(path, pixel_size=pixel_size)
+        doubts = [str(w.message) for w in caught if issubclass(w.category, SuspectImageWarning)]
+        for w in caught:  # the rest as they would have been shown
+            if not issubclass(w.category, SuspectImageWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if doubts:
+            out["suspect"] = _plain_error("; ".join(doubts))
         classes = wf.summary in ("coating", "phases", "tiles")
         out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
         out["table"] = table_with_units(res.table)
@@ -281,6 +423,10 @@ class BatchResult:
     processed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: folder entries not read (symbolic links, pipes, devices...) -> why
+    special: dict[str, str] = field(default_factory=dict)
+    #: images read with doubts (missing pixel data, metadata ignored) -> why
+    suspect: dict[str, str] = field(default_factory=dict)
 
 
 def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
@@ -318,6 +464,8 @@ def _write_result(out_dir: Path, name: str, res: dict, recipe_hash: str) -> dict
         "seconds": round(float(res.get("seconds", 0.0)), 3),
         "summary": res.get("summary", {}),
     }
+    if res.get("suspect"):
+        record["suspect"] = res["suspect"]
     # the record is written last: its presence means the image is complete
     write_atomic(paths["record"], (json.dumps(record, indent=1, default=_json_default) + "\n").encode())
     return record
@@ -367,7 +515,8 @@ def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # workers exit when this process dies (even by SIGKILL) instead of running on for minutes
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(func, *args): (key, args) for key, args in tasks}
         try:
             for fut in as_completed(futures):
@@ -477,6 +626,20 @@ def run_batch(
         the names processed, skipped and failed.
     """
     plan = _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite)
+    try:
+        return _run_plan(plan, scheduler=scheduler, jobs=jobs, overwrite=overwrite, resume=resume,
+                         progress=progress, report=report)
+    except OSError as exc:
+        # a read-only or full disk, a folder removed under the run: one clear message (CLI exit code 3)
+        where = getattr(exc, "filename", None) or plan.out_dir
+        raise BatchOutputError(f"cannot write the results to {where}: {exc.strerror or exc}") from exc
+    finally:
+        plan.lock.close()
+
+
+def _run_plan(plan: _Plan, *, scheduler, jobs: int, overwrite: bool, resume: bool, progress: bool,
+              report: bool) -> BatchResult:
+    """:func:`run_batch` once the output folder is planned and locked."""
     done, todo = _pending(plan, overwrite, resume)
     # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
     plan.workflow.save(plan.out_dir / "recipe.yaml")
@@ -497,6 +660,8 @@ def run_batch(
         processed=state.processed,
         skipped=state.skipped,
         errors=state.errors,
+        special=plan.special,
+        suspect=state.suspect,
     )
 
 
@@ -514,6 +679,8 @@ class _Plan:
     names: list[str]
     out_dir: Path
     pixel_size: float | None
+    special: dict[str, str]  # folder entries not read (links, pipes, devices) -> why
+    lock: Any  # the open lock file of out_dir (closing it releases the lock)
 
 
 def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
@@ -524,14 +691,20 @@ def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
     if int(jobs) < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
     if pixel_size is not None:
-        pixel_size = check_positive(pixel_size, "pixel_size (nm)")
-    files = collect_inputs(inputs)
+        pixel_size = check_positive(pixel_size, "pixel_size (nm)", maximum=PIXEL_SIZE_RANGE_NM[1])
+        if pixel_size < PIXEL_SIZE_RANGE_NM[0]:  # 1e308 or 1e-320 nm would fill every output with inf/0
+            raise SEMAnalysisError(f"pixel_size (nm) must be at least {PIXEL_SIZE_RANGE_NM[0]:g}, got {pixel_size!r}")
+    files, special = scan_inputs(inputs)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SEMAnalysisError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_output(out_dir)
+    except OSError as exc:
+        raise BatchOutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from exc
     plan = _Plan(wf, recipe_dict, _recipe_hash(recipe_dict, pixel_size), files, _output_names(files), out_dir,
-                 pixel_size)
+                 pixel_size, special, lock)
     # the recipe used: a different recipe in an existing folder needs overwrite
     recipe_file = out_dir / "recipe.yaml"
     existing_records = list((out_dir / "records").glob("*.json")) if (out_dir / "records").is_dir() else []
@@ -541,6 +714,7 @@ def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
         except SEMAnalysisError:
             old = None
         if old != recipe_dict:
+            lock.close()
             raise SEMAnalysisError(
                 f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
             )
@@ -583,6 +757,7 @@ class _RunState:
     errors: dict[str, str] = field(default_factory=dict)
     processed: list[str] = field(default_factory=list)
     failed_rows: dict[str, dict] = field(default_factory=dict)
+    suspect: dict[str, str] = field(default_factory=dict)
 
     def on_done(self, name: str, res: dict) -> None:
         """One image finished: write its results (or remember its error) and advance the bar."""
@@ -591,8 +766,9 @@ class _RunState:
             self.processed.append(name)
             self.bar.update()
         else:
-            self.errors[name] = res["error"]
-            self.failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
+            error = _plain_error(res["error"])  # never file content in errors.csv or the report
+            self.errors[name] = error
+            self.failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": error}
             self.bar.update(failed=True)
 
 
@@ -617,6 +793,9 @@ def _write_summary(plan: _Plan, state: _RunState, progress: bool) -> pd.DataFram
             row.update(rec.get("summary", {}))
             row["seconds"] = rec.get("seconds")
             row["error"] = ""
+            if rec.get("suspect"):
+                state.suspect[name] = rec["suspect"]
+                row["suspect"] = rec["suspect"]
         else:
             missing = {"file": f.name, "name": name, "status": "error", "error": "not processed"}
             row = dict(state.failed_rows.get(name, missing))
@@ -625,13 +804,20 @@ def _write_summary(plan: _Plan, state: _RunState, progress: bool) -> pd.DataFram
     summary = _order_columns(_summary_frame(rows), plan.workflow.summary)
     write_atomic(plan.out_dir / "summary.csv", summary.to_csv(index=False).encode())
     err_path = plan.out_dir / "errors.csv"
-    if state.errors:
-        err = pd.DataFrame([{"file": state.failed_rows[n]["file"], "error": e} for n, e in state.errors.items()])
+    if state.errors or plan.special:
+        err = pd.DataFrame(
+            [{"file": Path(state.failed_rows[n]["file"]).name, "error": e} for n, e in state.errors.items()]
+            + [{"file": Path(p).name, "error": why} for p, why in plan.special.items()]
+        )
         write_atomic(err_path, err.to_csv(index=False).encode())
         if progress:
             for n, e in state.errors.items():
                 print(f"skipped {n}: {e}", file=sys.stderr)
-    elif err_path.exists():
+    for p, why in plan.special.items():
+        print(f"{p}: {why}", file=sys.stderr)
+    for n, why in state.suspect.items():
+        print(f"suspect {n}: {why}", file=sys.stderr)
+    if not (state.errors or plan.special) and err_path.exists():
         err_path.unlink()
     return summary
 

@@ -568,6 +568,14 @@ def object_outlines(labels, *, tolerance: float = 0.5) -> tuple[np.ndarray, list
     from scipy import ndimage as ndi
 
     labels = check_labels(labels)
+    tolerance = check_positive(tolerance, "tolerance", allow_zero=True, maximum=1e6)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size and ids[-1] > 2 * ids.size + 65536:
+        # sparse ids (one object labelled 10**8): find_objects would list every id up to the largest
+        compact = np.where(labels > 0, np.searchsorted(ids, labels) + 1, 0).astype(np.int32)
+        present, polys = object_outlines(compact, tolerance=tolerance)
+        return ids[np.asarray(present, dtype=np.int64) - 1], polys
     present, _, n = _present_and_index(labels)
     slices = ndi.find_objects(labels)
     polys = []

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ._validation import SEMAnalysisError, check_image, check_labels, check_positive
+from ._validation import SEMAnalysisError, check_image, check_labels, check_positive, check_shape
 
 GLCM_PROPERTIES = (
     "contrast",
@@ -153,7 +153,7 @@ def tile_labels(shape: Sequence[int], tile_size) -> tuple[np.ndarray, pd.DataFra
     bottom edges are kept. The table has ``label``, ``tile_row``,
     ``tile_col``, ``y``, ``x``, ``height``, ``width`` (pixels).
     """
-    h, w = int(shape[0]), int(shape[1])
+    h, w = check_shape(shape)
     if np.ndim(tile_size) == 0:
         th = tw = tile_size
     else:

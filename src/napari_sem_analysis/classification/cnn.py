@@ -9,9 +9,46 @@ from .features import _to_unit_float
 from .validation import _Cancelled
 
 
+#: networks an :class:`ImageClassifier` may use: "small" (built here) and timm models built locally
+#: (never downloaded). A model file naming anything else (``hf-hub:org/name``, a large ViT) is refused.
+CNN_ARCHS = (
+    "small",
+    "resnet10t",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "mobilenetv3_small_100",
+    "mobilenetv3_large_100",
+    "convnext_atto",
+    "convnext_nano",
+    "convnext_tiny",
+    "regnety_008",
+    "densenet121",
+)
+
+
+def _check_arch(arch) -> str:
+    if not isinstance(arch, str) or arch not in CNN_ARCHS:
+        raise SEMAnalysisError(f"unknown CNN architecture {str(arch)[:100]!r}; choose one of {', '.join(CNN_ARCHS)}")
+    return arch
+
+
+def _cnn_shapes(arch: str, n_classes: int, width: int) -> dict[str, tuple]:
+    """Parameter shapes of the network, built on torch's meta device (no memory, no weights)."""
+    import torch
+
+    with torch.device("meta"):
+        net = _build_cnn(arch, n_classes, width)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
 def _build_cnn(arch: str, n_classes: int, width: int):
     import torch.nn as nn
 
+    _check_arch(arch)
     if arch == "small":
         chans = [width, width * 2, width * 4, width * 8]
         layers: list = [nn.BatchNorm2d(1)]
@@ -29,6 +66,9 @@ def _build_cnn(arch: str, n_classes: int, width: int):
             c_in = c
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(c_in, n_classes)]
         return nn.Sequential(*layers)
+    from .._device import avoid_triton_crash
+
+    avoid_triton_crash()  # timm -> torch._dynamo -> triton: crashes next to Mesa's LLVM
     try:
         import timm
     except ImportError:

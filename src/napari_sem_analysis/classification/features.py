@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validation import check_image, to_grayscale
+from .._validation import SEMAnalysisError, check_image, to_grayscale
 from .validation import _Cancelled
 
 
@@ -103,6 +103,18 @@ def _texture_features(img: np.ndarray, prefix: str, glcm_distances, levels: int)
     return out
 
 
+def _int_list(values, name: str, lo: int, hi: int) -> tuple[int, ...]:
+    try:
+        out = tuple(values)
+    except TypeError:
+        raise SEMAnalysisError(f"{name} must be a list of integers, got {values!r}") from None
+    if not out or len(out) > 16 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi for v in out
+    ):
+        raise SEMAnalysisError(f"{name} must be 1 to 16 integers in {lo}..{hi}, got {values!r}")
+    return tuple(int(v) for v in out)
+
+
 def image_features(
     image,
     *,
@@ -129,6 +141,9 @@ def image_features(
     from skimage.transform import downscale_local_mean
 
     img = check_image(to_grayscale(np.asarray(image)), min_size=8)
+    scales, glcm_distances = _int_list(scales, "scales", 1, 64), _int_list(glcm_distances, "glcm_distances", 1, 256)
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 256:
+        raise SEMAnalysisError(f"levels must be an integer in 2..256, got {levels!r}")
     img = _to_unit_float(img)
     out: dict[str, float] = {}
     v = img.ravel()

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
 from .archive import _read_archive, _write_archive
-from .cnn import _CNN, _prepare_cnn_batch
+from .cnn import _CNN, _check_arch, _cnn_shapes, _prepare_cnn_batch
 from .features import (
     _features_matrix,
 )
@@ -398,16 +398,22 @@ class ImageClassifier:
             clf.estimator_ = est
             return clf
         try:
+            _check_arch(clf.arch)
+        except SEMAnalysisError as exc:
+            raise SEMAnalysisError(f"{name}: {exc}") from None
+        try:
             from safetensors.torch import load as load_st
 
             state = load_st(payload)
         except Exception as exc:
             raise SEMAnalysisError(f"{name}: the network weights are corrupt ({exc})") from None
+        # compared with the described network built on the meta device: no large network is built
+        # (and no memory taken) for weights that do not fit it
+        expected = _cnn_shapes(clf.arch, len(clf.class_names), clf.width)
+        if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
+            raise SEMAnalysisError(f"{name}: the network weights do not match the described architecture")
         inner = clf._make_inner(len(clf.class_names))
         net = inner.build()
-        expected = net.state_dict()
-        if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
-            raise SEMAnalysisError(f"{name}: the network weights do not match the described architecture")
         try:
             net.load_state_dict(state)
         except Exception as exc:

@@ -46,7 +46,7 @@ from ..steps import register_step, resolve_step
 from ._data import read_image, write_atomic
 from .model_steps import TileClasses, _cached_classifier, _cached_model, classify_objects, classify_tiles, unet_predict
 from .presets import PRESETS
-from .recipes import RECIPE_VERSION, Workflow, WorkflowResult, load_recipe, run_workflow
+from .recipes import MAX_RECIPE_BYTES, PARAM_BOUNDS, RECIPE_VERSION, Workflow, WorkflowResult, load_recipe, run_workflow
 from .summaries import (
     object_sizes,
     register_summary,

@@ -62,6 +62,52 @@ class WorkflowResult:
 
 
 _STEP_KEYS = {"function", "params", "inputs", "output"}
+#: recipe files are small: a larger one is refused before it is parsed
+MAX_RECIPE_BYTES = 1_000_000
+#: bounds of parameters that set how long a step runs (a recipe is a file from others)
+PARAM_BOUNDS = {
+    "epochs": 10_000,
+    "max_iter": 10_000,
+    "n_estimators": 100_000,
+    "n_segments": 10_000_000,
+    "iterations": 10_000,
+    "batch_size": 65_536,
+}
+
+
+def _check_params(value, where: str, depth: int = 0, budget: list | None = None) -> None:
+    """Parameters of a recipe step: plain data, finite numbers, bounded sizes and run lengths."""
+    budget = [10_000] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 8:
+        raise SEMAnalysisError(f"{where}: the parameters are too large or too deeply nested")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and str(k) in PARAM_BOUNDS:
+                if not abs(v) <= PARAM_BOUNDS[str(k)]:
+                    raise SEMAnalysisError(f"{where}: {k} must be at most {PARAM_BOUNDS[str(k)]}, got {v!r}")
+            _check_params(v, f"{where}", depth + 1, budget)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_params(v, where, depth + 1, budget)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, (int, float)):
+        if not np.isfinite(value) or abs(value) > 1e15:
+            raise SEMAnalysisError(f"{where}: parameter value {value!r} is not a finite number of sensible size")
+    elif isinstance(value, str):
+        if len(value) > 10_000:
+            raise SEMAnalysisError(f"{where}: a parameter text is longer than 10000 characters")
+
+
+def _safe_yaml(text: str, name: str):
+    """YAML without aliases: ``&anchor``/``*alias`` expand a 600-byte file into gigabytes, so they are refused."""
+    import yaml
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise SEMAnalysisError(f"recipe {name} uses YAML anchors/aliases (& and *), which recipes may not use")
+    return yaml.safe_load(text)
 
 
 def _normalise_step(step: Mapping, index: int) -> dict:
@@ -72,7 +118,10 @@ def _normalise_step(step: Mapping, index: int) -> dict:
         raise SEMAnalysisError(f"step {index + 1} has unknown keys {sorted(unknown)}")
     if "function" not in step:
         raise SEMAnalysisError(f"step {index + 1} has no 'function'")
+    if step.get("params") is not None and not isinstance(step.get("params"), Mapping):
+        raise SEMAnalysisError(f"step {index + 1}: 'params' must map parameter names to values")
     params = dict(step.get("params") or {})
+    _check_params(params, f"step {index + 1} ({step['function']})")
     inputs = step.get("inputs")
     if inputs is None:
         inputs = {"image": "image"}
@@ -152,7 +201,7 @@ class Workflow:
         self.description = description
         self.options = _jsonable(dict(options or {}))
         if pixel_size is not None:
-            pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e9)
+            pixel_size = check_positive(pixel_size, "the recipe's pixel_size (nm)", maximum=1e6)
         self.pixel_size = pixel_size
 
     # --- construction -------------------------------------------------------
@@ -203,7 +252,11 @@ class Workflow:
     def to_yaml(self) -> str:
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+        class _NoAliases(yaml.SafeDumper):  # recipes are read without anchors/aliases: never write them
+            def ignore_aliases(self, data):
+                return True
+
+        return yaml.dump(self.to_dict(), Dumper=_NoAliases, sort_keys=False, default_flow_style=False)
 
     def save(self, path) -> Path:
         """Write the recipe as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
@@ -224,14 +277,21 @@ class Workflow:
         path = Path(path)
         if not path.is_file():
             raise SEMAnalysisError(f"recipe file {path} not found")
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise SEMAnalysisError(
+                f"recipe file {path.name} is {path.stat().st_size:,} bytes; recipes are at most {MAX_RECIPE_BYTES:,}"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SEMAnalysisError(f"cannot read recipe {path.name}: {exc}") from exc
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = _safe_yaml(text, path.name)
+        except SEMAnalysisError:
+            raise
         except Exception as exc:
             raise SEMAnalysisError(f"cannot parse recipe {path.name}: {exc}") from exc
         return cls.from_dict(data)
