@@ -1,9 +1,11 @@
 """Evaluate the trainable pixel classifier and write docs/evaluation/pixel_classifier.md.
 
 Scribbles are made from the ground truth the way a user paints them: a few
-short strokes per class, each a piece of the skeleton of the eroded class
-region (small objects: a dot inside the object), drawn with a 3 px brush, in
-all at most ~1.5 % of the pixels. Scores are on whole images that were not
+short strokes per class (at most 40 px long, 3 px brush): 4 along the middle
+of a class region (a piece of the skeleton of the region eroded by 2 px) and
+2 just inside its edge (a piece of the eroded region's outline), the way one
+paints the middle of a phase and then a stroke along a boundary the first
+result got wrong; in all at most 1.5 % of the pixels. Scores are on whole images that were not
 used for training:
 
 1. ``nasa-superalloy``: scribbles on the 10 ``train`` images -> the 4 ``val``
@@ -52,7 +54,7 @@ BUDGET = 0.015  # at most this fraction of the pixels is scribbled
 
 
 def make_scribbles(
-    mask: np.ndarray, rng, *, strokes=4, length=40, budget=BUDGET, brush=1, erode=(4, 2, 1), edge_strokes=0
+    mask: np.ndarray, rng, *, strokes=4, length=40, budget=BUDGET, brush=1, erode=(2, 1), edge_strokes=2
 ) -> np.ndarray:
     """A few stroke-like scribbles per class of ``mask`` (classes 0..K-1 -> scribble values 1..K).
 

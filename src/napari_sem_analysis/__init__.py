@@ -74,6 +74,7 @@ _API = {
     # trainable pixel classifier
     "PixelClassifier": "pixel_classifier",
     "pixel_features": "pixel_classifier",
+    "pixel_classify": "pixel_classifier",
     # workflows and batch
     "run_workflow": "workflows",
     "Workflow": "workflows",

@@ -2,6 +2,7 @@
 
 from .features import DEFAULT_GROUPS, DEFAULT_SCALES, FEATURE_GROUPS, FeatureCache, pixel_features
 from .model import MODELS, PixelClassifier
+from .predict import load_pixel_classifier, pixel_classify
 
 __all__ = [
     "DEFAULT_GROUPS",
@@ -10,5 +11,7 @@ __all__ = [
     "MODELS",
     "FeatureCache",
     "PixelClassifier",
+    "load_pixel_classifier",
+    "pixel_classify",
     "pixel_features",
 ]

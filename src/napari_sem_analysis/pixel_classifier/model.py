@@ -4,7 +4,7 @@
 which 0 means "not labelled" and 1..K are classes) on one or several
 images. Each pixel is described by multi-scale filter responses
 (:mod:`.features`); a random forest (scikit-learn, imported lazily) is
-trained on the scribbled pixels only, with at most ``max_samples_per_class``
+trained on the scribbled pixels only (extremely randomised trees by default), with at most ``max_samples_per_class``
 pixels drawn per class. Prediction runs tile by tile (with a halo, so tiles
 agree with the whole image) so that very large images need bounded memory,
 and can be restricted to a ``region`` (the visible field) for live updates.
@@ -92,8 +92,10 @@ class PixelClassifier:
     features : sequence of str
         Feature groups: any of ``"intensity"``, ``"gradient"``, ``"laplacian"``,
         ``"hessian"``, ``"structure"``, ``"std"`` (default: all).
-    model : {"random_forest", "extra_trees"}
-        The scikit-learn ensemble trained on the scribbled pixels.
+    model : {"extra_trees", "random_forest"}
+        The scikit-learn ensemble trained on the scribbled pixels. Extremely
+        randomised trees are the default: as accurate as a random forest on
+        the superalloy benchmark and several times faster to train.
     scales : sequence of float
         Gaussian sigmas of the features, in ``scale_unit``.
     scale_unit : {"px", "nm"}
@@ -121,7 +123,7 @@ class PixelClassifier:
     def __init__(
         self,
         features: Sequence[str] | str = DEFAULT_GROUPS,
-        model: str = "random_forest",
+        model: str = "extra_trees",
         *,
         scales: Sequence[float] = DEFAULT_SCALES,
         scale_unit: str = "px",
