@@ -111,17 +111,33 @@ def test_max_samples_per_class_caps_training_set(rng):
 
 
 def test_tiled_equals_untiled_and_region(rng):
+    from napari_sem_analysis.pixel_classifier.features import (
+        FeatureSettings,
+        compute_features,
+        normalization_range,
+        tile_boxes,
+    )
+
     truth = _halves((200, 170))
     img = (80 + 60 * (truth == 2) + rng.normal(0, 25, truth.shape)).clip(0, 255).astype(np.uint8)
+    # features: the halo makes each tile see what the whole image sees (up to float32 rounding of
+    # the filters, which second differences of a smooth image amplify to ~1e-4 of the range)
+    settings = FeatureSettings(scales=(1, 2, 4, 8))
+    lo_hi = normalization_range(img)
+    whole_f = compute_features(img, settings, lo_hi)
+    scale = np.abs(whole_f).max(axis=(0, 1))
+    for y0, y1, x0, x1 in tile_boxes(img.shape, 64):
+        tile = compute_features(img, settings, lo_hi, (y0, y1, x0, x1))
+        assert np.all(np.abs(tile - whole_f[y0:y1, x0:x1]) <= 1e-3 * scale)
+    # predictions: rounding can flip a tree's split on a rare pixel, nothing more
     clf = PixelClassifier(scales=(1, 2, 4), n_estimators=10, tile_size=1024).fit(img, _strokes(truth))
-    whole = clf.predict_proba(img)
-    tiled = clf.predict_proba(img, tile_size=64)
-    # the halo makes tiles see what the whole image sees; differences are float rounding only
-    np.testing.assert_allclose(tiled, whole, atol=1e-6)
-    np.testing.assert_array_equal(clf.predict(img, tile_size=64), clf.predict(img))
+    whole = clf.predict(img)
+    assert (clf.predict(img, tile_size=64) == whole).mean() > 0.999
+    assert np.abs(clf.predict_proba(img, tile_size=64) - clf.predict_proba(img)).mean() < 1e-3
     region = clf.predict(img, region=(slice(30, 90), slice(50, 160)))
     assert region.shape == (60, 110)
-    np.testing.assert_array_equal(region, clf.predict(img)[30:90, 50:160])
+    assert (region == whole[30:90, 50:160]).mean() > 0.999
+    np.testing.assert_array_equal(clf.predict(img, region=(0, 200, 0, 170)), whole)  # the whole image as region
 
 
 def test_features_cached_between_fits(rng):

@@ -117,3 +117,16 @@ def test_show_features(make_napari_viewer, pixel_errors):
     assert layer.data.shape == (1 + 2 * 3, 40, 50)
     assert layer.metadata["feature_names"][0] == "intensity raw"
     assert not pixel_errors
+
+
+def test_live_visible_field_on_large_images(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((100, 120), np.uint8), name="sem")
+    w = PixelClassifierWidget(viewer)
+    assert w.visible_region(layer, (100, 120)) is None  # small images: always the whole image
+    monkeypatch.setattr(_pixel, "LIVE_WHOLE_IMAGE_PIXELS", 100)
+    layer.corner_pixels = np.array([[10, 20], [39, 59]])
+    region = w.visible_region(layer, (100, 120))
+    assert region == (10, 40, 20, 60)
+    full = w._paste(np.full((30, 40), 2, np.uint8), region, (100, 120))
+    assert full.shape == (100, 120) and full[10:40, 20:60].min() == 2 and full.sum() == 2 * 30 * 40

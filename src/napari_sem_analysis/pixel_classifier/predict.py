@@ -14,7 +14,7 @@ import numpy as np
 
 from .._validation import SEMAnalysisError
 
-__all__ = ["pixel_classify", "load_pixel_classifier"]
+__all__ = ["load_pixel_classifier", "pixel_classify"]
 
 
 def _stamp(path: str):

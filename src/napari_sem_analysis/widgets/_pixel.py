@@ -5,7 +5,8 @@ one), paint label 1, 2, ... on a few places of each phase and press *Train
 and predict*. With *live* on, every painted stroke retrains the forest and
 re-predicts in a thread worker: the GUI never waits, and strokes painted
 while a run is under way are gathered into one next run (stale updates are
-dropped). Features are cached per image, so a retrain only re-fits the
+dropped); on images above 4 Mpx a live update predicts only the visible
+field. Features are cached per image, so a retrain only re-fits the
 forest. The result is a Labels layer (``pixel classes``; probabilities as an
 image stack on request); the feature importances are listed; *Save* writes
 the classifier (a safe zip, no pickle) and records the ``pixel_classify``
@@ -34,6 +35,8 @@ from ._common import as_array, notify_error, write_layer
 __all__ = ["PixelClassifierWidget"]
 
 _RESULT = "pixel classes"
+# live mode on larger images re-predicts only the visible field after a stroke (Train predicts all)
+LIVE_WHOLE_IMAGE_PIXELS = 4_000_000
 _PROBA = "pixel probabilities"
 
 
@@ -222,6 +225,7 @@ class PixelClassifierWidget(SEMWidget):
             clf = self.make_classifier()
             ps = self.pixel_size()
             proba = bool(self._proba.value)
+            region = self.visible_region(image_layer, image.shape) if self._live.value else None
         except SEMAnalysisError as exc:
             if not self._live.value:
                 notify_error(exc)
@@ -233,8 +237,10 @@ class PixelClassifierWidget(SEMWidget):
         def work():
             def job(progress, cancel):
                 clf.fit(image, scribbles, pixel_size=ps)
-                labels = clf.predict(image, pixel_size=ps, progress=progress, cancel=cancel)
-                p = clf.predict_proba(image, pixel_size=ps, cancel=cancel) if proba else None
+                labels = clf.predict(image, pixel_size=ps, region=region, progress=progress, cancel=cancel)
+                p = None
+                if proba and region is None:
+                    p = clf.predict_proba(image, pixel_size=ps, cancel=cancel)
                 return clf, labels, p
 
             from ._base import in_thread
@@ -243,6 +249,8 @@ class PixelClassifierWidget(SEMWidget):
 
         def done(result):
             self.classifier = result[0]
+            if region is not None:
+                result = (result[0], self._paste(result[1], region, image.shape), result[2])
             self.write(result, image_layer)
 
         def finished(_value=None):
@@ -253,6 +261,29 @@ class PixelClassifierWidget(SEMWidget):
         self._status.value = "pixel classifier: training..."
         self.finished.connect(finished)
         return self.start(work, done, desc="pixel classifier")
+
+    def visible_region(self, image_layer, shape) -> tuple | None:
+        """The visible field ``(y0, y1, x0, x1)`` of a large image (live mode predicts only that), or None."""
+        if int(np.prod(shape)) <= LIVE_WHOLE_IMAGE_PIXELS:
+            return None
+        try:
+            corners = np.asarray(image_layer.corner_pixels)[:, -2:]
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return None
+        y0, x0 = (int(v) for v in np.maximum(corners[0], 0))
+        y1, x1 = (int(v) + 1 for v in corners[1])
+        y1, x1 = min(y1, shape[0]), min(x1, shape[1])
+        if y1 <= y0 or x1 <= x0 or (y1 - y0) * (x1 - x0) >= int(np.prod(shape)):
+            return None
+        return y0, y1, x0, x1
+
+    def _paste(self, labels, region, shape):
+        """The visible field's classes pasted into the previous result (zeros where never predicted)."""
+        old = self.viewer.layers[_RESULT].data if _RESULT in self.viewer.layers else None
+        full = np.array(old, copy=True) if old is not None and old.shape == shape else np.zeros(shape, labels.dtype)
+        y0, y1, x0, x1 = region
+        full[y0:y1, x0:x1] = labels
+        return full
 
     def write(self, result, image_layer):
         clf, labels, proba = result
