@@ -89,34 +89,31 @@ def make_scribbles(
 
 
 def _strokes(skel, core, region, painted, rng, n_max, length, brush, per_class):
+    """Add up to ``n_max`` strokes: connected pieces of ``skel`` in a window of ``length`` px around random points."""
     from scipy import ndimage as ndi
 
-    if True:
-        pts = np.argwhere(skel)
-        if len(pts) == 0:
-            pts = np.argwhere(core)
-        n = 0
-        order = rng.permutation(len(pts))
-        for k in order:
-            if n >= n_max and painted.sum() > 0:
-                break
-            y, x = pts[k]
-            h = length // 2
-            win = np.zeros_like(painted)
-            win[max(0, y - h) : y + h + 1, max(0, x - h) : x + h + 1] = True
-            seg = skel & win
-            if seg.sum() == 0:
-                seg = np.zeros_like(painted)
-                seg[y, x] = True
-            # keep the skeleton piece connected to the start point
-            lab, _ = ndi.label(seg, structure=np.ones((3, 3)))
-            if lab[y, x]:
-                seg = lab == lab[y, x]
-            stroke = ndi.binary_dilation(seg, np.ones((2 * brush + 1, 2 * brush + 1), bool)) & region
-            if (painted | stroke).sum() > per_class:
-                continue
-            painted |= stroke
-            n += 1
+    pts = np.argwhere(skel)
+    if len(pts) == 0:
+        pts = np.argwhere(core)
+    h, pad = length // 2, brush + 1
+    n = 0
+    for k in rng.permutation(len(pts))[: 20 * n_max]:  # a bounded number of tries
+        if n >= n_max:
+            break
+        y, x = pts[k]
+        y0, x0 = max(0, y - h - pad), max(0, x - h - pad)
+        y1, x1 = min(skel.shape[0], y + h + pad + 1), min(skel.shape[1], x + h + pad + 1)
+        seg = np.zeros((y1 - y0, x1 - x0), bool)
+        seg[pad : -pad or None, pad : -pad or None] = skel[y0:y1, x0:x1][pad : -pad or None, pad : -pad or None]
+        lab, _ = ndi.label(seg, structure=np.ones((3, 3)))
+        seg = lab == lab[y - y0, x - x0] if lab[y - y0, x - x0] else np.zeros_like(seg)
+        seg[y - y0, x - x0] = True
+        stroke = ndi.binary_dilation(seg, np.ones((2 * brush + 1, 2 * brush + 1), bool)) & region[y0:y1, x0:x1]
+        window = painted[y0:y1, x0:x1]
+        if painted.sum() + (stroke & ~window).sum() > per_class:
+            continue
+        window |= stroke
+        n += 1
 
 
 # ---------------------------------------------------------------------------
