@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from napari_sem_analysis.pixel_classifier import PixelClassifier
+from napari_sem_analysis.pixel_classifier import PixelClassifier  # noqa: E402
 
 BUDGET = 0.015  # at most this fraction of the pixels is scribbled
 
