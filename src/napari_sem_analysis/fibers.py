@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
+from .thickness import _inside_distance
 
 __all__ = ["FIBER_FEATURES", "FiberResult", "fiber_features", "measure_fibers"]
 
@@ -236,9 +237,7 @@ def _normals(dist: np.ndarray, sigma: float = 2.0) -> tuple[np.ndarray, np.ndarr
     return np.sin(theta), np.cos(theta)
 
 
-def _profile_widths(
-    values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float = 0.5, inner=None
-) -> np.ndarray:
+def _profile_widths(values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float = 0.5, inner=None) -> np.ndarray:
     """Width through (ys, xs) along (ny, nx): distance between the level crossings either side.
 
     For a mask (``inner`` None) the level is 0.5. Otherwise ``values`` is a
@@ -256,7 +255,7 @@ def _profile_widths(
         for sign in (1.0, -1.0):
             cy = ys[s:e, None] + sign * ny[s:e, None] * ts[None, :]
             cx = xs[s:e, None] + sign * nx[s:e, None] * ts[None, :]
-            prof = ndi.map_coordinates(m, [cy.ravel(), cx.ravel()], order=1, mode="constant", cval=0.0)
+            prof = ndi.map_coordinates(m, [cy.ravel(), cx.ravel()], order=1, mode="nearest")
             profs.append(prof.reshape(cy.shape))
         if inner is None:
             lv = np.full(e - s, 0.5, np.float32)
@@ -417,7 +416,7 @@ def measure_fibers(
         profile_source = fg - (float(np.median(fg[away])) if away.any() else 0.0)
     h, w = fmask.shape
     scale = 1.0 if pixel_size is None else float(pixel_size)
-    dist = ndi.distance_transform_edt(np.pad(fmask, 1))[1:-1, 1:-1].astype(np.float32)
+    dist = _inside_distance(fmask).astype(np.float32)
 
     # --- centreline graph
     skel = centerline(fmask, dist)

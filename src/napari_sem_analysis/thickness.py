@@ -75,6 +75,16 @@ def _check_mask(mask, name: str = "mask") -> np.ndarray:
     return arr
 
 
+def _inside_distance(mask: np.ndarray) -> np.ndarray:
+    """Distance to the nearest pixel outside ``mask``; the phase continues past the image border.
+
+    When the mask fills the whole image the border is taken as outside.
+    """
+    if mask.all():
+        return ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return ndi.distance_transform_edt(mask)
+
+
 def _disc_offsets(r2: int, width: int) -> np.ndarray:
     """Flat-index offsets of the pixels strictly within sqrt(r2) of a centre (row stride ``width``)."""
     r = int(np.ceil(np.sqrt(r2)))
@@ -119,9 +129,7 @@ def thickness_radius(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
-    # squared distance to the nearest pixel outside (outside the image counts as outside)
-    padded = np.pad(mask, 1)
-    dist = ndi.distance_transform_edt(padded)[1:-1, 1:-1]
+    dist = _inside_distance(mask)
     d2 = np.rint(dist * dist).astype(np.int64)  # exact integers
     # centres of maximal discs: drop c when a neighbour's disc contains c's disc
     # (tested exactly on the discrete discs, see _containment_table)
@@ -171,8 +179,9 @@ def local_thickness(mask, *, pixel_size: float | None = None, bins: int = 50) ->
     Parameters
     ----------
     mask : array-like (2-D, bool or labels)
-        The phase (nonzero pixels). The image border counts as outside, so
-        phases cut by the border are not assumed to continue.
+        The phase (nonzero pixels). The phase is taken to continue past the
+        image border (as PoreSpy does): a ligament cut by the border keeps
+        its width there.
     pixel_size : float, optional
         nm per pixel; the map and summary are then in nm.
     bins : int
