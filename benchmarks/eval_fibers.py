@@ -15,10 +15,11 @@ Three parts (``--part``):
     PoreSpy's 3-D export uses them). Skipped when PoreSpy is missing.
 ``nanofiber``
     Leave-one-specimen-out classification of ``nanofiber-sem`` (three quality
-    classes, 7 specimens; the specimen is the file-name stem before the
-    first ``_`` or ``-`` after ``translated_``: PPC9, ppc10, ppc3, ppc5,
-    PAN3, PP28, PP29) with physical fibre features, texture features and
-    both; random forest (300 trees). Also 4-fold grouped by micrograph.
+    classes, 7 specimens named by the file-name rule of
+    ``load_image_folder``: the stem after the shared ``translated_`` up to
+    the first ``_`` or ``-``, i.e. ppc9, ppc10, ppc3, ppc5, pan3, pp28, pp29)
+    with physical fibre features, texture features and both; random forest
+    (300 trees, balanced class weights). Also 4-fold grouped by micrograph.
 
 Run from the repository root::
 
@@ -30,7 +31,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import types
@@ -223,14 +223,6 @@ def part_thickness(data: Path) -> None:
 # nanofibre quality, leave one specimen out
 # ---------------------------------------------------------------------------
 
-SPECIMEN_RE = re.compile(r"^(?:translated_)?([A-Za-z]+\d+)", re.IGNORECASE)
-
-
-def specimen_of(path: Path) -> str:
-    m = SPECIMEN_RE.match(path.stem)
-    return m.group(1) if m else path.stem
-
-
 def _nanofiber_features(folder: Path, cache: Path | None):
     from napari_sem_analysis import fiber_features, image_features
     from napari_sem_analysis.classification.folders import _read_gray
@@ -280,7 +272,10 @@ def part_nanofiber(data: Path, cache: Path | None) -> None:
         return
     files, Xf, nf, Xt, nt = _nanofiber_features(folder, cache)
     y = np.array([f.parent.name for f in files], dtype=object)
-    spec = np.array([specimen_of(f) for f in files], dtype=object)
+    from napari_sem_analysis.classification.folders import specimens_from_paths
+
+    spec, rule = specimens_from_paths(files, folder, "filename")
+    print(f"specimen rule: {rule}")
     classes = sorted(set(y))
     print("specimens (class: specimen x images):")
     for c in classes:

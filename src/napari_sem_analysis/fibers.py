@@ -107,19 +107,35 @@ def _otsu(values: np.ndarray) -> float:
     return float(threshold_otsu(values))
 
 
-def _foreground(img: np.ndarray, dmax: float, smooth: float) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-range image and its foreground: the image minus a morphological (opening) background."""
+def _background(u: np.ndarray, dmax: float) -> np.ndarray:
+    """Smooth background under bright fibres: a grey opening wider than the widest fibre, smoothed.
+
+    Computed on a block-minimum copy (blocks of about a twelfth of the opening) and
+    interpolated back, so that its cost does not grow with the fibre width.
+    """
+    k = max(3, round(1.5 * dmax))
+    f = max(1, k // 12)
+    h, w = u.shape
+    hp, wp = -(-h // f) * f, -(-w // f) * f
+    padded = np.pad(u, ((0, hp - h), (0, wp - w)), mode="edge")
+    sub = padded.reshape(hp // f, f, wp // f, f).min(axis=(1, 3))
+    size = max(3, (k // f) | 1)
+    bg = ndi.gaussian_filter(ndi.grey_opening(sub, size=(size, size)), max(1.0, k / (2.0 * f)))
+    if f > 1:
+        bg = ndi.zoom(bg, f, order=1, mode="nearest")[:h, :w]
+        if bg.shape != u.shape:  # zoom rounding
+            bg = np.pad(bg, ((0, h - bg.shape[0]), (0, w - bg.shape[1])), mode="edge")
+    return bg.astype(np.float32)
+
+
+def _foreground(img: np.ndarray, dmax: float, smooth: float, bg=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit-range image, its foreground (image minus background) and the background."""
     u = _unit(img)
     if smooth > 0:
         u = ndi.gaussian_filter(u, smooth)
-    k = int(max(3, round(1.5 * dmax)) | 1)
-    small = 1 if max(u.shape) <= 2048 else 2
-    sub = u[::small, ::small]
-    bg = ndi.gaussian_filter(ndi.grey_opening(sub, size=(max(3, k // small),) * 2), max(1.0, k / (2 * small)))
-    if small > 1:
-        bg = ndi.zoom(bg, (u.shape[0] / bg.shape[0], u.shape[1] / bg.shape[1]), order=1)
-    # the smoothed opening sits a little above the true floor: no negative foreground below 0
-    return u, (u - bg).astype(np.float32)
+    if bg is None:
+        bg = _background(u, dmax)
+    return u, (u - bg).astype(np.float32), bg
 
 
 def segment_fibers(
@@ -150,7 +166,7 @@ def segment_fibers(
         raise SEMAnalysisError(f"method must be 'ridge' or 'threshold', got {method!r}")
     dmax = float(max_diameter) if max_diameter is not None else min(img.shape) / 10.0
     dmax = check_positive(dmax, "max_diameter", maximum=max(img.shape))
-    u, fg = _foreground(img, dmax, smooth)
+    u, fg, _ = _foreground(img, dmax, smooth)
     t = _otsu(fg.ravel()[:: max(1, fg.size // 500_000)])
     mask = fg > t
     if method == "ridge":
@@ -161,8 +177,24 @@ def segment_fibers(
         ridge = sato(u, sigmas=sigmas, black_ridges=False)
         rt = _otsu(ridge.ravel()[:: max(1, ridge.size // 500_000)])
         mask |= (ridge > rt) & (fg > 0.5 * t)
-    # drop specks much smaller than a short piece of thin fibre
+    # drop specks much smaller than a short piece of thin fibre; fill pits and smooth
+    # 1-pixel burrs, which would give the centreline loops and spurs
+    mask = ndi.binary_opening(mask, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool))
+    mask = _fill_small_holes(mask, max(16.0, (0.25 * dmax) ** 2))
     return _remove_small(mask, 16)
+
+
+def _fill_small_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    small = sizes <= max_area
+    small[0] = False
+    # holes touching the border are open background, not holes
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    small[border] = False
+    return mask | small[lab]
 
 
 def _remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -301,6 +333,24 @@ def _weighted_percentile(values, weights, q):
     if c[-1] <= 0:
         return float("nan")
     return float(v[min(np.searchsorted(c, q / 100.0 * c[-1]), len(v) - 1)])
+
+
+def _segment_quantile(segid: np.ndarray, values: np.ndarray, valid: np.ndarray, nseg: int, q: float):
+    """The ``q`` quantile (0..1, lower value) of ``values[valid]`` per segment id (NaN where none)."""
+    out = np.full(nseg + 1, np.nan)
+    ok = valid & np.isfinite(values)
+    if not ok.any():
+        return out
+    sv, sw = segid[ok], values[ok].astype(np.float64)
+    order = np.lexsort((sw, sv))
+    sv, sw = sv[order], sw[order]
+    idx = np.arange(1, nseg + 1)
+    starts = np.searchsorted(sv, idx, "left")
+    ends = np.searchsorted(sv, idx, "right")
+    nz = ends > starts
+    pos = starts + np.floor(q * (ends - starts - 1)).astype(int)
+    out[idx[nz]] = sw[pos[nz]]
+    return out
 
 
 def _segment_stats(segid: np.ndarray, values: np.ndarray, valid: np.ndarray, nseg: int):
@@ -444,9 +494,13 @@ def measure_fibers(
     # leave out pixels near junctions: there the width is the crossing's
     if junction.any():
         dj, (iy, ix) = ndi.distance_transform_edt(~junction, return_indices=True)
-        near = dj[ys, xs] < 1.5 * dist[iy[ys, xs], ix[ys, xs]] + 2.0
+        dj_ = dj[ys, xs]
+        rj = dist[iy[ys, xs], ix[ys, xs]]
+        near = dj_ < 2.0 * rj + 3.0
+        # a wide place whose own disc reaches a junction is a crossing, not a bead
+        near_bead = dj_ < dist[ys, xs] + 2.0 * rj + 3.0
     else:
-        near = np.zeros(len(ys), bool)
+        near = near_bead = np.zeros(len(ys), bool)
     valid = np.isfinite(widths) & ~near
     segid = seg[ys, xs]
 
@@ -479,18 +533,19 @@ def measure_fibers(
     length[0] = 0
 
     # --- per-segment diameters and beads
-    seg_med, _, _ = _segment_stats(segid, widths, valid, nseg)
     wv = np.where(valid, widths, np.nan)
     global_med = float(np.nanmedian(wv)) if valid.any() else float("nan")
-    # beads must be judged against the fibre, not the bead: the bead part of a short
-    # segment pulls its median up, so the reference is never above the global median x 1.5
-    ref = np.where(np.isfinite(seg_med), seg_med, global_med)
+    # beads must be judged against the fibre, not the bead: the lower quartile of a
+    # segment's widths is the fibre even where a bead takes half the segment
+    seg_ref = _segment_quantile(segid, widths, valid, nseg, 0.25)
+    ref = np.where(np.isfinite(seg_ref), seg_ref, global_med)
     if np.isfinite(global_med):
-        ref = np.minimum(ref, 1.5 * global_med)
+        ref = np.minimum(ref, 2.0 * global_med)
     # a bead is where the inscribed disc (not the normal profile, which runs along
     # crossing fibres) is much wider than the fibre
     disc = 2.0 * dist[ys, xs] - 1.0
-    wide = (disc > bead_factor * ref[segid]) & ~near
+    # (and at least 4 px wider: thin digital lines and their crossings are not beads)
+    wide = (disc > np.maximum(bead_factor * ref[segid], ref[segid] + 4.0)) & ~near_bead
     bead_pix = np.zeros((h, w), bool)
     bead_pix[ys[wide], xs[wide]] = True
     gap = max(2, int(round(global_med))) if np.isfinite(global_med) else 2
