@@ -85,6 +85,15 @@ class FiberResult:
     pixel_size: float | None = None
     info: dict = field(default_factory=dict)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The fibre segment labels (``fibers``), for recipes and the batch."""
+        return self.fibers
+
+    def flat_summary(self) -> dict:
+        """The scalar summary figures (no histogram), for tables and the batch."""
+        return {k: v for k, v in self.summary.items() if not isinstance(v, tuple)}
+
 
 # ---------------------------------------------------------------------------
 # stage 1: segmentation

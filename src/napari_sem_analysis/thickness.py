@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 
 from ._validation import SEMAnalysisError, check_positive
 
-__all__ = ["LocalThickness", "local_thickness"]
+__all__ = ["LocalThickness", "local_thickness", "thickness_map"]
 
 # bound on the number of (centre, offset) pairs painted at once
 _CHUNK = 4_000_000
@@ -230,3 +230,20 @@ def local_thickness(mask, *, pixel_size: float | None = None, bins: int = 50) ->
     summary["area_fraction"] = float(arr.mean())
     summary["unit"] = unit
     return LocalThickness(thickness=diam, summary=summary, histogram=hist, pixel_size=pixel_size)
+
+
+def thickness_map(mask, *, pixel_size: float | None = None) -> np.ndarray:
+    """The local thickness map of :func:`local_thickness` alone (for recipes and widgets).
+
+    Parameters
+    ----------
+    mask : array-like (2-D, bool or labels)
+    pixel_size : float, optional
+        nm per pixel (the map is then in nm).
+
+    Returns
+    -------
+    ndarray (float32)
+        Diameter of the largest inscribed disc covering each pixel, 0 outside.
+    """
+    return local_thickness(mask, pixel_size=pixel_size).thickness
