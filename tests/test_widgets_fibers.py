@@ -63,3 +63,13 @@ def test_fibres_widget_on_a_mask_and_bad_input(make_napari_viewer, errors, wait_
     wait_run(widget)
     fib = widget.result["fibers"]
     assert len(fib.segments) == 1 and abs(fib.summary["diameter_median"] - 9) < 0.6
+
+
+def test_fibre_sample_in_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-sem-analysis", "fiber_mat")
+    image, labels, beads = viewer.layers
+    assert image.data.ndim == 2 and labels.data.shape == image.data.shape
+    assert str(image.units[-1]) == "nanometer"
+    np.testing.assert_allclose(beads.scale, image.scale)
+    assert len(beads.data) == len(beads.features) > 0 and set(beads.features["kind"]) <= {"spindle", "blob"}
