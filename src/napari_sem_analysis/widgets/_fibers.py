@@ -64,8 +64,18 @@ class FibersWidget(StepWidget):
         self._export = PushButton(text="Export table")
         self._export.changed.connect(self._export_clicked)
         self.extend(
-            [self._image, self._mask, self._method, self._max_d, self._bead, self._width, *self.run_controls(),
-             self._summary, self._export_path, self._export]
+            [
+                self._image,
+                self._mask,
+                self._method,
+                self._max_d,
+                self._bead,
+                self._width,
+                *self.run_controls(),
+                self._summary,
+                self._export_path,
+                self._export,
+            ]
         )
         self.figure, self.canvas = _canvas(self)
         self._reset()
@@ -90,8 +100,9 @@ class FibersWidget(StepWidget):
             params.pop("method", None)
         calls = [StepCall(self.step, params, {k: v for k, v in inputs.items() if v is not None}, self.output)]
         if self._width.value:
-            calls.append(StepCall("local_thickness", {}, {"mask": mask if mask is not None else self.output},
-                                  "fibre width"))
+            calls.append(
+                StepCall("local_thickness", {}, {"mask": mask if mask is not None else self.output}, "fibre width")
+            )
         return calls
 
     def read(self, calls):
@@ -130,30 +141,60 @@ class FibersWidget(StepWidget):
         like = self._image.value or self._mask.value
         seg = fib.segments.copy()
         feats = seg.assign(index=seg["label"])
-        write_layer(self.viewer, fib.fibers, name="fibres", kind="labels", like=like, features=feats,
-                    metadata={"step": "measure_fibers", "params": calls[0].params, "summary": fib.flat_summary()},
-                    opacity=0.5)
+        write_layer(
+            self.viewer,
+            fib.fibers,
+            name="fibres",
+            kind="labels",
+            like=like,
+            features=feats,
+            metadata={"step": "measure_fibers", "params": calls[0].params, "summary": fib.flat_summary()},
+            opacity=0.5,
+        )
         layer = self.viewer.layers["fibres"]
         layer.features = feats
-        write_layer(self.viewer, fib.centerline, name="centreline", kind="labels", like=like,
-                    metadata={"step": "measure_fibers"})
+        write_layer(
+            self.viewer,
+            fib.centerline,
+            name="centreline",
+            kind="labels",
+            like=like,
+            metadata={"step": "measure_fibers"},
+        )
         bt = fib.bead_table
         pts = bt[["y", "x"]].to_numpy(float) if len(bt) else np.zeros((0, 2))
         px = 1.0 if fib.pixel_size is None else float(fib.pixel_size)
         sizes = (bt["diameter"].to_numpy(float) / px) if len(bt) else np.zeros(0)
         bfeats = bt.drop(columns=["y", "x"]).reset_index(drop=True)
-        write_layer(self.viewer, pts, name="beads", kind="points", like=like, features=bfeats,
-                    metadata={"step": "measure_fibers"}, face_color="transparent", border_color="red",
-                    size=sizes if len(sizes) else 10)
+        write_layer(
+            self.viewer,
+            pts,
+            name="beads",
+            kind="points",
+            like=like,
+            features=bfeats,
+            metadata={"step": "measure_fibers"},
+            face_color="transparent",
+            border_color="red",
+            size=sizes if len(sizes) else 10,
+        )
         beads = self.viewer.layers["beads"]
         beads.features = bfeats
         if len(sizes):
             beads.size = sizes
         for name in ("fibre width", "pore width"):
             if name in result:
-                write_layer(self.viewer, result[name].thickness, name=name, kind="image", like=like,
-                            metadata={"step": "local_thickness", "summary": result[name].summary},
-                            colormap="turbo", blending="additive", visible=name == "fibre width")
+                write_layer(
+                    self.viewer,
+                    result[name].thickness,
+                    name=name,
+                    kind="image",
+                    like=like,
+                    metadata={"step": "local_thickness", "summary": result[name].summary},
+                    colormap="turbo",
+                    blending="additive",
+                    visible=name == "fibre width",
+                )
         self._show_summary(fib, result)
         self.plot(fib)
         self._status.value = f"fibres: {len(seg)} segments, {fib.summary['bead_count']} beads"
@@ -210,8 +251,9 @@ class FibersWidget(StepWidget):
         if path.suffix.lower() != ".csv":
             path = path.with_suffix(".csv")
         unit = fib.summary["unit"]
-        table = fib.segments.rename(columns={c: f"{c} ({unit})" for c in ("length", "diameter_mean",
-                                                                          "diameter_sd", "diameter_median")})
+        table = fib.segments.rename(
+            columns={c: f"{c} ({unit})" for c in ("length", "diameter_mean", "diameter_sd", "diameter_median")}
+        )
         table = table.rename(columns={"orientation": "orientation (deg)"})
         table.to_csv(path, index=False)
         summary = pd.DataFrame([fib.flat_summary()])
