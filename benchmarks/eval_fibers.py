@@ -146,32 +146,33 @@ def _import_porespy():
 def _compare(name, mask, ps, rows):
     from napari_sem_analysis import local_thickness
 
-    t0 = time.perf_counter()
-    ours = local_thickness(mask).thickness
-    t_ours = time.perf_counter() - t0
-    # PoreSpy gives radii (integer sizes, every one up to the largest by default);
-    # our diameters are 2 r - 1 (disc spans in pixels), so compare radii
-    r_ours = np.where(mask, (ours + 1.0) / 2.0, 0.0)
+    # PoreSpy gives radii (every integer size up to the largest by default); our diameters are
+    # 2 r - 1 (disc spans in pixels), so compare radii r = (thickness + 1) / 2
+    ours = {}
+    for conv in ("exact", "integer"):
+        t0 = time.perf_counter()
+        th = local_thickness(mask, integer_radii=conv == "integer").thickness
+        ours[conv] = (np.where(mask, (th + 1.0) / 2.0, 0.0), time.perf_counter() - t0)
     for method in ("bf", "dt"):
         t0 = time.perf_counter()
         ref_r = ps.filters.local_thickness(mask, method=method)
         t_ps = time.perf_counter() - t0
-        diff = np.abs(r_ours - ref_r)[mask]
-        same = np.mean(np.floor(r_ours[mask] + 1e-6) == ref_r[mask])
-        rows.append(
-            (
-                name,
-                method,
-                int(mask.sum()),
-                float(diff.max()),
-                float(np.mean(diff <= 1.0 + 1e-6)),
-                float(same),
-                float(np.mean(r_ours[mask])),
-                float(np.mean(ref_r[mask])),
-                t_ps,
-                t_ours,
+        for conv, (r_ours, t_ours) in ours.items():
+            diff = np.abs(r_ours - ref_r)[mask]
+            rows.append(
+                (
+                    name,
+                    method,
+                    conv,
+                    int(mask.sum()),
+                    float(diff.max()),
+                    float(np.mean(diff <= 1.0 + 1e-6)),
+                    float(np.mean(r_ours[mask])),
+                    float(np.mean(ref_r[mask])),
+                    t_ps,
+                    t_ours,
+                )
             )
-        )
 
 
 def part_thickness(data: Path) -> None:
@@ -210,14 +211,14 @@ def part_thickness(data: Path) -> None:
 
     local_thickness(big)
     print(f"4096 x 4096 random network (mean thickness ~22 px): local_thickness {time.perf_counter() - t0:.1f} s")
-    print("\nradii in px (PoreSpy's unit); 'floor eq': floor(our radius) equals PoreSpy's integer radius")
+    print("\nradii in px (PoreSpy's unit); ours: exact radii (default) or integer_radii=True")
     print(
-        f"{'mask':<16} {'PS method':<9} {'px':>8} {'max|dr|':>8} {'|dr|<=1':>8} {'floor eq':>8} "
+        f"{'mask':<16} {'PS method':<9} {'ours':<8} {'px':>8} {'max|dr|':>8} {'|dr|<=1':>8} "
         f"{'mean r ours':>11} {'mean r PS':>9} {'t PS s':>7} {'t ours s':>8} {'speed x':>7}"
     )
-    for n, lab, px, mx, frac, same, mo, mp, tp, to in rows:
+    for n, lab, conv, px, mx, frac, mo, mp, tp, to in rows:
         print(
-            f"{n:<16} {lab:<9} {px:>8} {mx:>8.2f} {frac:>8.4f} {same:>8.4f} {mo:>11.2f} {mp:>9.2f} "
+            f"{n:<16} {lab:<9} {conv:<8} {px:>8} {mx:>8.2f} {frac:>8.4f} {mo:>11.2f} {mp:>9.2f} "
             f"{tp:>7.2f} {to:>8.2f} {tp / to:>7.1f}"
         )
 

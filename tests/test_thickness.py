@@ -8,10 +8,12 @@ import napari_sem_analysis as sem
 from napari_sem_analysis import SEMAnalysisError
 
 
-def _brute_radius(mask):
+def _brute_radius(mask, integer=False):
     """Largest disc radius covering each pixel, by trying every centre (|p - c| < r(c))."""
     d = ndi.distance_transform_edt(mask)  # the phase continues past the border
     d2 = np.rint(d * d).astype(int)
+    if integer:  # radii rounded down to whole pixels (PoreSpy)
+        d2 = np.floor(np.sqrt(d2) + 1e-9).astype(int) ** 2
     out = np.zeros(mask.shape)
     yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
     for cy, cx in zip(*np.nonzero(mask), strict=True):
@@ -67,6 +69,9 @@ def test_matches_brute_force_on_random_masks():
         mask = ndi.gaussian_filter(rng.random((36, 44)), 1.8) > 0.5
         mask[0, 0] = False  # some background, so that the distance is defined
         np.testing.assert_allclose(thickness_radius(mask), _brute_radius(mask), atol=1e-5)
+        np.testing.assert_allclose(
+            thickness_radius(mask, integer_radii=True), _brute_radius(mask, integer=True), atol=1e-5
+        )
 
 
 def test_pores_and_ligaments_of_a_network():

@@ -116,7 +116,7 @@ def _containment_table(r2max: int) -> tuple[np.ndarray, np.ndarray]:
     return tables[0], tables[1]
 
 
-def thickness_radius(mask: np.ndarray) -> np.ndarray:
+def thickness_radius(mask: np.ndarray, *, integer_radii: bool = False) -> np.ndarray:
     """Radius map (float32, pixels) of the largest covering inscribed discs; 0 outside ``mask``.
 
     Exact for the convention of the module: ``max r(c)`` over the centres
@@ -131,6 +131,9 @@ def thickness_radius(mask: np.ndarray) -> np.ndarray:
         return np.zeros(mask.shape, np.float32)
     dist = _inside_distance(mask)
     d2 = np.rint(dist * dist).astype(np.int64)  # exact integers
+    if integer_radii:
+        # PoreSpy's convention: radii rounded down to whole pixels
+        d2 = np.floor(np.sqrt(d2) + 1e-9).astype(np.int64) ** 2
     # centres of maximal discs: drop c when a neighbour's disc contains c's disc
     # (tested exactly on the discrete discs, see _containment_table)
     r2max = int(d2.max())
@@ -168,7 +171,9 @@ def thickness_radius(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def local_thickness(mask, *, pixel_size: float | None = None, bins: int = 50) -> LocalThickness:
+def local_thickness(
+    mask, *, pixel_size: float | None = None, bins: int = 50, integer_radii: bool = False
+) -> LocalThickness:
     """Local thickness map and width distribution of a binary phase.
 
     At each pixel of the phase: the diameter of the largest disc that lies
@@ -186,6 +191,11 @@ def local_thickness(mask, *, pixel_size: float | None = None, bins: int = 50) ->
         nm per pixel; the map and summary are then in nm.
     bins : int
         Number of histogram bins.
+    integer_radii : bool
+        Round every disc radius down to whole pixels, as PoreSpy does (its
+        result, ``(thickness + 1) / 2``, is then PoreSpy's radius map). The
+        default uses the exact radii, which also cover the pixels on the rim
+        of a disc (exactly ``r`` from its centre) that whole-pixel radii lose.
 
     Returns
     -------
@@ -206,7 +216,7 @@ def local_thickness(mask, *, pixel_size: float | None = None, bins: int = 50) ->
     if pixel_size is not None:
         pixel_size = check_positive(pixel_size, "pixel_size")
     bins = int(check_positive(bins, "bins", maximum=10_000))
-    r = thickness_radius(arr)
+    r = thickness_radius(arr, integer_radii=bool(integer_radii))
     diam = np.where(arr, 2.0 * r - 1.0, 0.0).astype(np.float32)
     scale = 1.0 if pixel_size is None else float(pixel_size)
     if scale != 1.0:
