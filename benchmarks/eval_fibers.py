@@ -230,7 +230,7 @@ def part_thickness(data: Path) -> None:
 
 def _nanofiber_features(folder: Path, cache: Path | None):
     from napari_sem_analysis import fiber_features, image_features
-    from napari_sem_analysis.classification.folders import _read_gray
+    from napari_sem_analysis.io import read_image
 
     files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".tif", ".tiff", ".png"))
     if cache is not None and cache.exists():
@@ -239,7 +239,7 @@ def _nanofiber_features(folder: Path, cache: Path | None):
             return files, z["Xf"], list(z["nf"]), z["Xt"], list(z["nt"])
     Xf, Xt, nf, nt = [], [], None, None
     for i, f in enumerate(files):
-        im = _read_gray(f)
+        im, _ = read_image(f)
         t0 = time.perf_counter()
         ff = fiber_features(im)
         t1 = time.perf_counter()

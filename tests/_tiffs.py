@@ -11,13 +11,13 @@ def zeiss_tiff(path, image, pixel_size_nm=7.344, unit="nm"):
     value = pixel_size_nm if unit == "nm" else pixel_size_nm / 1000
     text = (
         "0\r\n0\r\n0\r\n7.3e-09\r\n"
-        "AP_IMAGE_PIXEL_SIZE\r\nImage Pixel Size = {v} {u}\r\n"
+        f"AP_IMAGE_PIXEL_SIZE\r\nImage Pixel Size = {value} {unit}\r\n"
         "AP_MAG\r\nMag = 50.00 K X\r\n"
         "AP_ACTUALKV\r\nEHT = 20.00 kV\r\n"
         "AP_WD\r\nWD = 2.8 mm\r\n"
         "DP_DETECTOR_CHANNEL\r\nSignal A = InLens\r\n"
         "AP_DATE\r\nDate :18 Jul 2019\r\n"
-    ).format(v=value, u=unit)
+    )
     data = text.encode("latin-1")
     tifffile.imwrite(path, image, extratags=[(34118, "B", len(data), data, True)])
 
@@ -28,11 +28,12 @@ def fei_tiff(path, image, pixel_size_m=5e-9, resolution_y=None):
     text = (
         "[User]\r\nDate=01/02/2024\r\nTime=10:11:12 AM\r\n"
         "[Beam]\r\nHV=5000\r\n"
-        "[Scan]\r\nPixelWidth={px}\r\nPixelHeight={px}\r\nHorFieldsize={hfw}\r\n"
+        f"[Scan]\r\nPixelWidth={pixel_size_m}\r\nPixelHeight={pixel_size_m}\r\n"
+        f"HorFieldsize={pixel_size_m * image.shape[1]}\r\n"
         "[Stage]\r\nWorkingDistance=0.0041\r\n"
         "[Detectors]\r\nName=ETD\r\n"
-        "[Image]\r\nResolutionX={w}\r\nResolutionY={rows}\r\nMagCanvasRealWidth=0.128\r\n"
-    ).format(px=pixel_size_m, hfw=pixel_size_m * image.shape[1], w=image.shape[1], rows=rows)
+        f"[Image]\r\nResolutionX={image.shape[1]}\r\nResolutionY={rows}\r\nMagCanvasRealWidth=0.128\r\n"
+    )
     tifffile.imwrite(path, image, extratags=[(34682, "s", 0, text, True)])
 
 

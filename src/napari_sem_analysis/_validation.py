@@ -8,7 +8,7 @@ widgets can show as a napari notification.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -118,11 +118,27 @@ def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) 
     return v
 
 
-def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name: str = "size") -> float:
-    """Convert a length to pixels.
+def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name: str = "size", power: int = 1) -> float:
+    """Convert a length (``power=1``) or an area (``power=2``) to pixels.
 
-    ``unit`` is ``"px"`` (returned unchanged) or ``"nm"`` (divided by the
-    pixel size in nm, which must then be given).
+    Parameters
+    ----------
+    value : float
+        The length or area (>= 0).
+    pixel_size : float or None
+        nm per pixel; needed when ``unit`` is ``"nm"``.
+    unit : {"px", "nm"}
+        ``"px"``: returned unchanged; ``"nm"``: divided by ``pixel_size ** power``
+        (an area is then in nm²).
+    name : str
+        Name used in error messages.
+    power : int
+        1 for lengths, 2 for areas.
+
+    Returns
+    -------
+    float
+        px (lengths) or px² (areas).
     """
     v = check_positive(value, name, allow_zero=True)
     if unit in ("px", "pixel", "pixels"):
@@ -130,8 +146,8 @@ def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name:
     if unit != "nm":
         raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
     if pixel_size is None:
-        raise SEMAnalysisError(f"{name} is given in nm but the pixel size is unknown")
-    return v / check_positive(pixel_size, "pixel_size")
+        raise SEMAnalysisError(f"{name} is given in nm{'²' if power == 2 else ''} but the pixel size is unknown")
+    return v / check_positive(pixel_size, "pixel_size") ** power
 
 
 def per_plane(func: Callable) -> Callable:

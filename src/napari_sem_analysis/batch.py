@@ -26,10 +26,8 @@ distributed cluster only the input paths must be readable by the workers.
 
 from __future__ import annotations
 
-import base64
 import glob
 import hashlib
-import html
 import io
 import json
 import os
@@ -45,29 +43,12 @@ import pandas as pd
 
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
+from .batch_report import KEY_COLUMNS, report_figures, write_report  # noqa: F401  (re-exported)
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-
-# the figures shown first in the summary and plotted per image, per summary kind
-KEY_COLUMNS = {
-    "particles": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
-    "objects": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
-    "porosity": ["porosity_percent", "pore_count", "median_equivalent_diameter_nm"],
-    "coating": [
-        "oxide_thickness_median_nm",
-        "oxide_thickness_median_px",
-        "coating_thickness_median_nm",
-        "coating_thickness_median_px",
-        "crack_count",
-        "oxide_fraction",
-    ],
-    "phases": [],
-    "tiles": ["tiles"],
-}
-
 
 # --------------------------------------------------------------------------
 # inputs
@@ -495,22 +476,62 @@ def run_batch(
         ``summary`` (one row per input, ``status`` ok/error), paths, and
         the names processed, skipped and failed.
     """
+    plan = _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite)
+    done, todo = _pending(plan, overwrite, resume)
+    # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
+    plan.workflow.save(plan.out_dir / "recipe.yaml")
+    state = _RunState(plan, done=done, skipped=list(done), bar=Progress(len(plan.files), enabled=progress))
+    state.bar.done = state.bar.skipped = len(done)
+    if progress and state.bar.done:
+        print(f"resuming: {state.bar.done} of {len(plan.files)} images already done", file=sys.stderr)
+    tasks = [(name, (plan.recipe, str(path), plan.pixel_size)) for name, path in todo]
+    if tasks:
+        _execute(tasks, state.on_done, scheduler, jobs)
+    elif progress:
+        state.bar.update(0)
+    summary = _write_summary(plan, state, progress)
+    return BatchResult(
+        summary=summary,
+        out_dir=plan.out_dir,
+        report=write_report(plan.out_dir, summary, plan.workflow) if report else None,
+        processed=state.processed,
+        skipped=state.skipped,
+        errors=state.errors,
+    )
+
+
+# --------------------------------------------------------------------------
+# run_batch stages
+# --------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """What a batch run works on: the checked recipe, the input files and their output names."""
+
+    workflow: Workflow
+    recipe: dict
+    recipe_hash: str
+    files: list[Path]
+    names: list[str]
+    out_dir: Path
+    pixel_size: float | None
+
+
+def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
+    """Check the recipe and the options, find the inputs, create the output folder."""
     wf = load_recipe(recipe)
     wf.validate()
     recipe_dict = wf.to_dict()
-    jobs = int(jobs)
-    if jobs < 1:
+    if int(jobs) < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
     if pixel_size is not None:
         pixel_size = check_positive(pixel_size, "pixel_size (nm)")
-    rhash = _recipe_hash(recipe_dict, pixel_size)
     files = collect_inputs(inputs)
-    names = _output_names(files)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SEMAnalysisError(f"output {out_dir} exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-
+    plan = _Plan(wf, recipe_dict, _recipe_hash(recipe_dict, pixel_size), files, _output_names(files), out_dir,
+                 pixel_size)
     # the recipe used: a different recipe in an existing folder needs overwrite
     recipe_file = out_dir / "recipe.yaml"
     existing_records = list((out_dir / "records").glob("*.json")) if (out_dir / "records").is_dir() else []
@@ -523,16 +544,20 @@ def run_batch(
             raise SEMAnalysisError(
                 f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
             )
+    return plan
 
+
+def _pending(plan: _Plan, overwrite: bool, resume: bool) -> tuple[dict[str, dict], list[tuple[str, Path]]]:
+    """``(done, todo)``: records of images finished earlier (resume) and ``(name, file)`` still to do."""
     done: dict[str, dict] = {}
-    todo: list[tuple[str, tuple]] = []
-    for f, name in zip(files, names):
-        rec_path = _paths(out_dir, name)["record"]
+    todo: list[tuple[str, Path]] = []
+    for f, name in zip(plan.files, plan.names):
+        rec_path = _paths(plan.out_dir, name)["record"]
         if rec_path.exists() and not overwrite:
-            rec = _read_record(rec_path, rhash)
+            rec = _read_record(rec_path, plan.recipe_hash)
             if rec is None and _read_record(rec_path, None) is not None:
                 raise SEMAnalysisError(
-                    f"{out_dir} holds results of a different recipe for {f.name} "
+                    f"{plan.out_dir} holds results of a different recipe for {f.name} "
                     "(or ones computed with another --pixel-size); choose another folder or overwrite"
                 )
             if rec is not None and resume:
@@ -540,82 +565,75 @@ def run_batch(
                 continue
             if rec is not None and not resume:
                 raise SEMAnalysisError(
-                    f"{out_dir} already has results for {f.name}; use overwrite=True "
+                    f"{plan.out_dir} already has results for {f.name}; use overwrite=True "
                     "(--overwrite) to replace them or resume=True to keep them"
                 )
-        todo.append((name, (recipe_dict, str(f)), ))
-    # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
-    wf.save(recipe_file)
+        todo.append((name, f))
+    return done, todo
 
-    skipped = list(done)
-    bar = Progress(len(files), enabled=progress)
-    bar.done = bar.skipped = len(done)
-    errors: dict[str, str] = {}
-    processed: list[str] = []
-    failed_rows: dict[str, dict] = {}
-    name_of_file = {str(f): n for f, n in zip(files, names)}
 
-    def on_done(name: str, res: dict) -> None:
+@dataclass
+class _RunState:
+    """Results gathered while the images are processed (in the calling process)."""
+
+    plan: _Plan
+    done: dict[str, dict]
+    skipped: list[str]
+    bar: Progress
+    errors: dict[str, str] = field(default_factory=dict)
+    processed: list[str] = field(default_factory=list)
+    failed_rows: dict[str, dict] = field(default_factory=dict)
+
+    def on_done(self, name: str, res: dict) -> None:
+        """One image finished: write its results (or remember its error) and advance the bar."""
         if res["status"] == "ok":
-            done[name] = _write_result(out_dir, name, res, rhash)
-            processed.append(name)
-            bar.update()
+            self.done[name] = _write_result(self.plan.out_dir, name, res, self.plan.recipe_hash)
+            self.processed.append(name)
+            self.bar.update()
         else:
-            errors[name] = res["error"]
-            failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
-            bar.update(failed=True)
+            self.errors[name] = res["error"]
+            self.failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
+            self.bar.update(failed=True)
 
-    tasks = [(name, (rd, path, pixel_size)) for name, (rd, path) in todo]
+
+def _execute(tasks, on_done: Callable, scheduler, jobs: int) -> None:
+    """Process the tasks here, in worker processes or on Dask (``on_done`` called here for each)."""
     func = _process_task
-    if progress and bar.done:
-        print(f"resuming: {bar.done} of {len(files)} images already done", file=sys.stderr)
-    if tasks:
-        if scheduler is not None:
-            _run_dask(tasks, func, on_done, scheduler, jobs)
-        elif jobs > 1 and len(tasks) > 1:
-            _run_processes(tasks, func, on_done, min(jobs, len(tasks)))
-        else:
-            _run_serial(tasks, func, on_done)
-    elif progress:
-        bar.update(0)
+    if scheduler is not None:
+        _run_dask(tasks, func, on_done, scheduler, jobs)
+    elif jobs > 1 and len(tasks) > 1:
+        _run_processes(tasks, func, on_done, min(jobs, len(tasks)))
+    else:
+        _run_serial(tasks, func, on_done)
 
-    # summary: one row per input, in input order
+
+def _write_summary(plan: _Plan, state: _RunState, progress: bool) -> pd.DataFrame:
+    """``summary.csv`` (one row per input, in input order) and ``errors.csv``; returns the summary."""
     rows = []
-    for f, name in zip(files, names):
-        if name in done:
-            rec = done[name]
+    for f, name in zip(plan.files, plan.names):
+        if name in state.done:
+            rec = state.done[name]
             row = {"file": Path(rec["file"]).name, "name": name, "status": "ok"}
             row.update(rec.get("summary", {}))
             row["seconds"] = rec.get("seconds")
             row["error"] = ""
         else:
-            row = dict(failed_rows.get(name, {"file": f.name, "name": name, "status": "error",
-                                               "error": "not processed"}))
+            missing = {"file": f.name, "name": name, "status": "error", "error": "not processed"}
+            row = dict(state.failed_rows.get(name, missing))
             row["file"] = Path(row["file"]).name
         rows.append(row)
-    summary = _summary_frame(rows)
-    summary = _order_columns(summary, wf.summary)
-    write_atomic(out_dir / "summary.csv", summary.to_csv(index=False).encode())
-    err_path = out_dir / "errors.csv"
-    if errors:
-        err = pd.DataFrame([{"file": failed_rows[n]["file"], "error": e} for n, e in errors.items()])
+    summary = _order_columns(_summary_frame(rows), plan.workflow.summary)
+    write_atomic(plan.out_dir / "summary.csv", summary.to_csv(index=False).encode())
+    err_path = plan.out_dir / "errors.csv"
+    if state.errors:
+        err = pd.DataFrame([{"file": state.failed_rows[n]["file"], "error": e} for n, e in state.errors.items()])
         write_atomic(err_path, err.to_csv(index=False).encode())
         if progress:
-            for n, e in errors.items():
+            for n, e in state.errors.items():
                 print(f"skipped {n}: {e}", file=sys.stderr)
     elif err_path.exists():
         err_path.unlink()
-    report_path = None
-    if report:
-        report_path = write_report(out_dir, summary, wf)
-    return BatchResult(
-        summary=summary,
-        out_dir=out_dir,
-        report=report_path,
-        processed=processed,
-        skipped=skipped,
-        errors=errors,
-    )
+    return summary
 
 
 def _process_task(recipe: dict, path: str, pixel_size) -> dict:
@@ -641,188 +659,3 @@ def _order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     last = [c for c in ("name", "seconds", "error") if c in df]
     middle = [c for c in df.columns if c not in first and c not in last]
     return df[first + middle + last]
-
-
-# --------------------------------------------------------------------------
-# the report
-# --------------------------------------------------------------------------
-def _fig_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _floats(column: pd.Series) -> np.ndarray:
-    return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
-
-
-def _diameter_column(columns) -> str | None:
-    cols = list(columns)
-    for pref in ("equivalent_diameter_nm", "equivalent_diameter_um", "equivalent_diameter"):
-        if pref in cols:
-            return pref
-    for c in cols:
-        if "equivalent_diameter" in c:
-            return c
-    return None
-
-
-def _bar_width(n: int) -> float:
-    return float(min(max(6.4, 0.3 * n + 2), 16.0))
-
-
-def _image_ticks(ax, names) -> None:
-    """Image names under the bars (only when there are few enough to read)."""
-    if len(names) <= 60:
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    else:
-        ax.set_xlabel(f"image (1 to {len(names)}, in summary.csv order)")
-
-
-def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tuple[str, Any]]:
-    """The report's matplotlib figures as ``(title, Figure)``."""
-    from matplotlib.figure import Figure
-
-    ok = summary[summary["status"] == "ok"] if "status" in summary else summary
-    figs: list[tuple[str, Any]] = []
-    labels = [str(n) for n in ok.get("name", ok.get("file", pd.Series(dtype=str)))]
-    short = [n if len(n) <= 18 else n[:8] + "…" + n[-8:] for n in labels]
-
-    # size distribution (pooled over images) from the per-object tables
-    if kind in ("particles", "objects", "porosity") and len(ok):
-        values, col_used = [], None
-        for name in ok["name"]:
-            t = out_dir / "tables" / f"{name}.csv"
-            try:
-                head = pd.read_csv(t, nrows=0).columns
-                col = _diameter_column(head)
-                if col is None:
-                    continue
-                col_used = col_used or col
-                values.append(pd.read_csv(t, usecols=[col])[col].to_numpy(dtype=float))
-            except (OSError, ValueError):
-                continue
-        if values:
-            v = np.concatenate(values)
-            v = v[np.isfinite(v) & (v > 0)]
-            if v.size:
-                fig = Figure(figsize=(6.4, 3.6))
-                ax = fig.subplots()
-                ax.hist(v, bins=min(60, max(10, int(np.sqrt(v.size)))), color="#3b7dd8", edgecolor="white")
-                ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.4g}")
-                base, _, unit = col_used.rpartition("_")
-                if unit in ("nm", "um", "px"):
-                    xlabel = f"{base.replace('_', ' ')} ({unit})"
-                else:
-                    xlabel = col_used.replace("_", " ")
-                    px = ok["pixel_size_nm"] if "pixel_size_nm" in ok else pd.Series(dtype=float)
-                    xlabel += " (nm)" if px.notna().all() and len(px) else " (px)"
-                ax.set_xlabel(xlabel)
-                ax.set_ylabel("objects")
-                ax.set_title(f"Size distribution ({v.size} objects, {len(values)} images)")
-                ax.legend(frameon=False)
-                figs.append(("Size distribution", fig))
-
-    # coating: coating and oxide thickness along the layer, one line per image
-    if kind == "coating" and len(ok):
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.4, 5.2))
-        axes = fig.subplots(2, 1, sharex=True)
-        drawn = False
-        for name in list(ok["name"])[:12]:
-            try:
-                prof = pd.read_csv(out_dir / "tables" / f"{name}_profile.csv")
-            except (OSError, ValueError):
-                continue
-            for ax, what in zip(axes, ("coating_thickness_", "oxide_thickness_")):
-                col = next((c for c in prof.columns if c.startswith(what)), None)
-                if col is not None:
-                    ax.plot(prof["x"], prof[col], lw=1, label=str(name)[:20])
-                    ax.set_ylabel(col.replace("_", " "), fontsize=8)
-                    drawn = True
-        if drawn:
-            axes[0].set_title("Thickness along the layer")
-            axes[1].set_xlabel("position along the layer (px)")
-            if len(ok) <= 12:
-                axes[0].legend(frameon=False, fontsize=6, ncol=2)
-            figs.append(("Thickness along the layer", fig))
-
-    # per-image figures
-    if kind in ("phases", "tiles"):
-        fr = [c for c in ok.columns if c.endswith("_fraction")]
-        what = "Phase fractions" if kind == "phases" else "Tile classes"
-        if fr and len(ok):
-            fig = Figure(figsize=(_bar_width(len(ok)), 3.6))
-            ax = fig.subplots()
-            bottom = np.zeros(len(ok))
-            for c in fr:
-                vals = _floats(ok[c])
-                ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
-                bottom += np.nan_to_num(vals)
-            _image_ticks(ax, short)
-            ax.set_ylabel("area fraction" if kind == "phases" else "fraction of tiles")
-            ax.set_title(f"{what} per image")
-            ax.legend(frameon=False, fontsize=8, ncol=len(fr))
-            figs.append((what, fig))
-    else:
-        cols = [c for c in KEY_COLUMNS.get(kind, []) if c in ok.columns]
-        if not cols:
-            cols = [c for c in ok.select_dtypes("number").columns if c not in ("seconds",)][:4]
-        cols = [c for c in cols if ok[c].notna().any()][:4]
-        if cols and len(ok):
-            fig = Figure(figsize=(_bar_width(len(ok)), 2.3 * len(cols)))
-            axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
-            for ax, c in zip(axes, cols):
-                vals = _floats(ok[c])
-                ax.bar(range(len(ok)), vals, color="#d8843b")
-                ax.set_ylabel(c.replace("_", " "), fontsize=8)
-                med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
-                if np.isfinite(med):
-                    ax.axhline(med, color="k", lw=0.8, ls="--")
-            _image_ticks(axes[-1], short)
-            axes[0].set_title("Per-image summary")
-            fig.tight_layout()
-            figs.append(("Per-image summary", fig))
-    return figs
-
-
-def write_report(out_dir, summary: pd.DataFrame, workflow: Workflow) -> Path:
-    """Write ``report.html`` (self-contained: plots embedded as base64 PNGs)."""
-    out_dir = Path(out_dir)
-    figs = report_figures(out_dir, summary, workflow.summary)
-    n_ok = int((summary["status"] == "ok").sum()) if "status" in summary else len(summary)
-    n_err = len(summary) - n_ok
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>napari-sem-analysis report: {html.escape(workflow.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "th{background:#eee}.err{color:#b00}img{max-width:100%}</style></head><body>",
-        f"<h1>Batch report: {html.escape(workflow.name)}</h1>",
-        f"<p>{html.escape(workflow.description or '')}</p>",
-        f"<p>{n_ok} images analysed, {n_err} failed. Created {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        f" in <code>{html.escape(str(out_dir.resolve()))}</code>.</p>",
-    ]
-    for title, fig in figs:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{_fig_png(fig)}'>")
-    if n_err:
-        parts.append("<h2>Failed images</h2><ul>")
-        for _, r in summary[summary["status"] != "ok"].iterrows():
-            file, error = str(r["file"]), str(r.get("error", ""))
-            if error.startswith(f"{file}: "):  # the reader's messages start with the file name
-                error = error[len(file) + 2:]
-            parts.append(f"<li class='err'>{html.escape(file)}: {html.escape(error)}</li>")
-        parts.append("</ul>")
-    show = summary.drop(columns=[c for c in ("error",) if c in summary and not n_err])
-    for c in show.columns:  # integer counts of failed images: an empty cell, not "<NA>"
-        if isinstance(show[c].dtype, pd.Int64Dtype):
-            show[c] = show[c].astype(object).where(show[c].notna(), "")
-    parts.append("<h2>Summary per image</h2>")
-    parts.append(show.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
-    parts.append("<h2>Recipe</h2><pre>" + html.escape(workflow.to_yaml()) + "</pre>")
-    parts.append("</body></html>")
-    path = out_dir / "report.html"
-    write_atomic(path, "\n".join(parts).encode("utf-8"))
-    return path

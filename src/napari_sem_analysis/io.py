@@ -1,15 +1,17 @@
-"""Reading SEM images with their physical pixel size.
+"""Reading SEM images with their physical pixel size, and pairing image files.
 
-:func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
+All reading of image files lives here. :func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
 Hitachi, ImageJ or plain), PNG, JPEG and BMP files. It returns the image as
 a 2-D array, the pixel size in nanometres from the instrument's metadata
 (or a sidecar file), the instrument's information band ("data bar") cut off
-the bottom, and the metadata the instrument wrote.
+the bottom, and the metadata the instrument wrote. :func:`read_image` is
+its short form for the steps (2-D data and pixel size), :func:`read_pixels`
+reads the stored values as they are (masks, training pairs) and
+:func:`read_training_folders` pairs images with their masks by file name.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,29 +19,20 @@ from typing import Any
 import numpy as np
 
 from ._validation import SEMAnalysisError, is_rgb, to_grayscale
+from ._vendor_metadata import (
+    _fei_metadata,
+    _resolution_metadata,
+    _sidecar_metadata,
+    _tescan_metadata,
+    _zeiss_metadata,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+#: the one list of image file suffixes (folders, batch inputs, training pairs)
+IMAGE_SUFFIXES = SUPPORTED_SUFFIXES
 _FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
-
-# length units as instruments write them -> nanometres
-_NM_PER = {
-    "m": 1e9,
-    "mm": 1e6,
-    "um": 1e3,
-    "µm": 1e3,
-    "μm": 1e3,
-    "micron": 1e3,
-    "microns": 1e3,
-    "nm": 1.0,
-    "pm": 1e-3,
-    "a": 0.1,
-    "å": 0.1,
-    "angstrom": 0.1,
-    "cm": 1e7,
-    "inch": 2.54e7,
-}
 
 
 class SEMReadError(SEMAnalysisError):
@@ -91,231 +84,9 @@ class SEMImage:
         return kwargs
 
 
-def _to_nm(value, unit: str | None) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not np.isfinite(v) or v <= 0:
-        return None
-    factor = _NM_PER.get((unit or "m").strip().lower())
-    if factor is None:
-        return None
-    return v * factor
-
-
 # --------------------------------------------------------------------------
 # vendor metadata
 # --------------------------------------------------------------------------
-
-
-def _zeiss_metadata(md: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {"instrument": "Zeiss"}
-
-    def val(key):
-        item = md.get(key)
-        if isinstance(item, tuple) and len(item) >= 2:
-            return item[1:]
-        return None
-
-    for key in ("ap_image_pixel_size", "ap_pixel_size"):
-        v = val(key)
-        if v and len(v) >= 2:
-            nm = _to_nm(v[0], v[1])
-            if nm:
-                out["pixel_size_nm"] = nm
-                break
-    for norm, keys in {
-        "detector": ("dp_detector_channel", "dp_implied_detector"),
-        "magnification": ("ap_mag",),
-        "date": ("ap_date",),
-        "time": ("ap_time",),
-        "serial": ("sv_serial_number",),
-    }.items():
-        for key in keys:
-            v = val(key)
-            if v:
-                out[norm] = str(v[0]).strip()
-                break
-    v = val("ap_actualkv")
-    if v:
-        kv = float(v[0]) * (1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0)
-        out["voltage_kv"] = kv
-    v = val("ap_wd")
-    if v:
-        out["working_distance_mm"] = (_to_nm(v[0], v[1] if len(v) > 1 else "mm") or 0) / 1e6
-    out["raw"] = {
-        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
-        for k, item in md.items()
-        if k
-    }
-    return out
-
-
-def _fei_metadata(md: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {"instrument": "FEI/Thermo Fisher"}
-    scan = md.get("Scan", {}) or md.get("EScan", {})
-    px = scan.get("PixelWidth")
-    if px:
-        out["pixel_size_nm"] = _to_nm(px, "m")
-    beam = md.get("Beam", {})
-    ebeam = md.get("EBeam", {})
-    hv = beam.get("HV") or ebeam.get("HV")
-    if hv:
-        out["voltage_kv"] = float(hv) / 1e3
-    det = md.get("Detectors", {})
-    if det.get("Name"):
-        out["detector"] = str(det["Name"])
-    wd = md.get("Stage", {}).get("WorkingDistance") or ebeam.get("WD")
-    if wd:
-        out["working_distance_mm"] = float(wd) * 1e3
-    user = md.get("User", {})
-    for key in ("Date", "Time"):
-        if user.get(key):
-            out[key.lower()] = str(user[key])
-    hfw = scan.get("HorFieldsize") or ebeam.get("HFW")
-    canvas = md.get("Image", {}).get("MagCanvasRealWidth")
-    if hfw and canvas:
-        try:
-            out["magnification"] = f"{float(canvas) / float(hfw):.0f} x"
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass
-    res_y = md.get("Image", {}).get("ResolutionY") or scan.get("ResolutionY")
-    if res_y:
-        try:
-            out["image_rows"] = int(res_y)
-        except (TypeError, ValueError):
-            pass
-    if md.get("System", {}).get("SystemType"):
-        out["system"] = str(md["System"]["SystemType"])
-    out["raw"] = {
-        f"{section}.{key}": str(value)
-        for section, values in md.items()
-        if isinstance(values, dict)
-        for key, value in values.items()
-    }
-    return out
-
-
-def _parse_ini(text: str) -> dict[str, str]:
-    """Parse ``key=value`` (or JEOL ``$KEY value``) lines into a flat dict."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip().strip("\x00")
-        if not line or line.startswith(("[", "#", ";")):
-            continue
-        if "=" in line:
-            key, _, value = line.partition("=")
-        elif line.startswith("$"):
-            key, _, value = line.lstrip("$").partition(" ")
-        else:
-            continue
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _tescan_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "TESCAN", "raw": kv}
-    if "PixelSizeX" in kv:
-        out["pixel_size_nm"] = _to_nm(kv["PixelSizeX"], "m")
-    if kv.get("HV"):
-        out["voltage_kv"] = float(kv["HV"]) / 1e3
-    if kv.get("WD"):
-        out["working_distance_mm"] = float(kv["WD"]) * 1e3
-    for norm, key in (("detector", "Detector"), ("magnification", "Magnification"), ("date", "Date"), ("time", "Time")):
-        if kv.get(key):
-            out[norm] = kv[key]
-    return out
-
-
-def _jeol_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "JEOL", "raw": kv}
-    # pixel size = scale-marker length / scale-bar length in pixels
-    bar = kv.get("$SM_MICRON_BAR") or kv.get("SM_MICRON_BAR")
-    marker = kv.get("$SM_MICRON_MARKER") or kv.get("SM_MICRON_MARKER")
-    if bar and marker:
-        m = re.match(r"\s*([\d.]+)\s*([a-zA-Zµμ]+)", marker)
-        if m:
-            length = _to_nm(m.group(1), m.group(2))
-            if length and float(bar) > 0:
-                out["pixel_size_nm"] = length / float(bar)
-    if kv.get("CM_ACCEL_VOLT"):
-        out["voltage_kv"] = float(kv["CM_ACCEL_VOLT"].split()[0])
-    if kv.get("CM_MAG"):
-        out["magnification"] = kv["CM_MAG"]
-    if kv.get("CM_DATE"):
-        out["date"] = kv["CM_DATE"]
-    if kv.get("CM_TIME"):
-        out["time"] = kv["CM_TIME"]
-    if kv.get("CM_SIGNAL"):
-        out["detector"] = kv["CM_SIGNAL"]
-    if kv.get("SM_WD"):
-        out["working_distance_mm"] = float(kv["SM_WD"].split()[0])
-    return out
-
-
-def _hitachi_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "Hitachi", "raw": kv}
-    if kv.get("PixelSize"):
-        out["pixel_size_nm"] = _to_nm(kv["PixelSize"], "nm")
-    if kv.get("AcceleratingVoltage"):
-        m = re.match(r"([\d.]+)\s*(\w*)", kv["AcceleratingVoltage"])
-        if m:
-            out["voltage_kv"] = float(m.group(1)) / (1e3 if m.group(2).lower() == "volt" else 1.0)
-    for norm, key in (("magnification", "Magnification"), ("date", "Date"), ("time", "Time"), ("detector", "SignalName")):
-        if kv.get(key):
-            out[norm] = kv[key]
-    if kv.get("WorkingDistance"):
-        m = re.match(r"([\d.]+)\s*(\w*)", kv["WorkingDistance"])
-        if m:
-            out["working_distance_mm"] = (_to_nm(m.group(1), m.group(2) or "um") or 0) / 1e6
-    return out
-
-
-def _sidecar_metadata(path: Path) -> dict[str, Any]:
-    """Metadata from a sidecar next to ``path`` (TESCAN .hdr, JEOL/Hitachi .txt)."""
-    for suffix in (".hdr", ".txt"):
-        for candidate in (path.with_suffix(suffix), path.with_name(path.name + suffix)):
-            if not candidate.is_file() or candidate.stat().st_size > 1_000_000:
-                continue
-            text = candidate.read_text(errors="replace")
-            if "PixelSizeX" in text or "[MAIN]" in text:
-                return _tescan_metadata(text)
-            if "$CM_" in text or "$$SM_" in text:
-                return _jeol_metadata(text)
-            if "PixelSize" in text or "InstructName" in text:
-                return _hitachi_metadata(text)
-    return {}
-
-
-def _resolution_metadata(page, imagej: dict | None) -> dict[str, Any]:
-    """Pixel size from the TIFF resolution tags (ImageJ and other programs)."""
-    tags = page.tags
-    if "XResolution" not in tags:
-        return {}
-    num, den = tags["XResolution"].value
-    if not num or not den or num / den <= 1:
-        return {}
-    per_unit = num / den
-    unit_tag = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
-    unit_code = int(unit_tag)
-    if imagej and imagej.get("unit"):
-        unit = str(imagej["unit"]).replace("\\u00B5", "µ")
-    elif unit_code == 2:
-        unit = "inch"
-    elif unit_code == 3:
-        unit = "cm"
-    else:
-        return {}
-    nm = _to_nm(1.0 / per_unit, unit)
-    # a default screen resolution (72 or 96 dpi) is no physical pixel size:
-    # SEM pixels are far smaller than 50 um
-    if nm is None or (not (imagej and imagej.get("unit")) and nm > 5e4):
-        return {}
-    return {"pixel_size_nm": nm, "instrument": "TIFF resolution tags"}
 
 
 # --------------------------------------------------------------------------
@@ -616,3 +387,134 @@ def read_sem(
         metadata=meta,
         path=path,
     )
+
+
+# --------------------------------------------------------------------------
+# short forms and file pairing
+# --------------------------------------------------------------------------
+
+
+def read_image(path, *, pixel_size: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Read an image file as ``(data_2d, pixel_size_nm_or_None)``.
+
+    Uses :func:`read_sem` (pixel size from the file's metadata, instrument
+    info band cropped).
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file (see :data:`SUPPORTED_SUFFIXES`).
+    pixel_size : float, optional
+        Pixel size in nm; overrides the metadata.
+
+    Returns
+    -------
+    data : ndarray
+        The grayscale image.
+    pixel_size : float or None
+        nm per pixel, None when unknown.
+
+    Raises
+    ------
+    SEMAnalysisError
+        The file is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SEMAnalysisError(f"{path} does not exist or is not a file")
+    try:
+        kwargs = {} if pixel_size is None else {"pixel_size": pixel_size}
+        img = read_sem(path, **kwargs)
+    except SEMAnalysisError:
+        raise
+    except Exception as exc:  # corrupt/unsupported files
+        raise SEMAnalysisError(f"cannot read {path.name}: {exc}") from exc
+    data = to_grayscale(np.asarray(img.data))
+    px = img.pixel_size if pixel_size is None else float(pixel_size)
+    return data, (None if px is None else float(px))
+
+
+def read_pixels(path) -> np.ndarray:
+    """The stored pixel values of an image file as a grayscale array.
+
+    Unlike :func:`read_sem` nothing is cropped and palettes are not applied,
+    so that a mask keeps its class ids and an image keeps the shape of its
+    mask (training pairs).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+    """
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        arr = tifffile.imread(path)
+    else:
+        import imageio.v3 as iio
+
+        arr = iio.imread(path)
+    return to_grayscale(np.asarray(arr))
+
+
+def find_mask(mask_dir: Path, stem: str) -> Path | None:
+    """The mask file of the image called ``stem`` in ``mask_dir`` (or None).
+
+    A mask matches ``X.tif`` when it is called ``X.*``, ``X_m.*``,
+    ``X_mask.*``, ``X_MASK*`` or ``X_label*`` (first match in that order).
+    """
+    for pattern in (f"{stem}.*", f"{stem}_m.*", f"{stem}_mask.*", f"{stem}_MASK*", f"{stem}_label*"):
+        hits = sorted(p for p in Path(mask_dir).glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if hits:
+            return hits[0]
+    return None
+
+
+def read_training_folders(image_dir, mask_dir) -> tuple[list, list, list]:
+    """Pairs of (image, mask, name) from two folders, matched by file name.
+
+    Parameters
+    ----------
+    image_dir, mask_dir : str or Path
+        Folders of images and of their masks (see :func:`find_mask`). Masks
+        whose values are not 0..63 (e.g. 0/255) are mapped to class ids in
+        order of their values.
+
+    Returns
+    -------
+    images : list of ndarray
+    masks : list of int32 ndarray
+    names : list of str
+        File names of the images.
+    """
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    if not image_dir.is_dir():
+        raise SEMAnalysisError(f"images folder {image_dir} does not exist")
+    if not mask_dir.is_dir():
+        raise SEMAnalysisError(f"masks folder {mask_dir} does not exist")
+    images, masks, names = [], [], []
+    for p in sorted(image_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or (image_dir == mask_dir and "_m" in p.stem.lower()):
+            continue
+        m = find_mask(mask_dir, p.stem) if image_dir != mask_dir else None
+        if m is None or m == p:
+            continue
+        img = read_pixels(p)
+        msk = np.asarray(read_pixels(m))
+        if msk.shape != img.shape:
+            raise SEMAnalysisError(f"{m.name} has shape {msk.shape} but {p.name} has shape {img.shape}")
+        images.append(img)
+        masks.append(msk)
+        names.append(p.name)
+    if not images:
+        raise SEMAnalysisError(f"no image/mask pairs found in {image_dir} and {mask_dir}")
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if values.max() >= 64:  # e.g. 0/255 masks: values in order -> class ids
+        masks = [np.searchsorted(values, m).astype(np.int32) for m in masks]
+    else:
+        masks = [m.astype(np.int32) for m in masks]
+    return images, masks, names

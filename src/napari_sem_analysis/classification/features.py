@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -55,21 +55,35 @@ def _radial_bands(img: np.ndarray, n_bands: int = 8) -> np.ndarray:
 _GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
 
 
+def _glcm_columns(q: np.ndarray, prefix: str, glcm_distances, levels: int) -> dict:
+    """GLCM properties of the quantised image: mean over four angles per distance (+ spread for two)."""
+    from ..texture import glcm_properties
+
+    # value_range (0, levels) keeps the levels of q as they are
+    glcm = glcm_properties(
+        q,
+        distances=tuple(glcm_distances),
+        angles=(0, 45, 90, 135),
+        levels=levels,
+        value_range=(0, levels),
+        properties=_GLCM_PROPS,
+    )
+    out: dict[str, float] = {}
+    for prop in _GLCM_PROPS:
+        for i, d in enumerate(glcm_distances):
+            vals = np.nan_to_num(glcm[prop][i])
+            out[f"{prefix}glcm_{prop}_d{d}"] = float(vals.mean())
+            if prop in ("contrast", "correlation"):
+                out[f"{prefix}glcm_{prop}_d{d}_aniso"] = float(vals.std())
+    return out
+
+
 def _texture_features(img: np.ndarray, prefix: str, glcm_distances, levels: int) -> dict:
-    from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+    from skimage.feature import local_binary_pattern
     from skimage.filters import sobel
 
-    out: dict[str, float] = {}
     q = _stretch(img, levels)
-    angles = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
-    glcm = graycomatrix(q, distances=list(glcm_distances), angles=angles, levels=levels, symmetric=True, normed=True)
-    for prop in _GLCM_PROPS:
-        vals = graycoprops(glcm, prop)  # (distances, angles)
-        vals = np.nan_to_num(vals)
-        for i, d in enumerate(glcm_distances):
-            out[f"{prefix}glcm_{prop}_d{d}"] = float(vals[i].mean())
-            if prop in ("contrast", "correlation"):
-                out[f"{prefix}glcm_{prop}_d{d}_aniso"] = float(vals[i].std())
+    out = _glcm_columns(q, prefix, glcm_distances, levels)
     # LBP (uniform, rotation invariant), two radii
     for p, rad in ((8, 1), (16, 2)):
         lbp = local_binary_pattern(q, p, rad, method="uniform")

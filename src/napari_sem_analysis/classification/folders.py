@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import SEMAnalysisError, to_grayscale
+from .._validation import SEMAnalysisError
+from ..io import IMAGE_SUFFIXES, read_image
 from .tiles import tile_positions
-
-_IMAGE_EXTS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 
 
 @dataclass
@@ -102,34 +101,6 @@ def specimens_from_paths(paths, root, rule: str | None = "auto") -> tuple[np.nda
     return np.array(spec, dtype=object), f"regular expression {rule!r} on the file name"
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    try:
-        from ..io import read_sem
-
-        return np.asarray(to_grayscale(np.asarray(read_sem(path).data)))
-    except ImportError:
-        pass
-    except SEMAnalysisError:
-        raise
-    except Exception:
-        pass
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path)
-        else:
-            from skimage.io import imread
-
-            arr = imread(path)
-    except Exception as exc:
-        raise SEMAnalysisError(f"could not read {path}: {exc}") from None
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    return np.asarray(to_grayscale(arr))
-
-
 def load_image_folder(
     path, *, tile_size: int | None = None, stride: int | None = None, specimen: str | None = "auto"
 ) -> ImageFolderData:
@@ -149,14 +120,14 @@ def load_image_folder(
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     images, y, groups, paths, names = [], [], [], [], []
     for d in class_dirs:
-        files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_EXTS)
+        files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         for sub in sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")):
-            files += sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_EXTS)
+            files += sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             continue
         names.append(d.name)
         for f in files:
-            im = _read_gray(f)
+            im, _ = read_image(f)
             g = len(paths)
             paths.append(f)
             if tile_size:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -164,7 +164,7 @@ class ImageClassifier:
             raise SEMAnalysisError("the classifier is not trained yet: call fit() or load() first")
 
     # -- API -----------------------------------------------------------
-    def fit(self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None) -> "ImageClassifier":
+    def fit(self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None) -> ImageClassifier:
         """Train on a list of 2-D images (or tiles) with one class label each.
 
         ``groups`` is accepted for symmetry with :meth:`cross_validate` and
@@ -207,7 +207,7 @@ class ImageClassifier:
         n_splits: int = 5,
         progress: Callable | None = None,
         cancel: Callable | None = None,
-    ) -> "CVResult | None":
+    ) -> CVResult | None:
         """Grouped cross-validation, then training on all images, reporting progress over both.
 
         The same as :meth:`cross_validate` followed by :meth:`fit`, but the
@@ -348,7 +348,7 @@ class ImageClassifier:
     @classmethod
     def from_folder(
         cls, path, *, tile_size: int | None = None, stride: int | None = None, specimen="auto", **kwargs
-    ) -> "ImageClassifier":
+    ) -> ImageClassifier:
         """Train a classifier on ``path/<class name>/*`` images (optionally cut into tiles).
 
         ``specimen``: the rule naming each image's specimen
@@ -393,7 +393,7 @@ class ImageClassifier:
         return _write_archive(path, self._meta(), "model.safetensors", save(state))
 
     @classmethod
-    def load(cls, path, *, device: str = "auto") -> "ImageClassifier":
+    def load(cls, path, *, device: str = "auto") -> ImageClassifier:
         """Read a classifier written by :meth:`save`; refuses foreign, corrupt or tampered files."""
         name = Path(path).name
         meta, payload = _read_archive(path, "ImageClassifier")

@@ -14,7 +14,7 @@ from .._validation import (
     per_plane,
     to_pixels,
 )
-from ._common import _area_to_pixels, _check_mask, _disk, _relabel
+from ._common import _check_mask, _disk, _relabel
 from .cleanup import clean_mask
 
 
@@ -114,7 +114,7 @@ def split_touching(
     if md > max(m.shape):
         raise SEMAnalysisError(f"min_distance ({md:.0f} px) is larger than the image {m.shape}")
     smooth = check_positive(smooth, "smooth", allow_zero=True, maximum=100)
-    ms = _area_to_pixels(min_size, pixel_size, unit, "min_size")
+    ms = to_pixels(min_size, pixel_size, unit=unit, name="min_size", power=2)
     if ms > m.size:
         raise SEMAnalysisError(f"min_size ({ms:.0f} px²) is larger than the whole image ({m.size} px)")
     if connectivity not in (4, 8):
