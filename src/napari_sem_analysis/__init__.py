@@ -32,6 +32,7 @@ _API = {
     "sample_porous_coating": "sample_data",
     "sample_multiphase": "sample_data",
     "sample_am_pores": "sample_data",
+    "sample_fibers": "sample_data",
     # enhancement
     "clahe": "enhancement",
     "denoise": "enhancement",
@@ -55,6 +56,9 @@ _API = {
     "tile_labels": "texture",
     "oriented_boxes": "measurement",
     "object_outlines": "measurement",
+    "local_thickness": "thickness",
+    "measure_fibers": "fibers",
+    "fiber_features": "fibers",
     # deep learning
     "train_unet": "unet",
     "load_model": "unet",
