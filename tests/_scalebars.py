@@ -100,6 +100,7 @@ def make_image(
     pixel_size: float | None = None,
     panel: bool = False,
     corner: str | None = None,
+    field_width_scale: float = 1.0,
 ) -> tuple[np.ndarray, Truth]:
     """One synthetic micrograph with a scale bar and its label.
 
@@ -121,8 +122,8 @@ def make_image(
     shown_unit = unit_text or unit
     if unit == "µm" and unit_text is None and rng.random() < 0.3:
         shown_unit = "um"
-    if unit != "µm" and shown_unit in ("um", "µm"):
-        shown_unit = unit
+    if unit != "µm" or shown_unit not in ("um", "µm"):
+        shown_unit = unit  # unit_text only chooses how µm is spelt
     label = f"{_fmt(value)}{' ' if space else ''}{shown_unit}"
     bar_px = int(round(value * _NM[unit] / p))
     fnt = ImageFont.truetype(font, text_px)
@@ -143,10 +144,11 @@ def make_image(
         words = ["EHT = 5.00 kV", "WD = 4.1 mm", "Mag = 20.00 K X", "Signal A = SE2"]
         x = 8
         fw_text = None
+        fw = p * w * field_width_scale  # a scale != 1 prints a wrong field width
         if field_width == "zeiss":
-            fw_text = f"Width = {p * w / 1e3:.4g} µm" if p * w >= 1e3 else f"Width = {p * w:.4g} nm"
+            fw_text = f"Width = {fw / 1e3:.4g} µm" if fw >= 1e3 else f"Width = {fw:.4g} nm"
         elif field_width == "fei":
-            fw_text = f"HFW {p * w / 1e3:.4g} µm" if p * w >= 1e3 else f"HFW {p * w:.4g} nm"
+            fw_text = f"HFW {fw / 1e3:.4g} µm" if fw >= 1e3 else f"HFW {fw:.4g} nm"
         if fw_text:
             words.insert(int(rng.integers(0, 3)), fw_text)
         row = 0

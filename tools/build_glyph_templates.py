@@ -3,7 +3,7 @@
     python tools/build_glyph_templates.py [--out src/napari_sem_analysis/data/glyph_templates.npz]
 
 Renders every character the reader knows in several free fonts (DejaVu,
-Liberation, Noto: their licenses allow redistributing rendered glyphs), sizes
+Liberation, Noto, STIX: their licenses allow redistributing rendered glyphs), sizes
 and with and without anti-aliasing, segments each rendering with the reader's
 own segmentation (so the line metrics match those at run time), and stores the
 glyph features with their characters. The fonts are needed only here (Debian:
@@ -40,6 +40,7 @@ TRAIN_FONTS = [
     "noto/NotoSans-Regular.ttf",
     "noto/NotoSans-Bold.ttf",
     "noto/NotoSerif-Regular.ttf",
+    "matplotlib:STIXGeneral.ttf",
 ]
 SIZES = (11, 14, 18, 24, 34)
 # each character between two digits, as in "20 nm" or "= 7.520 µm"
@@ -61,7 +62,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     feats, chars, skipped = [], [], 0
     for name in TRAIN_FONTS:
-        path = FONT_DIR / name
+        if name.startswith("matplotlib:"):
+            import matplotlib
+
+            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name.split(":", 1)[1]
+        else:
+            path = FONT_DIR / name
         if not path.is_file():
             print(f"missing font {path}: install fonts-dejavu-core fonts-liberation fonts-noto-core")
             return 1

@@ -311,46 +311,81 @@ def _glyph_quality(glyphs) -> float:
     return float(np.clip(min(g.margin for g in glyphs) / 0.12, 0.0, 1.0))
 
 
-def _tokens(chunk) -> list[list]:
-    """The chunk's glyphs split at word gaps."""
-    tokens: list[list] = []
-    for i, g in enumerate(chunk.glyphs):
-        if i == 0 or g.box[1] - chunk.glyphs[i - 1].box[3] > 0.3 * chunk.height:
-            tokens.append([])
-        tokens[-1].append(g)
-    return tokens
-
-
 def _label_candidates(chunks, offset, *, trim: bool = False):
-    """Chunks (or, with ``trim``, runs of 1-3 words of a chunk: specks of
-    texture may join a label drawn on the image) that read as a length label."""
+    """Chunks that read as a length label; with ``trim`` the longest run of
+    glyphs of a chunk that does (specks of texture may join a label drawn on
+    the image), not starting inside a number."""
     out = []
+    numberish = set("0123456789.,OolI|")
     for ch in chunks:
-        tokens = _tokens(ch)
-        spans = [(0, len(tokens))]
+        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height)
+        if not glyphs:
+            continue
+        n = len(glyphs)
+        spans = [(0, n)]
         if trim:
-            spans += [(a, b) for a in range(len(tokens)) for b in range(a + 1, min(a + 3, len(tokens)) + 1)]
-        seen = set()
+            spans += sorted(
+                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
+                key=lambda ab: ab[0] - ab[1],
+            )
         for a, b in spans:
-            if (a, b) in seen:
+            if a > 0 and glyphs[a - 1].char in numberish:
                 continue
-            seen.add((a, b))
-            glyphs = [g for t in tokens[a:b] for g in t]
-            text = " ".join("".join(g.char for g in t) for t in tokens[a:b])
+            sub = glyphs[a:b]
+            text = _chunk_text(sub, ch.height)
             parsed = _parse_label(text)
             if parsed is None:
                 continue
-            bx = np.array([g.box for g in glyphs])
+            bx = np.array([g.box for g in sub])
             box = (
                 int(bx[:, 0].min()) + offset[0],
                 int(bx[:, 1].min()) + offset[1],
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            out.append((box, text, parsed, _glyph_quality(glyphs)))
-            if (a, b) == (0, len(tokens)):
-                break
+            quality = _glyph_quality(sub) * (0.3 if doubtful else 1.0)
+            out.append((box, text, parsed, quality))
+            break
     return out
+
+
+def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
+    """Drop specks from a would-be label and read a small mark on the baseline
+    between two digits, with room for it, as the decimal point. Returns the
+    glyphs and whether a speck between two digits was dropped (the number is
+    then doubtful)."""
+    from dataclasses import replace
+
+    digitish = set("0123456789OolI")
+    out = []
+    doubtful = False
+    for i, g in enumerate(glyphs):
+        gh, gw = g.box[2] - g.box[0], g.box[3] - g.box[1]
+        if gh >= 0.3 * height or gw >= 0.35 * height:
+            out.append(g)
+            continue
+        prev = glyphs[i - 1] if i else None
+        nxt = glyphs[i + 1] if i + 1 < len(glyphs) else None
+        between = prev is not None and nxt is not None and prev.char in digitish and nxt.char in digitish
+        if (
+            between
+            and nxt.box[1] - prev.box[3] >= 0.4 * height
+            and abs(g.box[2] - prev.box[2]) <= 0.2 * height
+            and g.char in ".,-_"
+        ):
+            out.append(replace(g, char="."))
+        elif between:
+            doubtful = True
+    return out, doubtful
+
+
+def _chunk_text(glyphs, height: float) -> str:
+    out = []
+    for i, g in enumerate(glyphs):
+        if i and g.box[1] - glyphs[i - 1].box[3] > 0.3 * height:
+            out.append(" ")
+        out.append(g.char)
+    return "".join(out)
 
 
 def _width_candidates(chunks):
