@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import napari_sem_analysis as sem  # noqa: E402
-from napari_sem_analysis.scalebar import CONFIDENT  # noqa: E402
+import napari_sem_analysis as sem
+from napari_sem_analysis.scalebar import CONFIDENT
 
 SYSTEM = Path("/usr/share/fonts/truetype")
 TRAIN_FONTS = {
@@ -93,7 +93,9 @@ def eval_real(data: Path) -> tuple[list[str], dict]:
     return rows, {"n": len(files), "band_ok": ok_band, "bar_ok": ok_bar}
 
 
-def eval_synthetic(n: int, seed: int) -> tuple[dict, list[str]]:
+def eval_synthetic(
+    n: int, seed: int, dump: str | None = None
+) -> tuple[dict, list[str]]:
     from _scalebars import make_image
 
     rng = np.random.default_rng(seed)
@@ -109,32 +111,52 @@ def eval_synthetic(n: int, seed: int) -> tuple[dict, list[str]]:
     for i in range(n):
         group, name, path = fonts[i % len(fonts)]
         loc = "band" if rng.random() < 0.5 else "image"
-        kw = dict(
-            text_px=int(rng.integers(11, 30)),
-            location=loc,
-            polarity=["bright", "dark"][int(rng.integers(2))],
-            style=["ticks", "line", "box"][int(rng.integers(3))],
-            space=bool(rng.random() < 0.7),
-            antialias=bool(rng.random() < 0.6),
-            field_width=[None, "zeiss", "fei"][int(rng.integers(3))] if loc == "band" else None,
-            panel=bool(rng.random() < 0.5),
-        )
+        kw = {
+            "text_px": int(rng.integers(11, 30)),
+            "location": loc,
+            "polarity": ["bright", "dark"][int(rng.integers(2))],
+            "style": ["ticks", "line", "box"][int(rng.integers(3))],
+            "space": bool(rng.random() < 0.7),
+            "antialias": bool(rng.random() < 0.6),
+            "field_width": [None, "zeiss", "fei"][int(rng.integers(3))]
+            if loc == "band"
+            else None,
+            "panel": bool(rng.random() < 0.5),
+        }
         img, t = make_image(rng, path, **kw)
         t0 = time.perf_counter()
         r = sem.read_scale_bar(img)
         times.append(time.perf_counter() - t0)
         tol = 0.01 if t.field_width else 1.0 / t.bar_px + 0.002
-        correct = r.pixel_size is not None and abs(r.pixel_size - t.pixel_size) / t.pixel_size <= tol
+        correct = (
+            r.pixel_size is not None
+            and abs(r.pixel_size - t.pixel_size) / t.pixel_size <= tol
+        )
         for key in (group, f"{group}:{loc}", "all"):
-            s = stats.setdefault(key, {"n": 0, "correct": 0, "confident_correct": 0, "wrong_confident": 0, "none": 0})
+            s = stats.setdefault(
+                key,
+                {
+                    "n": 0,
+                    "correct": 0,
+                    "confident_correct": 0,
+                    "wrong_confident": 0,
+                    "none": 0,
+                },
+            )
             s["n"] += 1
             s["correct"] += correct
             s["confident_correct"] += correct and r.confident
-            s["wrong_confident"] += (not correct) and r.confident and r.pixel_size is not None
+            s["wrong_confident"] += (
+                (not correct) and r.confident and r.pixel_size is not None
+            )
             s["none"] += r.pixel_size is None
+        if not correct and dump:
+            from PIL import Image
+
+            Image.fromarray(img).save(Path(dump) / f"{i:04d}.png")
         if not correct:
             failures.append(
-                f"| {name} | {loc} | {kw['polarity']} {kw['style']}{' panel' if kw['panel'] and loc == 'image' else ''} "
+                f"| {i} | {name} | {loc} | {kw['polarity']} {kw['style']}{' panel' if kw['panel'] and loc == 'image' else ''} "
                 f"| {kw['text_px']} px{'' if kw['antialias'] else ', no AA'} | {t.label} | {r.label_text} "
                 f"| {r.confidence:.2f} |"
             )
@@ -144,44 +166,60 @@ def eval_synthetic(n: int, seed: int) -> tuple[dict, list[str]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write a markdown table here")
+    parser.add_argument(
+        "--dump",
+        default=None,
+        help="save the misread synthetic images into this folder",
+    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real images")
     args = parser.parse_args(argv)
     lines = []
     data = Path(args.data)
-    if data.is_dir():
+    if data.is_dir() and not args.no_real:
         rows, real = eval_real(data)
         print(f"real: {real}")
         lines += [
             "### Real Zeiss exports without metadata",
             "",
-            f"{real['n']} images; pixel size within 1 % of the metadata's: **{real['band_ok']}/{real['n']}**; "
-            f"bar length within one pixel of the metadata's: **{real['bar_ok']}/{real['n']}**.",
+            (f"{real['n']} images; pixel size within 1 % of the metadata's: **{real['band_ok']}/{real['n']}**; "
+            f"bar length within one pixel of the metadata's: **{real['bar_ok']}/{real['n']}**."),
             "",
-            "| image | metadata nm/px | read nm/px (error) | field width read | label read | bar | bar alone nm/px "
-            "| confidence | time |",
+            ("| image | metadata nm/px | read nm/px (error) | field width read | label read | bar | bar alone nm/px "
+            "| confidence | time |"),
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]
     else:
         print(f"data folder {data} not found: real images skipped")
-    stats, failures = eval_synthetic(args.n, args.seed)
+    stats, failures = eval_synthetic(args.n, args.seed, args.dump)
     print({k: v for k, v in stats.items() if k != "fonts"})
     lines += [
         "### Synthetic micrographs",
         "",
-        f"{args.n} images (seed {args.seed}), fonts: {', '.join(stats['fonts'])}; median time per image "
-        f"{stats['time_median_s']:.2f} s.",
+        (f"{args.n} images (seed {args.seed}), fonts: {', '.join(stats['fonts'])}; median time per image "
+        f"{stats['time_median_s']:.2f} s."),
         "",
-        "| fonts | where | images | read correctly | correct and confident | no reading | wrong with confidence "
-        f">= {CONFIDENT} |",
+        ("| fonts | where | images | read correctly | correct and confident | no reading | wrong with confidence "
+        f">= {CONFIDENT} |"),
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("all", "seen", "seen:band", "seen:image", "unseen", "unseen:band", "unseen:image"):
+    for key in (
+        "all",
+        "seen",
+        "seen:band",
+        "seen:image",
+        "unseen",
+        "unseen:band",
+        "unseen:image",
+    ):
         s = stats.get(key)
         if not s:
             continue
@@ -191,8 +229,13 @@ def main(argv=None) -> int:
             f"| {s['confident_correct']} ({100 * s['confident_correct'] / s['n']:.1f} %) | {s['none']} "
             f"| {s['wrong_confident']} |"
         )
-    lines += ["", "Misread or not read:", "", "| font | where | bar | text | label | read | confidence |"]
-    lines += ["|---|---|---|---|---|---|---|", *failures]
+    lines += [
+        "",
+        "Misread or not read:",
+        "",
+        "| # | font | where | bar | text | label | read | confidence |",
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|", *failures]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -66,7 +66,15 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def draw_bar(draw: ImageDraw.ImageDraw, x0: int, y0: int, length: int, style: str, color: int, thick: int) -> tuple:
+def draw_bar(
+    draw: ImageDraw.ImageDraw,
+    x0: int,
+    y0: int,
+    length: int,
+    style: str,
+    color: int,
+    thick: int,
+) -> tuple:
     """Draw a bar whose length (tick centre to tick centre for 'ticks') is ``length``."""
     if style == "ticks":
         t = max(thick, 2)
@@ -125,7 +133,7 @@ def make_image(
     if unit != "µm" or shown_unit not in ("um", "µm"):
         shown_unit = unit  # unit_text only chooses how µm is spelt
     label = f"{_fmt(value)}{' ' if space else ''}{shown_unit}"
-    bar_px = int(round(value * _NM[unit] / p))
+    bar_px = round(value * _NM[unit] / p)
     fnt = ImageFont.truetype(font, text_px)
     img = texture(rng, h, w)
     ink = 255 if polarity == "bright" else 0
@@ -146,7 +154,9 @@ def make_image(
         fw_text = None
         fw = p * w * field_width_scale  # a scale != 1 prints a wrong field width
         if field_width == "zeiss":
-            fw_text = f"Width = {fw / 1e3:.4g} µm" if fw >= 1e3 else f"Width = {fw:.4g} nm"
+            fw_text = (
+                f"Width = {fw / 1e3:.4g} µm" if fw >= 1e3 else f"Width = {fw:.4g} nm"
+            )
         elif field_width == "fei":
             fw_text = f"HFW {fw / 1e3:.4g} µm" if fw >= 1e3 else f"HFW {fw:.4g} nm"
         if fw_text:
@@ -159,7 +169,12 @@ def make_image(
                 if row == 1:
                     break
                 row, x = 1, 8
-            d.text((x - wb[0], 6 + row * int(1.6 * text_px) - wb[1]), word, fill=ink, font=fnt)
+            d.text(
+                (x - wb[0], 6 + row * int(1.6 * text_px) - wb[1]),
+                word,
+                fill=ink,
+                font=fnt,
+            )
             x += wb[2] - wb[0] + 2 * text_px
             drawn.append(word)
         out = np.concatenate([img, np.asarray(band)], axis=0)
@@ -176,7 +191,9 @@ def make_image(
     bx = w - block_w - m if corner[1] == "r" else m
     by = h - block_h - m if corner[0] == "b" else m
     if panel:
-        d.rectangle([bx - 6, by - 6, bx + block_w + 6, by + block_h + 6], fill=255 - ink)
+        d.rectangle(
+            [bx - 6, by - 6, bx + block_w + 6, by + block_h + 6], fill=255 - ink
+        )
     label_above = rng.random() < 0.7
     cx = bx + block_w // 2
     if label_above:

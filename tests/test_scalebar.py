@@ -17,14 +17,17 @@ from napari_sem_analysis.scalebar import parse_length
 
 def _close_to_truth(reading, truth, *, width=False):
     tol = 0.01 if width else 1.0 / truth.bar_px + 0.002
-    return reading.pixel_size is not None and abs(reading.pixel_size - truth.pixel_size) / truth.pixel_size <= tol
+    return (
+        reading.pixel_size is not None
+        and abs(reading.pixel_size - truth.pixel_size) / truth.pixel_size <= tol
+    )
 
 
 def test_templates_ship_inside_the_package():
     ref = resources.files("napari_sem_analysis").joinpath("data", "glyph_templates.npz")
     with ref.open("rb") as fh:
         z = np.load(fh, allow_pickle=False)
-        chars = set(str(c) for c in z["chars"])
+        chars = {str(c) for c in z["chars"]}
     assert set("0123456789.=µnmuW") <= chars
 
 
@@ -45,14 +48,22 @@ def test_parse_length(text, expected):
     assert nm == pytest.approx(expected[2])
 
 
-@pytest.mark.parametrize("text", ["EHT = 20.00 kV", "WD = 2.8 mm", "nm", "20", "Mag = 50 K X", ""])
+@pytest.mark.parametrize(
+    "text", ["EHT = 20.00 kV", "WD = 2.8 mm", "nm", "20", "Mag = 50 K X", ""]
+)
 def test_parse_length_rejects_other_text(text):
     assert parse_length(text) is None
 
 
 def test_band_with_ticks_and_zeiss_width_gives_the_width_pixel_size():
     rng = np.random.default_rng(0)
-    img, truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=15, location="band", field_width="zeiss")
+    img, truth = make_image(
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=15,
+        location="band",
+        field_width="zeiss",
+    )
     r = sem.read_scale_bar(img)
     assert truth.field_width
     assert r.location == "band" and r.bar_style == "ticks"
@@ -62,7 +73,7 @@ def test_band_with_ticks_and_zeiss_width_gives_the_width_pixel_size():
     assert r.pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
     assert r.confident and r.confidence >= 0.9
     # the boxes point at the bar and its label in the input image
-    r0, c0, r1, c1 = r.bar_box
+    r0, c0, _r1, c1 = r.bar_box
     assert r0 >= img.shape[0] - 100 and c1 - c0 >= truth.bar_px
 
 
@@ -73,12 +84,21 @@ def test_band_with_ticks_and_zeiss_width_gives_the_width_pixel_size():
         ("DejaVuSans-Bold.ttf", "image", "bright", "line", None, False),
         ("DejaVuSans-Bold.ttf", "band", "bright", "ticks", "um", False),
         ("DejaVuSans.ttf", "image", "dark", "ticks", "um", True),
-        ("cmss10.ttf", "band", "bright", "line", "um", False),  # a font the templates never saw
+        (
+            "cmss10.ttf",
+            "band",
+            "bright",
+            "line",
+            "um",
+            False,
+        ),  # a font the templates never saw
         ("cmss10.ttf", "image", "bright", "box", None, True),
         ("DejaVuSansMono.ttf", "image", "dark", "box", None, False),
     ],
 )
-def test_bar_and_label_in_several_fonts_polarities_and_places(font, location, polarity, style, unit_text, panel):
+def test_bar_and_label_in_several_fonts_polarities_and_places(
+    font, location, polarity, style, unit_text, panel
+):
     rng = np.random.default_rng(zlib.crc32(f"{font}{location}{polarity}".encode()))
     img, truth = make_image(
         rng,
@@ -101,9 +121,13 @@ def test_bar_and_label_in_several_fonts_polarities_and_places(font, location, po
 
 def test_rgb_input_and_sem_image_input():
     rng = np.random.default_rng(5)
-    img, truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="fei")
+    img, truth = make_image(
+        rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="fei"
+    )
     rgb = np.repeat(img[..., None], 3, axis=-1)
-    assert sem.read_scale_bar(rgb).pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+    assert sem.read_scale_bar(rgb).pixel_size == pytest.approx(
+        truth.pixel_size, rel=0.01
+    )
     row = sem.detect_databar(img)
     image = sem.SEMImage(data=img[:row], databar=img[row:])
     r = sem.read_scale_bar(image)
@@ -113,10 +137,17 @@ def test_rgb_input_and_sem_image_input():
 def test_field_width_that_disagrees_with_the_bar_gives_low_confidence():
     rng = np.random.default_rng(1)
     img, truth = make_image(
-        rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="zeiss", field_width_scale=1.2
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=16,
+        location="band",
+        field_width="zeiss",
+        field_width_scale=1.2,
     )
     r = sem.read_scale_bar(img)
-    assert r.pixel_size_bar == pytest.approx(truth.pixel_size, rel=1.0 / truth.bar_px + 0.002)
+    assert r.pixel_size_bar == pytest.approx(
+        truth.pixel_size, rel=1.0 / truth.bar_px + 0.002
+    )
     assert r.pixel_size_width == pytest.approx(1.2 * truth.pixel_size, rel=0.01)
     assert not r.confident
     assert any("disagree" in note for note in r.notes)
@@ -138,7 +169,12 @@ def test_garbage_gives_no_confident_reading():
 
     pil = Image.fromarray(np.full((240, 320), 90, np.uint8))
     d = ImageDraw.Draw(pil)
-    d.text((230, 170), "Mag 20", fill=255, font=ImageFont.truetype(mpl_font("DejaVuSans.ttf"), 16))
+    d.text(
+        (230, 170),
+        "Mag 20",
+        fill=255,
+        font=ImageFont.truetype(mpl_font("DejaVuSans.ttf"), 16),
+    )
     d.rectangle([220, 200, 299, 203], fill=255)
     assert sem.read_scale_bar(np.asarray(pil)).pixel_size is None
 
@@ -174,3 +210,62 @@ def test_random_images_never_raise():
 
     check()
     assert hypothesis is not None and time.perf_counter() - start < 60
+
+
+# --------------------------------------------------------------------------
+# read_sem: pixel size from the scale bar, cross-check with the metadata
+# --------------------------------------------------------------------------
+
+
+def test_read_sem_takes_the_pixel_size_from_the_scale_bar_of_a_png_export(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    img, truth = make_image(
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=16,
+        location="band",
+        field_width="zeiss",
+    )
+    path = tmp_path / "export.png"
+    Image.fromarray(img).save(path)
+    read = sem.read_sem(path)
+    assert read.pixel_size_source == "scale bar"
+    assert read.pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+    assert read.data.shape == (480, 640)  # the band is cut off as before
+    assert read.metadata["scale_bar"]["label_text"] == truth.label
+    # the napari layer gets the scale in nm
+    kwargs = read.layer_kwargs()
+    assert kwargs["scale"] == (read.pixel_size, read.pixel_size) and kwargs[
+        "units"
+    ] == ("nm", "nm")
+    # asked not to, it leaves the image in pixels
+    assert sem.read_sem(path, scale_bar=False).pixel_size is None
+    # a user's pixel size wins
+    user = sem.read_sem(path, pixel_size=2.0)
+    assert user.pixel_size == 2.0 and user.pixel_size_source == "user"
+
+
+def test_read_sem_warns_when_metadata_and_scale_bar_disagree(tmp_path):
+    from _tiffs import zeiss_tiff
+
+    rng = np.random.default_rng(12)
+    img, _truth = make_image(
+        rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=9.0
+    )
+    wrong = tmp_path / "wrong_mag.tif"
+    zeiss_tiff(wrong, img, pixel_size_nm=9.0 * 1.1)  # metadata 10 % off the bar
+    with pytest.warns(UserWarning, match="differ by"):
+        read = sem.read_sem(wrong)
+    assert (
+        read.pixel_size == pytest.approx(9.9) and read.pixel_size_source == "metadata"
+    )
+    right = tmp_path / "right.tif"
+    zeiss_tiff(right, img, pixel_size_nm=9.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = sem.read_sem(right)
+    assert read.pixel_size_source == "metadata"

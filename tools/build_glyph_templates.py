@@ -22,9 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from napari_sem_analysis import _glyphs  # noqa: E402
+from napari_sem_analysis import _glyphs
 
-CHARS = "0123456789.,=:-()/%µ" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
+CHARS = (
+    "0123456789.,=:-()/%µ" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
+)
 FONT_DIR = Path("/usr/share/fonts/truetype")
 TRAIN_FONTS = [
     "dejavu/DejaVuSans.ttf",
@@ -58,18 +60,30 @@ def render(text: str, font: ImageFont.FreeTypeFont, antialias: bool) -> np.ndarr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(REPO / "src" / "napari_sem_analysis" / "data" / "glyph_templates.npz"))
+    parser.add_argument(
+        "--out",
+        default=str(
+            REPO / "src" / "napari_sem_analysis" / "data" / "glyph_templates.npz"
+        ),
+    )
     args = parser.parse_args(argv)
     feats, chars, skipped = [], [], 0
     for name in TRAIN_FONTS:
         if name.startswith("matplotlib:"):
             import matplotlib
 
-            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name.split(":", 1)[1]
+            path = (
+                Path(matplotlib.get_data_path())
+                / "fonts"
+                / "ttf"
+                / name.split(":", 1)[1]
+            )
         else:
             path = FONT_DIR / name
         if not path.is_file():
-            print(f"missing font {path}: install fonts-dejavu-core fonts-liberation fonts-noto-core")
+            print(
+                f"missing font {path}: install fonts-dejavu-core fonts-liberation fonts-noto-core"
+            )
             return 1
         for size in SIZES:
             font = ImageFont.truetype(str(path), size)
@@ -81,15 +95,19 @@ def main(argv=None) -> int:
                         if len(chunks) != 1 or len(chunks[0][0]) != 3:
                             skipped += 1
                             continue
-                        boxes, top, base, f = chunks[0]
+                        _boxes, _top, _base, f = chunks[0]
                         feats.append(f[1])
                         chars.append(ch)
     feats = np.asarray(feats, np.float32)
     scale = 2000.0
     q = np.clip(np.round(feats * scale), -32768, 32767).astype(np.int16)
-    np.savez_compressed(args.out, features=q, chars=np.array(chars), scale=np.float32(scale))
+    np.savez_compressed(
+        args.out, features=q, chars=np.array(chars), scale=np.float32(scale)
+    )
     size = Path(args.out).stat().st_size
-    print(f"{len(chars)} templates ({skipped} renderings skipped), {size / 1e3:.0f} kB -> {args.out}")
+    print(
+        f"{len(chars)} templates ({skipped} renderings skipped), {size / 1e3:.0f} kB -> {args.out}"
+    )
     return 0
 
 

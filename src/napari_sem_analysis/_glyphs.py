@@ -35,8 +35,21 @@ GEOM_WEIGHT = 3.0
 
 # characters that a parser may treat as the same (case, 0/O, 1/l/I): their
 # distance does not count against a reading's margin
-_EQUIV = [set("0Oo"), set("1lI|i"), set("xX"), set("cC"), set("sS"), set("vV"), set("wW"), set("zZ"),
-          set("kK"), set("pP"), set("uUµ"), set(".,"), set("5S")]
+_EQUIV = [
+    set("0Oo"),
+    set("1lI|i"),
+    set("xX"),
+    set("cC"),
+    set("sS"),
+    set("vV"),
+    set("wW"),
+    set("zZ"),
+    set("kK"),
+    set("pP"),
+    set("uUµ"),
+    set(".,"),
+    set("5S"),
+]
 _EQUIV_OF: dict[str, set] = {}
 for _group in _EQUIV:
     for _c in _group:
@@ -64,7 +77,12 @@ class TextChunk:
     @property
     def box(self) -> tuple[int, int, int, int]:
         b = np.array([g.box for g in self.glyphs])
-        return int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
+        return (
+            int(b[:, 0].min()),
+            int(b[:, 1].min()),
+            int(b[:, 2].max()),
+            int(b[:, 3].max()),
+        )
 
     @property
     def text(self) -> str:
@@ -84,7 +102,9 @@ class TextChunk:
 # --------------------------------------------------------------------------
 
 
-def _components(mask: np.ndarray, max_components: int = 5000) -> list[tuple[int, int, int, int, int]]:
+def _components(
+    mask: np.ndarray, max_components: int = 5000
+) -> list[tuple[int, int, int, int, int]]:
     """Boxes (r0, c0, r1, c1, label) of the 8-connected components of ``mask``."""
     from scipy import ndimage as ndi
 
@@ -99,7 +119,9 @@ def _components(mask: np.ndarray, max_components: int = 5000) -> list[tuple[int,
     return out
 
 
-def group_chunks(boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 1.2) -> list[list[int]]:
+def group_chunks(
+    boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 1.2
+) -> list[list[int]]:
     """Group component boxes into chunks: same line and horizontally close.
 
     Two components join when their rows overlap by at least half the smaller
@@ -112,7 +134,9 @@ def group_chunks(boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 
     b = np.asarray(boxes, dtype=np.float64)
     r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     h = r1 - r0
-    overlap = np.minimum(r1[:, None], r1[None, :]) - np.maximum(r0[:, None], r0[None, :])
+    overlap = np.minimum(r1[:, None], r1[None, :]) - np.maximum(
+        r0[:, None], r0[None, :]
+    )
     vert = overlap >= 0.5 * np.minimum(h[:, None], h[None, :])
     gap = np.maximum(c0[:, None], c0[None, :]) - np.minimum(c1[:, None], c1[None, :])
     near = gap <= gap_factor * np.maximum(h[:, None], h[None, :])
@@ -137,7 +161,9 @@ def group_chunks(boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 
     return list(groups.values())
 
 
-def _merge_columns(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+def _merge_columns(
+    boxes: list[tuple[int, int, int, int]],
+) -> list[tuple[int, int, int, int]]:
     """Merge boxes stacked in one column (``=``, ``:``, ``i``) into one, left to right."""
     order = sorted(boxes, key=lambda b: (b[1], b[0]))
     merged: list[list[int]] = []
@@ -148,7 +174,12 @@ def _merge_columns(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, in
             narrow = min(m[3] - m[1], b[3] - b[1])
             vert_ov = min(m[2], b[2]) - max(m[0], b[0])
             if ov >= 0.5 * narrow and vert_ov <= 0.5 * min(m[2] - m[0], b[2] - b[0]):
-                merged[-1] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])]
+                merged[-1] = [
+                    min(m[0], b[0]),
+                    min(m[1], b[1]),
+                    max(m[2], b[2]),
+                    max(m[3], b[3]),
+                ]
                 continue
         merged.append(list(b))
     return [tuple(m) for m in merged]
@@ -192,7 +223,12 @@ def glyph_features(mask: np.ndarray, box, top: float, baseline: float) -> np.nda
 
 
 def segment(
-    mask: np.ndarray, *, exclude=None, gap_factor: float = 1.2, keep=None, max_components: int = 5000
+    mask: np.ndarray,
+    *,
+    exclude=None,
+    gap_factor: float = 1.2,
+    keep=None,
+    max_components: int = 5000,
 ) -> list[tuple[list, float, float, np.ndarray]]:
     """Chunks of glyph boxes in a binary text mask.
 
@@ -204,7 +240,9 @@ def segment(
     comps = _components(mask, max_components=max_components)
     boxes = []
     for r0, c0, r1, c1, _ in comps:
-        if exclude and any(r0 >= e[0] and c0 >= e[1] and r1 <= e[2] and c1 <= e[3] for e in exclude):
+        if exclude and any(
+            r0 >= e[0] and c0 >= e[1] and r1 <= e[2] and c1 <= e[3] for e in exclude
+        ):
             continue
         h, w = r1 - r0, c1 - c0
         if h > 0.5 * mask.shape[0] + 40 or w > 0.5 * mask.shape[1] + 40 or h > 200:
@@ -217,7 +255,12 @@ def segment(
             continue
         if keep is not None:
             b = np.asarray(gboxes)
-            cbox = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
+            cbox = (
+                int(b[:, 0].min()),
+                int(b[:, 1].min()),
+                int(b[:, 2].max()),
+                int(b[:, 3].max()),
+            )
             if not keep(cbox, len(gboxes)):
                 continue
         top, baseline = _line_metrics(gboxes)
@@ -232,13 +275,19 @@ def segment(
 
 
 @lru_cache(maxsize=1)
-def _templates() -> tuple[np.ndarray, np.ndarray]:
+def _templates() -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Templates sorted by class: features, squared norms, classes, class starts, equivalence mask."""
     ref = resources.files("napari_sem_analysis").joinpath("data", "glyph_templates.npz")
     with ref.open("rb") as fh:
         z = np.load(fh, allow_pickle=False)
         feats = z["features"].astype(np.float32) / np.float32(z["scale"])
         chars = np.array([str(c) for c in z["chars"]])
-    return feats, chars
+    order = np.argsort(chars, kind="stable")
+    feats, chars = np.ascontiguousarray(feats[order]), chars[order]
+    classes, starts = np.unique(chars, return_index=True)
+    classes = [str(c) for c in classes]
+    same = np.array([[b in _EQUIV_OF.get(a, {a}) for b in classes] for a in classes])
+    return feats, (feats * feats).sum(1), classes, starts, same
 
 
 def classify(features: np.ndarray) -> list[tuple[str, float, float]]:
@@ -247,31 +296,42 @@ def classify(features: np.ndarray) -> list[tuple[str, float, float]]:
     ``margin`` is ``1 - d_best / d_other`` with ``d_other`` the distance to the
     nearest template of a class that does not mean the same (see ``_EQUIV``).
     """
-    templ, chars = _templates()
+    templ, norms, classes, starts, same = _templates()
     x = np.asarray(features, np.float32)
-    d = (x * x).sum(1)[:, None] + (templ * templ).sum(1)[None, :] - 2 * x @ templ.T
-    d = np.sqrt(np.maximum(d, 0))
+    d2 = (x * x).sum(1)[:, None] + norms[None, :] - 2 * x @ templ.T
+    per_class = np.sqrt(np.maximum(np.minimum.reduceat(d2, starts, axis=1), 0))
+    best = per_class.argmin(1)
     out = []
-    for row in d:
-        order = np.argsort(row)
-        best = chars[order[0]]
-        same = _EQUIV_OF.get(best, {best})
-        other = next((row[j] for j in order[1:] if chars[j] not in same), np.inf)
-        d1 = float(row[order[0]])
+    for i, b in enumerate(best.tolist()):
+        d1 = float(per_class[i, b])
+        others = per_class[i][~same[b]]
+        other = float(others.min()) if others.size else np.inf
         margin = 1.0 - d1 / other if np.isfinite(other) and other > 0 else 1.0
-        out.append((str(best), float(margin), d1))
+        out.append((classes[b], float(margin), d1))
     return out
 
 
 def read_text(
-    mask: np.ndarray, *, exclude=None, gap_factor: float = 1.2, keep=None, max_components: int = 5000
+    mask: np.ndarray,
+    *,
+    exclude=None,
+    gap_factor: float = 1.2,
+    keep=None,
+    max_components: int = 5000,
 ) -> list[TextChunk]:
     """Read the text in a binary mask (True = ink) as chunks of glyphs (see :func:`segment`)."""
     chunks = []
     for gboxes, top, baseline, feats in segment(
-        mask, exclude=exclude, gap_factor=gap_factor, keep=keep, max_components=max_components
+        mask,
+        exclude=exclude,
+        gap_factor=gap_factor,
+        keep=keep,
+        max_components=max_components,
     ):
         res = classify(feats)
-        glyphs = [Glyph(tuple(int(v) for v in b), c, m, d) for b, (c, m, d) in zip(gboxes, res)]
+        glyphs = [
+            Glyph(tuple(int(v) for v in b), c, m, d)
+            for b, (c, m, d) in zip(gboxes, res)
+        ]
         chunks.append(TextChunk(glyphs, baseline, baseline - top))
     return chunks

@@ -65,6 +65,11 @@ class SEMImage:
         ``working_distance_mm``, ``date``, ``time``, ``pixel_size_source``,
         ``databar_row``) and the raw key/values under ``raw``.
     path : Path or None
+    pixel_size_source : str or None
+        Where the pixel size came from: ``"metadata"`` (the file or a
+        sidecar), ``"scale bar"`` (read from the image by
+        :func:`~napari_sem_analysis.scalebar.read_scale_bar`), ``"user"``, or
+        None when unknown.
     """
 
     data: np.ndarray
@@ -72,6 +77,7 @@ class SEMImage:
     databar: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    pixel_size_source: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -501,6 +507,7 @@ def read_sem(
     pixel_size: float | None = None,
     grayscale: bool = True,
     all_planes: bool = False,
+    scale_bar: bool = True,
 ) -> SEMImage:
     """Read an SEM image with its pixel size and metadata.
 
@@ -524,6 +531,13 @@ def read_sem(
         on the first plane cropped from every plane. With False (default)
         ``data`` is the first plane, ``metadata["n_planes"]`` says how many
         there are, and a warning names the file.
+    scale_bar : bool
+        Without a pixel size in the file, read it from the scale bar (in the
+        info band or drawn on the image, see
+        :func:`~napari_sem_analysis.scalebar.read_scale_bar`; used when the
+        reading is confident, ``pixel_size_source="scale bar"``). With one,
+        read the band's scale bar and warn when the two differ by more than
+        2 %. The reading is in ``metadata["scale_bar"]``.
 
     Returns
     -------
@@ -585,6 +599,7 @@ def read_sem(
     meta = dict(meta)
     meta.setdefault("instrument", "unknown")
     databar = None
+    full = data[0] if stack else data  # the first plane before the band is cut
     if crop_databar and (data.ndim == 2 or stack):
         first = data[0] if stack else data
         row = None
@@ -600,6 +615,15 @@ def read_sem(
 
     found = meta.pop("pixel_size_nm", None)
     source = meta.get("instrument") if found else None
+    origin = "metadata" if found else None
+    if scale_bar and pixel_size is None:
+        from .scalebar import pixel_size_for_read
+
+        from_bar, reading = pixel_size_for_read(full, found, name=path.name)
+        if reading is not None and reading.pixel_size is not None:
+            meta["scale_bar"] = reading.as_dict()
+        if from_bar is not None:
+            found, source, origin = from_bar, "scale bar", "scale bar"
     if pixel_size is not None:
         try:
             pixel_size = float(pixel_size)
@@ -607,7 +631,7 @@ def read_sem(
             raise SEMAnalysisError(f"pixel_size must be a number in nm, got {pixel_size!r}") from None
         if not np.isfinite(pixel_size) or pixel_size <= 0:
             raise SEMAnalysisError(f"pixel_size must be > 0 nm, got {pixel_size!r}")
-        found, source = pixel_size, "user"
+        found, source, origin = pixel_size, "user", "user"
     meta["pixel_size_source"] = source
     return SEMImage(
         data=np.ascontiguousarray(data),
@@ -615,4 +639,5 @@ def read_sem(
         databar=databar,
         metadata=meta,
         path=path,
+        pixel_size_source=origin,
     )

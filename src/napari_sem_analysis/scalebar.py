@@ -14,6 +14,7 @@ confidence, and nothing found gives ``pixel_size=None``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,9 @@ PIXEL_SIZE_RANGE = (0.005, 50_000.0)  # plausible nm per pixel (sub-Å TEM to 50
 _NUM = r"(\d+(?:[.,]\d+)?|[.,]\d+)"
 _UNIT = r"(pm|nm|µm|um|mm|m)"
 _LABEL_RE = re.compile(rf"^{_NUM}\s*{_UNIT}$")
-_WIDTH_RE = re.compile(rf"(?:width|hfw|fov|field\s*width)\s*[=:]?\s*{_NUM}\s*{_UNIT}(?![a-z])")
+_WIDTH_RE = re.compile(
+    rf"(?:width|hfw|fov|field\s*width)\s*[=:]?\s*{_NUM}\s*{_UNIT}(?![a-z])"
+)
 
 
 @dataclass
@@ -105,7 +108,10 @@ class ScaleBarReading:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for metadata and workflow records)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+        }
 
 
 # --------------------------------------------------------------------------
@@ -183,7 +189,9 @@ def _parse_label(text: str):
 def _parse_width(text: str):
     t = _squeeze(text).lower().replace("μ", "µ")
     t = t.replace("wldth", "width").replace("widlh", "width").replace("w1dth", "width")
-    m = re.search(r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t)
+    m = re.search(
+        r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t
+    )
     if not m:
         return None
     value, fixed = _number(m.group(1).upper().replace("L", "l"))
@@ -199,7 +207,9 @@ def _is_round(value: float) -> bool:
         return False
     exp = np.floor(np.log10(value))
     mant = value / 10**exp
-    return any(abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5))
+    return any(
+        abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -239,7 +249,9 @@ def _bar_shape(sub: np.ndarray) -> tuple[str, float] | None:
     return "ticks", float(w - (left + right) / 2)
 
 
-def _bars(mask: np.ndarray, *, max_width: float, min_width: int = 8) -> list[tuple[tuple, str, float]]:
+def _bars(
+    mask: np.ndarray, *, max_width: float, min_width: int = 8
+) -> list[tuple[tuple, str, float]]:
     """Scale-bar candidates in a mask: ``(box, style, length_px)``."""
     from scipy import ndimage as ndi
 
@@ -283,7 +295,11 @@ def _in_line_text_removed(mask: np.ndarray, bars):
         if gi is None:
             keep.append(bar)
             continue
-        beside = [boxes[i] for i in groups[gi] if boxes[i] != box and (boxes[i][3] <= box[1] or boxes[i][1] >= box[3])]
+        beside = [
+            boxes[i]
+            for i in groups[gi]
+            if boxes[i] != box and (boxes[i][3] <= box[1] or boxes[i][1] >= box[3])
+        ]
         if not beside or bar[2] >= 3 * np.median([b[2] - b[0] for b in beside]):
             keep.append(bar)
     return keep
@@ -311,13 +327,32 @@ def _glyph_quality(glyphs) -> float:
     return float(np.clip(min(g.margin for g in glyphs) / 0.12, 0.0, 1.0))
 
 
+def _join_number_unit(chunks):
+    """Also offer a number chunk joined with a unit chunk right of it on its
+    line (wide letter spacing, e.g. monospaced fonts, splits "200 nm")."""
+    from ._glyphs import TextChunk
+
+    out = list(chunks)
+    for a in chunks:
+        if not re.fullmatch(r"[\dOolI.,\s]+", a.text):
+            continue
+        for b in chunks:
+            if b is a or not re.fullmatch(r"[a-zA-Zµ]{1,2}", b.text):
+                continue
+            gap = b.box[1] - a.box[3]
+            overlap = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+            if 0 < gap <= 2.5 * a.height and overlap >= 0.5 * min(a.height, b.height):
+                out.append(TextChunk(a.glyphs + b.glyphs, a.baseline, a.height))
+    return out
+
+
 def _label_candidates(chunks, offset, *, trim: bool = False):
     """Chunks that read as a length label; with ``trim`` the longest run of
     glyphs of a chunk that does (specks of texture may join a label drawn on
     the image), not starting inside a number."""
     out = []
     numberish = set("0123456789.,OolI|")
-    for ch in chunks:
+    for ch in _join_number_unit(chunks):
         glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height)
         if not glyphs:
             continue
@@ -325,14 +360,19 @@ def _label_candidates(chunks, offset, *, trim: bool = False):
         spans = [(0, n)]
         if trim:
             spans += sorted(
-                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
+                (
+                    (a, b)
+                    for a in range(n)
+                    for b in range(a + 2, n + 1)
+                    if (a, b) != (0, n)
+                ),
                 key=lambda ab: ab[0] - ab[1],
             )
         for a, b in spans:
             if a > 0 and glyphs[a - 1].char in numberish:
                 continue
             sub = glyphs[a:b]
-            text = _chunk_text(sub, ch.height)
+            text = _squeeze(_chunk_text(sub, ch.height))
             parsed = _parse_label(text)
             if parsed is None:
                 continue
@@ -366,7 +406,12 @@ def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
             continue
         prev = glyphs[i - 1] if i else None
         nxt = glyphs[i + 1] if i + 1 < len(glyphs) else None
-        between = prev is not None and nxt is not None and prev.char in digitish and nxt.char in digitish
+        between = (
+            prev is not None
+            and nxt is not None
+            and prev.char in digitish
+            and nxt.char in digitish
+        )
         if (
             between
             and nxt.box[1] - prev.box[3] >= 0.4 * height
@@ -375,6 +420,14 @@ def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
         ):
             out.append(replace(g, char="."))
         elif between:
+            doubtful = True
+    # a wide gap between two digits: a decimal point may be missing
+    for a, b in itertools.pairwise(out):
+        if (
+            a.char in digitish
+            and b.char in digitish
+            and b.box[1] - a.box[3] > 0.45 * height
+        ):
             doubtful = True
     return out, doubtful
 
@@ -487,14 +540,22 @@ def _read_region(
             return n <= 12 and _pair(target, cbox, 0) is not None
 
     chunks = _glyphs.read_text(
-        mask, exclude=[b[0] for b in bars], keep=keep, max_components=5000 if target is None else 1500
+        mask,
+        exclude=[b[0] for b in bars],
+        keep=keep,
+        max_components=5000 if target is None else 1500,
     )
     labels = _label_candidates(chunks, offset, trim=target is not None)
     widths = _width_candidates(chunks) if want_width else []
     readings = []
     wbest = max(widths, key=lambda w: w[5]) if widths else None
     for box, style, length in bars:
-        gbox = (box[0] + offset[0], box[1] + offset[1], box[2] + offset[0], box[3] + offset[1])
+        gbox = (
+            box[0] + offset[0],
+            box[1] + offset[1],
+            box[2] + offset[0],
+            box[3] + offset[1],
+        )
         best = None
         for lab in labels:
             d = _pair(gbox, lab[0], length)
@@ -530,7 +591,7 @@ def _read_region(
 
 
 def _set_width(r: ScaleBarReading, w, image_width: int) -> None:
-    text, value, unit, nm, fixed, q = w
+    text, _value, _unit, nm, _fixed, _q = w
     r.field_width_text = text
     r.field_width_nm = nm
     r.pixel_size_width = nm / image_width
@@ -542,13 +603,18 @@ def _as_2d(image) -> np.ndarray:
         arr = to_grayscale(arr[..., :3])
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise SEMAnalysisError(f"read_scale_bar needs a 2-D grayscale or RGB image, got shape {arr.shape} ({arr.dtype})")
+    if arr.ndim != 2 or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise SEMAnalysisError(
+            f"read_scale_bar needs a 2-D grayscale or RGB image, got shape {arr.shape} ({arr.dtype})"
+        )
     if min(arr.shape) < 8:
-        raise SEMAnalysisError(f"image of shape {arr.shape} is too small to hold a scale bar")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        raise SEMAnalysisError(
+            f"image of shape {arr.shape} is too small to hold a scale bar"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     return arr
 
 
@@ -556,7 +622,7 @@ def _looks_like_band(img: np.ndarray) -> bool:
     h, w = img.shape
     if h > 0.35 * w:
         return False
-    values, counts = np.unique(img, return_counts=True)
+    _values, counts = np.unique(img, return_counts=True)
     return counts.max() >= 0.6 * img.size
 
 
@@ -569,7 +635,11 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     out = []
     h, w = img.shape
     for polarity in ("bright", "dark"):
-        mask = f >= hi - 0.06 * (hi - lo) if polarity == "bright" else f <= lo + 0.06 * (hi - lo)
+        mask = (
+            f >= hi - 0.06 * (hi - lo)
+            if polarity == "bright"
+            else f <= lo + 0.06 * (hi - lo)
+        )
         if mask.mean() > 0.5:
             continue
         bars = _bars(mask, max_width=0.6 * w, min_width=max(10, w // 100))
@@ -586,11 +656,21 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
             ink = hi if polarity == "bright" else lo
             # the background around the bar (a panel or the image) outside the ink
             bh = box[2] - box[0]
-            near = f[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]
-            near = near[~mask[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]]
+            near = f[
+                max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]
+            ]
+            near = near[
+                ~mask[
+                    max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]
+                ]
+            ]
             bg = float(np.median(near)) if near.size else float(np.median(win))
             other = lo if polarity == "bright" else hi
-            for cut in (ink + 0.5 * (bg - ink), ink + 0.7 * (bg - ink), (ink + other) / 2):
+            for cut in (
+                ink + 0.5 * (bg - ink),
+                ink + 0.7 * (bg - ink),
+                (ink + other) / 2,
+            ):
                 sub = win >= cut if polarity == "bright" else win <= cut
                 out += _read_region(
                     sub,
@@ -606,7 +686,9 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     return out
 
 
-def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_image: bool = True) -> ScaleBarReading:
+def read_scale_bar(
+    image_or_databar, *, image_width: int | None = None, search_image: bool = True
+) -> ScaleBarReading:
     """Read the pixel size from a scale bar and the info band's field width.
 
     Parameters
@@ -641,13 +723,16 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
         data = np.asarray(sem.data)
         if data.ndim == 3 and not is_rgb(data):
             data = data[0]
-        if sem.databar is not None and np.asarray(sem.databar).shape[-1] == data.shape[-1]:
+        if (
+            sem.databar is not None
+            and np.asarray(sem.databar).shape[-1] == data.shape[-1]
+        ):
             img = _as_2d(np.concatenate([_as_2d(data), _as_2d(sem.databar)], axis=0))
         else:
             img = _as_2d(data)
     else:
         img = _as_2d(image_or_databar)
-    h, w = img.shape
+    _h, w = img.shape
     width = int(image_width) if image_width else w
     if width <= 0:
         raise SEMAnalysisError(f"image_width must be > 0, got {image_width!r}")
@@ -674,7 +759,70 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
         if content.shape[0] >= 8:
             readings += _image_readings(content, image_width=width)
     if not readings:
-        return ScaleBarReading(image_width=width, notes=["no scale bar or field width found"])
+        return ScaleBarReading(
+            image_width=width, notes=["no scale bar or field width found"]
+        )
     best = max(readings, key=lambda r: (r.confidence, r.pixel_size is not None))
     best.__dict__.pop("_wq", None)
     return best
+
+
+def pixel_size_for_read(
+    image: np.ndarray,
+    pixel_size: float | None,
+    *,
+    name: str = "image",
+    search_image: bool = True,
+) -> tuple[float | None, ScaleBarReading | None]:
+    """What :func:`~napari_sem_analysis.io.read_sem` does with the scale bar.
+
+    Without a pixel size (``pixel_size`` None) the scale bar is read (band,
+    then the image when ``search_image``) and its pixel size returned when
+    the reading is confident; a doubtful reading is returned with pixel size
+    None and a warning. With a pixel size from the metadata the band alone is
+    read and a warning is given when a confident reading disagrees by more
+    than 2 %.
+
+    Returns
+    -------
+    tuple
+        ``(pixel size from the scale bar or None, the reading or None)``.
+    """
+    import warnings
+
+    try:
+        reading = read_scale_bar(
+            image, search_image=search_image and pixel_size is None
+        )
+    except SEMAnalysisError:
+        return None, None
+    if pixel_size is None:
+        if reading.confident:
+            return reading.pixel_size, reading
+        if reading.pixel_size is not None:
+            warnings.warn(
+                f"{name}: no pixel size in the file; the scale bar reads {reading.pixel_size:.4g} nm/px but with low "
+                f"confidence ({reading.confidence:.2f}: {'; '.join(reading.notes)}), so it is not used: check it "
+                "(Pixel size widget) or pass pixel_size",
+                stacklevel=3,
+            )
+        return None, reading
+    if reading.confident:
+        rel = abs(reading.pixel_size - pixel_size) / pixel_size
+        if rel > 0.02:
+            what = (
+                f"field width {reading.field_width_text!r}"
+                if reading.field_width_text
+                else "scale bar"
+            )
+            if reading.label_text and reading.field_width_text:
+                what = f"scale bar {reading.label_text!r} and {what}"
+            elif reading.label_text:
+                what = f"scale bar {reading.label_text!r}"
+            warnings.warn(
+                f"{name}: the pixel size in the metadata ({pixel_size:.4g} nm) and the one from the {what} "
+                f"({reading.pixel_size:.4g} nm) differ by {100 * rel:.1f} % (a wrong magnification entry or a "
+                "resampled export?); using the metadata's, pass pixel_size to override",
+                stacklevel=3,
+            )
+    return None, reading
