@@ -93,9 +93,7 @@ def eval_real(data: Path) -> tuple[list[str], dict]:
     return rows, {"n": len(files), "band_ok": ok_band, "bar_ok": ok_bar}
 
 
-def eval_synthetic(
-    n: int, seed: int, dump: str | None = None
-) -> tuple[dict, list[str]]:
+def eval_synthetic(n: int, seed: int, dump: str | None = None) -> tuple[dict, list[str]]:
     from _scalebars import make_image
 
     rng = np.random.default_rng(seed)
@@ -118,9 +116,7 @@ def eval_synthetic(
             "style": ["ticks", "line", "box"][int(rng.integers(3))],
             "space": bool(rng.random() < 0.7),
             "antialias": bool(rng.random() < 0.6),
-            "field_width": [None, "zeiss", "fei"][int(rng.integers(3))]
-            if loc == "band"
-            else None,
+            "field_width": [None, "zeiss", "fei"][int(rng.integers(3))] if loc == "band" else None,
             "panel": bool(rng.random() < 0.5),
         }
         img, t = make_image(rng, path, **kw)
@@ -128,10 +124,7 @@ def eval_synthetic(
         r = sem.read_scale_bar(img)
         times.append(time.perf_counter() - t0)
         tol = 0.01 if t.field_width else 1.0 / t.bar_px + 0.002
-        correct = (
-            r.pixel_size is not None
-            and abs(r.pixel_size - t.pixel_size) / t.pixel_size <= tol
-        )
+        correct = r.pixel_size is not None and abs(r.pixel_size - t.pixel_size) / t.pixel_size <= tol
         for key in (group, f"{group}:{loc}", "all"):
             s = stats.setdefault(
                 key,
@@ -146,9 +139,7 @@ def eval_synthetic(
             s["n"] += 1
             s["correct"] += correct
             s["confident_correct"] += correct and r.confident
-            s["wrong_confident"] += (
-                (not correct) and r.confident and r.pixel_size is not None
-            )
+            s["wrong_confident"] += (not correct) and r.confident and r.pixel_size is not None
             s["none"] += r.pixel_size is None
         if not correct and dump:
             from PIL import Image
@@ -166,9 +157,7 @@ def eval_synthetic(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
@@ -188,11 +177,15 @@ def main(argv=None) -> int:
         lines += [
             "### Real Zeiss exports without metadata",
             "",
-            (f"{real['n']} images; pixel size within 1 % of the metadata's: **{real['band_ok']}/{real['n']}**; "
-            f"bar length within one pixel of the metadata's: **{real['bar_ok']}/{real['n']}**."),
+            (
+                f"{real['n']} images; pixel size within 1 % of the metadata's: **{real['band_ok']}/{real['n']}**; "
+                f"bar length within one pixel of the metadata's: **{real['bar_ok']}/{real['n']}**."
+            ),
             "",
-            ("| image | metadata nm/px | read nm/px (error) | field width read | label read | bar | bar alone nm/px "
-            "| confidence | time |"),
+            (
+                "| image | metadata nm/px | read nm/px (error) | field width read | label read | bar | bar alone nm/px "
+                "| confidence | time |"
+            ),
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
@@ -204,11 +197,15 @@ def main(argv=None) -> int:
     lines += [
         "### Synthetic micrographs",
         "",
-        (f"{args.n} images (seed {args.seed}), fonts: {', '.join(stats['fonts'])}; median time per image "
-        f"{stats['time_median_s']:.2f} s."),
+        (
+            f"{args.n} images (seed {args.seed}), fonts: {', '.join(stats['fonts'])}; median time per image "
+            f"{stats['time_median_s']:.2f} s."
+        ),
         "",
-        ("| fonts | where | images | read correctly | correct and confident | no reading | wrong with confidence "
-        f">= {CONFIDENT} |"),
+        (
+            "| fonts | where | images | read correctly | correct and confident | no reading | wrong with confidence "
+            f">= {CONFIDENT} |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for key in (

@@ -154,9 +154,7 @@ def make_image(
         fw_text = None
         fw = p * w * field_width_scale  # a scale != 1 prints a wrong field width
         if field_width == "zeiss":
-            fw_text = (
-                f"Width = {fw / 1e3:.4g} µm" if fw >= 1e3 else f"Width = {fw:.4g} nm"
-            )
+            fw_text = f"Width = {fw / 1e3:.4g} µm" if fw >= 1e3 else f"Width = {fw:.4g} nm"
         elif field_width == "fei":
             fw_text = f"HFW {fw / 1e3:.4g} µm" if fw >= 1e3 else f"HFW {fw:.4g} nm"
         if fw_text:
@@ -191,9 +189,7 @@ def make_image(
     bx = w - block_w - m if corner[1] == "r" else m
     by = h - block_h - m if corner[0] == "b" else m
     if panel:
-        d.rectangle(
-            [bx - 6, by - 6, bx + block_w + 6, by + block_h + 6], fill=255 - ink
-        )
+        d.rectangle([bx - 6, by - 6, bx + block_w + 6, by + block_h + 6], fill=255 - ink)
     label_above = rng.random() < 0.7
     cx = bx + block_w // 2
     if label_above:

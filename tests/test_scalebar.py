@@ -17,10 +17,7 @@ from napari_sem_analysis.scalebar import parse_length
 
 def _close_to_truth(reading, truth, *, width=False):
     tol = 0.01 if width else 1.0 / truth.bar_px + 0.002
-    return (
-        reading.pixel_size is not None
-        and abs(reading.pixel_size - truth.pixel_size) / truth.pixel_size <= tol
-    )
+    return reading.pixel_size is not None and abs(reading.pixel_size - truth.pixel_size) / truth.pixel_size <= tol
 
 
 def test_templates_ship_inside_the_package():
@@ -48,9 +45,7 @@ def test_parse_length(text, expected):
     assert nm == pytest.approx(expected[2])
 
 
-@pytest.mark.parametrize(
-    "text", ["EHT = 20.00 kV", "WD = 2.8 mm", "nm", "20", "Mag = 50 K X", ""]
-)
+@pytest.mark.parametrize("text", ["EHT = 20.00 kV", "WD = 2.8 mm", "nm", "20", "Mag = 50 K X", ""])
 def test_parse_length_rejects_other_text(text):
     assert parse_length(text) is None
 
@@ -96,9 +91,7 @@ def test_band_with_ticks_and_zeiss_width_gives_the_width_pixel_size():
         ("DejaVuSansMono.ttf", "image", "dark", "box", None, False),
     ],
 )
-def test_bar_and_label_in_several_fonts_polarities_and_places(
-    font, location, polarity, style, unit_text, panel
-):
+def test_bar_and_label_in_several_fonts_polarities_and_places(font, location, polarity, style, unit_text, panel):
     rng = np.random.default_rng(zlib.crc32(f"{font}{location}{polarity}".encode()))
     img, truth = make_image(
         rng,
@@ -121,13 +114,9 @@ def test_bar_and_label_in_several_fonts_polarities_and_places(
 
 def test_rgb_input_and_sem_image_input():
     rng = np.random.default_rng(5)
-    img, truth = make_image(
-        rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="fei"
-    )
+    img, truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="fei")
     rgb = np.repeat(img[..., None], 3, axis=-1)
-    assert sem.read_scale_bar(rgb).pixel_size == pytest.approx(
-        truth.pixel_size, rel=0.01
-    )
+    assert sem.read_scale_bar(rgb).pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
     row = sem.detect_databar(img)
     image = sem.SEMImage(data=img[:row], databar=img[row:])
     r = sem.read_scale_bar(image)
@@ -145,9 +134,7 @@ def test_field_width_that_disagrees_with_the_bar_gives_low_confidence():
         field_width_scale=1.2,
     )
     r = sem.read_scale_bar(img)
-    assert r.pixel_size_bar == pytest.approx(
-        truth.pixel_size, rel=1.0 / truth.bar_px + 0.002
-    )
+    assert r.pixel_size_bar == pytest.approx(truth.pixel_size, rel=1.0 / truth.bar_px + 0.002)
     assert r.pixel_size_width == pytest.approx(1.2 * truth.pixel_size, rel=0.01)
     assert not r.confident
     assert any("disagree" in note for note in r.notes)
@@ -237,9 +224,7 @@ def test_read_sem_takes_the_pixel_size_from_the_scale_bar_of_a_png_export(tmp_pa
     assert read.metadata["scale_bar"]["label_text"] == truth.label
     # the napari layer gets the scale in nm
     kwargs = read.layer_kwargs()
-    assert kwargs["scale"] == (read.pixel_size, read.pixel_size) and kwargs[
-        "units"
-    ] == ("nm", "nm")
+    assert kwargs["scale"] == (read.pixel_size, read.pixel_size) and kwargs["units"] == ("nm", "nm")
     # asked not to, it leaves the image in pixels
     assert sem.read_sem(path, scale_bar=False).pixel_size is None
     # a user's pixel size wins
@@ -251,16 +236,12 @@ def test_read_sem_warns_when_metadata_and_scale_bar_disagree(tmp_path):
     from _tiffs import zeiss_tiff
 
     rng = np.random.default_rng(12)
-    img, _truth = make_image(
-        rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=9.0
-    )
+    img, _truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=9.0)
     wrong = tmp_path / "wrong_mag.tif"
     zeiss_tiff(wrong, img, pixel_size_nm=9.0 * 1.1)  # metadata 10 % off the bar
     with pytest.warns(UserWarning, match="differ by"):
         read = sem.read_sem(wrong)
-    assert (
-        read.pixel_size == pytest.approx(9.9) and read.pixel_size_source == "metadata"
-    )
+    assert read.pixel_size == pytest.approx(9.9) and read.pixel_size_source == "metadata"
     right = tmp_path / "right.tif"
     zeiss_tiff(right, img, pixel_size_nm=9.0)
     import warnings

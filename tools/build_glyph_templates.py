@@ -24,9 +24,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from napari_sem_analysis import _glyphs
 
-CHARS = (
-    "0123456789.,=:-()/%µ" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
-)
+CHARS = "0123456789.,=:-()/%µ" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"
 FONT_DIR = Path("/usr/share/fonts/truetype")
 TRAIN_FONTS = [
     "dejavu/DejaVuSans.ttf",
@@ -62,9 +60,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--out",
-        default=str(
-            REPO / "src" / "napari_sem_analysis" / "data" / "glyph_templates.npz"
-        ),
+        default=str(REPO / "src" / "napari_sem_analysis" / "data" / "glyph_templates.npz"),
     )
     args = parser.parse_args(argv)
     feats, chars, skipped = [], [], 0
@@ -72,18 +68,11 @@ def main(argv=None) -> int:
         if name.startswith("matplotlib:"):
             import matplotlib
 
-            path = (
-                Path(matplotlib.get_data_path())
-                / "fonts"
-                / "ttf"
-                / name.split(":", 1)[1]
-            )
+            path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name.split(":", 1)[1]
         else:
             path = FONT_DIR / name
         if not path.is_file():
-            print(
-                f"missing font {path}: install fonts-dejavu-core fonts-liberation fonts-noto-core"
-            )
+            print(f"missing font {path}: install fonts-dejavu-core fonts-liberation fonts-noto-core")
             return 1
         for size in SIZES:
             font = ImageFont.truetype(str(path), size)
@@ -101,13 +90,9 @@ def main(argv=None) -> int:
     feats = np.asarray(feats, np.float32)
     scale = 2000.0
     q = np.clip(np.round(feats * scale), -32768, 32767).astype(np.int16)
-    np.savez_compressed(
-        args.out, features=q, chars=np.array(chars), scale=np.float32(scale)
-    )
+    np.savez_compressed(args.out, features=q, chars=np.array(chars), scale=np.float32(scale))
     size = Path(args.out).stat().st_size
-    print(
-        f"{len(chars)} templates ({skipped} renderings skipped), {size / 1e3:.0f} kB -> {args.out}"
-    )
+    print(f"{len(chars)} templates ({skipped} renderings skipped), {size / 1e3:.0f} kB -> {args.out}")
     return 0
 
 

@@ -102,9 +102,7 @@ class TextChunk:
 # --------------------------------------------------------------------------
 
 
-def _components(
-    mask: np.ndarray, max_components: int = 5000
-) -> list[tuple[int, int, int, int, int]]:
+def _components(mask: np.ndarray, max_components: int = 5000) -> list[tuple[int, int, int, int, int]]:
     """Boxes (r0, c0, r1, c1, label) of the 8-connected components of ``mask``."""
     from scipy import ndimage as ndi
 
@@ -119,9 +117,7 @@ def _components(
     return out
 
 
-def group_chunks(
-    boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 1.2
-) -> list[list[int]]:
+def group_chunks(boxes: list[tuple[int, int, int, int]], *, gap_factor: float = 1.2) -> list[list[int]]:
     """Group component boxes into chunks: same line and horizontally close.
 
     Two components join when their rows overlap by at least half the smaller
@@ -134,9 +130,7 @@ def group_chunks(
     b = np.asarray(boxes, dtype=np.float64)
     r0, c0, r1, c1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     h = r1 - r0
-    overlap = np.minimum(r1[:, None], r1[None, :]) - np.maximum(
-        r0[:, None], r0[None, :]
-    )
+    overlap = np.minimum(r1[:, None], r1[None, :]) - np.maximum(r0[:, None], r0[None, :])
     vert = overlap >= 0.5 * np.minimum(h[:, None], h[None, :])
     gap = np.maximum(c0[:, None], c0[None, :]) - np.minimum(c1[:, None], c1[None, :])
     near = gap <= gap_factor * np.maximum(h[:, None], h[None, :])
@@ -240,9 +234,7 @@ def segment(
     comps = _components(mask, max_components=max_components)
     boxes = []
     for r0, c0, r1, c1, _ in comps:
-        if exclude and any(
-            r0 >= e[0] and c0 >= e[1] and r1 <= e[2] and c1 <= e[3] for e in exclude
-        ):
+        if exclude and any(r0 >= e[0] and c0 >= e[1] and r1 <= e[2] and c1 <= e[3] for e in exclude):
             continue
         h, w = r1 - r0, c1 - c0
         if h > 0.5 * mask.shape[0] + 40 or w > 0.5 * mask.shape[1] + 40 or h > 200:
@@ -329,9 +321,6 @@ def read_text(
         max_components=max_components,
     ):
         res = classify(feats)
-        glyphs = [
-            Glyph(tuple(int(v) for v in b), c, m, d)
-            for b, (c, m, d) in zip(gboxes, res)
-        ]
+        glyphs = [Glyph(tuple(int(v) for v in b), c, m, d) for b, (c, m, d) in zip(gboxes, res)]
         chunks.append(TextChunk(glyphs, baseline, baseline - top))
     return chunks

@@ -31,9 +31,7 @@ PIXEL_SIZE_RANGE = (0.005, 50_000.0)  # plausible nm per pixel (sub-Å TEM to 50
 _NUM = r"(\d+(?:[.,]\d+)?|[.,]\d+)"
 _UNIT = r"(pm|nm|µm|um|mm|m)"
 _LABEL_RE = re.compile(rf"^{_NUM}\s*{_UNIT}$")
-_WIDTH_RE = re.compile(
-    rf"(?:width|hfw|fov|field\s*width)\s*[=:]?\s*{_NUM}\s*{_UNIT}(?![a-z])"
-)
+_WIDTH_RE = re.compile(rf"(?:width|hfw|fov|field\s*width)\s*[=:]?\s*{_NUM}\s*{_UNIT}(?![a-z])")
 
 
 @dataclass
@@ -108,10 +106,7 @@ class ScaleBarReading:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for metadata and workflow records)."""
-        return {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in self.__dict__.items()
-        }
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 # --------------------------------------------------------------------------
@@ -189,9 +184,7 @@ def _parse_label(text: str):
 def _parse_width(text: str):
     t = _squeeze(text).lower().replace("μ", "µ")
     t = t.replace("wldth", "width").replace("widlh", "width").replace("w1dth", "width")
-    m = re.search(
-        r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t
-    )
+    m = re.search(r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t)
     if not m:
         return None
     value, fixed = _number(m.group(1).upper().replace("L", "l"))
@@ -207,9 +200,7 @@ def _is_round(value: float) -> bool:
         return False
     exp = np.floor(np.log10(value))
     mant = value / 10**exp
-    return any(
-        abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5)
-    )
+    return any(abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5))
 
 
 # --------------------------------------------------------------------------
@@ -249,9 +240,7 @@ def _bar_shape(sub: np.ndarray) -> tuple[str, float] | None:
     return "ticks", float(w - (left + right) / 2)
 
 
-def _bars(
-    mask: np.ndarray, *, max_width: float, min_width: int = 8
-) -> list[tuple[tuple, str, float]]:
+def _bars(mask: np.ndarray, *, max_width: float, min_width: int = 8) -> list[tuple[tuple, str, float]]:
     """Scale-bar candidates in a mask: ``(box, style, length_px)``."""
     from scipy import ndimage as ndi
 
@@ -295,11 +284,7 @@ def _in_line_text_removed(mask: np.ndarray, bars):
         if gi is None:
             keep.append(bar)
             continue
-        beside = [
-            boxes[i]
-            for i in groups[gi]
-            if boxes[i] != box and (boxes[i][3] <= box[1] or boxes[i][1] >= box[3])
-        ]
+        beside = [boxes[i] for i in groups[gi] if boxes[i] != box and (boxes[i][3] <= box[1] or boxes[i][1] >= box[3])]
         if not beside or bar[2] >= 3 * np.median([b[2] - b[0] for b in beside]):
             keep.append(bar)
     return keep
@@ -360,12 +345,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False):
         spans = [(0, n)]
         if trim:
             spans += sorted(
-                (
-                    (a, b)
-                    for a in range(n)
-                    for b in range(a + 2, n + 1)
-                    if (a, b) != (0, n)
-                ),
+                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
                 key=lambda ab: ab[0] - ab[1],
             )
         for a, b in spans:
@@ -406,12 +386,7 @@ def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
             continue
         prev = glyphs[i - 1] if i else None
         nxt = glyphs[i + 1] if i + 1 < len(glyphs) else None
-        between = (
-            prev is not None
-            and nxt is not None
-            and prev.char in digitish
-            and nxt.char in digitish
-        )
+        between = prev is not None and nxt is not None and prev.char in digitish and nxt.char in digitish
         if (
             between
             and nxt.box[1] - prev.box[3] >= 0.4 * height
@@ -423,11 +398,7 @@ def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
             doubtful = True
     # a wide gap between two digits: a decimal point may be missing
     for a, b in itertools.pairwise(out):
-        if (
-            a.char in digitish
-            and b.char in digitish
-            and b.box[1] - a.box[3] > 0.45 * height
-        ):
+        if a.char in digitish and b.char in digitish and b.box[1] - a.box[3] > 0.45 * height:
             doubtful = True
     return out, doubtful
 
@@ -510,9 +481,7 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
         else:
             reading.pixel_size = px_w
             reading.confidence = 0.15
-            notes.append(
-                f"bar ({px_bar:.4g} nm/px) and field width ({px_w:.4g} nm/px) disagree by {100 * rel:.0f} %"
-            )
+            notes.append(f"bar ({px_bar:.4g} nm/px) and field width ({px_w:.4g} nm/px) disagree by {100 * rel:.0f} %")
     elif px_w is not None:
         reading.pixel_size = px_w
         reading.confidence = 0.35 + 0.4 * reading.__dict__.pop("_wq", 0.0)
@@ -603,16 +572,12 @@ def _as_2d(image) -> np.ndarray:
         arr = to_grayscale(arr[..., :3])
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
-    if arr.ndim != 2 or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise SEMAnalysisError(
             f"read_scale_bar needs a 2-D grayscale or RGB image, got shape {arr.shape} ({arr.dtype})"
         )
     if min(arr.shape) < 8:
-        raise SEMAnalysisError(
-            f"image of shape {arr.shape} is too small to hold a scale bar"
-        )
+        raise SEMAnalysisError(f"image of shape {arr.shape} is too small to hold a scale bar")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     return arr
@@ -635,11 +600,7 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     out = []
     h, w = img.shape
     for polarity in ("bright", "dark"):
-        mask = (
-            f >= hi - 0.06 * (hi - lo)
-            if polarity == "bright"
-            else f <= lo + 0.06 * (hi - lo)
-        )
+        mask = f >= hi - 0.06 * (hi - lo) if polarity == "bright" else f <= lo + 0.06 * (hi - lo)
         if mask.mean() > 0.5:
             continue
         bars = _bars(mask, max_width=0.6 * w, min_width=max(10, w // 100))
@@ -656,14 +617,8 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
             ink = hi if polarity == "bright" else lo
             # the background around the bar (a panel or the image) outside the ink
             bh = box[2] - box[0]
-            near = f[
-                max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]
-            ]
-            near = near[
-                ~mask[
-                    max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]
-                ]
-            ]
+            near = f[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]
+            near = near[~mask[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]]
             bg = float(np.median(near)) if near.size else float(np.median(win))
             other = lo if polarity == "bright" else hi
             for cut in (
@@ -686,9 +641,7 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     return out
 
 
-def read_scale_bar(
-    image_or_databar, *, image_width: int | None = None, search_image: bool = True
-) -> ScaleBarReading:
+def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_image: bool = True) -> ScaleBarReading:
     """Read the pixel size from a scale bar and the info band's field width.
 
     Parameters
@@ -723,10 +676,7 @@ def read_scale_bar(
         data = np.asarray(sem.data)
         if data.ndim == 3 and not is_rgb(data):
             data = data[0]
-        if (
-            sem.databar is not None
-            and np.asarray(sem.databar).shape[-1] == data.shape[-1]
-        ):
+        if sem.databar is not None and np.asarray(sem.databar).shape[-1] == data.shape[-1]:
             img = _as_2d(np.concatenate([_as_2d(data), _as_2d(sem.databar)], axis=0))
         else:
             img = _as_2d(data)
@@ -759,9 +709,7 @@ def read_scale_bar(
         if content.shape[0] >= 8:
             readings += _image_readings(content, image_width=width)
     if not readings:
-        return ScaleBarReading(
-            image_width=width, notes=["no scale bar or field width found"]
-        )
+        return ScaleBarReading(image_width=width, notes=["no scale bar or field width found"])
     best = max(readings, key=lambda r: (r.confidence, r.pixel_size is not None))
     best.__dict__.pop("_wq", None)
     return best
@@ -791,9 +739,7 @@ def pixel_size_for_read(
     import warnings
 
     try:
-        reading = read_scale_bar(
-            image, search_image=search_image and pixel_size is None
-        )
+        reading = read_scale_bar(image, search_image=search_image and pixel_size is None)
     except SEMAnalysisError:
         return None, None
     if pixel_size is None:
@@ -810,11 +756,7 @@ def pixel_size_for_read(
     if reading.confident:
         rel = abs(reading.pixel_size - pixel_size) / pixel_size
         if rel > 0.02:
-            what = (
-                f"field width {reading.field_width_text!r}"
-                if reading.field_width_text
-                else "scale bar"
-            )
+            what = f"field width {reading.field_width_text!r}" if reading.field_width_text else "scale bar"
             if reading.label_text and reading.field_width_text:
                 what = f"scale bar {reading.label_text!r} and {what}"
             elif reading.label_text:
