@@ -59,8 +59,8 @@ def test_detect_scale_bar_shows_what_it_found_and_applies_on_confirm(make_napari
     shapes = viewer.layers[SCALE_BAR_LAYER]
     assert list(shapes.features["what"]) == ["bar", "label"]
     assert list(shapes.shape_type) == ["rectangle", "rectangle"]
-    # the bar box spans the bar drawn (its length in px, within a pixel)
-    (r0, c0), (r1, c1) = shapes.data[0].min(0), shapes.data[0].max(0)
+    # the bar box spans the bar drawn (its length in px plus the end ticks)
+    (r0, c0), (_, c1) = shapes.data[0].min(0), shapes.data[0].max(0)
     assert abs((c1 - c0) - truth.bar_px) <= 4 and r0 > 480
     assert shapes.features["text"][1] == truth.label
     # proposed, not yet applied
