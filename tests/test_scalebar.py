@@ -250,3 +250,40 @@ def test_read_sem_warns_when_metadata_and_scale_bar_disagree(tmp_path):
         warnings.simplefilter("error")
         read = sem.read_sem(right)
     assert read.pixel_size_source == "metadata"
+
+
+def test_cli_batch_pixel_size_from_scale_bar(tmp_path):
+    """``--pixel-size from-scale-bar``: each image's own bar, also over a wrong metadata entry; an image
+    without a readable bar is an error row, the others are written."""
+    import imageio.v3 as iio
+    import pandas as pd
+    from _tiffs import zeiss_tiff
+
+    from napari_sem_analysis import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    truths = {}
+    for i, px in enumerate((2.0, 6.0)):
+        img, truth = make_image(
+            np.random.default_rng(40 + i), mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=px
+        )
+        truths[f"e{i}"] = truth
+        if i == 0:
+            iio.imwrite(folder / "e0.png", img)
+        else:
+            zeiss_tiff(folder / "e1.tif", img, pixel_size_nm=9.0)  # wrong metadata
+            with pytest.warns(UserWarning, match="differ"):
+                sem.read_sem(folder / "e1.tif")
+    iio.imwrite(folder / "plain.png", np.random.default_rng(0).integers(0, 255, (120, 160), dtype=np.uint8))
+    out = tmp_path / "out"
+    code = cli.main(["batch", "particles", str(folder), "--out", str(out), "--quiet", "--pixel-size", "from-scale-bar"])
+    assert code == 1  # one image failed, the others were written
+    summary = pd.read_csv(out / "summary.csv").set_index("name")
+    for name, truth in truths.items():
+        assert summary.loc[name, "status"] == "ok"
+        assert summary.loc[name, "pixel_size_nm"] == pytest.approx(truth.pixel_size, rel=1 / truth.bar_px + 0.002)
+    assert summary.loc["plain", "status"] == "error" and "scale bar" in summary.loc["plain", "error"]
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error
+        cli.main(["batch", "particles", str(folder), "--out", str(tmp_path / "o2"), "--pixel-size", "abc"])
+    assert exc.value.code == 2

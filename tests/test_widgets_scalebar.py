@@ -8,7 +8,11 @@ from _scalebars import make_image, mpl_font
 
 from napari_sem_analysis.widgets import _info
 from napari_sem_analysis.widgets._common import clear_recorded_steps, record_step
-from napari_sem_analysis.widgets._info import LINE_LAYER, SCALE_BAR_LAYER, PixelSizeWidget
+from napari_sem_analysis.widgets._info import (
+    LINE_LAYER,
+    SCALE_BAR_LAYER,
+    PixelSizeWidget,
+)
 from napari_sem_analysis.widgets._workflow import WorkflowWidget
 
 
