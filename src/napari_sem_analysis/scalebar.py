@@ -136,13 +136,14 @@ def _number(text: str) -> tuple[float | None, int]:
 
 
 def _unit(text: str) -> tuple[str | None, int]:
+    """A scale-bar unit (nm, µm, mm) and how many characters were look-alikes."""
     t = text.lower().replace("μ", "µ")
-    fixed = 0
     if t in ("um", "µm"):
-        return "µm", int(t == "um" and text[0] == "U")
-    if t in _UNIT_NM:
-        fixed = int(text != t)
-        return t, fixed
+        return "µm", int(text[0] == "U")
+    if t == "pm":  # a µ read as its look-alike p (a picometre scale bar is no SEM's)
+        return "µm", 1
+    if t in ("nm", "mm"):
+        return t, int(text != t)
     return None, 0
 
 
@@ -363,7 +364,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            quality = _glyph_quality(sub) * (0.3 if doubtful else 1.0)
+            quality = 0.0 if doubtful else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
     return out
@@ -437,6 +438,8 @@ def _pair(bar_box, label_box, bar_len) -> float | None:
     dh = abs(lc - bc) - (bar_box[3] - bar_box[1] + lw) / 2
     if dv > 4 * lh + 4 or dh > 3 * lh + 4:
         return None
+    if bar_len and bar_len < 1.5 * lh:
+        return None  # a scale bar is longer than its label is tall ('=' or '-' strokes are not)
     if dh > 0 and dv > lh:
         return None  # diagonal: neither above/below nor beside
     return max(dv, 0) / max(lh, 1) + max(dh, 0) / max(lh, 1)
