@@ -357,6 +357,6 @@ def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float)
         score = min(m for _, m, _ in res)
         if best is None or score > best[0]:
             best = (score, [Glyph(box, c, m, d) for box, (c, m, d) in zip(parts, res)])
-    if best is not None and best[0] > glyph.margin + 0.05:
+    if best is not None and glyph.margin < 0.15 and best[0] > glyph.margin + 0.05:
         return best[1]
     return [glyph]
