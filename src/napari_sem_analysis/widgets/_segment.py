@@ -114,7 +114,7 @@ class ThresholdWidget(StepWidget):
 
     def write(self, result, calls):
         result = np.asarray(result).astype(np.uint8)
-        multi = calls[0].step == "multi_threshold"
+        multi = len(calls) == 1  # a phase map (multi-Otsu), not threshold + clean-up
         if not multi and not result.any():
             raise SEMAnalysisError("the clean-up removed every object; lower min size or opening")
         fractions = np.bincount(result.ravel(), minlength=2)[1:] / result.size

@@ -7,7 +7,14 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, TextEdit
 
 from ._base import SEMWidget
-from ._common import clear_recorded_steps, layer_pixel_size, notify_error, notify_info, recorded_steps, write_layer
+from ._common import (
+    clear_recorded_steps,
+    layer_pixel_size,
+    notify_error,
+    notify_info,
+    recorded_steps,
+    write_layer,
+)
 
 RECORDED = "recorded steps"
 LOADED = "loaded recipe"
@@ -133,8 +140,7 @@ class WorkflowWidget(SEMWidget):
     # --- the current workflow -------------------------------------------------------
     def current_workflow(self):
         """The Workflow shown: recorded steps, a preset, or the loaded recipe."""
-        from ..workflows import load_recipe
-        from ..workflows import Workflow
+        from ..workflows import Workflow, load_recipe
 
         source = self._source.value
         if source == RECORDED:
