@@ -74,6 +74,10 @@ _API = {
     "tile_probability_map": "classification",
     "load_image_folder": "classification",
     "confusion_matrix_figure": "classification",
+    # trainable pixel classifier
+    "PixelClassifier": "pixel_classifier",
+    "pixel_features": "pixel_classifier",
+    "pixel_classify": "pixel_classifier",
     # workflows and batch
     "run_workflow": "workflows",
     "Workflow": "workflows",

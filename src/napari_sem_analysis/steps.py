@@ -213,6 +213,8 @@ STEPS: list[Step] = [
          writes="annotation", annotates=True, description="class of every object from a saved ObjectClassifier"),
     Step("classify_tiles", "workflows.model_steps:classify_tiles", writes="labels", summary="tiles",
          description="class of every tile from a saved ImageClassifier"),
+    Step("pixel_classify", "pixel_classifier:pixel_classify", writes="labels", summary="phases",
+         description="class of every pixel from a saved PixelClassifier (trained from scribbles)"),
 ]
 
 _REGISTRY: dict[str, Step] = {}
