@@ -25,6 +25,9 @@ _API = {
     "read_sem": "io",
     "SEMImage": "io",
     "detect_databar": "io",
+    "read_scale_bar": "scalebar",
+    "ScaleBarReading": "scalebar",
+    "parse_length": "scalebar",
     "SEMAnalysisError": "_validation",
     "to_grayscale": "_validation",
     # sample data

@@ -318,7 +318,25 @@ def table_with_units(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=rename)
 
 
-def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -> dict:
+FROM_SCALE_BAR = "from-scale-bar"  # pixel_size: read each image's own scale bar
+
+
+def _scale_bar_pixel_size(path) -> float:
+    """nm per pixel from the image's scale bar (and band field width); an error when not read confidently."""
+    from .io import read_sem
+    from .scalebar import read_scale_bar
+
+    img = read_sem(path, crop_databar=False, scale_bar=False)
+    reading = read_scale_bar(img.data)
+    if not reading.confident:
+        why = "; ".join(reading.notes) or "nothing read"
+        raise SEMAnalysisError(
+            f"{Path(path).name}: no scale bar read with confidence ({why}); give --pixel-size in nm instead"
+        )
+    return float(reading.pixel_size)
+
+
+def process_image(recipe: dict, path: str, *, pixel_size: float | str | None = None) -> dict:
     """Run ``recipe`` on the image at ``path``; return the results as plain data.
 
     Never raises for a bad image: the error goes into ``result["error"]``.
@@ -334,6 +352,8 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     tiff_log.setLevel(logging.CRITICAL)
     try:
         wf = Workflow.from_dict(recipe)
+        if pixel_size == FROM_SCALE_BAR:
+            pixel_size = _scale_bar_pixel_size(path)
         # doubts about the image (missing pixel data, a pixel size ignored) mark it suspect
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SuspectImageWarning)
@@ -431,7 +451,9 @@ class BatchResult:
 
 def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
     """Identifies what a result was computed with: the recipe and a ``--pixel-size`` override."""
-    key: Any = recipe if pixel_size is None else {"recipe": recipe, "pixel_size": float(pixel_size)}
+    if pixel_size is not None and pixel_size != FROM_SCALE_BAR:
+        pixel_size = float(pixel_size)
+    key: Any = recipe if pixel_size is None else {"recipe": recipe, "pixel_size": pixel_size}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -614,8 +636,11 @@ def run_batch(
         error.
     progress : bool
         Show a progress bar with ETA on stderr.
-    pixel_size : float, optional
-        nm per pixel for every image, overriding the files' metadata.
+    pixel_size : float or "from-scale-bar", optional
+        nm per pixel for every image, overriding the files' metadata; or
+        ``"from-scale-bar"``: each image's own scale bar (and info band field
+        width, see :func:`~napari_sem_analysis.scalebar.read_scale_bar`),
+        an image whose bar is not read with confidence is an error row.
     report : bool
         Write ``report.html``.
 
@@ -690,7 +715,7 @@ def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
     recipe_dict = wf.to_dict()
     if int(jobs) < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
-    if pixel_size is not None:
+    if pixel_size is not None and pixel_size != FROM_SCALE_BAR:
         pixel_size = check_positive(pixel_size, "pixel_size (nm)", maximum=PIXEL_SIZE_RANGE_NM[1])
         if pixel_size < PIXEL_SIZE_RANGE_NM[0]:  # 1e308 or 1e-320 nm would fill every output with inf/0
             raise SEMAnalysisError(f"pixel_size (nm) must be at least {PIXEL_SIZE_RANGE_NM[0]:g}, got {pixel_size!r}")

@@ -3,7 +3,7 @@
 Subcommands::
 
     napari-sem-analysis batch RECIPE INPUT... --out DIR [--jobs N] [--scheduler ADDRESS]
-                              [--overwrite] [--no-resume] [--pixel-size NM] [--quiet]
+                              [--overwrite] [--no-resume] [--pixel-size NM|from-scale-bar] [--quiet]
     napari-sem-analysis demo [--headless] [--out DIR]
     napari-sem-analysis presets
     napari-sem-analysis steps
@@ -57,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="recompute and replace existing results")
     b.add_argument("--no-resume", dest="resume", action="store_false",
                    help="do not skip finished images (an error unless --overwrite)")
-    b.add_argument("--pixel-size", type=float, default=None, metavar="NM",
-                   help="pixel size in nm for every image (default: from each file's metadata)")
+    b.add_argument("--pixel-size", type=_pixel_size_arg, default=None, metavar="NM|from-scale-bar",
+                   help="pixel size in nm for every image, or 'from-scale-bar' to read each image's scale bar "
+                        "(default: from each file's metadata, else its scale bar)")
     b.add_argument("--no-report", dest="report", action="store_false", help="do not write report.html")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -71,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pixel_size_arg(text: str):
+    """``--pixel-size``: a number of nm or ``from-scale-bar``."""
+    if text.strip().lower() == "from-scale-bar":
+        return "from-scale-bar"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nm or 'from-scale-bar', got {text!r}") from None
+
+
 def _batch(args) -> int:
     from ._validation import SEMAnalysisError
     from .batch import BatchOutputError, run_batch
@@ -78,7 +89,7 @@ def _batch(args) -> int:
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    if args.pixel_size is not None and not args.pixel_size > 0:
+    if isinstance(args.pixel_size, float) and not args.pixel_size > 0:
         print("error: --pixel-size must be a positive number of nm", file=sys.stderr)
         return EXIT_USAGE
     try:

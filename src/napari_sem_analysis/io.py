@@ -88,6 +88,11 @@ class SEMImage:
         ``working_distance_mm``, ``date``, ``time``, ``pixel_size_source``,
         ``databar_row``) and the raw key/values under ``raw``.
     path : Path or None
+    pixel_size_source : str or None
+        Where the pixel size came from: ``"metadata"`` (the file or a
+        sidecar), ``"scale bar"`` (read from the image by
+        :func:`~napari_sem_analysis.scalebar.read_scale_bar`), ``"user"``, or
+        None when unknown.
     """
 
     data: np.ndarray
@@ -95,6 +100,7 @@ class SEMImage:
     databar: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    pixel_size_source: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -447,6 +453,7 @@ def read_sem(
     all_planes: bool = False,
     max_pixels: int | None = None,
     max_pages: int | None = None,
+    scale_bar: bool = True,
 ) -> SEMImage:
     """Read an SEM image with its pixel size and metadata.
 
@@ -477,6 +484,13 @@ def read_sem(
     max_pages : int, optional
         Most planes of a TIFF stack to read; default :data:`MAX_PAGES`.
         Only the first page is parsed unless ``all_planes``.
+    scale_bar : bool
+        Without a pixel size in the file, read it from the scale bar (in the
+        info band or drawn on the image, see
+        :func:`~napari_sem_analysis.scalebar.read_scale_bar`; used when the
+        reading is confident, ``pixel_size_source="scale bar"``). With one,
+        read the band's scale bar and warn when the two differ by more than
+        2 %. The reading is in ``metadata["scale_bar"]``.
 
     Returns
     -------
@@ -571,6 +585,7 @@ def read_sem(
 
     meta.setdefault("instrument", "unknown")
     databar = None
+    full = data[0] if stack else data  # the first plane before the band is cut
     if crop_databar and (data.ndim == 2 or stack):
         first = data[0] if stack else data
         row = None
@@ -607,8 +622,17 @@ def read_sem(
         meta["pixel_size_ignored"] = repr(found)
         found = None
     source = meta.get("instrument") if found else None
+    origin = "metadata" if found else None
+    if scale_bar and pixel_size is None:
+        from .scalebar import pixel_size_for_read
+
+        from_bar, reading = pixel_size_for_read(full, found, name=path.name)
+        if reading is not None and reading.pixel_size is not None:
+            meta["scale_bar"] = reading.as_dict()
+        if from_bar is not None:
+            found, source, origin = from_bar, "scale bar", "scale bar"
     if pixel_size is not None:
-        found, source = pixel_size, "user"
+        found, source, origin = pixel_size, "user", "user"
     meta["pixel_size_source"] = source
     if notes:
         meta["read_warnings"] = [text for text, _ in notes]
@@ -620,6 +644,7 @@ def read_sem(
         databar=databar,
         metadata=meta,
         path=path,
+        pixel_size_source=origin,
     )
 
 

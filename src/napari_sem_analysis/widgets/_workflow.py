@@ -160,14 +160,15 @@ class WorkflowWidget(SEMWidget):
         return load_recipe(source)
 
     def _hand_calibration(self, wf):
-        """The pixel size (nm) a user set by hand on the recorded steps' input image, or None.
+        """The pixel size (nm) a user set (by hand, from a line or a confirmed scale bar) on the recorded steps'
+        input image, or None.
 
         Saved in the recipe, it gives images without a pixel size of their own (PNG
         exports, say) the same calibration when the recipe is replayed or batched.
         """
         for name in wf.input_names():
             layer = next((lay for lay in self.viewer.layers if lay.name == name), None)
-            if layer is not None and (layer.metadata or {}).get("pixel_size_source") == "user":
+            if layer is not None and (layer.metadata or {}).get("pixel_size_source") in ("user", "scale bar"):
                 px = layer_pixel_size(layer)
                 if px:
                     return float(px)

@@ -1,0 +1,289 @@
+"""Scale-bar reading: synthetic bars and labels of known length, in several fonts."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from importlib import resources
+
+import numpy as np
+import pytest
+from _scalebars import make_image, mpl_font
+
+import napari_sem_analysis as sem
+from napari_sem_analysis import SEMAnalysisError
+from napari_sem_analysis.scalebar import parse_length
+
+
+def _close_to_truth(reading, truth, *, width=False):
+    tol = 0.01 if width else 1.0 / truth.bar_px + 0.002
+    return reading.pixel_size is not None and abs(reading.pixel_size - truth.pixel_size) / truth.pixel_size <= tol
+
+
+def test_templates_ship_inside_the_package():
+    ref = resources.files("napari_sem_analysis").joinpath("data", "glyph_templates.npz")
+    with ref.open("rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        chars = {str(c) for c in z["chars"]}
+    assert set("0123456789.=µnmuW") <= chars
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("200 nm", (200.0, "nm", 200.0)),
+        ("500nm", (500.0, "nm", 500.0)),
+        ("0.5 um", (0.5, "µm", 500.0)),
+        ("1 µm", (1.0, "µm", 1000.0)),
+        ("2,5 µm", (2.5, "µm", 2500.0)),
+        ("1mm", (1.0, "mm", 1e6)),
+    ],
+)
+def test_parse_length(text, expected):
+    value, unit, nm = parse_length(text)
+    assert (value, unit) == expected[:2]
+    assert nm == pytest.approx(expected[2])
+
+
+@pytest.mark.parametrize("text", ["EHT = 20.00 kV", "WD = 2.8 mm", "nm", "20", "Mag = 50 K X", ""])
+def test_parse_length_rejects_other_text(text):
+    assert parse_length(text) is None
+
+
+def test_band_with_ticks_and_zeiss_width_gives_the_width_pixel_size():
+    rng = np.random.default_rng(0)
+    img, truth = make_image(
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=15,
+        location="band",
+        field_width="zeiss",
+    )
+    r = sem.read_scale_bar(img)
+    assert truth.field_width
+    assert r.location == "band" and r.bar_style == "ticks"
+    assert r.label_value == truth.value and r.label_unit == truth.unit
+    assert abs(r.bar_length_px - truth.bar_px) <= 1
+    assert r.field_width_nm is not None
+    assert r.pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+    assert r.confident and r.confidence >= 0.9
+    # the boxes point at the bar and its label in the input image
+    r0, c0, _r1, c1 = r.bar_box
+    assert r0 >= img.shape[0] - 100 and c1 - c0 >= truth.bar_px
+
+
+@pytest.mark.parametrize(
+    "font, location, polarity, style, unit_text, panel",
+    [
+        ("DejaVuSans.ttf", "band", "dark", "box", None, False),
+        ("DejaVuSans-Bold.ttf", "image", "bright", "line", None, False),
+        ("DejaVuSans-Bold.ttf", "band", "bright", "ticks", "um", False),
+        ("DejaVuSans.ttf", "image", "dark", "ticks", "um", True),
+        (
+            "cmss10.ttf",
+            "band",
+            "bright",
+            "line",
+            "um",
+            False,
+        ),  # a font the templates never saw
+        ("cmss10.ttf", "image", "bright", "box", None, True),
+        ("DejaVuSansMono.ttf", "image", "dark", "box", None, False),
+    ],
+)
+def test_bar_and_label_in_several_fonts_polarities_and_places(font, location, polarity, style, unit_text, panel):
+    rng = np.random.default_rng(zlib.crc32(f"{font}{location}{polarity}".encode()))
+    img, truth = make_image(
+        rng,
+        mpl_font(font),
+        text_px=int(rng.integers(14, 26)),
+        location=location,
+        polarity=polarity,
+        style=style,
+        unit_text=unit_text,
+        panel=panel,
+        pixel_size=float(rng.choice([0.8, 3.1, 12.0, 45.0])),
+    )
+    r = sem.read_scale_bar(img)
+    assert r.location == location
+    assert r.label_value == truth.value and r.label_unit == truth.unit
+    assert abs(r.bar_length_px - truth.bar_px) <= 1
+    assert _close_to_truth(r, truth)
+    assert r.confident
+
+
+def test_rgb_input_and_sem_image_input():
+    rng = np.random.default_rng(5)
+    img, truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", field_width="fei")
+    rgb = np.repeat(img[..., None], 3, axis=-1)
+    assert sem.read_scale_bar(rgb).pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+    row = sem.detect_databar(img)
+    image = sem.SEMImage(data=img[:row], databar=img[row:])
+    r = sem.read_scale_bar(image)
+    assert r.pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+
+
+def test_field_width_that_disagrees_with_the_bar_gives_low_confidence():
+    rng = np.random.default_rng(1)
+    img, truth = make_image(
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=16,
+        location="band",
+        field_width="zeiss",
+        field_width_scale=1.2,
+    )
+    r = sem.read_scale_bar(img)
+    assert r.pixel_size_bar == pytest.approx(truth.pixel_size, rel=1.0 / truth.bar_px + 0.002)
+    assert r.pixel_size_width == pytest.approx(1.2 * truth.pixel_size, rel=0.01)
+    assert not r.confident
+    assert any("disagree" in note for note in r.notes)
+
+
+def test_garbage_gives_no_confident_reading():
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, size=(300, 400), dtype=np.uint8)
+    assert not sem.read_scale_bar(noise).confident
+    blank = np.zeros((200, 300), np.uint8)
+    r = sem.read_scale_bar(blank)
+    assert r.pixel_size is None and r.confidence == 0.0
+    # a bar without any label: no pixel size
+    img = np.full((240, 320), 90, np.uint8)
+    img[200:204, 220:300] = 255
+    assert sem.read_scale_bar(img).pixel_size is None
+    # a label whose number is no length (text without a unit) next to a bar
+    from PIL import Image, ImageDraw, ImageFont
+
+    pil = Image.fromarray(np.full((240, 320), 90, np.uint8))
+    d = ImageDraw.Draw(pil)
+    d.text(
+        (230, 170),
+        "Mag 20",
+        fill=255,
+        font=ImageFont.truetype(mpl_font("DejaVuSans.ttf"), 16),
+    )
+    d.rectangle([220, 200, 299, 203], fill=255)
+    assert sem.read_scale_bar(np.asarray(pil)).pixel_size is None
+
+
+def test_bad_input_raises_clear_errors():
+    with pytest.raises(SEMAnalysisError):
+        sem.read_scale_bar(np.zeros((4, 4)))
+    with pytest.raises(SEMAnalysisError):
+        sem.read_scale_bar(np.zeros((5, 40, 40)))
+    with pytest.raises(SEMAnalysisError):
+        sem.read_scale_bar(np.array(["a", "b"]))
+
+
+def test_random_images_never_raise():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    shapes = st.tuples(st.integers(8, 64), st.integers(8, 96))
+    dtypes = st.sampled_from([np.uint8, np.uint16, np.float32])
+    start = time.perf_counter()
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(arrays(dtypes, shapes, elements=st.integers(0, 255)), st.booleans())
+    def check(arr, band):
+        if band:  # a uniform band at the bottom with a bright stroke in it
+            arr[-max(arr.shape[0] // 5, 4) :] = 0
+            arr[-3, 2 : arr.shape[1] - 2] = 255
+        r = sem.read_scale_bar(arr)
+        assert 0.0 <= r.confidence <= 1.0
+        assert r.pixel_size is None or r.pixel_size > 0
+
+    check()
+    assert hypothesis is not None and time.perf_counter() - start < 60
+
+
+# --------------------------------------------------------------------------
+# read_sem: pixel size from the scale bar, cross-check with the metadata
+# --------------------------------------------------------------------------
+
+
+def test_read_sem_takes_the_pixel_size_from_the_scale_bar_of_a_png_export(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    img, truth = make_image(
+        rng,
+        mpl_font("DejaVuSans.ttf"),
+        text_px=16,
+        location="band",
+        field_width="zeiss",
+    )
+    path = tmp_path / "export.png"
+    Image.fromarray(img).save(path)
+    read = sem.read_sem(path)
+    assert read.pixel_size_source == "scale bar"
+    assert read.pixel_size == pytest.approx(truth.pixel_size, rel=0.01)
+    assert read.data.shape == (480, 640)  # the band is cut off as before
+    assert read.metadata["scale_bar"]["label_text"] == truth.label
+    # the napari layer gets the scale in nm
+    kwargs = read.layer_kwargs()
+    assert kwargs["scale"] == (read.pixel_size, read.pixel_size) and kwargs["units"] == ("nm", "nm")
+    # asked not to, it leaves the image in pixels
+    assert sem.read_sem(path, scale_bar=False).pixel_size is None
+    # a user's pixel size wins
+    user = sem.read_sem(path, pixel_size=2.0)
+    assert user.pixel_size == 2.0 and user.pixel_size_source == "user"
+
+
+def test_read_sem_warns_when_metadata_and_scale_bar_disagree(tmp_path):
+    from _tiffs import zeiss_tiff
+
+    rng = np.random.default_rng(12)
+    img, _truth = make_image(rng, mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=9.0)
+    wrong = tmp_path / "wrong_mag.tif"
+    zeiss_tiff(wrong, img, pixel_size_nm=9.0 * 1.1)  # metadata 10 % off the bar
+    with pytest.warns(UserWarning, match="differ by"):
+        read = sem.read_sem(wrong)
+    assert read.pixel_size == pytest.approx(9.9) and read.pixel_size_source == "metadata"
+    right = tmp_path / "right.tif"
+    zeiss_tiff(right, img, pixel_size_nm=9.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = sem.read_sem(right)
+    assert read.pixel_size_source == "metadata"
+
+
+def test_cli_batch_pixel_size_from_scale_bar(tmp_path):
+    """``--pixel-size from-scale-bar``: each image's own bar, also over a wrong metadata entry; an image
+    without a readable bar is an error row, the others are written."""
+    import imageio.v3 as iio
+    import pandas as pd
+    from _tiffs import zeiss_tiff
+
+    from napari_sem_analysis import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    truths = {}
+    for i, px in enumerate((2.0, 6.0)):
+        img, truth = make_image(
+            np.random.default_rng(40 + i), mpl_font("DejaVuSans.ttf"), text_px=16, location="band", pixel_size=px
+        )
+        truths[f"e{i}"] = truth
+        if i == 0:
+            iio.imwrite(folder / "e0.png", img)
+        else:
+            zeiss_tiff(folder / "e1.tif", img, pixel_size_nm=9.0)  # wrong metadata
+            with pytest.warns(UserWarning, match="differ"):
+                sem.read_sem(folder / "e1.tif")
+    iio.imwrite(folder / "plain.png", np.random.default_rng(0).integers(0, 255, (120, 160), dtype=np.uint8))
+    out = tmp_path / "out"
+    code = cli.main(["batch", "particles", str(folder), "--out", str(out), "--quiet", "--pixel-size", "from-scale-bar"])
+    assert code == 1  # one image failed, the others were written
+    summary = pd.read_csv(out / "summary.csv").set_index("name")
+    for name, truth in truths.items():
+        assert summary.loc[name, "status"] == "ok"
+        assert summary.loc[name, "pixel_size_nm"] == pytest.approx(truth.pixel_size, rel=1 / truth.bar_px + 0.002)
+    assert summary.loc["plain", "status"] == "error" and "scale bar" in summary.loc["plain", "error"]
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error
+        cli.main(["batch", "particles", str(folder), "--out", str(tmp_path / "o2"), "--pixel-size", "abc"])
+    assert exc.value.code == 2
