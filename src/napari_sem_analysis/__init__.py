@@ -76,6 +76,8 @@ _API = {
     "Workflow": "workflows",
     "load_recipe": "workflows",
     "run_batch": "batch",
+    # instances and their evaluation
+    "evaluate_instances": "metrics",
 }
 
 __all__ = ["__version__", *_API]
