@@ -78,6 +78,8 @@ _API = {
     "run_batch": "batch",
     # instances and their evaluation
     "evaluate_instances": "metrics",
+    "instance_targets": "instances",
+    "instances_from_maps": "instances",
 }
 
 __all__ = ["__version__", *_API]
