@@ -542,7 +542,7 @@ def test_load_refuses_class_names_that_do_not_match_the_model(tmp_path, pores, t
 
 
 def test_fit_and_cross_validate_equals_the_two_calls_and_reports_whole_progress(textures, monkeypatch):
-    import napari_sem_analysis.classification as cm
+    import napari_sem_analysis.classification.features as cm  # the module that looks image_features up
 
     images, y, groups = textures
     kw = dict(class_names=["blobs", "grain", "fibres"], n_estimators=40, scales=(1,))
