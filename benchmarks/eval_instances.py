@@ -64,12 +64,16 @@ def load_pairs(data_dir: Path):
         if mask.ndim == 3:
             mask = mask[..., 0]
         mask = np.ascontiguousarray(mask[: img.data.shape[0], : img.data.shape[1]] > 0)
-        _, lab = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        _, lab = cv2.connectedComponents(
+            mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
+        )
         pairs.append((ipath.stem, img.data, img.pixel_size, lab))
     return pairs
 
 
-def score_rows(method, direction, names, preds, truths, seconds, pixel_size, extra=None):
+def score_rows(
+    method, direction, names, preds, truths, seconds, pixel_size, extra=None
+):
     from napari_sem_analysis import evaluate_instances
 
     pooled = evaluate_instances(list(preds), list(truths), pixel_size=pixel_size)
@@ -108,15 +112,36 @@ def run_classical(pairs, name, kwargs, halves=("A", "B")):
             secs.append(time.perf_counter() - t)
         other = "B" if h == "A" else "A"
         out.append(
-            score_rows(name, f"{other}{h}", [p[0] for p in sel], preds, [p[3] for p in sel], secs, sel[0][2],
-                       {"settings": kwargs})
+            score_rows(
+                name,
+                f"{other}{h}",
+                [p[0] for p in sel],
+                preds,
+                [p[3] for p in sel],
+                secs,
+                sel[0][2],
+                {"settings": kwargs},
+            )
         )
     return out
 
 
-def run_unet(pairs, task, direction, minutes, epochs, encoder, seed=0):
+def run_unet(
+    pairs,
+    task,
+    direction,
+    minutes,
+    epochs,
+    encoder,
+    depth=4,
+    patch=192,
+    batch=8,
+    threads=2,
+    seed=0,
+):
     import torch
 
+    torch.set_num_threads(threads)
     from napari_sem_analysis import split_touching, train_unet
 
     train, test = pairs[HALVES[direction[0]]], pairs[HALVES[direction[1]]]
@@ -127,19 +152,38 @@ def run_unet(pairs, task, direction, minutes, epochs, encoder, seed=0):
         if info.get("stage") == "epoch":
             h = info["history"][-1]
             log.append(h)
-            print(f"  {task} {direction} epoch {h['epoch']}: train {h['train_loss']:.3f} "
-                  f"val {h['val_loss'] if h['val_loss'] is None else round(h['val_loss'], 3)} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"  {task} {direction} epoch {h['epoch']}: train {h['train_loss']:.3f} "
+                f"val {h['val_loss'] if h['val_loss'] is None else round(h['val_loss'], 3)} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
         return time.perf_counter() - t0 > minutes * 60
 
     images = [p[1] for p in train]
-    common = dict(encoder=encoder, patch_size=256, batch_size=8, epochs=epochs, steps_per_epoch=25, patience=None,
-                  class_weights="auto", device="cpu", callback=stop, pixel_size=train[0][2], seed=seed,
-                  val_fraction=0.2)
+    decoder = (256, 128, 64, 32, 16)[5 - depth :]
+    common = dict(
+        encoder=encoder,
+        encoder_depth=depth,
+        decoder_channels=decoder,
+        patch_size=patch,
+        batch_size=batch,
+        epochs=epochs,
+        steps_per_epoch=25,
+        patience=None,
+        class_weights="auto",
+        device="cpu",
+        callback=stop,
+        pixel_size=train[0][2],
+        seed=seed,
+        val_fraction=0.2,
+    )
     if task == "instances":
         model = train_unet(images, [p[3] for p in train], task="instances", **common)
     else:
-        model = train_unet(images, [(p[3] > 0).astype(np.uint8) for p in train], **common)
+        model = train_unet(
+            images, [(p[3] > 0).astype(np.uint8) for p in train], **common
+        )
     train_s = time.perf_counter() - t0
     preds, secs = [], []
     for _, img, ps, _ in test:
@@ -151,11 +195,29 @@ def run_unet(pairs, task, direction, minutes, epochs, encoder, seed=0):
             lab = split_touching(mask) if mask.any() else np.zeros(mask.shape, np.int32)
         preds.append(lab)
         secs.append(time.perf_counter() - t)
-    name = "instance U-Net" if task == "instances" else "semantic U-Net + split_touching"
+    name = (
+        "instance U-Net" if task == "instances" else "semantic U-Net + split_touching"
+    )
     return score_rows(
-        name, direction, [p[0] for p in test], preds, [p[3] for p in test], secs, test[0][2],
-        {"train_seconds": train_s, "epochs": len(model.history), "best_epoch": model.best_epoch, "encoder": encoder,
-         "steps_per_epoch": 25, "batch_size": 8, "patch_size": 256, "threads": torch.get_num_threads()},
+        name,
+        direction,
+        [p[0] for p in test],
+        preds,
+        [p[3] for p in test],
+        secs,
+        test[0][2],
+        {
+            "train_seconds": train_s,
+            "epochs": len(model.history),
+            "best_epoch": model.best_epoch,
+            "encoder": encoder,
+            "encoder_depth": depth,
+            "steps_per_epoch": 25,
+            "batch_size": batch,
+            "patch_size": patch,
+            "threads": torch.get_num_threads(),
+            "instance_settings": model.config.get("instances"),
+        },
     )
 
 
@@ -204,11 +266,19 @@ def to_markdown(results: list[dict], command: str) -> str:
     lines.append("")
     unets = [r for r in results if "train_seconds" in r]
     if unets:
-        lines += ["## U-Net training runs", "", "| method | split | encoder | epochs (x 25 steps of 8 patches 256 px) |"
-                  " best epoch | training time | CPU threads |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## U-Net training runs",
+            "",
+            "| method | split | encoder (depth) | epochs x 25 steps | patches |"
+            " best epoch | training time | CPU threads |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in unets:
-            lines.append(f"| {r['method']} | {r['direction']} | {r['encoder']} | {r['epochs']} | {r['best_epoch']} | "
-                         f"{r['train_seconds'] / 60:.1f} min | {r['threads']} |")
+            lines.append(
+                f"| {r['method']} | {r['direction']} | {r['encoder']} ({r.get('encoder_depth', 5)}) | "
+                f"{r['epochs']} | {r['batch_size']} x {r['patch_size']} px | {r['best_epoch']} | "
+                f"{r['train_seconds'] / 60:.1f} min | {r['threads']} |"
+            )
         lines.append("")
     settings = {r["method"]: r.get("settings") for r in results if r.get("settings")}
     if settings:
@@ -216,8 +286,13 @@ def to_markdown(results: list[dict], command: str) -> str:
         for k, v in settings.items():
             lines.append(f"- {k}: `{json.dumps(v)}`")
         lines.append("")
-    lines += ["## Per image", "", "| method | split | image | particles (ref) | found | count err | D50 err | PQ | Dice |"
-              " time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Per image",
+        "",
+        "| method | split | image | particles (ref) | found | count err | D50 err | PQ | Dice |"
+        " time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for row in r["images"]:
             lines.append(
@@ -232,14 +307,30 @@ def to_markdown(results: list[dict], command: str) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--methods", default="classical", help="comma list: classical, classical-tuned, none")
+    ap.add_argument(
+        "--methods",
+        default="classical",
+        help="comma list: classical, classical-tuned, none",
+    )
     ap.add_argument("--unet", default="", help="comma list: instances, semantic")
     ap.add_argument("--directions", default="AB,BA")
-    ap.add_argument("--minutes", type=float, default=20.0, help="training time limit per U-Net run")
+    ap.add_argument(
+        "--minutes", type=float, default=20.0, help="training time limit per U-Net run"
+    )
     ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument(
+        "--encoder",
+        default="tu-resnet10t",
+        help="smp encoder (random init, nothing downloaded)",
+    )
+    ap.add_argument("--depth", type=int, default=4, help="encoder depth (3-5)")
+    ap.add_argument("--patch", type=int, default=192)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
-    ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
+    ap.add_argument(
+        "--out", default=None, help="markdown report to (re)write from all results"
+    )
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not (data / "bam-tio2-sem").is_dir():
@@ -255,12 +346,19 @@ def main(argv=None):
 
     def put(new):
         nonlocal results
-        results = [r for r in results if (r["method"], r["direction"]) != (new["method"], new["direction"])]
+        results = [
+            r
+            for r in results
+            if (r["method"], r["direction"]) != (new["method"], new["direction"])
+        ]
         results.append(new)
         p = new["pooled"]
-        print(f"{new['method']:34s} {new['direction']}: PQ {p['pq']:.3f} (SQ {p['sq']:.3f}, RQ {p['rq']:.3f}) "
-              f"AP50 {p['ap50']:.3f} Dice {p['dice']:.3f} count {100 * p['mean_abs_count_error']:.1f}% "
-              f"D50 {100 * p['mean_abs_d50_error']:.1f}% {new['mean_seconds']:.2f} s/image", flush=True)
+        print(
+            f"{new['method']:34s} {new['direction']}: PQ {p['pq']:.3f} (SQ {p['sq']:.3f}, RQ {p['rq']:.3f}) "
+            f"AP50 {p['ap50']:.3f} Dice {p['dice']:.3f} count {100 * p['mean_abs_count_error']:.1f}% "
+            f"D50 {100 * p['mean_abs_d50_error']:.1f}% {new['mean_seconds']:.2f} s/image",
+            flush=True,
+        )
         res_path.parent.mkdir(parents=True, exist_ok=True)
         res_path.write_text(json.dumps(results, indent=1))
 
@@ -275,12 +373,36 @@ def main(argv=None):
             raise SystemExit(f"unknown method {m}")
     for task in [t for t in args.unet.split(",") if t]:
         for d in args.directions.split(","):
-            put(run_unet(pairs, task, d, args.minutes, args.epochs, args.encoder))
-    order = ["classical (segment_particles defaults)", "classical, tuned on the other half",
-             "semantic U-Net + split_touching", "instance U-Net"]
-    results.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else 9, r["direction"]))
+            put(
+                run_unet(
+                    pairs,
+                    task,
+                    d,
+                    args.minutes,
+                    args.epochs,
+                    args.encoder,
+                    args.depth,
+                    args.patch,
+                    args.batch,
+                    args.threads,
+                )
+            )
+    order = [
+        "classical (segment_particles defaults)",
+        "classical, tuned on the other half",
+        "semantic U-Net + split_touching",
+        "instance U-Net",
+    ]
+    results.sort(
+        key=lambda r: (
+            order.index(r["method"]) if r["method"] in order else 9,
+            r["direction"],
+        )
+    )
     if args.out:
-        cmd = "python benchmarks/eval_instances.py " + " ".join(a for a in (argv or sys.argv[1:]))
+        cmd = "python benchmarks/eval_instances.py " + " ".join(
+            a for a in (argv or sys.argv[1:])
+        )
         Path(args.out).write_text(to_markdown(results, cmd))
         print(f"wrote {args.out}")
     return 0

@@ -224,11 +224,11 @@ def instances_from_maps(
     labels = watershed(-inner, markers, mask=fg).astype(np.int32)
     labels = _relabel(labels)
     if min_size > 0:
-        from .segmentation import _merge_small
+        from .segmentation.watershed import _merge_small
 
         labels = _merge_small(labels, float(min_size))
     if separate:
-        from .segmentation import _separate
+        from .segmentation.watershed import _separate
 
         labels = _separate(labels, 4)
     return labels

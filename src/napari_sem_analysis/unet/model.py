@@ -99,6 +99,11 @@ class UNetModel:
         return self.config.get("best_epoch")
 
     @property
+    def task(self) -> str:
+        """``"semantic"`` (class labels) or ``"instances"`` (instance labels)."""
+        return self.config.get("task", "semantic")
+
+    @property
     def stopped_early(self) -> bool:
         return bool(self.config.get("stopped_early", False))
 
@@ -144,8 +149,9 @@ class UNetModel:
         return_probabilities: bool = False,
         callback: Callable[[dict], Any] | None = None,
         amp: bool = True,
+        instance_settings: dict | None = None,
     ):
-        """Segment ``image`` into class labels.
+        """Segment ``image`` into class labels (or instance labels for an instance model).
 
         The image is cut into overlapping tiles that are blended with
         cosine weights, so that seams do not show and memory is bounded by
@@ -175,11 +181,20 @@ class UNetModel:
             then returns None.
         amp : bool
             Use mixed precision on CUDA.
+        instance_settings : dict, optional
+            Instance models only: overrides of the stored decoding settings
+            (``interior_threshold``, ``foreground_threshold``,
+            ``min_seed_size``, ``min_size`` in px, ``separate``).
 
         Returns
         -------
         labels : ndarray of uint8 (int32 for more than 255 classes)
-            Same shape as ``image``.
+            Same shape as ``image``. For an instance model
+            (``task == "instances"``): int32 instance labels, 0 background,
+            1..N objects, from a seeded watershed on the blended class
+            probabilities of the whole image (interiors are the seeds,
+            interior + boundary the foreground), so objects across tile
+            seams get one label.
         probabilities : (C, Y, X) float32 ndarray
             Only when ``return_probabilities`` is True; for a stack
             (Z, C, Y, X).
@@ -205,6 +220,7 @@ class UNetModel:
                     return_probabilities=return_probabilities,
                     callback=plane_cb,
                     amp=amp,
+                    instance_settings=instance_settings,
                 )
                 if res is None:
                     return None
@@ -217,17 +233,24 @@ class UNetModel:
                 return np.stack(labels), np.stack(probs)
             return np.stack(labels)
         img = _as_2d(arr, "image")
-        return _predict_2d(
+        instances = self.task == "instances"
+        res = _predict_2d(
             self,
             img,
             tile_size=tile_size,
             overlap=overlap,
             batch_size=batch_size,
             device=device,
-            return_probabilities=return_probabilities,
+            return_probabilities=return_probabilities or instances,
             callback=callback,
             amp=amp,
         )
+        if not instances or res is None:
+            return res
+        from .instances import decode
+
+        labels = decode(res[1], self.config["instances"], instance_settings)
+        return (labels, res[1]) if return_probabilities else labels
 
     # -- files -----------------------------------------------------------
     def save(self, path) -> str:
@@ -312,6 +335,15 @@ def load_model(path) -> UNetModel:
             raise SEMAnalysisError(f"{path.name}: the model configuration lacks {key!r}")
     if config["architecture"] not in ARCHITECTURES:
         raise SEMAnalysisError(f"{path.name}: unknown architecture {config['architecture']!r}")
+    from .instances import TASKS, check_decode
+
+    task = config.get("task", "semantic")
+    if task not in TASKS:
+        raise SEMAnalysisError(f"{path.name}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    if task == "instances":
+        if config["n_classes"] != 3:
+            raise SEMAnalysisError(f"{path.name}: an instance model has 3 classes, not {config['n_classes']}")
+        config["instances"] = check_decode(config.get("instances"), path.name)
     model = UNetModel(config, tensors, history)
     model.path = str(path)
     model.network("cpu")  # checks that the weights fit the architecture

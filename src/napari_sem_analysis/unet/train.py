@@ -61,8 +61,13 @@ def train_unet(
     encoder_weights: str | Path | None = None,
     max_val_tiles: int = 64,
     seed: int = 0,
+    task: str = "semantic",
+    boundary_width: int = 2,
+    unlabelled: int | None = None,
+    background: int | None = None,
+    regions=None,
 ) -> UNetModel:
-    """Train a segmentation network on images with class masks.
+    """Train a segmentation network on images with class masks (or instance labels).
 
     Parameters
     ----------
@@ -70,7 +75,9 @@ def train_unet(
         Training images of any sizes; uint8/uint16/float. Colour images with
         equal channels are taken as grayscale.
     masks : list of (Y, X) integer arrays (or one array)
-        Class ids 0..K-1 per pixel, same shapes as ``images``.
+        Class ids 0..K-1 per pixel, same shapes as ``images``. With
+        ``task="instances"``: instance labels (0 background, one id per
+        object).
     n_classes : int, optional
         Number of classes K (default: largest class id + 1, at least 2).
     encoder : str
@@ -145,6 +152,27 @@ def train_unet(
         At most this many validation tiles per epoch.
     seed : int
         Seed for patch sampling, the split and weight initialisation.
+    task : {"semantic", "instances"}
+        "instances": the masks are instance labels; the network learns
+        background / object interior / object boundary
+        (:func:`napari_sem_analysis.instance_targets`), and the model's
+        ``predict`` returns instance labels (seeded watershed on the whole
+        image's probabilities). The decoding settings are stored in the
+        model (``config["instances"]``): thresholds 0.5, pieces smaller than
+        0.1 x the median training object merged into a neighbour or dropped,
+        and one-pixel gaps between touching objects when the training
+        objects never touch (drawn with gaps).
+    boundary_width : int
+        Instances: width (px) of the boundary class inside each object.
+    unlabelled : int, optional
+        Instances: label value of pixels that are not annotated; they do not
+        count in the loss. ``unlabelled=0`` when only objects (and, with
+        ``background``, some background) were painted.
+    background : int, optional
+        Instances: label value painted as background (with ``unlabelled=0``).
+    regions : list of bool arrays, optional
+        Instances: per image, the annotated region; pixels outside do not
+        count in the loss.
 
     Returns
     -------
@@ -176,6 +204,27 @@ def train_unet(
         val_masks = [check_labels(m, name=f"validation mask {i}") for i, m in enumerate(vm)]
         if len(val_images) != len(val_masks) or any(a.shape != b.shape for a, b in zip(val_images, val_masks)):
             raise SEMAnalysisError("validation images and masks must pair up with equal shapes")
+
+    if task not in ("semantic", "instances"):
+        raise SEMAnalysisError(f"task must be 'semantic' or 'instances', got {task!r}")
+    instance_cfg = None
+    if task == "instances":
+        from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
+
+        if ignore_index is not None:
+            raise SEMAnalysisError("with task='instances' mark unannotated pixels with unlabelled=, not ignore_index=")
+        if n_classes not in (None, 3):
+            raise SEMAnalysisError("an instance model has 3 classes (background, interior, boundary)")
+        masks, instance_cfg = instance_training_masks(
+            masks, boundary_width=boundary_width, unlabelled=unlabelled, background=background, regions=regions
+        )
+        if val_masks is not None:
+            val_masks, _ = instance_training_masks(
+                val_masks, boundary_width=boundary_width, unlabelled=unlabelled, background=background
+            )
+        ignore_index, n_classes, class_names = TARGET_IGNORE, 3, list(CLASS_NAMES)
+    elif unlabelled is not None or background is not None or regions is not None:
+        raise SEMAnalysisError("unlabelled, background and regions are for task='instances' (else use ignore_index)")
 
     def valid_values(m):
         return m[m != ignore_index] if ignore_index is not None else m
@@ -442,6 +491,7 @@ def train_unet(
         best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
     config.update(
         {
+            "task": task,
             "best_epoch": best_epoch,
             "stopped_early": bool(stopped or len(history) < epochs),
             "monitor": monitor if has_val else "train_loss",
@@ -458,12 +508,17 @@ def train_unet(
                 "class_weights": weights,
                 "ignore_index": ignore_index,
                 "n_train_images": len(tr_x),
-                "n_val_tiles": 0 if vx is None else int(len(vx)),
+                "n_val_tiles": 0 if vx is None else len(vx),
                 "seed": int(seed),
                 "seconds": time.perf_counter() - t_start,
             },
         }
     )
+    if instance_cfg is not None:
+        config["instances"] = instance_cfg
+        config["training"]["ignore_index"] = None
+        config["training"]["unlabelled"] = unlabelled
+        config["training"]["background"] = background
     model = UNetModel(config, best_state, history)
     model.device_used = describe_device(dev)
     return model
