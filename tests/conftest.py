@@ -33,3 +33,33 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Collect the error notifications of every widget module (napari shows them in the GUI)."""
+    import importlib
+
+    seen: list[str] = []
+    for name in ("_common", "_base", "_enhance", "_segment", "_measure", "_classify", "_unet", "_workflow", "_info"):
+        module = importlib.import_module(f"napari_sem_analysis.widgets.{name}")
+        if hasattr(module, "notify_error"):
+            monkeypatch.setattr(module, "notify_error", lambda e: seen.append(str(e)))
+    return seen
+
+
+@pytest.fixture
+def wait_run(qtbot):
+    """``wait_run(widget, runs=None, timeout=60000)``: wait until the widget's runs have ended.
+
+    ``runs``: until at least that many runs ended in total (``widget.completed``);
+    None: until the current one ended. Uses only the widgets' public run state.
+    """
+
+    def wait(widget, runs: int | None = None, timeout: int = 60000):
+        if runs is None:
+            qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+        else:
+            qtbot.waitUntil(lambda: widget.completed >= runs and not widget.running, timeout=timeout)
+
+    return wait

@@ -8,21 +8,8 @@ import pytest
 
 from test_classification import CLASSES, make_pores, texture
 
-from napari_sem_analysis.widgets import _classify
+from napari_sem_analysis.widgets import _base, _classify
 from napari_sem_analysis.widgets._classify import ObjectClassifierWidget, TileClassifierWidget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Collect error notifications (napari would show them in the GUI)."""
-    seen = []
-    monkeypatch.setattr(_classify, "notify_error", lambda e: seen.append(str(e)))
-    return seen
-
-
-def _wait(qtbot, widget, runs=1, timeout=60000):
-    """Wait until the widget has finished ``runs`` thread-worker runs in total."""
-    qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
 
 
 def _inside_point(labels, lab):
@@ -46,7 +33,7 @@ def pore_viewer(make_napari_viewer):
     return viewer, img_layer, lab_layer, classes
 
 
-def test_object_widget_points_train_predict(pore_viewer, qtbot, errors):
+def test_object_widget_points_train_predict(pore_viewer, qtbot, errors, wait_run):
     viewer, img_layer, lab_layer, classes = pore_viewer
     labels_before = lab_layer.data.copy()
     widget = ObjectClassifierWidget(viewer)
@@ -65,14 +52,14 @@ def test_object_widget_points_train_predict(pore_viewer, qtbot, errors):
     assert widget.examples() == {lab: CLASSES[k] for k in range(3) for lab in by_class[k][:5]}
 
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.classifier is not None
     assert widget.cv_result is not None and widget.cv_result.accuracy >= 0.8
     assert "CV accuracy" in widget._report.value
     assert len(widget._canvas.figure.axes) == 1
 
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     feats = lab_layer.features
     assert {"class", "prob_gas", "prob_keyhole", "prob_lack-of-fusion"} <= set(feats.columns)
     truth = {lab: CLASSES[c] for lab, c in classes.items()}
@@ -90,12 +77,12 @@ def test_object_widget_points_train_predict(pore_viewer, qtbot, errors):
     np.testing.assert_array_equal(lab_layer.data, labels_before)  # input untouched
     n_layers = len(viewer.layers)
     widget.predict()
-    _wait(qtbot, widget, runs=3)
+    wait_run(widget, runs=3)
     assert len(viewer.layers) == n_layers  # re-run updates the output layer
     assert errors == []
 
 
-def test_object_widget_from_features_column_and_model_files(pore_viewer, qtbot, errors, tmp_path):
+def test_object_widget_from_features_column_and_model_files(pore_viewer, qtbot, errors, tmp_path, wait_run):
     viewer, img_layer, lab_layer, classes = pore_viewer
     widget = ObjectClassifierWidget(viewer)
     widget._labels.value = lab_layer
@@ -107,10 +94,10 @@ def test_object_widget_from_features_column_and_model_files(pore_viewer, qtbot, 
     assert widget.examples() == annotated
     widget._model.value = "logistic_regression"
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.classifier.model == "logistic_regression"
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     feats = lab_layer.features
     # the user's annotations are kept, the predictions fill 'class'
     kept = dict(zip(feats["index"], feats["class_annotation"]))
@@ -167,7 +154,7 @@ def texture_folder(tmp_path):
     return root
 
 
-def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, texture_folder):
+def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, texture_folder, wait_run):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(11)
     mosaic = np.concatenate([texture(0, rng, 128), texture(1, rng, 128)], axis=1)
@@ -179,7 +166,7 @@ def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, tex
     widget._tile.value = 64
     widget._cv.value = True
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.classifier is not None and widget.classifier.class_names == ["blobs", "grain"]
     assert widget.cv_result is not None and widget.cv_result.grouped
     assert widget.cv_result.accuracy >= 0.9
@@ -189,7 +176,7 @@ def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, tex
     widget._heatmap.value = True
     widget._heat_class.value = "grain"
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     shapes = viewer.layers["tile classes"]
     assert len(shapes.data) == 2 * 4
     feats = shapes.features
@@ -208,13 +195,13 @@ def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, tex
     assert heat.data[:, 128:].mean() > 0.5 > heat.data[:, :128].mean()
     n_layers = len(viewer.layers)
     widget.predict()
-    _wait(qtbot, widget, runs=3)
+    wait_run(widget, runs=3)
     assert len(viewer.layers) == n_layers
     np.testing.assert_array_equal(layer.data, mosaic)
     assert errors == []
 
 
-def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, errors, tmp_path):
+def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, errors, tmp_path, wait_run):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(3)
     a = viewer.add_image(texture(0, rng, 96), name="blobs")
@@ -231,7 +218,7 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
     tiles, y, groups, names = widget.training_data()
     assert names == ["blobs", "grain"] and len(tiles) == 27 and len(set(groups.tolist())) == 3
     widget.train()
-    _wait(qtbot, widget, timeout=120000)
+    wait_run(widget, timeout=120000)
     assert widget.classifier is not None and widget.classifier.backend == "cnn"
     trained = widget.classifier
 
@@ -240,7 +227,7 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
     widget.train()
     qtbot.wait(300)
     widget.cancel()
-    _wait(qtbot, widget, runs=2, timeout=60000)
+    wait_run(widget, runs=2, timeout=60000)
     assert widget.classifier is trained
     assert widget._progress.value == "cancelled"
     # the training itself stops too (not only the progress reporting)
@@ -259,7 +246,7 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
     assert loaded is not None and widget2._backend.value == "cnn" and widget2._tile.value == 32
     widget2._image.value = a
     widget2.predict()
-    _wait(qtbot, widget2)
+    wait_run(widget2)
     assert len(viewer.layers["tile classes"].data) == 9
     assert errors == []
 
@@ -279,7 +266,7 @@ def test_tile_widget_layers_cnn_cancel_and_files(make_napari_viewer, qtbot, erro
 # ---------------------------------------------------------------------------
 
 
-def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_path):
+def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_path, wait_run):
     """File > Open Sample > AM pores, click 4 pores per class, train, predict, save, load."""
     import napari_sem_analysis as sem
 
@@ -301,14 +288,14 @@ def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_
     for k, layer in enumerate(points):
         layer.data = np.array([_inside_point(labels_before, lab) for lab in by_class[k][:4]], float)
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.cv_result is not None and widget.cv_result.confusion_matrix.sum() == 12
     ax = widget._canvas.figure.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == CLASSES
     assert sorted(int(t.get_text()) for t in ax.texts) == sorted(widget.cv_result.confusion_matrix.ravel().tolist())
 
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     feats = lab_layer.features
     # the sample's ground-truth classes are kept as the user's annotations, predictions fill 'class'
     truth = dict(zip(truth_table["label"], truth_table["class"]))
@@ -323,7 +310,7 @@ def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_
     assert out.colormap.map(np.array([0]))[0][3] == 0  # background transparent
     n_layers = len(viewer.layers)
     widget.predict()
-    _wait(qtbot, widget, runs=3)
+    wait_run(widget, runs=3)
     assert len(viewer.layers) == n_layers
     assert dict(zip(lab_layer.features["index"], lab_layer.features["class_annotation"])) == truth
     np.testing.assert_array_equal(lab_layer.data, labels_before)
@@ -341,7 +328,7 @@ def test_object_widget_on_am_pore_sample(make_napari_viewer, qtbot, errors, tmp_
     assert errors == []
 
 
-def test_object_widget_annotate_in_feature_table(pore_viewer, qtbot, errors):
+def test_object_widget_annotate_in_feature_table(pore_viewer, qtbot, errors, wait_run):
     """'Add class column', type classes into the Feature table, train from that column."""
     from qtpy.QtCore import Qt
 
@@ -376,12 +363,14 @@ def test_object_widget_annotate_in_feature_table(pore_viewer, qtbot, errors):
     assert model.data(model.index(0, col), Qt.ItemDataRole.EditRole) == got[int(model.df["index"].iloc[0])]
     assert widget.examples() == annotated
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.classifier is not None and widget.cv_result.confusion_matrix.sum() == len(annotated)
     assert errors == []
 
 
-def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot, errors, texture_folder, tmp_path):
+def test_tile_widget_heat_class_survives_layer_changes(
+    make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run
+):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(2)
     layer = viewer.add_image(np.concatenate([texture(0, rng, 128), texture(1, rng, 128)], axis=1), name="sample")
@@ -390,17 +379,17 @@ def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot
     widget._tile.value = 64
     widget._cv.value = False
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget._heat_class.choices == ("blobs", "grain")
     widget._heat_class.value = "blobs"
     widget._heatmap.value = True
     widget._image.value = layer
     widget.predict()  # adds two layers: napari resets the docked widget's choices
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     viewer.add_image(np.zeros((8, 8)), name="other")
     assert widget._heat_class.choices == ("blobs", "grain") and widget._heat_class.value == "blobs"
     widget.predict()
-    _wait(qtbot, widget, runs=3)
+    wait_run(widget, runs=3)
     heat = viewer.layers["tile probability"]
     assert heat.metadata["class"] == "blobs"
     assert heat.data[:, :128].mean() > 0.5 > heat.data[:, 128:].mean()
@@ -420,7 +409,7 @@ def test_tile_widget_heat_class_survives_layer_changes(make_napari_viewer, qtbot
 # ---------------------------------------------------------------------------
 
 
-def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, errors, tmp_path):
+def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, errors, tmp_path, wait_run):
     from napari_sem_analysis.widgets._common import clear_recorded_steps, recorded_steps
     from napari_sem_analysis.widgets._workflow import WorkflowWidget
     from napari_sem_analysis.workflows import Workflow
@@ -434,9 +423,9 @@ def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, er
     lab_layer.features = pd.DataFrame({"index": ids, "class": [CLASSES[classes[lab]] for lab in ids]})
     widget._source.value = "labels features 'class' column"
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert recorded_steps(viewer) == []  # the model is in no file yet: nothing a recipe could name
     widget._save_path.value = tmp_path / "pores.semclf"
     widget.save_model()
@@ -448,7 +437,7 @@ def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, er
         "output": "classes",
     }]
     widget.predict()  # predicting again records the same step once
-    _wait(qtbot, widget, runs=3)
+    wait_run(widget, runs=3)
     assert recorded_steps(viewer) == steps
 
     # the recorded recipe on another image gives what the classifier predicts there
@@ -475,14 +464,16 @@ def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, er
     # a newly trained classifier is not in that file: its predictions are not recorded under the old name
     clear_recorded_steps(viewer)
     widget.train()
-    _wait(qtbot, widget, runs=4)
+    wait_run(widget, runs=4)
     widget.predict()
-    _wait(qtbot, widget, runs=5)
+    wait_run(widget, runs=5)
     assert recorded_steps(viewer) == []
     assert errors == []
 
 
-def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer, qtbot, errors, texture_folder, tmp_path):
+def test_tile_widget_prediction_is_recorded_and_runs_in_batch(
+    make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run
+):
     import tifffile
 
     from napari_sem_analysis.batch import run_batch
@@ -499,12 +490,12 @@ def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer
     widget._tile.value = 64
     widget._cv.value = False
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     widget._load_path.value = widget._save_path.value = tmp_path / "tiles.semclf"
     widget.save_model()
     widget._image.value = layer
     widget.predict()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     steps = recorded_steps(viewer)
     assert steps == [{
         "function": "classify_tiles",
@@ -526,10 +517,12 @@ def test_tile_widget_prediction_is_recorded_and_runs_in_batch(make_napari_viewer
     assert errors == []
 
 
-def test_tile_widget_progress_covers_cross_validation(make_napari_viewer, qtbot, errors, texture_folder, monkeypatch):
+def test_tile_widget_progress_covers_cross_validation(
+    make_napari_viewer, qtbot, errors, texture_folder, monkeypatch, wait_run
+):
     """With cross-validation ticked the progress bar counts the folds too and ends full."""
     seen = {"items": []}
-    real = _classify.start_worker
+    real = _base.start_worker
 
     def spy(owner, function, *args, on_yielded=None, total=0, **kwargs):
         seen["total"] = total
@@ -542,14 +535,14 @@ def test_tile_widget_progress_covers_cross_validation(make_napari_viewer, qtbot,
 
         return real(owner, function, *args, on_yielded=counted, total=total, **kwargs)
 
-    monkeypatch.setattr(_classify, "start_worker", spy)
+    monkeypatch.setattr(_base, "start_worker", spy)
     viewer = make_napari_viewer()
     widget = TileClassifierWidget(viewer)
     widget._folder.value = texture_folder  # 2 classes x 3 images, 4 tiles of 64 px each
     widget._tile.value = 64
     widget._cv.value = True
     widget.train()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert widget.cv_result is not None and widget.cv_result.n_splits == 3
     assert seen["total"] == 24 + 3 + 1  # tiles' features, 3 folds, final training
     assert seen["items"][-1] == (28, 28) and len(seen["items"]) == 28

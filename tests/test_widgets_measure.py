@@ -21,13 +21,6 @@ PS = 5.0  # nm per pixel
 RADII = [6, 9, 12, 15]
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(_measure, "notify_error", lambda e: seen.append(str(e)))
-    return seen
-
-
 def _scene(rng):
     shape = (100, 120)
     labels = np.zeros(shape, np.int32)
@@ -49,10 +42,6 @@ def scene(make_napari_viewer, rng):
     return viewer, img_layer, lab_layer
 
 
-def _wait(qtbot, widget, runs=1, timeout=60000):
-    qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
-
-
 def _measure_widget(viewer, img_layer, lab_layer):
     widget = MeasureWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -61,7 +50,7 @@ def _measure_widget(viewer, img_layer, lab_layer):
     return widget
 
 
-def test_measure_writes_features_points_shapes(scene, qtbot, errors):
+def test_measure_writes_features_points_shapes(scene, qtbot, errors, wait_run):
     viewer, img_layer, lab_layer = scene
     before = lab_layer.data.copy()
     image_before = img_layer.data.copy()
@@ -70,7 +59,7 @@ def test_measure_writes_features_points_shapes(scene, qtbot, errors):
     widget._points.value = True
     widget._shapes.value = "outlines"
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     feats = lab_layer.features
     assert list(feats["index"]) == [2, 4, 6, 8] == list(feats["label"])
@@ -104,7 +93,7 @@ def test_measure_writes_features_points_shapes(scene, qtbot, errors):
     widget._shapes.value = "oriented boxes"
     widget._texture.value = False
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert errors == []
     assert len(viewer.layers) == n_layers
     assert viewer.layers[SHAPES_NAME].nshapes == 4
@@ -112,13 +101,13 @@ def test_measure_writes_features_points_shapes(scene, qtbot, errors):
     assert len([s for s in recorded_steps(viewer) if s["function"] == "measure"]) == 1
 
 
-def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_napari_viewer):
+def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_napari_viewer, wait_run):
     viewer, img_layer, lab_layer = scene
     lab_layer.features = pd.DataFrame({"index": [2, 4, 6, 8], "class": ["a", "b", "a", "b"]})
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._show_table.value = False
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert list(lab_layer.features["class"]) == ["a", "b", "a", "b"]
     assert "area" in lab_layer.features.columns
 
@@ -136,7 +125,7 @@ def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_nap
     widget._shapes.value = "outlines"
     n_err = len(errors)
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert errors[n_err:] == []
     assert len(viewer.layers["measure centroids"].data) == 0
     assert viewer.layers["measure outlines"].nshapes == 0
@@ -157,11 +146,11 @@ def test_measure_keeps_user_columns_and_bad_input(scene, qtbot, errors, make_nap
     assert "Labels layer" in errors[-1]
 
 
-def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path):
+def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path, wait_run):
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     table = widget.table_widget
     assert isinstance(table, FeatureTableWidget) and table.layer is lab_layer
 
@@ -220,7 +209,7 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path)
     assert len(back) == 2 and list(back["label"]) == [8, 6]
 
 
-def test_excel_export_without_openpyxl(scene, qtbot, monkeypatch, tmp_path):
+def test_excel_export_without_openpyxl(scene, qtbot, monkeypatch, tmp_path, wait_run):
     import importlib.util
 
     from napari_sem_analysis import SEMAnalysisError
@@ -228,7 +217,7 @@ def test_excel_export_without_openpyxl(scene, qtbot, monkeypatch, tmp_path):
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openpyxl" else real(name, *a))
     with pytest.raises(SEMAnalysisError, match="openpyxl"):
@@ -236,7 +225,7 @@ def test_excel_export_without_openpyxl(scene, qtbot, monkeypatch, tmp_path):
     assert not (tmp_path / "x.xlsx").exists()
 
 
-def test_plot_widget(scene, qtbot, errors, tmp_path):
+def test_plot_widget(scene, qtbot, errors, tmp_path, wait_run):
     viewer, img_layer, lab_layer = scene
     plots = PlotWidget(viewer)
     viewer.window.add_dock_widget(plots)
@@ -247,7 +236,7 @@ def test_plot_widget(scene, qtbot, errors, tmp_path):
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._show_table.value = False
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     plots.set_layer(lab_layer)
     assert (plots._x.value, plots._y.value) == ("equivalent_diameter", "circularity")
     fig = plots.plot("size distribution")
@@ -265,12 +254,12 @@ def test_plot_widget(scene, qtbot, errors, tmp_path):
     assert len(errors) == n_err + 1
 
 
-def test_tile_texture(scene, qtbot, errors):
+def test_tile_texture(scene, qtbot, errors, wait_run):
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._tile.value = 40 * PS  # 40 px tiles -> 3 x 3 grid on 100 x 120
     widget.run_tiles()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     layer = viewer.layers[TILES_NAME]
     assert layer.nshapes == 9 and tuple(layer.scale) == (PS, PS)
@@ -283,12 +272,12 @@ def test_tile_texture(scene, qtbot, errors):
     assert "below 2 pixels" in errors[-1]
 
 
-def test_table_follows_points_selection(scene, qtbot, errors):
+def test_table_follows_points_selection(scene, qtbot, errors, wait_run):
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._points.value = True
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     pts = viewer.layers[POINTS_NAME]
     table = widget.table_widget
     table.set_layer(pts)
@@ -305,14 +294,14 @@ def test_table_follows_points_selection(scene, qtbot, errors):
     assert table.selected_rows() == [3]
 
 
-def test_measure_reuses_the_feature_table_the_user_docked(scene, qtbot, errors):
+def test_measure_reuses_the_feature_table_the_user_docked(scene, qtbot, errors, wait_run):
     """Plugins > Feature table, then Measure: one table dock, showing the new features."""
     viewer, img_layer, lab_layer = scene
     table = FeatureTableWidget(viewer)
     viewer.window.add_dock_widget(table, name="Feature table (napari-sem-analysis)")
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     assert widget.table_widget is table
     tables = [w for w in viewer.window.dock_widgets.values() if isinstance(w, FeatureTableWidget)]
@@ -320,14 +309,14 @@ def test_measure_reuses_the_feature_table_the_user_docked(scene, qtbot, errors):
     assert len(table.visible_table) == 4 and "area" in table.visible_table.columns
 
 
-def test_size_plot_marks_the_same_d10_d50_d90_as_the_summary(scene, qtbot, errors):
+def test_size_plot_marks_the_same_d10_d50_d90_as_the_summary(scene, qtbot, errors, wait_run):
     from napari_sem_analysis import summarize
 
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._show_table.value = False
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     plots = PlotWidget(viewer)
     plots.set_layer(lab_layer)
     ax = plots.plot("size distribution").axes[0]
@@ -337,43 +326,43 @@ def test_size_plot_marks_the_same_d10_d50_d90_as_the_summary(scene, qtbot, error
     assert f"{s['d50']:.1f}" in widget._summary.value and "nm" in widget._summary.value
 
 
-def test_tile_table_export_has_pixel_units(scene, qtbot, errors, tmp_path):
+def test_tile_table_export_has_pixel_units(scene, qtbot, errors, tmp_path, wait_run):
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._tile.value = 40 * PS
     widget.run_tiles()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     back = pd.read_csv(widget.table_widget.export_csv(tmp_path / "tiles.csv"))
     assert {"y [px]", "x [px]", "height [px]", "width [px]", "glcm_contrast"} <= set(back.columns)
     assert len(back) == 9 and back["width [px]"].max() == 40
 
 
-def test_measuring_a_thresholded_mask_says_it_is_one_object(scene, qtbot, errors):
+def test_measuring_a_thresholded_mask_says_it_is_one_object(scene, qtbot, errors, wait_run):
     """Threshold writes a 0/1 Labels layer; measuring it directly gives one object, and the widget says so."""
     viewer, img_layer, lab_layer = scene
     mask = viewer.add_labels((lab_layer.data > 0).astype(np.uint8), name="threshold", scale=(PS, PS), units=("nm", "nm"))
     widget = _measure_widget(viewer, img_layer, mask)
     widget._show_table.value = False
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert len(widget.table) == 1
     assert "1 object," in widget._summary.value
     assert "4 separate regions" in widget._summary.value and "Split touching objects" in widget._summary.value
     # real labels: no such warning
     widget._labels.value = lab_layer
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert "4 objects" in widget._summary.value and "warning" not in widget._summary.value
 
 
-def test_table_and_outlines_select_each_other(scene, qtbot, errors):
+def test_table_and_outlines_select_each_other(scene, qtbot, errors, wait_run):
     """Shapes of outlines: a row selects its outline, selecting an outline selects its row (also sorted)."""
     viewer, img_layer, lab_layer = scene
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._shapes.value = "outlines"
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     shp = viewer.layers[SHAPES_NAME]
     table = widget.table_widget
@@ -390,17 +379,17 @@ def test_table_and_outlines_select_each_other(scene, qtbot, errors):
     assert table.visible_table.iloc[2]["label"] == 4
 
 
-def test_tile_texture_rerun_updates_the_layer_and_leaves_the_image(scene, qtbot, errors):
+def test_tile_texture_rerun_updates_the_layer_and_leaves_the_image(scene, qtbot, errors, wait_run):
     viewer, img_layer, lab_layer = scene
     before = img_layer.data.copy()
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._tile.value = 40 * PS
     widget.run_tiles()
-    _wait(qtbot, widget)
+    wait_run(widget)
     n_layers = len(viewer.layers)
     widget._tile.value = 20 * PS  # 5 x 6 tiles of 20 px on 100 x 120
     widget.run_tiles()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert errors == []
     assert len(viewer.layers) == n_layers
     layer = viewer.layers[TILES_NAME]
@@ -422,7 +411,7 @@ def test_tiles_too_many_for_a_shapes_layer_are_refused(make_napari_viewer, qtbot
     assert TILES_NAME not in [ly.name for ly in viewer.layers]
 
 
-def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, errors, rng, monkeypatch):
+def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, errors, rng, monkeypatch, wait_run):
     """100k one-pixel labels: table and points, outlines refused with a message; one giant label: one row."""
     infos = []
     monkeypatch.setattr(_measure, "notify_info", infos.append)
@@ -437,7 +426,7 @@ def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, 
     widget._points.value = True
     widget._shapes.value = "outlines"
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert errors == []
     assert len(lab_layer.features) == 100_352 and (lab_layer.features["area"] == 1).all()
     assert len(viewer.layers[POINTS_NAME].data) == 100_352
@@ -449,7 +438,7 @@ def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, 
     giant = viewer.add_labels(np.ones((448, 448), np.int32), name="giant")
     widget._labels.value = giant
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert errors == []
     assert len(giant.features) == 1 and giant.features["area"][0] == 448 * 448
     shp = viewer.layers[SHAPES_NAME]
@@ -458,7 +447,7 @@ def test_many_tiny_and_one_giant_label_in_the_widget(make_napari_viewer, qtbot, 
     assert len(viewer.layers[POINTS_NAME].data) == 1
 
 
-def test_plot_feature_choices_follow_a_measurement_after_the_layer_was_chosen(scene, qtbot, errors):
+def test_plot_feature_choices_follow_a_measurement_after_the_layer_was_chosen(scene, qtbot, errors, wait_run):
     """Plots opened on an unmeasured layer: measuring it fills the x/y feature boxes; a choice is kept."""
     viewer, img_layer, lab_layer = scene
     plots = PlotWidget(viewer)
@@ -468,11 +457,11 @@ def test_plot_feature_choices_follow_a_measurement_after_the_layer_was_chosen(sc
     widget = _measure_widget(viewer, img_layer, lab_layer)
     widget._show_table.value = False
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert (plots._x.value, plots._y.value) == ("equivalent_diameter", "circularity")
     plots._x.value = "feret_max"
     widget.run()  # re-measuring keeps the user's choice
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert plots._x.value == "feret_max"
     fig = plots.plot("scatter")
     assert fig.axes[0].get_xlabel() == "feret_max [nm]" and fig.axes[0].get_ylabel() == "circularity"

@@ -7,25 +7,12 @@ import pytest
 
 from napari_sem_analysis.enhancement import clahe, denoise
 from napari_sem_analysis.segmentation import clean_mask, threshold
-from napari_sem_analysis.widgets import _enhance, _segment
+from napari_sem_analysis.widgets import _segment
 from napari_sem_analysis.widgets._common import recorded_steps
 from napari_sem_analysis.widgets._enhance import EnhanceWidget
 from napari_sem_analysis.widgets._segment import SplitWidget, SuperpixelWidget, ThresholdWidget
 
 SCALE = {"scale": (5.0, 5.0), "units": ("nm", "nm")}
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Collect error notifications (napari shows them in the GUI)."""
-    seen = []
-    monkeypatch.setattr(_enhance, "notify_error", lambda e: seen.append(str(e)))
-    monkeypatch.setattr(_segment, "notify_error", lambda e: seen.append(str(e)))
-    return seen
-
-
-def _wait(qtbot, widget, runs=1, timeout=30000):
-    qtbot.waitUntil(lambda: widget._completed >= runs and not widget._running, timeout=timeout)
 
 
 def _disks(shape, centres, r):
@@ -49,7 +36,7 @@ def _layer(viewer, name):
 
 
 # --------------------------------------------------------------------------- enhance
-def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, particles, errors):
+def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, particles, errors, wait_run):
     img, _ = particles
     viewer = make_napari_viewer()
     layer = viewer.add_image(img.copy(), name="sem", **SCALE)
@@ -73,11 +60,11 @@ def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, p
     widget._method.value = "median"
     widget._size.widget.value = 10.0  # 2 px radius
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     den = _layer(viewer, "denoise")
     np.testing.assert_array_equal(den.data, denoise(img, "median", size=2))
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert sum(lyr.name == "denoise" for lyr in viewer.layers) == 1
     np.testing.assert_array_equal(layer.data, img)  # input untouched
     steps = {s["function"]: s for s in recorded_steps(viewer)}
@@ -86,7 +73,7 @@ def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, p
     assert not errors
 
 
-def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors):
+def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors, wait_run):
     viewer = make_napari_viewer()
     widget = EnhanceWidget(viewer)
     widget.run()  # no layer at all
@@ -99,7 +86,7 @@ def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors):
     widget._step.value = "background"
     n = len(errors)
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert len(errors) == n + 1 and "constant" in errors[-1]
     # a real shaded image works, stacks plane by plane
     xx = np.mgrid[:64, :64][1]
@@ -108,14 +95,14 @@ def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors):
     widget._image.value = _layer(viewer, "stack")
     widget._bg_method.value = "polynomial"
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     bg = _layer(viewer, "background")
     assert bg.data.shape == stack.shape
     assert bg.data[0].std() < 0.2 * stack[0].std()
 
 
 # --------------------------------------------------------------------------- threshold
-def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, particles, errors):
+def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, particles, errors, wait_run):
     img, truth = particles
     viewer = make_napari_viewer()
     viewer.add_image(img, name="sem", **SCALE)
@@ -140,7 +127,7 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     widget._method.value = "multi-otsu"
     widget._classes.value = 2
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     phases = _layer(viewer, "phases")
     assert set(np.unique(phases.data)) == {1, 2}
     assert "%" in widget._status.value
@@ -152,7 +139,7 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     np.testing.assert_array_equal(out.data, before)
 
 
-def test_threshold_widget_rgb_and_constant(make_napari_viewer, qtbot, errors):
+def test_threshold_widget_rgb_and_constant(make_napari_viewer, qtbot, errors, wait_run):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((30, 30, 3), np.uint8) + np.arange(3, dtype=np.uint8), name="rgb", rgb=True)
     widget = ThresholdWidget(viewer)
@@ -161,13 +148,13 @@ def test_threshold_widget_rgb_and_constant(make_napari_viewer, qtbot, errors):
     viewer.add_image(np.ones((30, 30)), name="flat")
     widget._image.value = _layer(viewer, "flat")
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert "constant" in errors[-1]
     assert "threshold" not in [lyr.name for lyr in viewer.layers]
 
 
 # --------------------------------------------------------------------------- split
-def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, errors):
+def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, errors, wait_run):
     img, truth = particles
     viewer = make_napari_viewer()
     viewer.add_image(img, name="sem", **SCALE)
@@ -177,7 +164,7 @@ def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, e
     assert widget._min_distance.widget.label.endswith("(nm)")
     widget._min_distance.widget.value = 35.0  # 7 px
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     out = _layer(viewer, "split")
     assert out.data.max() == 4 and tuple(out.scale) == (5.0, 5.0)
     np.testing.assert_array_equal(mask_layer.data, truth > 0)  # input untouched
@@ -187,7 +174,7 @@ def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, e
     widget._reset()
     widget._seeds.value = pts
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert set(np.unique(out.data)) == {0, 1, 2, 3}
     assert np.bincount(out.data[truth == 2]).argmax() == 2
     step = recorded_steps(viewer)[-1]
@@ -201,7 +188,7 @@ def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, e
 
 
 # --------------------------------------------------------------------------- superpixels
-def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors):
+def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors, wait_run):
     img, truth = particles
     viewer = make_napari_viewer()
     viewer.add_image(img, name="sem", **SCALE)
@@ -210,7 +197,7 @@ def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors):
     assert widget._region.widget.label.endswith("(nm)")
     widget._region.widget.value = 100.0  # 20 px
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     out = _layer(viewer, "superpixels")
     assert out.data.shape == img.shape and tuple(out.scale) == (5.0, 5.0)
     n = len(np.unique(out.data))
@@ -219,11 +206,11 @@ def test_superpixel_widget(make_napari_viewer, qtbot, particles, errors):
     assert step["function"] == "superpixels" and step["params"]["region_size"] == 100.0
     widget._region.widget.value = 1e6  # absurd: larger than the image
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert "larger than the image" in errors[-1]
 
 
-def test_superpixel_widget_cancel(make_napari_viewer, qtbot, errors):
+def test_superpixel_widget_cancel(make_napari_viewer, qtbot, errors, wait_run):
     rng = np.random.default_rng(0)
     stack = rng.integers(0, 255, (12, 384, 384)).astype(np.uint8)
     viewer = make_napari_viewer()
@@ -232,7 +219,7 @@ def test_superpixel_widget_cancel(make_napari_viewer, qtbot, errors):
     widget._region.widget.value = 8.0
     widget.run()
     widget.cancel()  # stops at the next plane
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert "superpixels" not in [lyr.name for lyr in viewer.layers]
     assert not errors
 
@@ -258,9 +245,9 @@ def test_lengths_follow_a_pixel_size_set_by_hand(make_napari_viewer, particles, 
     assert split._min_distance.widget.label.endswith("(nm)")
     # areas follow too: the same 4 px² shown in nm² (it used to stay '4', then read as 4 nm² = 14 px²)
     assert thresh._min_size.widget.label.endswith("(nm²)") and split._min_size.widget.label.endswith("(nm²)")
-    (_, tparams), (_, cparams) = thresh.steps()
+    cparams = thresh.params()
     assert cparams["unit"] == "nm" and cparams["min_size"] / 0.543**2 == pytest.approx(4, rel=1e-3)
-    function, params = enhance.params()
+    params = enhance.params()
     assert params["unit"] == "nm"
     assert params["tile_size"] / 0.543 == pytest.approx(128, rel=1e-3)  # still 128 px
     assert split.params()["min_distance"] / 0.543 == pytest.approx(5, rel=1e-3)
@@ -271,7 +258,7 @@ def test_lengths_follow_a_pixel_size_set_by_hand(make_napari_viewer, particles, 
     assert not errors
 
 
-def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, errors):
+def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, errors, wait_run):
     rng = np.random.default_rng(2)
     viewer = make_napari_viewer()
     nan = rng.random((40, 40)).astype(np.float32)
@@ -290,7 +277,7 @@ def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, er
     widget._method.value = "otsu"
     assert "press Run" in widget._status.value
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     out = _layer(viewer, "threshold")
     expected = np.stack([clean_mask(threshold(p, "otsu"), fill_holes=True) for p in stack])
     np.testing.assert_array_equal(out.data > 0, expected)
@@ -311,7 +298,7 @@ def test_preview_follows_a_new_image_choice(make_napari_viewer, particles, error
     assert not errors
 
 
-def test_enhance_preview_rgb_and_absurd_background(make_napari_viewer, qtbot, errors):
+def test_enhance_preview_rgb_and_absurd_background(make_napari_viewer, qtbot, errors, wait_run):
     rng = np.random.default_rng(3)
     viewer = make_napari_viewer()
     viewer.add_image(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), name="rgb", rgb=True)
@@ -323,12 +310,12 @@ def test_enhance_preview_rgb_and_absurd_background(make_napari_viewer, qtbot, er
     widget._step.value = "background"
     widget._bg_size.widget.value = 1e6  # px: the run used to never end
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert "more than twice the image size" in errors[-1]
     assert "background" not in [lyr.name for lyr in viewer.layers]
 
 
-def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbot, errors, monkeypatch):
+def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbot, errors, monkeypatch, wait_run):
     rng = np.random.default_rng(0)
     viewer = make_napari_viewer()
     viewer.add_image(rng.integers(0, 255, (256, 256)).astype(np.uint8), name="big")
@@ -351,7 +338,7 @@ def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbo
     widget._region.widget.value = 8.0
     widget._iters.value = 100
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert len(calls) == 1  # stopped after the first of 101 iterations
     assert "superpixels" not in [lyr.name for lyr in viewer.layers]
     assert "cancelled" in widget._status.value
@@ -359,11 +346,11 @@ def test_superpixel_cancel_stops_a_single_image_mid_run(make_napari_viewer, qtbo
     # and a run that is not cancelled still writes its layer
     widget._iters.value = 2
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     assert _layer(viewer, "superpixels").data.max() > 0
 
 
-def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napari_viewer, qtbot, errors):
+def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napari_viewer, qtbot, errors, wait_run):
     # a small dim particle overlapping a big bright one: the mask is one blob,
     # the true boundary is the small particle's outline, visible in the image
     yy, xx = np.mgrid[:80, :110]
@@ -378,12 +365,12 @@ def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napar
     widget = SplitWidget(viewer)
     widget._seeds.value = seeds
     widget.run()  # mask only: the line follows the distance map
-    _wait(qtbot, widget)
+    wait_run(widget)
     out = _layer(viewer, "split")
     mask_only = (out.data == truth)[truth > 0].mean()
     widget._image.value = _layer(viewer, "sem")
     widget.run()
-    _wait(qtbot, widget, runs=2)
+    wait_run(widget, runs=2)
     with_image = (out.data == truth)[truth > 0].mean()
     assert with_image > 0.99 and with_image > mask_only
     assert out.data[truth == 0].max() == 0  # stays inside the mask
@@ -392,14 +379,14 @@ def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napar
     assert not errors
 
 
-def test_denoise_of_a_constant_image_is_shown(make_napari_viewer, qtbot, errors):
+def test_denoise_of_a_constant_image_is_shown(make_napari_viewer, qtbot, errors, wait_run):
     # a flat result used to fail on napari's contrast limits (lo == hi)
     viewer = make_napari_viewer()
     viewer.add_image(np.full((30, 30), 7, np.uint8), name="flat")
     widget = EnhanceWidget(viewer)
     widget._step.value = "denoise"
     widget.run()
-    _wait(qtbot, widget)
+    wait_run(widget)
     assert not errors
     out = _layer(viewer, "denoise")
     np.testing.assert_array_equal(out.data, 7)

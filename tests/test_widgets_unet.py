@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
 from napari_sem_analysis.unet import load_model, train_unet  # noqa: E402
-from napari_sem_analysis.widgets import _common, _unet  # noqa: E402
+from napari_sem_analysis.widgets import _unet  # noqa: E402
 from napari_sem_analysis.widgets._common import recorded_steps  # noqa: E402
 from napari_sem_analysis.widgets._unet import PredictUNetWidget, TrainUNetWidget  # noqa: E402
 
@@ -22,19 +22,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(_unet, "notify_error", lambda e: seen.append(str(e)))
-    monkeypatch.setattr(_common, "notify_error", lambda e: seen.append(str(e)))
-    return seen
-
-
-def wait_done(qtbot, widget):
-    """Wait until the widget's worker has finished (its own finished slot ran)."""
-    qtbot.waitUntil(lambda: not widget._busy, timeout=TIMEOUT)
 
 
 def disks(shape=(96, 96), seed=0, n=8):
@@ -65,7 +52,7 @@ def _add_pair(viewer, seed, scale=(5.0, 5.0)):
     return il, ll
 
 
-def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_path, errors):
+def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_path, errors, wait_run):
     viewer = make_napari_viewer()
     pairs = [_add_pair(viewer, s) for s in range(3)]
     before = [(p[0].data.copy(), p[1].data.copy()) for p in pairs]
@@ -78,7 +65,7 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     _setup_train(w, epochs=2)
     w._class_names.value = "matrix, particle"
     w.train()
-    wait_done(qtbot, w)
+    wait_run(w, timeout=TIMEOUT)
     assert not errors
     model = w.model
     assert model is not None and len(model.history) == 2
@@ -109,7 +96,7 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     p._probs.value = True
     n_layers = len(viewer.layers)
     p.run()
-    wait_done(qtbot, p)
+    wait_run(p, timeout=TIMEOUT)
     assert not errors
     out = viewer.layers["img1 U-Net"]
     assert out.data.shape == target.data.shape
@@ -133,7 +120,7 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     out.data = np.zeros_like(out.data)
     probs.data = np.zeros_like(probs.data)
     p.run()
-    wait_done(qtbot, p)
+    wait_run(p, timeout=TIMEOUT)
     assert len(viewer.layers) == n_layers + 2
     assert viewer.layers["img1 U-Net"] is out and viewer.layers["img1 U-Net probabilities"] is probs
     np.testing.assert_array_equal(out.data, model.predict(target.data, tile_size=64, overlap=16, device="cpu"))
@@ -141,7 +128,7 @@ def test_train_from_layer_pairs_save_and_predict(make_napari_viewer, qtbot, tmp_
     np.testing.assert_array_equal(target.data, before[1][0])
 
 
-def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
+def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors, wait_run):
     viewer = make_napari_viewer()
     il, ll = _add_pair(viewer, 0)
     w = TrainUNetWidget(viewer)
@@ -154,7 +141,7 @@ def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
     assert 0 < w._progress.value < 1000
     assert len(w._plot.ax_loss.get_lines()) >= 1  # live loss curve after the first epoch
     w._stop.native.click()
-    wait_done(qtbot, w)
+    wait_run(w, timeout=TIMEOUT)
     assert not errors
     assert w.model is not None and w.model.stopped_early
     assert 1 <= len(w.model.history) < 500
@@ -163,7 +150,7 @@ def test_stop_keeps_best_model(make_napari_viewer, qtbot, errors):
     assert w._train.enabled and not w._stop.enabled
 
 
-def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors):
+def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors, wait_run):
     import tifffile
 
     (tmp_path / "images").mkdir()
@@ -181,7 +168,7 @@ def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors):
     _setup_train(w, epochs=1)
     w._balance.value = True  # weight the rarer class (particles) in the cross-entropy
     w.train()
-    wait_done(qtbot, w)
+    wait_run(w, timeout=TIMEOUT)
     assert not errors
     assert w.model is not None and w.model.n_classes == 2  # 0/255 masks -> classes 0, 1
     weights = w.model.config["training"]["class_weights"]
@@ -190,11 +177,11 @@ def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors):
     # a folder without pairs gives a notification, not a crash
     w._mask_dir.value = tmp_path / "images"
     w.train()
-    wait_done(qtbot, w)
+    wait_run(w, timeout=TIMEOUT)
     assert errors and "no image/mask pairs" in errors[-1]
 
 
-def test_predict_from_file_cancel_and_errors(make_napari_viewer, qtbot, tmp_path, errors):
+def test_predict_from_file_cancel_and_errors(make_napari_viewer, qtbot, tmp_path, errors, wait_run):
     img, mask = disks((64, 64), seed=3)
     model = train_unet(
         img, mask, encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(16, 8, 8), patch_size=32,
@@ -223,13 +210,13 @@ def test_predict_from_file_cancel_and_errors(make_napari_viewer, qtbot, tmp_path
     p._tile.value, p._overlap.value, p._batch.value, p._device.value = 32, 8, 1, "cpu"
     p.run()
     p.cancel()  # cancelled before the first batch of tiles finishes
-    wait_done(qtbot, p)
+    wait_run(p, timeout=TIMEOUT)
     assert p._status.value == "cancelled" and len(viewer.layers) == 1
 
     n_err = len(errors)
     p._tile.value, p._overlap.value, p._batch.value = 128, 32, 4
     p.run()
-    wait_done(qtbot, p)
+    wait_run(p, timeout=TIMEOUT)
     assert len(errors) == n_err
     out = viewer.layers["big U-Net"]
     np.testing.assert_array_equal(out.data, load_model(path).predict(big, tile_size=128, overlap=32, device="cpu"))
@@ -286,7 +273,7 @@ w._encoder.value = "tu-resnet10t"
 w._patch.value, w._epochs.value, w._batch.value = 64, 2, 2
 w._image.value, w._labels.value = il, ll
 w._train.native.click()
-pump(lambda: not w._busy, 240)
+pump(lambda: not w.running, 240)
 res["epochs"] = None if w.model is None else len(w.model.history)
 res["status"] = str(w._status.value)
 from napari_sem_analysis import _device
@@ -297,7 +284,7 @@ p._source.value = "last trained"
 p._image.value = il
 p._tile.value, p._overlap.value = 64, 16
 p._run.native.click()
-pump(lambda: not p._busy, 120)
+pump(lambda: not p.running, 120)
 out = viewer.layers["sem U-Net"]
 res["scale"] = [float(v) for v in out.scale]
 res["same_as_api"] = bool(np.array_equal(out.data, w.model.predict(img, tile_size=64, overlap=16)))

@@ -22,11 +22,10 @@ def _disks(centres, radius=9, shape=(120, 160), seed=0):
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(_workflow, "notify_error", lambda e: seen.append(str(e)))
+def errors(errors, monkeypatch):
+    """The shared error collector (conftest.py), with the info notifications silenced."""
     monkeypatch.setattr(_workflow, "notify_info", lambda m: None)
-    return seen
+    return errors
 
 
 def _record(viewer):
@@ -36,14 +35,13 @@ def _record(viewer):
                 output="tuned objects")
 
 
-def _run(widget, qtbot):
+def _run(widget, wait_run):
     worker = widget.run()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        pass
+    wait_run(widget, timeout=30000)
 
 
-def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path, errors):
+def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path, errors, wait_run):
     viewer = make_napari_viewer()
     viewer.add_image(_disks([(30, 30), (30, 100)]), name="tuned")
     new = _disks([(30, 30), (90, 40), (60, 120)], seed=1)
@@ -63,7 +61,7 @@ def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path
 
     widget._image.value = target
     before = new.copy()
-    _run(widget, qtbot)
+    _run(widget, wait_run)
     out = viewer.layers["recorded workflow result"]
     assert out.data.max() == 3  # three disks in the new image
     assert tuple(out.scale) == (8.0, 8.0) and tuple(str(u) for u in out.units) == ("nanometer", "nanometer")
@@ -74,12 +72,12 @@ def test_recorded_steps_save_load_and_replay(make_napari_viewer, qtbot, tmp_path
     feats = out.features
     assert len(feats) == 3 and list(feats["index"]) == list(feats["label"]) == [1, 2, 3]
     n_layers = len(viewer.layers)
-    _run(widget, qtbot)  # re-run updates the same layer
+    _run(widget, wait_run)  # re-run updates the same layer
     assert len(viewer.layers) == n_layers
     assert not errors
 
 
-def test_preset_on_image_layer(make_napari_viewer, qtbot, errors):
+def test_preset_on_image_layer(make_napari_viewer, qtbot, errors, wait_run):
     viewer = make_napari_viewer()
     img, truth = synthetic_coating(seed=2)
     layer = viewer.add_image(img, name="cross-section", scale=(20.0, 20.0), units=("nm", "nm"))
@@ -87,7 +85,7 @@ def test_preset_on_image_layer(make_napari_viewer, qtbot, errors):
     widget._source.value = "coating"
     assert "coating_layers" in widget._text.value
     widget._image.value = layer
-    _run(widget, qtbot)
+    _run(widget, wait_run)
     out = viewer.layers["coating result"]
     assert set(np.unique(out.data)) == {0, 1, 2, 3}
     assert out.metadata["summary"]["crack_count"] == truth["crack_count"]
@@ -110,7 +108,7 @@ def test_errors_are_notifications(make_napari_viewer, tmp_path, errors):
     assert "No steps recorded" in errors[1] and "no_such_function" in errors[3]
 
 
-def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, qtbot, errors):
+def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, qtbot, errors, wait_run):
     """Threshold + split widgets on one image, then the recorded recipe on another."""
     from napari_sem_analysis.widgets._segment import SplitWidget, ThresholdWidget
 
@@ -122,12 +120,12 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
     th._method.value = "otsu"
     th._preview.value = False
     th.run()
-    qtbot.waitUntil(lambda: th._completed > 0 and not th._running, timeout=20000)
+    wait_run(th, runs=1, timeout=20000)
     sp = SplitWidget(viewer)
     sp.reset_choices()
     sp._mask.value = viewer.layers["threshold"]
     sp.run()
-    qtbot.waitUntil(lambda: sp._completed > 0 and not sp._running, timeout=20000)
+    wait_run(sp, runs=1, timeout=20000)
     assert viewer.layers["split"].data.max() == 3
 
     widget = WorkflowWidget(viewer)
@@ -135,7 +133,7 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
         "threshold", "clean_mask", "split_touching"]
     new = viewer.add_image(_disks([(30, 30), (90, 40), (60, 120), (95, 130)], seed=3), name="new")
     widget._image.value = new
-    _run(widget, qtbot)
+    _run(widget, wait_run)
     out = viewer.layers["recorded workflow result"]
     assert out.data.max() == 4
     np.testing.assert_array_equal(out.data > 0, viewer.layers["new"].data > 120)
@@ -143,7 +141,7 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
 
 
 def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
-    make_napari_viewer, qtbot, tmp_path, errors
+    make_napari_viewer, qtbot, tmp_path, errors, wait_run
 ):
     """Enhance (denoise, nm), Threshold, Split and Measure (texture off) in the viewer; the saved
     recipe run by ``napari-sem-analysis batch`` on the same image gives the viewer's objects and table."""
@@ -166,7 +164,7 @@ def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
     layer = viewer.add_image(img, name="sample", scale=(px, px), units=("nm", "nm"))
 
     def wait(w):
-        qtbot.waitUntil(lambda: w._completed > 0 and not w._running, timeout=30000)
+        wait_run(w, runs=1, timeout=30000)
 
     en = EnhanceWidget(viewer)
     en._preview.value = False

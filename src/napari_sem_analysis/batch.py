@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
 from .workflows import Workflow, load_recipe, write_atomic
 
@@ -252,13 +253,6 @@ def _plain(v):
 # --------------------------------------------------------------------------
 # progress
 # --------------------------------------------------------------------------
-def _fmt_time(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class Progress:
     """A text progress bar with elapsed time and ETA (to stderr)."""
 
@@ -278,11 +272,11 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         computed = self.done - self.skipped
         eta = elapsed / computed * (self.total - self.done) if computed > 0 else float("nan")
-        eta_s = _fmt_time(eta) if np.isfinite(eta) else "--:--"
+        eta_s = format_duration(eta)
         bad = f" {self.failed} failed" if self.failed else ""
         return (
             f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
-            f"{100 * frac:3.0f}% elapsed {_fmt_time(elapsed)} ETA {eta_s}{bad}"
+            f"{100 * frac:3.0f}% elapsed {format_duration(elapsed)} ETA {eta_s}{bad}"
         )
 
     def update(self, n: int = 1, *, failed: bool = False) -> None:

@@ -6,6 +6,7 @@ Subcommands::
                               [--overwrite] [--no-resume] [--pixel-size NM] [--quiet]
     napari-sem-analysis demo [--headless] [--out DIR]
     napari-sem-analysis presets
+    napari-sem-analysis steps
 
 Exit codes: 0 success, 1 some images failed (the others were written),
 2 usage or input error (bad recipe, missing folder...), 130 interrupted.
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None, metavar="DIR", help="output folder for --headless")
 
     sub.add_parser("presets", help="list the built-in recipes")
+    sub.add_parser("steps", help="list the steps a recipe can use")
     return p
 
 
@@ -102,6 +104,28 @@ def _batch(args) -> int:
     return EXIT_OK
 
 
+def _print_presets() -> None:
+    from .steps import find_step
+    from .workflows import PRESETS
+
+    for name, recipe in PRESETS.items():
+        print(f"{name:10s} {recipe.get('description', '')}")
+        chain = []
+        for step in recipe["steps"]:
+            entry = find_step(step["function"])
+            writes = entry.target.writes if entry is not None else "?"
+            chain.append(f"{step['function']} ({writes})")
+        print(f"{'':10s} steps: {' -> '.join(chain)}; summary: {recipe.get('summary', 'objects')}")
+
+
+def _print_steps() -> None:
+    from .steps import find_step, step_names
+
+    print("Steps a recipe can use (name, inputs -> output, description):")
+    for name in step_names():
+        print("  " + find_step(name).describe())
+
+
 def main(argv=None) -> int:
     """Entry point of the ``napari-sem-analysis`` console script; returns the exit code."""
     parser = _parser()
@@ -113,10 +137,10 @@ def main(argv=None) -> int:
         if args.command == "batch":
             return _batch(args)
         if args.command == "presets":
-            from .workflows import PRESETS
-
-            for name, recipe in PRESETS.items():
-                print(f"{name:10s} {recipe.get('description', '')}")
+            _print_presets()
+            return EXIT_OK
+        if args.command == "steps":
+            _print_steps()
             return EXIT_OK
         if args.command == "demo":
             from . import _demo

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
+from .steps import find_step, get_step, register_step, resolve_step  # noqa: F401  (re-exported)
 
 __all__ = [
     "Workflow",
@@ -70,31 +70,9 @@ __all__ = [
 RECIPE_VERSION = 1
 
 # --------------------------------------------------------------------------
-# step and summary registries
+# summary registry (steps: napari_sem_analysis.steps)
 # --------------------------------------------------------------------------
-_STEPS: dict[str, Callable] = {}
 _SUMMARIES: dict[str, Callable] = {}
-
-
-def register_step(name: str, function: Callable | None = None):
-    """Make ``function`` available to recipes under ``name``.
-
-    Public API functions of :mod:`napari_sem_analysis` are found without
-    registration; use this for your own steps. Usable as a decorator::
-
-        @register_step("my_filter")
-        def my_filter(image, *, size=3): ...
-
-    Registered steps take precedence over API functions of the same name.
-    """
-
-    def deco(func: Callable) -> Callable:
-        _STEPS[name] = func
-        return func
-
-    if function is not None:
-        return deco(function)
-    return deco
 
 
 def register_summary(name: str, function: Callable | None = None):
@@ -112,69 +90,6 @@ def register_summary(name: str, function: Callable | None = None):
     if function is not None:
         return deco(function)
     return deco
-
-
-def resolve_step(name: str) -> Callable:
-    """The callable behind a recipe step name (registered step or public API function)."""
-    if not isinstance(name, str) or not name:
-        raise SEMAnalysisError(f"a step's 'function' must be a non-empty string, got {name!r}")
-    if name in _STEPS:
-        return _STEPS[name]
-    import napari_sem_analysis as sem
-
-    if name.startswith("_"):
-        raise SEMAnalysisError(f"step function {name!r} is not a public function")
-    try:
-        func = getattr(sem, name)
-    except AttributeError as exc:
-        func = _from_core_modules(name)
-        if func is None:
-            known = sorted(set(_STEPS) | {k for k in sem._API if k[0].islower()})
-            raise SEMAnalysisError(
-                f"unknown step function {name!r} ({exc}); known steps: {', '.join(known)}"
-            ) from None
-    except ImportError as exc:
-        known = sorted(set(_STEPS) | {k for k in sem._API if k[0].islower()})
-        raise SEMAnalysisError(
-            f"unknown step function {name!r} ({exc}); known steps: {', '.join(known)}"
-        ) from None
-    if not callable(func):
-        raise SEMAnalysisError(f"{name!r} is not a function")
-    return func
-
-
-# core modules searched for step functions not (yet) exported from the package
-_CORE_MODULES = ("segmentation", "enhancement", "measurement", "texture", "classification", "unet", "coating")
-
-
-def _from_core_modules(name: str):
-    import importlib
-
-    for mod in _CORE_MODULES:
-        try:
-            module = importlib.import_module(f"napari_sem_analysis.{mod}")
-        except ImportError:
-            continue
-        func = getattr(module, name, None)
-        if callable(func) and not isinstance(func, type):
-            return func
-    return None
-
-
-def _accepts(func: Callable, param: str) -> bool:
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return False
-    params = sig.parameters
-    return param in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _has_param(func: Callable, param: str) -> bool:
-    try:
-        return param in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -361,23 +276,14 @@ def _jsonable(value):
     raise SEMAnalysisError(f"recipe parameter {value!r} ({type(value).__name__}) cannot be saved")
 
 
-# default summary for recipes without one, from their last step
-_SUMMARY_FOR_STEP = {
-    "multi_threshold": "phases",
-    "coating_layers": "coating",
-    "segment_pores": "porosity",
-    "segment_particles": "particles",
-    "classify_tiles": "tiles",
-}
-# steps that annotate the objects of an earlier step (the summary follows that step)
-_ANNOTATING_STEPS = {"classify_objects"}
-
-
 def _default_summary(steps: list[dict]) -> str:
+    """The summary of a recipe without one: from its last step that does not only annotate."""
     for step in reversed(steps):
-        if step["function"] in _ANNOTATING_STEPS:
+        entry = find_step(step["function"])
+        entry = entry.target if entry is not None else None
+        if entry is not None and entry.annotates:
             continue
-        return _SUMMARY_FOR_STEP.get(step["function"], "objects")
+        return (entry.summary if entry is not None else None) or "objects"
     return "objects"
 
 
@@ -538,7 +444,7 @@ class Workflow:
     def validate(self) -> None:
         """Check that every step function exists (raises SEMAnalysisError)."""
         for step in self.steps:
-            resolve_step(step["function"])
+            get_step(step["function"]).load()
         summary_function(self.summary)
 
     # --- running ------------------------------------------------------------
@@ -599,32 +505,16 @@ class Workflow:
         n = len(self.steps)
         for i, step in enumerate(self.steps):
             yield i, n, step["function"]
-            func = resolve_step(step["function"])
-            kwargs = dict(step["params"])
-            if (
-                _has_param(func, "pixel_size")
-                and kwargs.get("pixel_size") is None
-                and px is not None
-            ):
-                kwargs["pixel_size"] = px
-            args = []
+            entry = get_step(step["function"])
+            data_inputs = {}
             for arg, src in step["inputs"].items():
                 if src not in ctx:
                     raise SEMAnalysisError(
                         f"step {i + 1} ({step['function']}) needs {src!r}, which only a later step produces"
                     )
-                kwargs[arg] = ctx[src]
-            # the first declared input goes positionally (API functions take image/mask/labels first)
-            first = next(iter(step["inputs"]), None)
-            if first is not None:
-                try:
-                    params = list(inspect.signature(func).parameters)
-                except (TypeError, ValueError):
-                    params = []
-                if params and params[0] == first:
-                    args.append(kwargs.pop(first))
+                data_inputs[arg] = ctx[src]
             try:
-                out = func(*args, **kwargs)
+                out = entry(data_inputs, step["params"], pixel_size=px)
             except SEMAnalysisError as exc:
                 raise SEMAnalysisError(f"step {i + 1} ({step['function']}): {exc}") from exc
             except TypeError as exc:
@@ -926,7 +816,6 @@ def _cached_model_at(path: str, device: str, _stamp):
         return load_model(path)
 
 
-@register_step("unet_predict")
 def unet_predict(image, *, model: str, device: str = "auto", instances: bool = True, **predict_kwargs):
     """Segment with a saved U-Net; the model is loaded once per process (worker).
 
@@ -935,7 +824,7 @@ def unet_predict(image, *, model: str, device: str = "auto", instances: bool = T
     and measured; multi-class predictions are returned as class maps.
     """
     m = _cached_model(os.fspath(model), device)
-    pred = np.asarray(m.predict(image, **predict_kwargs))
+    pred = np.asarray(m.predict(image, device=device, **predict_kwargs))
     if instances and pred.ndim == 2 and pred.dtype != bool and np.issubdtype(pred.dtype, np.integer) and pred.max() <= 1:
         pred = pred.astype(bool)
     if instances and pred.dtype == bool:
@@ -943,21 +832,6 @@ def unet_predict(image, *, model: str, device: str = "auto", instances: bool = T
 
         return ndi.label(pred)[0].astype(np.int32)
     return pred
-
-
-@register_step("predict_unet")
-def predict_unet(
-    image,
-    *,
-    model: str,
-    tile_size: int | None = 512,
-    overlap: int = 64,
-    batch_size: int = 4,
-    device: str = "auto",
-):
-    """The U-Net widget's recorded step: class map from a saved model, loaded once per process."""
-    m = _cached_model(os.fspath(model), "auto")
-    return m.predict(image, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device)
 
 
 def _cached_classifier(path: str, kind: str = "object"):
@@ -977,7 +851,6 @@ _cached_model.cache_clear = _cached_model_at.cache_clear  # type: ignore[attr-de
 _cached_classifier.cache_clear = _cached_classifier_at.cache_clear  # type: ignore[attr-defined]
 
 
-@register_step("classify_objects")
 def classify_objects(labels, image=None, *, model: str, pixel_size=None, **measure_kwargs):
     """Class of every object from a saved :class:`ObjectClassifier` (loaded once per process).
 
@@ -1015,7 +888,6 @@ class TileClasses:
     class_names: list
 
 
-@register_step("classify_tiles")
 def classify_tiles(image, *, model: str, tile_size: int | None = None, stride: int | None = None) -> TileClasses:
     """Classify the tiles of an image with a saved :class:`ImageClassifier` (loaded once per process).
 
@@ -1033,13 +905,6 @@ def classify_tiles(image, *, model: str, tile_size: int | None = None, stride: i
     pmap = tile_probability_map(table, img.shape, names)
     labels = (pmap.argmax(axis=0) + 1).astype(np.int32)
     return TileClasses(labels=labels, table=table, class_names=names)
-
-
-@register_step("coating_layers")
-def _coating_layers(image, *, pixel_size=None, **kwargs):
-    from .coating import coating_layers
-
-    return coating_layers(image, pixel_size=pixel_size, **kwargs)
 
 
 # --------------------------------------------------------------------------

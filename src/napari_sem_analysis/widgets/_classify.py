@@ -22,9 +22,7 @@ model is saved or loaded, so that the Workflow widget and
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +40,8 @@ from magicgui.widgets import (
 )
 
 from .._validation import SEMAnalysisError, to_grayscale
-from ._common import (
-    as_array,
-    layer_pixel_size,
-    notify_error,
-    notify_info,
-    record_step,
-    spatial_kwargs,
-    start_worker,
-    write_layer,
-)
+from ._base import SEMWidget, StepCall, in_thread, layers_of
+from ._common import as_array, layer_pixel_size, notify_error, notify_info, spatial_kwargs, write_layer
 
 _CLASS_COLORS = [
     (0.12, 0.47, 0.71, 1.0),  # blue
@@ -69,6 +59,7 @@ _CLASS_COLORS = [
 _MODELS = ["random_forest", "extra_trees", "gradient_boosting", "logistic_regression"]
 _EXAMPLE_PREFIX = "examples: "
 _MODEL_FILTER = "*.semclf"
+_THREAD = "sem-classifier-work"  # the training/prediction thread's name
 
 
 def class_color(i: int):
@@ -83,103 +74,6 @@ def _parse_class_names(text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise SEMAnalysisError(f"class names must be distinct, got {names}")
     return names
-
-
-def _run_in_thread(fn, abort=None, **kwargs):
-    """Generator: run ``fn(progress=..., cancel=..., **kwargs)`` in a thread.
-
-    Yields ``(done, total)`` whenever ``fn`` reports progress and returns its
-    result. ``abort()`` returning True (the user pressed *Cancel*) makes
-    ``fn``'s ``cancel`` callback return True, so it stops at its next check,
-    and makes this generator yield at once so that the napari worker can quit.
-    """
-    messages: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    result: dict = {}
-
-    def cancelled():
-        return stop.is_set() or (abort is not None and abort())
-
-    def target():
-        try:
-            result["value"] = fn(progress=lambda d, t: messages.put((d, t)), cancel=cancelled, **kwargs)
-        except BaseException as exc:  # re-raised in the worker thread below
-            result["error"] = exc
-        finally:
-            messages.put(None)
-
-    thread = threading.Thread(target=target, daemon=True, name="sem-classifier-work")
-    thread.start()
-    try:
-        while True:
-            try:
-                item = messages.get(timeout=0.1)
-            except queue.Empty:
-                if cancelled():
-                    stop.set()
-                    yield None  # lets the napari worker see its abort request
-                continue
-            if item is None:
-                break
-            yield item
-    finally:
-        stop.set()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def _start(owner, work, done, **kwargs):
-    """``start_worker`` whose errors (including SEMAnalysisError) reach this module's notify_error.
-
-    ``owner._completed`` counts finished runs (successful or failed), and
-    ``owner._running`` tells whether a run is under way.
-    """
-    import inspect
-
-    if inspect.isgeneratorfunction(work):
-
-        def wrapped():
-            try:
-                out = yield from work()
-            except Exception as exc:
-                return _Failure(exc)
-            return out
-
-    else:
-
-        def wrapped():
-            try:
-                return work()
-            except Exception as exc:
-                return _Failure(exc)
-
-    def returned(out):
-        owner._running = False
-        try:
-            if isinstance(out, _Failure):
-                notify_error(out.error)
-            else:
-                done(out)
-        finally:
-            owner._completed += 1
-
-    owner._running = True
-    worker = start_worker(owner, wrapped, on_returned=returned, **kwargs)
-
-    def aborted():
-        owner._running = False
-        owner._completed += 1
-
-    if inspect.isgeneratorfunction(work):  # generator workers can be cancelled
-        worker.aborted.connect(aborted)
-    return worker
-
-
-class _Failure:
-    def __init__(self, error):
-        self.error = error
 
 
 def _prepare_torch():
@@ -225,13 +119,6 @@ def _cv_text(result) -> str:
     return "\n".join(lines)
 
 
-def _layers_of(viewer, kind: str):
-    import napari
-
-    cls = getattr(napari.layers, kind)
-    return [layer for layer in viewer.layers if isinstance(layer, cls)]
-
-
 # ---------------------------------------------------------------------------
 # object classifier
 # ---------------------------------------------------------------------------
@@ -273,9 +160,7 @@ class _StepRecorder:
             notify_info("save the model to add this prediction to the workflow (it names the model file)")
 
     def _record(self, function, params, inputs, output):
-        record_step(
-            self.widget.viewer, function, params={"model": str(self.model_file), **params}, inputs=inputs, output=output
-        )
+        self.widget.record(StepCall(function, {"model": str(self.model_file), **params}, inputs, output))
 
 
 def _save_classifier(classifier, value):
@@ -296,7 +181,7 @@ def _save_classifier(classifier, value):
     return out
 
 
-class ObjectClassifierWidget(Container):
+class ObjectClassifierWidget(SEMWidget):
     """Train and apply an object classifier on a Labels layer.
 
     Examples come from one Points layer per class (``examples: <class>``,
@@ -308,19 +193,13 @@ class ObjectClassifierWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.classifier = None
         self.cv_result = None
-        self._worker = None
-        self._running = False
-        self._completed = 0
         self._recorder = _StepRecorder(self)
 
-        self._labels = ComboBox(label="labels", choices=lambda w: _layers_of(self.viewer, "Labels"))
-        self._image = ComboBox(
-            label="image (intensity)", choices=lambda w: [None, *_layers_of(self.viewer, "Image")], value=None
-        )
+        self._labels = self.layer_box("labels", "Labels")
+        self._image = self.layer_box("image (intensity)", "Image", optional=True, arg="image")
         self._classes = LineEdit(label="classes", value="gas, keyhole, lack-of-fusion")
         self._add_points = PushButton(text="Add example layers (one per class)")
         self._source = ComboBox(
@@ -364,12 +243,6 @@ class ObjectClassifierWidget(Container):
         self._predict.changed.connect(self.predict)
         self._save.changed.connect(self.save_model)
         self._load.changed.connect(self.load_model)
-        self.viewer.layers.events.inserted.connect(self._reset)
-        self.viewer.layers.events.removed.connect(self._reset)
-
-    def _reset(self, _event=None):
-        self._labels.reset_choices()
-        self._image.reset_choices()
 
     @property
     def class_names(self) -> list[str]:
@@ -386,7 +259,7 @@ class ObjectClassifierWidget(Container):
         labels = self._labels.value
         spatial = spatial_kwargs(labels)
         layers = []
-        existing = {layer.name: layer for layer in _layers_of(self.viewer, "Points")}
+        existing = {layer.name: layer for layer in layers_of(self.viewer, "Points")}
         for i, name in enumerate(names):
             lname = _EXAMPLE_PREFIX + name
             if lname in existing:
@@ -439,7 +312,7 @@ class ObjectClassifierWidget(Container):
         labels = as_array(labels_layer.data)
         found: dict[int, str] = {}
         conflicts = set()
-        points = {layer.name[len(_EXAMPLE_PREFIX) :]: layer for layer in _layers_of(self.viewer, "Points") if layer.name.startswith(_EXAMPLE_PREFIX)}
+        points = {layer.name[len(_EXAMPLE_PREFIX) :]: layer for layer in layers_of(self.viewer, "Points") if layer.name.startswith(_EXAMPLE_PREFIX)}
         for name in self.class_names:
             layer = points.get(name)
             if layer is None or len(layer.data) == 0:
@@ -487,7 +360,7 @@ class ObjectClassifierWidget(Container):
         return self._examples_from_features(labels_layer)
 
     # -- features ------------------------------------------------------
-    def _inputs(self):
+    def _read_inputs(self):
         """(labels, image or None, pixel size) read from the chosen layers (GUI thread)."""
         labels_layer = self._labels.value
         if labels_layer is None:
@@ -523,7 +396,7 @@ class ObjectClassifierWidget(Container):
             if len(used) < 2:
                 raise SEMAnalysisError("give examples of at least two classes")
             labels_layer = self._labels.value
-            inputs = self._inputs()
+            inputs = self._read_inputs()
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
@@ -558,7 +431,7 @@ class ObjectClassifierWidget(Container):
                 _show_confusion(self._canvas, result)
             labels_layer.metadata["classifier_classes"] = list(clf.class_names)
 
-        return _start(self, work, done, desc="training object classifier")
+        return self.start(work, done, desc="training object classifier")
 
     def predict(self, _event=None):
         """Classify every object; write features and the ``object classes`` layer."""
@@ -570,7 +443,7 @@ class ObjectClassifierWidget(Container):
             notify_error("choose a Labels layer first")
             return None
         try:
-            inputs = self._inputs()
+            inputs = self._read_inputs()
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
@@ -587,7 +460,7 @@ class ObjectClassifierWidget(Container):
             # replayed by the workflow's classify_objects step (measure with its defaults, as here)
             self._recorder.predicted(clf, "classify_objects", {}, step_inputs, "classes")
 
-        return _start(self, work, done, desc="classifying objects")
+        return self.start(work, done, desc="classifying objects")
 
     def _write_predictions(self, labels_layer, labels, out: pd.DataFrame, clf):
         names = list(clf.class_names)
@@ -675,7 +548,7 @@ def _feature_ids(feats: pd.DataFrame) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-class TileClassifierWidget(Container):
+class TileClassifierWidget(SEMWidget):
     """Train an image/tile classifier and classify the tiles of an Image layer.
 
     Training data: a folder with one sub-folder per class, or Image layers
@@ -688,19 +561,14 @@ class TileClassifierWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.classifier = None
         self.cv_result = None
-        self._worker = None
-        self._running = False
-        self._completed = 0
-        self._cancel_requested = False
         self._recorder = _StepRecorder(self)
 
         self._source = ComboBox(label="train from", choices=["folder", "image layers"], value="folder")
         self._folder = FileEdit(label="folder", mode="d")
-        self._train_layers = Select(label="image layers (class = layer name)", choices=lambda w: _layers_of(self.viewer, "Image"))
+        self._train_layers = self.layer_box("image layers (class = layer name)", "Image", widget=Select)
         self._backend = ComboBox(label="backend", choices=["features", "cnn"], value="features")
         self._model = ComboBox(label="model", choices=_MODELS, value="random_forest")
         self._tile = SpinBox(label="tile size (px)", min=16, max=4096, value=256)
@@ -712,7 +580,7 @@ class TileClassifierWidget(Container):
         self._cancel = PushButton(text="Cancel")
         self._progress = Label(value="")
         self._report = Label(value="not trained")
-        self._image = ComboBox(label="classify image", choices=lambda w: _layers_of(self.viewer, "Image"))
+        self._image = self.layer_box("classify image", "Image", arg="image")
         self._heatmap = CheckBox(text="probability heat-map", value=False)
         # choices from the classifier (a callable, so that napari's reset_choices on layer changes keeps them)
         self._heat_class = ComboBox(label="heat-map class", choices=self._heat_class_choices)
@@ -755,13 +623,7 @@ class TileClassifierWidget(Container):
         self._load.changed.connect(self.load_model)
         self._source.changed.connect(self._update_visibility)
         self._backend.changed.connect(self._update_visibility)
-        self.viewer.layers.events.inserted.connect(self._reset)
-        self.viewer.layers.events.removed.connect(self._reset)
         self._update_visibility()
-
-    def _reset(self, _event=None):
-        self._train_layers.reset_choices()
-        self._image.reset_choices()
 
     def _heat_class_choices(self, _widget=None):
         clf = getattr(self, "classifier", None)
@@ -836,8 +698,7 @@ class TileClassifierWidget(Container):
             return clf, result if result is not None else clf.cv_skipped_  # e.g. one source image per class
 
         def work():
-            out = yield from _run_in_thread(fit_all, abort=lambda: self._cancel_requested)
-            return out
+            return (yield from in_thread(fit_all, cancelled=lambda: self._cancel_requested, name=_THREAD))
 
         def on_progress(item):
             if self._cancel_requested or item is None:
@@ -862,12 +723,11 @@ class TileClassifierWidget(Container):
                 self._report.value = head + "\n" + _cv_text(result)
                 _show_confusion(self._canvas, result)
 
-        self._cancel_requested = False
         self._progress.value = "training..."
         from ..classification import fold_count
 
         total = self.classifier_total(len(tiles), fold_count(y, groups, 5) if do_cv else None)
-        return _start(self, work, done, on_yielded=on_progress, total=total, desc="training tile classifier")
+        return self.start(work, done, on_progress=on_progress, total=total, desc="training tile classifier")
 
     def classifier_total(self, n_tiles: int, n_folds: int | None = None) -> int:
         """Progress steps of a training run, as ``fit`` (``n_folds=None``) or
@@ -876,13 +736,9 @@ class TileClassifierWidget(Container):
             return int(self._epochs.value) * ((n_folds or 0) + 1)
         return n_tiles if n_folds is None else n_tiles + n_folds + 1
 
-    def cancel(self, _event=None):
-        """Stop the running training or prediction."""
-        worker = self._worker
-        if worker is not None and self._running:
-            self._cancel_requested = True
-            worker.quit()
-            self._progress.value = "cancelled"
+    def on_cancelled(self, desc: str) -> None:
+        """The training or prediction was stopped by *Cancel*."""
+        self._progress.value = "cancelled"
 
     def predict(self, _event=None):
         """Classify the tiles of the chosen Image layer (thread worker)."""
@@ -907,21 +763,19 @@ class TileClassifierWidget(Container):
         if clf.backend == "cnn":
             _prepare_torch()
 
-        self._cancel_requested = False
-
         def work():
-            table = yield from _run_in_thread(
+            return (yield from in_thread(
                 lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
-                abort=lambda: self._cancel_requested,
-            )
-            return table
+                cancelled=lambda: self._cancel_requested,
+                name=_THREAD,
+            ))
 
         def done(table):
             self.write_tiles(layer, table, image.shape)
             params = {"tile_size": tile} if stride is None else {"tile_size": tile, "stride": stride}
             self._recorder.predicted(clf, "classify_tiles", params, {"image": layer.name}, "tile classes")
 
-        return _start(self, work, done, desc="classifying tiles")
+        return self.start(work, done, desc="classifying tiles")
 
     def write_tiles(self, layer, table: pd.DataFrame, shape):
         """Write the tile table as the ``tile classes`` Shapes layer (and heat-map)."""

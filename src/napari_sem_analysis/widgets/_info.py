@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, CheckBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 
+from ._base import SEMWidget
 from ._common import layer_pixel_size, notify_error, notify_info
 
 _UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6}
 
 
-class PixelSizeWidget(Container):
+class PixelSizeWidget(SEMWidget):
     """Show an image layer's pixel size and SEM metadata, and set it by hand.
 
     The pixel size read from the instrument's metadata is shown; a user can
@@ -19,9 +20,8 @@ class PixelSizeWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self._layer = ComboBox(label="image", choices=self._image_layers)
+        super().__init__(napari_viewer)
+        self._layer = self.layer_box("image", "Image")
         self._info = Label(value="")
         self._size = FloatSpinBox(label="pixel size", min=0.0, max=1e7, step=0.001, value=1.0)
         self._unit = ComboBox(label="unit", choices=list(_UNITS_NM), value="nm")
@@ -30,17 +30,7 @@ class PixelSizeWidget(Container):
         self.extend([self._layer, self._info, self._size, self._unit, self._all, self._apply])
         self._layer.changed.connect(self._refresh)
         self._apply.changed.connect(self.apply)
-        self.viewer.layers.events.inserted.connect(self._reset_choices)
-        self.viewer.layers.events.removed.connect(self._reset_choices)
         self._refresh()
-
-    def _image_layers(self, _widget=None):
-        import napari
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-
-    def _reset_choices(self, _event=None):
-        self._layer.reset_choices()
 
     def _refresh(self, _event=None):
         layer = self._layer.value

@@ -24,18 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
 
-from .._validation import SEMAnalysisError
-from ._common import (
-    as_array,
-    layer_pixel_size,
-    notify_error,
-    notify_info,
-    record_step,
-    start_worker,
-    write_layer,
-)
+from .._validation import SEMAnalysisError, to_grayscale
+from ._base import SEMWidget, StepCall, StepWidget
+from ._common import as_array, layer_pixel_size, notify_error, notify_info, write_layer
 
 POINTS_NAME = "measure centroids"
 SHAPES_NAME = "measure outlines"
@@ -60,13 +53,6 @@ def _too_many_shapes(n: int, what: str) -> str:
     )
 
 
-def _layers_of(viewer, *kinds: str):
-    import napari
-
-    classes = tuple(getattr(napari.layers, k) for k in kinds)
-    return [layer for layer in viewer.layers if isinstance(layer, classes)]
-
-
 def _units_of(layer) -> dict:
     if layer is None:
         return {}
@@ -76,45 +62,6 @@ def _units_of(layer) -> dict:
 def _axis_label(column: str, units: dict) -> str:
     unit = units.get(column, "")
     return f"{column} [{unit}]" if unit else column
-
-
-class _Failure:
-    def __init__(self, error):
-        self.error = error
-
-
-def _run(owner, work, done, *, desc, total=0):
-    """Run the generator ``work()`` in a thread worker (each ``yield`` advances the progress
-    bar and is a point where the user can cancel); ``done(result)`` on success, a
-    notification on error."""
-    owner._running = True
-
-    def wrapped():
-        try:
-            return (yield from work())
-        except Exception as exc:  # shown as a notification, never a crash
-            return _Failure(exc)
-
-    def returned(result):
-        try:
-            if isinstance(result, _Failure):
-                notify_error(result.error)
-            else:
-                done(result)
-        except Exception as exc:
-            notify_error(exc)
-        finally:
-            owner._running = False
-            owner._completed += 1
-
-    def aborted():
-        owner._running = False
-        owner._completed += 1
-
-    worker = start_worker(owner, wrapped, on_returned=returned, desc=desc, total=total)
-    if hasattr(worker, "aborted"):
-        worker.aborted.connect(aborted)
-    return worker
 
 
 def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +99,7 @@ def _docked_table(viewer):
     return None
 
 
-class MeasureWidget(Container):
+class MeasureWidget(StepWidget):
     """Measure the objects of a Labels layer (morphology in nm, intensity, texture).
 
     Results go into the Labels layer's ``features``; optional Points layer
@@ -167,20 +114,17 @@ class MeasureWidget(Container):
     was. Layers with non-square pixels are refused.
     """
 
+    step = "measure"
+    output = "measurements"
+
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.table: pd.DataFrame | None = None
         self.tile_table: pd.DataFrame | None = None
         self.table_widget: FeatureTableWidget | None = None
-        self._worker = None
-        self._running = False
-        self._completed = 0
 
-        self._labels = ComboBox(label="labels", choices=lambda w: _layers_of(self.viewer, "Labels"))
-        self._image = ComboBox(
-            label="image", choices=lambda w: [None, *_layers_of(self.viewer, "Image")], value=None
-        )
+        self._labels = self.layer_box("labels", "Labels")
+        self._image = self.layer_box("image", "Image", optional=True)
         self._shape = CheckBox(text="shape (Feret, solidity)", value=True)
         self._intensity = CheckBox(text="intensity", value=True)
         self._texture = CheckBox(text="texture (GLCM, LBP)", value=False)
@@ -211,87 +155,82 @@ class MeasureWidget(Container):
         )
         self._run_btn.changed.connect(self.run)
         self._tile_btn.changed.connect(self.run_tiles)
-        self.viewer.layers.events.inserted.connect(self._reset)
-        self.viewer.layers.events.removed.connect(self._reset)
-
-    def _reset(self, _event=None):
-        self._labels.reset_choices()
-        self._image.reset_choices()
 
     # -- per object -------------------------------------------------------
-    def _inputs(self):
-        labels_layer = self._labels.value
-        if labels_layer is None:
+    def pixel_size(self) -> float | None:
+        """nm per pixel of the labels layer, else of the image layer."""
+        ps = layer_pixel_size(self._labels.value)
+        if ps is None and self._image.value is not None:
+            ps = layer_pixel_size(self._image.value)
+        return ps
+
+    def params(self) -> dict:
+        with_image = self._image.value is not None
+        return {
+            "texture": bool(self._texture.value) and with_image,
+            "intensity": bool(self._intensity.value) and with_image,
+            "shape": bool(self._shape.value),
+            "glcm_levels": int(self._levels.value) or None,
+        }
+
+    def calls(self) -> list[StepCall]:
+        if self._labels.value is None:
             raise SEMAnalysisError("choose a Labels layer to measure")
-        image_layer = self._image.value
+        return super().calls()
+
+    def read(self, calls) -> dict:
+        """The labels (a copy: the user may edit the layer while we work) and the grayscale image."""
+        labels_layer, image_layer = self._labels.value, self._image.value
         labels = as_array(labels_layer.data)
         if labels.ndim != 2:
             raise SEMAnalysisError(f"the Labels layer must be 2-D, got shape {labels.shape}")
-        image = None
+        data = {labels_layer.name: labels.copy()}
         if image_layer is not None:
             image = as_array(image_layer.data)
             if image_layer.rgb:
-                from .._validation import to_grayscale
-
                 image = to_grayscale(image)
             if image.shape != labels.shape:
                 raise SEMAnalysisError(
                     f"the labels ({labels.shape}) and the image ({image.shape}) have different shapes"
                 )
-        ps = layer_pixel_size(labels_layer)
-        source = labels_layer
-        if ps is None and image_layer is not None:
-            ps = layer_pixel_size(image_layer)
-            source = image_layer
-        if ps is not None:
+            data[image_layer.name] = image
+        source = labels_layer if layer_pixel_size(labels_layer) is not None else image_layer
+        if source is not None and layer_pixel_size(source) is not None:
             sy, sx = (float(v) for v in source.scale[-2:])
             if not np.isclose(sy, sx, rtol=1e-6):
                 raise SEMAnalysisError(
                     f"the layer {source.name!r} has non-square pixels (scale {sy:g} x {sx:g}); "
                     "measurements need square pixels: resample the image first"
                 )
-        return labels_layer, image_layer, labels, image, ps
+        return data
 
-    def run(self, _event=None):
-        """Measure (in a thread worker); returns the worker, or None on bad input."""
-        try:
-            labels_layer, image_layer, labels, image, ps = self._inputs()
-        except SEMAnalysisError as exc:
-            notify_error(exc)
-            return None
-        from ..measurement import mask_warning, measure, object_outlines, oriented_boxes
+    def progress_total(self, data) -> int:
+        return 2
 
-        params = {
-            "texture": bool(self._texture.value) and image is not None,
-            "intensity": bool(self._intensity.value) and image is not None,
-            "shape": bool(self._shape.value),
-            "glcm_levels": int(self._levels.value) or None,
-        }
+    def compute(self, calls, data, pixel_size):
+        """The table (the registry's ``measure`` step), then the outlines or boxes to draw."""
+        from ..measurement import mask_warning, object_outlines, oriented_boxes
+
+        labels = data[self._labels.value.name]
         shapes = self._shapes.value
-        labels = labels.copy()  # the user may edit the layer while we work
+        table = self.plane_function(calls, pixel_size)(data)
+        if len(table) == 1:  # a thresholded mask measured as one object: say so in the widget too
+            table.attrs["mask_warning"] = mask_warning(labels)
+        yield 1
+        geometry = None
+        if shapes != "none" and len(table) > MAX_SHAPES:
+            table.attrs["shapes_skipped"] = _too_many_shapes(len(table), "objects") + " (the Points layer can show them)"
+        elif shapes == "outlines":
+            geometry = object_outlines(labels)[1]
+        elif shapes == "oriented boxes":
+            geometry = list(oriented_boxes(labels)[1])
+        yield 2
+        return table, geometry
 
-        def work():
-            table = measure(labels, image, pixel_size=ps, **params)
-            if len(table) == 1:  # a thresholded mask measured as one object: say so in the widget too
-                table.attrs["mask_warning"] = mask_warning(labels)
-            yield 1
-            geometry = None
-            if shapes != "none" and len(table) > MAX_SHAPES:
-                table.attrs["shapes_skipped"] = _too_many_shapes(len(table), "objects") + " (the Points layer can show them)"
-            elif shapes == "outlines":
-                geometry = object_outlines(labels)[1]
-            elif shapes == "oriented boxes":
-                geometry = list(oriented_boxes(labels)[1])
-            yield 2
-            return table, geometry
-
-        def done(result):
-            table, geometry = result
-            self._write(labels_layer, image_layer, table, geometry, ps, params)
-
-        return _run(self, work, done, desc="measure", total=2)
-
-    def _write(self, labels_layer, image_layer, table, geometry, ps, params):
+    def write(self, result, calls):
+        table, geometry = result
+        labels_layer = calls[0].inputs["labels"]
+        ps = calls[0].pixel_size
         self.table = table
         units = dict(table.attrs.get("units", {}))
         feats = _merge_features(labels_layer.features, table)
@@ -313,7 +252,6 @@ class MeasureWidget(Container):
             layer.features = feats
             layer.metadata[_UNITS_KEY] = units
         if geometry is not None:
-            kind = "polygon"
             layer = write_layer(
                 self.viewer,
                 geometry,
@@ -321,20 +259,13 @@ class MeasureWidget(Container):
                 kind="shapes",
                 like=labels_layer,
                 features=feats,
-                shape_type=kind,
+                shape_type="polygon",
                 edge_color="cyan",
                 face_color="transparent",
                 edge_width=1,
             )
             layer.features = feats
             layer.metadata[_UNITS_KEY] = units
-        record_step(
-            self.viewer,
-            "measure",
-            params=params,
-            inputs={"labels": labels_layer.name, **({"image": image_layer.name} if image_layer is not None else {})},
-            output="measurements",
-        )
         self._summary.value = _summary_text(table)
         if table.attrs.get("shapes_skipped"):
             notify_info(table.attrs["shapes_skipped"])
@@ -356,25 +287,11 @@ class MeasureWidget(Container):
         return self.table_widget
 
     # -- per tile -----------------------------------------------------------
-    def run_tiles(self, _event=None):
-        """GLCM + LBP features per tile of the Image layer, as a Shapes layer of tiles."""
-        image_layer = self._image.value
-        if image_layer is None:
-            notify_error("choose an Image layer for the tile texture")
-            return None
-        image = as_array(image_layer.data)
-        if image_layer.rgb:
-            from .._validation import to_grayscale
-
-            image = to_grayscale(image)
-        if image.ndim != 2:
-            notify_error(f"the Image layer must be 2-D, got shape {image.shape}")
-            return None
-        ps = layer_pixel_size(image_layer)
+    def _tile_pixels(self, image, ps) -> int:
+        """The tile size in px (SEMAnalysisError when too small or too many tiles for a Shapes layer)."""
         tile_px = int(round(self._tile.value / ps)) if ps is not None else int(round(self._tile.value))
         if tile_px < 2:
-            notify_error(f"tile size {self._tile.value} is below 2 pixels")
-            return None
+            raise SEMAnalysisError(f"tile size {self._tile.value} is below 2 pixels")
         h, w = image.shape
         n_tiles = -(-h // tile_px) * -(-w // tile_px)
         if n_tiles > MAX_SHAPES:
@@ -382,53 +299,67 @@ class MeasureWidget(Container):
             while -(-h // smallest) * -(-w // smallest) > MAX_SHAPES:
                 smallest += 1
             size = f"{smallest * ps:g} nm" if ps is not None else f"{smallest} px"
-            notify_error(f"{_too_many_shapes(n_tiles, 'tiles')}; choose a tile size of at least {size}")
+            raise SEMAnalysisError(f"{_too_many_shapes(n_tiles, 'tiles')}; choose a tile size of at least {size}")
+        return tile_px
+
+    def run_tiles(self, _event=None):
+        """GLCM + LBP features per tile of the Image layer, as a Shapes layer of tiles."""
+        image_layer = self._image.value
+        try:
+            if image_layer is None:
+                raise SEMAnalysisError("choose an Image layer for the tile texture")
+            image = as_array(image_layer.data)
+            if image_layer.rgb:
+                image = to_grayscale(image)
+            if image.ndim != 2:
+                raise SEMAnalysisError(f"the Image layer must be 2-D, got shape {image.shape}")
+            tile_px = self._tile_pixels(image, layer_pixel_size(image_layer))
+        except SEMAnalysisError as exc:
+            notify_error(exc)
             return None
-        levels = int(self._levels.value) or None
+        call = StepCall("glcm_features", {"tile_size": tile_px, "levels": int(self._levels.value) or None},
+                        {"image": image_layer}, TILES_NAME)
 
         def work():
-            from ..texture import glcm_features, lbp_features
+            from ..texture import lbp_features
 
-            g = glcm_features(image, tile_size=tile_px, levels=levels)
+            g = call.entry({"image": image}, call.params)
             yield 1
             lb = lbp_features(image, tile_size=tile_px)
             yield 2
             return pd.concat([g, lb.drop(columns=list(g.columns[:7]))], axis=1)
 
         def done(table):
-            self.tile_table = table
-            rects = [
-                np.array([[y - 0.5, x - 0.5], [y - 0.5, x + w - 0.5], [y + h - 0.5, x + w - 0.5], [y + h - 0.5, x - 0.5]])
-                for y, x, h, w in table[["y", "x", "height", "width"]].to_numpy()
-            ]
-            feats = table.copy()
-            # tile position and size are in pixels; the texture features have no unit
-            units = {c: "px" for c in ("y", "x", "height", "width")}
-            layer = write_layer(
-                self.viewer,
-                rects,
-                name=TILES_NAME,
-                kind="shapes",
-                like=image_layer,
-                features=feats,
-                shape_type="rectangle",
-                edge_color="magenta",
-                face_color="transparent",
-                edge_width=1,
-            )
-            layer.features = feats
-            layer.metadata[_UNITS_KEY] = units
-            record_step(
-                self.viewer,
-                "glcm_features",
-                params={"tile_size": tile_px, "levels": levels},
-                inputs={"image": image_layer.name},
-                output=TILES_NAME,
-            )
-            if self._show_table.value:
-                self.show_table(layer)
+            self._write_tiles(image_layer, table)
+            self.record(call)
 
-        return _run(self, work, done, desc="tile texture", total=2)
+        return self.start(work, done, desc="tile texture", total=2)
+
+    def _write_tiles(self, image_layer, table):
+        self.tile_table = table
+        rects = [
+            np.array([[y - 0.5, x - 0.5], [y - 0.5, x + w - 0.5], [y + h - 0.5, x + w - 0.5], [y + h - 0.5, x - 0.5]])
+            for y, x, h, w in table[["y", "x", "height", "width"]].to_numpy()
+        ]
+        feats = table.copy()
+        # tile position and size are in pixels; the texture features have no unit
+        units = {c: "px" for c in ("y", "x", "height", "width")}
+        layer = write_layer(
+            self.viewer,
+            rects,
+            name=TILES_NAME,
+            kind="shapes",
+            like=image_layer,
+            features=feats,
+            shape_type="rectangle",
+            edge_color="magenta",
+            face_color="transparent",
+            edge_width=1,
+        )
+        layer.features = feats
+        layer.metadata[_UNITS_KEY] = units
+        if self._show_table.value:
+            self.show_table(layer)
 
 
 def _summary_text(table: pd.DataFrame) -> str:
@@ -519,7 +450,7 @@ def _table_model_class():
     return DataFrameModel
 
 
-class FeatureTableWidget(Container):
+class FeatureTableWidget(SEMWidget):
     """A layer's features as a sortable, filterable table linked to the viewer.
 
     * choose the layer (Labels, Points or Shapes with features);
@@ -534,10 +465,9 @@ class FeatureTableWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from qtpy.QtWidgets import QAbstractItemView, QTableView
 
-        self.viewer = napari_viewer
         self._df = pd.DataFrame()
         self._view_df = pd.DataFrame()
         self._sort: tuple[str, bool] | None = None
@@ -545,10 +475,7 @@ class FeatureTableWidget(Container):
         self._syncing = False
         self._connections: list = []
 
-        self._layer_box = ComboBox(
-            label="layer",
-            choices=lambda w: [ly for ly in _layers_of(self.viewer, "Labels", "Points", "Shapes")],
-        )
+        self._layer_box = self.layer_box("layer", "Labels", "Points", "Shapes")
         self._filter = LineEdit(label="filter (pandas query)", value="")
         self._highlight = CheckBox(text="show only the selected object", value=True)
         self._center = CheckBox(text="centre view on selection", value=True)
@@ -578,12 +505,7 @@ class FeatureTableWidget(Container):
         self._highlight.changed.connect(self._highlight_changed)
         self._csv_btn.changed.connect(self._ask_csv)
         self._xlsx_btn.changed.connect(self._ask_excel)
-        self.viewer.layers.events.inserted.connect(self._reset)
-        self.viewer.layers.events.removed.connect(self._reset)
         self._reset()
-
-    def _reset(self, _event=None):
-        self._layer_box.reset_choices()
 
     # -- data -------------------------------------------------------------
     @property
@@ -803,20 +725,17 @@ class FeatureTableWidget(Container):
 # ---------------------------------------------------------------------------
 # plots
 # ---------------------------------------------------------------------------
-class PlotWidget(Container):
+class PlotWidget(SEMWidget):
     """Plots of a layer's features (matplotlib): size distribution, histogram, scatter; save as PNG."""
 
     KINDS = ("size distribution", "histogram", "scatter")
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.viewer = napari_viewer
-        self._layer_box = ComboBox(
-            label="layer", choices=lambda w: _layers_of(self.viewer, "Labels", "Points", "Shapes")
-        )
+        self._layer_box = self.layer_box("layer", "Labels", "Points", "Shapes")
         self._kind = ComboBox(label="plot", choices=list(self.KINDS), value="size distribution")
         self._x = ComboBox(label="x feature", choices=lambda w: self._numeric_columns())
         self._y = ComboBox(label="y feature", choices=lambda w: self._numeric_columns())
@@ -833,12 +752,10 @@ class PlotWidget(Container):
         self._layer_box.changed.connect(self._layer_changed)
         self._plot_btn.changed.connect(lambda *_: self.plot())
         self._save_btn.changed.connect(self._ask_png)
-        self.viewer.layers.events.inserted.connect(self._reset)
-        self.viewer.layers.events.removed.connect(self._reset)
         self._reset()
 
     def _reset(self, _event=None):
-        self._layer_box.reset_choices()
+        super()._reset()
         self._x.reset_choices()
         self._y.reset_choices()
 

@@ -1,30 +1,25 @@
 """Classical segmentation dock widgets: threshold (live preview), watershed split, SLIC superpixels.
 
-Each widget reads its input layers, calls the core functions of
-:mod:`napari_sem_analysis.segmentation`, writes a Labels layer named after
-the step (updated on re-run, with the input's scale and units) and records
-the step for workflows. Lengths are in nm when the input layer has a scale.
+Each widget runs steps of the registry (:mod:`napari_sem_analysis.steps`) on
+its input layers through :class:`~._base.StepWidget`, which writes a Labels
+layer named after the step (updated on re-run, with the input's scale and
+units) and records the steps for workflows. Lengths are in nm when the input
+layer has a scale. This module holds only what is special about each step.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, SpinBox
 
 from .._validation import SEMAnalysisError
-from ._common import as_array, notify_error, record_step, write_layer
-from ._enhance import LengthBox, StepWidget, cancel_check, layers_of, planes, run_in_worker
+from ._base import StepCall, StepWidget, cancel_check, check_gray
+from ._common import as_array, notify_error, write_layer
 
 GLOBAL = ["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
 LOCAL = ["sauvola", "niblack", "local_mean"]
-
-
-def _check_gray(layer):
-    if layer is None:
-        raise SEMAnalysisError("choose an image layer first")
-    if getattr(layer, "rgb", False):
-        raise SEMAnalysisError(f"layer {layer.name!r} is RGB; convert it to grayscale first")
-    return as_array(layer.data)
+_THRESHOLD_KEYS = ("method", "dark_objects", "offset", "window_size", "k")
+_CLEAN_KEYS = ("min_size", "fill_holes", "opening", "unit")
 
 
 # --------------------------------------------------------------------------- threshold
@@ -39,43 +34,32 @@ class ThresholdWidget(StepWidget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self._image = ComboBox(label="image", choices=lambda w: layers_of(self.viewer, "Image"))
-        self._boxes = [self._image]
+        self._image = self.layer_box("image", "Image")
         self._method = ComboBox(label="method", choices=[*GLOBAL, *LOCAL, "multi-otsu"], value="otsu")
         self._dark = CheckBox(text="dark objects", value=False)
         self._offset = FloatSlider(label="offset", min=-128, max=128, value=0, step=1)
-        self._window = LengthBox("window", 51)
+        self._window = self.length_box("window_size", 51, label="window", of="threshold")
         self._k = FloatSpinBox(label="k", min=-2, max=2, value=0.2, step=0.05)
         self._classes = SpinBox(label="classes", min=2, max=7, value=3)
-        self._opening = LengthBox("opening radius", 0.0)
-        self._min_size = LengthBox("min size", 4.0, maximum=1e12, power=2)
+        self._opening = self.length_box("opening", 0.0, label="opening radius", of="clean_mask")
+        self._min_size = self.length_box("min_size", 4.0, label="min size", maximum=1e12, of="clean_mask")
         self._fill = CheckBox(text="fill holes", value=True)
         self._preview = CheckBox(text="live preview", value=True)
-        self._run_btn = PushButton(text="Run")
-        self._cancel_btn = PushButton(text="Cancel")
-        self._lengths = [self._window, self._opening, self._min_size]
         self.extend(
             [self._image, self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-             self._opening.widget, self._min_size.widget, self._fill, self._preview, self._run_btn, self._cancel_btn,
-             self._status]
+             self._opening.widget, self._min_size.widget, self._fill, self._preview, *self.run_controls()]
         )
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
         for w in (self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
                   self._opening.widget, self._min_size.widget, self._fill, self._preview):
             w.changed.connect(self._live)
-        self._run_btn.changed.connect(self.run)
-        self._cancel_btn.changed.connect(self.cancel)
         self._previewed = False
         self._reset()
         self._offset_range()
         self._show()
 
-    def _unit_layer(self):
-        return self._image.value
-
     def _image_changed(self, _event=None):
-        self._sync_units()
         self._offset_range()
         if self._previewed:  # a preview is on screen: show it for the new image
             self._live()
@@ -100,56 +84,47 @@ class ThresholdWidget(StepWidget):
         for w in (self._dark, self._offset, self._opening.widget, self._min_size.widget, self._fill):
             w.visible = m != "multi-otsu"
 
-    def steps(self) -> list[tuple[str, dict]]:
-        """The API calls of the current settings: [(function, params), ...]."""
+    def params(self) -> dict:
+        """The settings: threshold and clean-up keyword arguments (``classes`` for multi-Otsu)."""
         m = self._method.value
-        unit = self._unit()
+        unit = self.unit()
         if m == "multi-otsu":
-            return [("multi_threshold", {"classes": int(self._classes.value)})]
+            return {"classes": int(self._classes.value)}
         p = {"method": m, "dark_objects": bool(self._dark.value), "offset": float(self._offset.value)}
         if m in LOCAL:
-            p.update(window_size=self._window.value, unit=unit)
+            p.update(window_size=self._window.value)
             if m in ("sauvola", "niblack"):
                 p["k"] = float(self._k.value)
-        clean = {"min_size": float(self._min_size.value), "fill_holes": bool(self._fill.value),
-                 "opening": self._opening.value, "unit": unit}
-        return [("threshold", p), ("clean_mask", clean)]
+        p.update(min_size=float(self._min_size.value), fill_holes=bool(self._fill.value),
+                 opening=self._opening.value, unit=unit)
+        return p
 
-    def _func(self, steps):
-        from .. import segmentation
+    def calls(self) -> list[StepCall]:
+        """``multi_threshold``, or ``threshold`` (to ``threshold raw``) then ``clean_mask``."""
+        layer = self._image.value
+        p = self.params()
+        if "classes" in p:
+            return [StepCall("multi_threshold", p, {"image": layer}, "phases")]
+        t = {k: p[k] for k in _THRESHOLD_KEYS if k in p}
+        if "window_size" in t:
+            t["unit"] = p["unit"]
+        clean = {k: p[k] for k in _CLEAN_KEYS}
+        return [StepCall("threshold", t, {"image": layer}, "threshold raw"),
+                StepCall("clean_mask", clean, {"mask": "threshold raw"}, "threshold")]
 
-        ps = self._pixel_size()
-
-        def f(plane):
-            out = plane
-            for name, params in steps:
-                kw = dict(params)
-                if name in ("threshold", "clean_mask") and ps is not None:
-                    kw["pixel_size"] = ps
-                if name == "threshold":
-                    out = segmentation.threshold(out, kw.pop("method"), **kw)
-                elif name == "clean_mask":
-                    out = segmentation.clean_mask(out, **kw)
-                else:
-                    out = segmentation.multi_threshold(out, **kw)
-            return out.astype(np.uint8)
-
-        return f
-
-    def _write(self, layer, result, steps):
-        multi = steps[0][0] == "multi_threshold"
-        name = "phases" if multi else "threshold"
+    def write(self, result, calls):
+        result = np.asarray(result).astype(np.uint8)
+        multi = calls[0].step == "multi_threshold"
         if not multi and not result.any():
             raise SEMAnalysisError("the clean-up removed every object; lower min size or opening")
         fractions = np.bincount(result.ravel(), minlength=2)[1:] / result.size
-        write_layer(self.viewer, result, name=name, kind="labels", like=layer, metadata={"fractions": fractions.tolist()})
+        out = write_layer(self.viewer, result, name=calls[-1].output, kind="labels", like=calls[0].inputs["image"],
+                          metadata={"fractions": fractions.tolist()})
         if multi:
-            record_step(self.viewer, "multi_threshold", params=steps[0][1], inputs={"image": layer.name}, output=name)
             self._status.value = "phase fractions: " + ", ".join(f"{100 * f:.1f}%" for f in fractions)
         else:
-            record_step(self.viewer, "threshold", params=steps[0][1], inputs={"image": layer.name}, output="threshold raw")
-            record_step(self.viewer, "clean_mask", params=steps[1][1], inputs={"mask": "threshold raw"}, output=name)
             self._status.value = f"object area fraction: {100 * fractions[0]:.1f}%"
+        return out
 
     def _live(self, _event=None):
         if not self._preview.value:
@@ -158,28 +133,15 @@ class ThresholdWidget(StepWidget):
         if layer is None:
             return
         try:
-            data = _check_gray(layer)
+            data = check_gray(layer)
             if data.ndim != 2:
                 self._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
                 return
-            steps = self.steps()
-            self._write(layer, self._func(steps)(data), steps)
+            self.preview()
             self._previewed = True
         except Exception as exc:
             self._status.value = f"preview: {exc}"
             notify_error(exc)
-
-    def run(self, _event=None):
-        try:
-            layer = self._image.value
-            data = _check_gray(layer)
-            steps = self.steps()
-            func = self._func(steps)
-        except Exception as exc:
-            notify_error(exc)
-            return None
-        return run_in_worker(self, lambda: planes(data, func), lambda r: self._write(layer, r, steps),
-                             desc="threshold", total=data.shape[0] if data.ndim == 3 else 1)
 
 
 # --------------------------------------------------------------------------- split
@@ -193,118 +155,83 @@ class SplitWidget(StepWidget):
     an image is chosen too). Output Labels layer ``split``.
     """
 
+    step = "split_touching"
+    output = "split"
+
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self._mask = ComboBox(label="mask", choices=lambda w: layers_of(self.viewer, "Labels"))
-        self._image = ComboBox(label="image (edges)", choices=lambda w: [None, *layers_of(self.viewer, "Image")], value=None)
-        self._seeds = ComboBox(label="seeds", choices=lambda w: [None, *layers_of(self.viewer, "Points")], value=None)
-        self._boxes = [self._mask, self._image, self._seeds]
-        self._min_distance = LengthBox("min distance", 5.0, step=0.5)
+        self._mask = self.layer_box("mask", "Labels")
+        self._image = self.layer_box("image (edges)", "Image", optional=True, arg="intensity_image")
+        self._seeds = self.layer_box("seeds", "Points", optional=True)
+        self._min_distance = self.length_box("min_distance", 5.0, label="min distance", step=0.5)
         self._edge = FloatSpinBox(label="edge quantile (0 = off)", min=0, max=1, value=0.5, step=0.05)
         self._weight = FloatSpinBox(label="edge weight", min=0, max=1, value=0.5, step=0.05)
-        self._min_size = LengthBox("min size", 0.0, maximum=1e12, power=2)
+        self._min_size = self.length_box("min_size", 0.0, label="min size", maximum=1e12)
         self._separate = CheckBox(text="separate touching objects", value=False)
-        self._run_btn = PushButton(text="Run")
-        self._cancel_btn = PushButton(text="Cancel")
-        self._lengths = [self._min_distance, self._min_size]
         self.extend([self._mask, self._image, self._seeds, self._min_distance.widget, self._edge, self._weight,
-                     self._min_size.widget, self._separate, self._run_btn, self._cancel_btn, self._status])
-        self._mask.changed.connect(self._sync_units)
-        self._run_btn.changed.connect(self.run)
-        self._cancel_btn.changed.connect(self.cancel)
+                     self._min_size.widget, self._separate, *self.run_controls()])
         self._reset()
-
-    def _unit_layer(self):
-        return self._mask.value
 
     def params(self) -> dict:
         p = {"min_distance": self._min_distance.value, "min_size": float(self._min_size.value),
-             "separate": bool(self._separate.value), "unit": self._unit()}
+             "separate": bool(self._separate.value), "unit": self.unit()}
         if self._image.value is not None:
             if self._edge.value > 0:
                 p["edge_quantile"] = float(self._edge.value)
             p["boundary_weight"] = float(self._weight.value)
         return p
 
-    def run(self, _event=None):
-        from .. import segmentation
+    def calls(self) -> list[StepCall]:
+        """``split_touching`` of the mask, or ``watershed_from_seeds`` when a seeds layer is chosen."""
+        mask, image, seeds = self._mask.value, self._image.value, self._seeds.value
+        if mask is None:
+            raise SEMAnalysisError("choose a labels (mask) layer first")
+        if seeds is None:
+            inputs = {"mask": mask, **({"intensity_image": image} if image is not None else {})}
+            return [StepCall("split_touching", self.params(), inputs, "split")]
+        # flood the image's edges from the seeds inside the mask, or the mask's distance map
+        inputs = {"image_or_mask": image, "seeds": seeds, "mask": mask} if image is not None else {
+            "image_or_mask": mask, "seeds": seeds}
+        return [StepCall("watershed_from_seeds", {}, inputs, "split")]
 
-        try:
-            layer = self._mask.value
-            if layer is None:
-                raise SEMAnalysisError("choose a labels (mask) layer first")
-            mask = as_array(layer.data) > 0
-            if not mask.any():
-                raise SEMAnalysisError(f"layer {layer.name!r} is empty: nothing to split")
-            seeds_layer = self._seeds.value
-            image_layer = self._image.value
-            ps = self._pixel_size()
-            if seeds_layer is not None:
-                if mask.ndim != 2:
-                    raise SEMAnalysisError("seeded watershed works on 2-D layers")
-                if len(seeds_layer.data) == 0:
-                    raise SEMAnalysisError(f"points layer {seeds_layer.name!r} has no points")
-                world = np.array([seeds_layer.data_to_world(p) for p in np.asarray(seeds_layer.data)])
-                pts = np.array([layer.world_to_data(w) for w in world])[:, -2:]
-                function, params = "watershed_from_seeds", {}
-                if image_layer is not None:
-                    # flood the image's edges from the seeds, inside the mask
-                    surface = _check_gray(image_layer)
-                    if surface.shape != mask.shape:
-                        raise SEMAnalysisError(
-                            f"image {image_layer.name!r} {surface.shape} and mask {layer.name!r} {mask.shape} differ in shape"
-                        )
-                    inputs = {"image_or_mask": image_layer.name, "seeds": seeds_layer.name, "mask": layer.name}
-                    seed_args = (surface, pts)
-                    seed_kw = {"mask": mask}
-                else:
-                    inputs = {"image_or_mask": layer.name, "seeds": seeds_layer.name}
-                    seed_args, seed_kw = (mask, pts), {}
+    def read(self, calls) -> dict:
+        layer = self._mask.value
+        mask = as_array(layer.data) > 0
+        if not mask.any():
+            raise SEMAnalysisError(f"layer {layer.name!r} is empty: nothing to split")
+        data = {layer.name: mask}
+        image_layer, seeds_layer = self._image.value, self._seeds.value
+        if image_layer is not None:
+            image = check_gray(image_layer)
+            if image.shape != mask.shape:
+                raise SEMAnalysisError(
+                    f"image {image_layer.name!r} {image.shape} and mask {layer.name!r} {mask.shape} differ in shape"
+                )
+            data[image_layer.name] = image
+        if seeds_layer is not None:
+            if mask.ndim != 2:
+                raise SEMAnalysisError("seeded watershed works on 2-D layers")
+            if len(seeds_layer.data) == 0:
+                raise SEMAnalysisError(f"points layer {seeds_layer.name!r} has no points")
+            world = np.array([seeds_layer.data_to_world(p) for p in np.asarray(seeds_layer.data)])
+            data[seeds_layer.name] = np.array([layer.world_to_data(w) for w in world])[:, -2:]
+        return data
 
-                def work():
-                    yield
-                    return segmentation.watershed_from_seeds(*seed_args, **seed_kw)
-            else:
-                params = self.params()
-                kw = dict(params)
-                if ps is not None:
-                    kw["pixel_size"] = ps
-                intensity = None
-                inputs = {"mask": layer.name}
-                if image_layer is not None:
-                    intensity = _check_gray(image_layer)
-                    if intensity.shape != mask.shape:
-                        raise SEMAnalysisError(
-                            f"image {image_layer.name!r} {intensity.shape} and mask {layer.name!r} {mask.shape} differ in shape"
-                        )
-                    inputs["intensity_image"] = image_layer.name
-                else:
-                    kw.pop("edge_quantile", None)
-                    kw.pop("boundary_weight", None)
-                function = "split_touching"
+    def plane_function(self, calls, pixel_size):
+        func = super().plane_function(calls, pixel_size)
+        mask_name = self._mask.value.name
 
-                def work():
-                    if mask.ndim == 3:
-                        out = []
-                        for i, plane in enumerate(mask):
-                            extra = {} if intensity is None else {"intensity_image": intensity[i]}
-                            out.append(segmentation.split_touching(plane, **kw, **extra) if plane.any()
-                                       else np.zeros(plane.shape, np.int32))
-                            yield
-                        return np.stack(out)
-                    yield
-                    extra = {} if intensity is None else {"intensity_image": intensity}
-                    return segmentation.split_touching(mask, **kw, **extra)
-        except Exception as exc:
-            notify_error(exc)
-            return None
+        def run(arrays):
+            mask = arrays[mask_name]
+            return func(arrays) if mask.any() else np.zeros(mask.shape, np.int32)  # empty planes of a stack
 
-        def done(result):
-            write_layer(self.viewer, result.astype(np.int32), name="split", kind="labels", like=layer)
-            record_step(self.viewer, function, params=params, inputs=inputs, output="split")
-            self._status.value = f"{len(np.unique(result)) - 1} objects"
+        return run
 
-        return run_in_worker(self, work, done, desc=function, total=mask.shape[0] if mask.ndim == 3 else 1)
+    def write(self, result, calls):
+        result = np.asarray(result).astype(np.int32)
+        out = write_layer(self.viewer, result, name="split", kind="labels", like=self._mask.value)
+        self._status.value = f"{len(np.unique(result)) - 1} objects"
+        return out
 
 
 # --------------------------------------------------------------------------- superpixels
@@ -316,72 +243,52 @@ class SuperpixelWidget(StepWidget):
     Output Labels layer ``superpixels``.
     """
 
+    step = "superpixels"
+
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self._image = ComboBox(label="image", choices=lambda w: layers_of(self.viewer, "Image"))
-        self._mask = ComboBox(label="mask", choices=lambda w: [None, *layers_of(self.viewer, "Labels")], value=None)
-        self._boxes = [self._image, self._mask]
-        self._region = LengthBox("region size", 32.0, minimum=2.0)
+        self._image = self.layer_box("image", "Image")
+        self._mask = self.layer_box("mask", "Labels", optional=True)
+        self._region = self.length_box("region_size", 32.0, label="region size", minimum=2.0)
         self._compactness = FloatSpinBox(label="compactness", min=0.001, max=1000, value=0.1, step=0.01)
         self._iters = SpinBox(label="iterations", min=1, max=100, value=10)
         self._device = ComboBox(label="device", choices=["cpu", "auto"], value="cpu")
-        self._run_btn = PushButton(text="Run")
-        self._cancel_btn = PushButton(text="Cancel")
-        self._lengths = [self._region]
         self.extend([self._image, self._mask, self._region.widget, self._compactness, self._iters, self._device,
-                     self._run_btn, self._cancel_btn, self._status])
-        self._image.changed.connect(self._sync_units)
-        self._run_btn.changed.connect(self.run)
-        self._cancel_btn.changed.connect(self.cancel)
+                     *self.run_controls()])
         self._reset()
-
-    def _unit_layer(self):
-        return self._image.value
 
     def params(self) -> dict:
         return {"region_size": self._region.value, "compactness": float(self._compactness.value),
-                "max_iter": int(self._iters.value), "unit": self._unit(), "device": self._device.value}
+                "max_iter": int(self._iters.value), "unit": self.unit(), "device": self._device.value}
 
-    def run(self, _event=None):
-        from .. import segmentation
+    def read(self, calls) -> dict:
+        image = check_gray(self._image.value)
+        data = {self._image.value.name: image}
+        mask_layer = self._mask.value
+        if mask_layer is not None:
+            mask = as_array(mask_layer.data) > 0
+            if mask.shape != image.shape:
+                raise SEMAnalysisError(f"mask {mask_layer.name!r} {mask.shape} and image {image.shape} differ in shape")
+            data[mask_layer.name] = mask
+        return data
 
-        try:
-            layer = self._image.value
-            data = _check_gray(layer)
-            mask_layer = self._mask.value
-            mask = None
-            inputs = {"image": layer.name}
-            if mask_layer is not None:
-                mask = as_array(mask_layer.data) > 0
-                if mask.shape != data.shape:
-                    raise SEMAnalysisError(f"mask {mask_layer.name!r} {mask.shape} and image {data.shape} differ in shape")
-                inputs["mask"] = mask_layer.name
-            params = self.params()
-            kw = dict(params)
-            ps = self._pixel_size()
-            if ps is not None:
-                kw["pixel_size"] = ps
-        except Exception as exc:
-            notify_error(exc)
-            return None
+    def compute(self, calls, data, pixel_size):
+        # Cancel stops between k-means iterations (not recorded: a run-time callback)
+        live = [StepCall(c.step, {**c.params, "callback": cancel_check(self)}, c.inputs, c.output) for c in calls]
+        func = self.plane_function(live, pixel_size)
+        image = data[self._image.value.name]
+        if image.ndim == 3:
+            out, offset = [], 0
+            for i in range(image.shape[0]):
+                lab = func({k: v[i] for k, v in data.items()})
+                out.append(np.where(lab > 0, lab + offset, 0))
+                offset += int(lab.max())
+                yield
+            return np.stack(out).astype(np.int32)
+        yield
+        return func(data)
 
-        kw["callback"] = cancel_check(self)  # Cancel stops between k-means iterations
-
-        def work():
-            if data.ndim == 3:
-                out, offset = [], 0
-                for i, plane in enumerate(data):
-                    lab = segmentation.superpixels(plane, mask=None if mask is None else mask[i], **kw)
-                    out.append(np.where(lab > 0, lab + offset, 0))
-                    offset += int(lab.max())
-                    yield
-                return np.stack(out).astype(np.int32)
-            yield
-            return segmentation.superpixels(data, mask=mask, **kw)
-
-        def done(result):
-            write_layer(self.viewer, result, name="superpixels", kind="labels", like=layer)
-            record_step(self.viewer, "superpixels", params=params, inputs=inputs, output="superpixels")
-            self._status.value = f"{len(np.unique(result[result > 0]))} superpixels"
-
-        return run_in_worker(self, work, done, desc="superpixels", total=data.shape[0] if data.ndim == 3 else 1)
+    def write(self, result, calls):
+        out = write_layer(self.viewer, result, name="superpixels", kind="labels", like=self._image.value)
+        self._status.value = f"{len(np.unique(result[result > 0]))} superpixels"
+        return out

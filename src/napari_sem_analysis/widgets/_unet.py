@@ -20,7 +20,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -30,16 +29,10 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from .._format import format_duration
 from .._validation import SEMAnalysisError, to_grayscale
-from ._common import (
-    as_array,
-    layer_pixel_size,
-    notify_error,
-    notify_info,
-    record_step,
-    start_worker,
-    write_layer,
-)
+from ._base import SEMWidget, StepCall, in_thread
+from ._common import as_array, layer_pixel_size, notify_error, notify_info, write_layer
 
 ENCODERS = [
     "resnet18",
@@ -65,13 +58,6 @@ def last_trained_model(viewer):
         return None
 
 
-def _layers_of(viewer, kind: str):
-    import napari
-
-    cls = getattr(napari.layers, kind)
-    return [layer for layer in viewer.layers if isinstance(layer, cls)]
-
-
 def _optional_path(value) -> Path | None:
     if value is None:
         return None
@@ -80,17 +66,6 @@ def _optional_path(value) -> Path | None:
         return None
     p = Path(s)
     return None if p.is_dir() else p
-
-
-def _format_eta(seconds: float | None) -> str:
-    if seconds is None or not np.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -150,26 +125,9 @@ def read_training_folders(image_dir, mask_dir):
     return images, masks, names
 
 
-class _Failure:
-    """Returned by a worker instead of raising, so errors become notifications."""
-
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-    def message(self) -> str:
-        if isinstance(self.exc, SEMAnalysisError):
-            return str(self.exc)
-        return f"{type(self.exc).__name__}: {self.exc}"
-
-
-def _guarded(fn):
-    def run():
-        try:
-            return fn()
-        except Exception as exc:  # shown as a notification in the main thread
-            return _Failure(exc)
-
-    return run
+def _message(exc: BaseException) -> str:
+    """An error as the U-Net widgets show it (the type named, but for SEMAnalysisError)."""
+    return str(exc) if isinstance(exc, SEMAnalysisError) else f"{type(exc).__name__}: {exc}"
 
 
 class _Plot:
@@ -218,7 +176,7 @@ class _Plot:
         self.canvas.draw_idle()
 
 
-class TrainUNetWidget(Container):
+class TrainUNetWidget(SEMWidget):
     """Train a U-Net on Image + Labels pairs (or folders of images and masks).
 
     Pairs are added with "Add pair" (the current image and labels choice is
@@ -228,15 +186,12 @@ class TrainUNetWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from qtpy.QtCore import QTimer
 
         from ..unet import ARCHITECTURES
 
-        self.viewer = napari_viewer
         self.model = None
-        self._worker = None
-        self._busy = False
         self._pairs: list[tuple] = []
         self._latest: dict | None = None
         self._stop_requested = False
@@ -244,8 +199,8 @@ class TrainUNetWidget(Container):
         self._t0 = 0.0
 
         self._source = ComboBox(label="training data", choices=["layers", "folders"], value="layers")
-        self._image = ComboBox(label="image", choices=lambda w=None: _layers_of(self.viewer, "Image"))
-        self._labels = ComboBox(label="labels", choices=lambda w=None: _layers_of(self.viewer, "Labels"))
+        self._image = self.layer_box("image", "Image")
+        self._labels = self.layer_box("labels", "Labels")
         self._add = PushButton(text="Add pair")
         self._clear = PushButton(text="Clear pairs")
         self._pairs_label = Label(value="pairs: (current image + labels)")
@@ -296,17 +251,15 @@ class TrainUNetWidget(Container):
         self._train.changed.connect(self.train)
         self._stop.changed.connect(self.stop)
         self._save.changed.connect(self.save)
-        self.viewer.layers.events.inserted.connect(self._reset_choices)
-        self.viewer.layers.events.removed.connect(self._reset_choices)
+        self.finished.connect(self._restore)
         self._timer = QTimer()
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._refresh_progress)
         self._source_changed()
 
     # -- inputs ------------------------------------------------------------
-    def _reset_choices(self, _event=None):
-        self._image.reset_choices()
-        self._labels.reset_choices()
+    def _reset(self, _event=None):
+        super()._reset()
         alive = set(map(id, self.viewer.layers))
         self._pairs = [p for p in self._pairs if id(p[0]) in alive and id(p[1]) in alive]
         self._show_pairs()
@@ -390,7 +343,7 @@ class TrainUNetWidget(Container):
     # -- training ----------------------------------------------------------
     def train(self, _event=None):
         """Start training in a thread worker."""
-        if self._busy:
+        if self.running:
             notify_error("Training is already running: stop it first")
             return
         try:
@@ -427,11 +380,8 @@ class TrainUNetWidget(Container):
         self._status.value = "starting..."
         self._train.enabled = False
         self._stop.enabled = True
-        self._busy = True
-        worker = start_worker(self, _guarded(work), on_returned=self._trained, desc="Training U-Net")
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
         self._timer.start()
+        self.start(work, self._trained, desc="Training U-Net")
 
     def _on_progress(self, info: dict) -> bool:
         # runs in the worker thread: only store, the timer shows it
@@ -440,7 +390,7 @@ class TrainUNetWidget(Container):
 
     def stop(self, _event=None):
         """Stop training after the current step; the best model so far is kept."""
-        if self._busy:
+        if self.running:
             self._stop_requested = True
             self._status.value = "stopping (keeping the best model)..."
 
@@ -451,7 +401,7 @@ class TrainUNetWidget(Container):
         self._progress.value = int(round(1000 * min(1.0, info.get("progress", 0.0))))
         text = (
             f"epoch {info['epoch']}/{info['epochs']}, step {info['step']}/{info['steps']}, "
-            f"loss {info['loss']:.3f}, ETA {_format_eta(info.get('eta_s'))} on {info.get('device', '?')}"
+            f"loss {info['loss']:.3f}, ETA {format_duration(info.get('eta_s'), '?')} on {info.get('device', '?')}"
         )
         if not self._stop_requested:
             self._status.value = text
@@ -461,12 +411,7 @@ class TrainUNetWidget(Container):
             self._plot.update(hist)
 
     def _trained(self, model):
-        # connected before the worker starts (unlike ``finished``), so it always runs
-        self._finished()
-        if isinstance(model, _Failure):
-            self._failed(model.message())
-            notify_error(model.message())
-            return
+        self._timer.stop()
         self.model = model
         _LAST_MODEL[self.viewer] = model
         self._plot.update(model.history)
@@ -483,13 +428,12 @@ class TrainUNetWidget(Container):
         self._progress.value = 1000
         notify_info("U-Net " + msg)
 
-    def _failed(self, exc):
-        self._status.value = f"failed: {exc}"
+    def on_failed(self, desc: str, error: BaseException) -> None:
+        self._status.value = f"failed: {_message(error)}"
+        notify_error(_message(error))
 
-    def _finished(self):
-        if not self._busy:  # already done by the returned handler
-            return
-        self._busy = False
+    def _restore(self, _result=None):
+        """After every run: the buttons and the progress timer back to idle."""
         self._timer.stop()
         self._train.enabled = True
         self._stop.enabled = False
@@ -512,23 +456,19 @@ class TrainUNetWidget(Container):
         notify_info(f"U-Net model saved to {written}")
 
 
-class PredictUNetWidget(Container):
+class PredictUNetWidget(SEMWidget):
     """Segment an Image layer with a U-Net (a model file or the one just trained)."""
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from qtpy.QtCore import QTimer
 
-        self.viewer = napari_viewer
-        self._worker = None
-        self._busy = False
-        self._cancel_requested = False
         self._latest: dict | None = None
         self._model_cache: tuple[str, float, object] | None = None
         self._source = ComboBox(label="model", choices=["last trained", "file"], value="file")
         self._model_file = FileEdit(label="model file", mode="r", filter="*.safetensors *.semunet")
         self._model_info = Label(value="")
-        self._image = ComboBox(label="image", choices=lambda w=None: _layers_of(self.viewer, "Image"))
+        self._image = self.layer_box("image", "Image")
         self._tile = SpinBox(label="tile size", min=32, max=8192, step=32, value=512)
         self._overlap = SpinBox(label="overlap", min=0, max=2048, step=8, value=64)
         self._batch = SpinBox(label="tiles per batch", min=1, max=256, value=4)
@@ -548,17 +488,13 @@ class PredictUNetWidget(Container):
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._source.changed.connect(self._source_changed)
-        self.viewer.layers.events.inserted.connect(self._reset_choices)
-        self.viewer.layers.events.removed.connect(self._reset_choices)
+        self.finished.connect(self._restore)
         self._timer = QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._refresh_progress)
         if last_trained_model(self.viewer) is not None:
             self._source.value = "last trained"
         self._source_changed()
-
-    def _reset_choices(self, _event=None):
-        self._image.reset_choices()
 
     def _source_changed(self, _event=None):
         self._model_file.visible = self._source.value == "file"
@@ -585,7 +521,7 @@ class PredictUNetWidget(Container):
 
     def run(self, _event=None):
         """Segment the chosen image in a thread worker."""
-        if self._busy:
+        if self.running:
             notify_error("A segmentation is already running: wait for it or cancel it")
             return
         layer = self._image.value
@@ -615,10 +551,13 @@ class PredictUNetWidget(Container):
             return_probabilities=bool(self._probs.value),
         )
 
-        def work():
-            return model.predict(data, callback=self._on_progress, **params)
+        def predict(progress, cancel):
+            # the model calls back after every batch of tiles; True stops it
+            return model.predict(data, callback=lambda info: self._on_progress(info) or cancel(), **params)
 
-        self._cancel_requested = False
+        def work():
+            return (yield from in_thread(predict, cancelled=lambda: self._cancel_requested, name="sem-unet-predict"))
+
         self._latest = None
         self._progress.value = 0
         self._status.value = "segmenting..."
@@ -628,46 +567,42 @@ class PredictUNetWidget(Container):
         def done(result):
             self._write(result, layer, model, params)
 
-        self._busy = True
-        worker = start_worker(self, _guarded(work), on_returned=done, desc="U-Net segmentation")
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
         self._timer.start()
+        self.start(work, done, desc="U-Net segmentation")
 
     def _on_progress(self, info: dict) -> bool:
         self._latest = info
         return self._cancel_requested
 
     def cancel(self, _event=None):
-        if self._busy:
-            self._cancel_requested = True
+        """Stop the segmentation (within a moment; nothing is written)."""
+        if self.running:
+            super().cancel()
             self._status.value = "cancelling..."
+
+    def on_cancelled(self, desc: str) -> None:
+        self._status.value = "cancelled"
+        notify_info("U-Net segmentation cancelled")
+
+    def on_failed(self, desc: str, error: BaseException) -> None:
+        self._status.value = f"failed: {_message(error)}"
+        notify_error(_message(error))
 
     def _refresh_progress(self):
         info = self._latest
         if info is not None:
             self._progress.value = int(round(1000 * info["progress"]))
 
-    def _failed(self, exc):
-        self._status.value = f"failed: {exc}"
-
-    def _finished(self):
-        if not self._busy:  # already done by the returned handler
-            return
-        self._busy = False
+    def _restore(self, _result=None):
+        """After every run: the buttons and the progress timer back to idle."""
         self._timer.stop()
         self._run.enabled = True
         self._cancel.enabled = False
 
     def _write(self, result, layer, model, params):
-        self._finished()
-        if isinstance(result, _Failure):
-            self._failed(result.message())
-            notify_error(result.message())
-            return
-        if result is None:
-            self._status.value = "cancelled"
-            notify_info("U-Net segmentation cancelled")
+        self._timer.stop()
+        if result is None:  # the model stopped early without a cancel request
+            self.on_cancelled("U-Net segmentation")
             return
         probs = None
         if params["return_probabilities"]:
@@ -709,15 +644,6 @@ class PredictUNetWidget(Container):
             f"{labels.shape[-1]}x{labels.shape[-2]} px segmented on {model.device_used}: "
             + ", ".join(f"{n} {c / max(1, labels.size):.1%}" for n, c in zip(model.class_names, counts))
         )
-        record_step(
-            self.viewer,
-            "predict_unet",
-            params={
-                "model": model.path,
-                "tile_size": params["tile_size"],
-                "overlap": params["overlap"],
-                "batch_size": params["batch_size"],
-            },
-            inputs={"image": layer.name},
-            output=name,
-        )
+        # the step's registry name as recipes know it (an alias of unet_predict giving class maps)
+        step_params = {"model": model.path, **{k: params[k] for k in ("tile_size", "overlap", "batch_size")}}
+        self.record(StepCall("predict_unet", step_params, {"image": layer}, name))

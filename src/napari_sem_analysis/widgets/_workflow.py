@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, TextEdit
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, TextEdit
 
-from ._common import (
-    clear_recorded_steps,
-    layer_pixel_size,
-    notify_error,
-    notify_info,
-    recorded_steps,
-    start_worker,
-    write_layer,
-)
+from ._base import SEMWidget
+from ._common import clear_recorded_steps, layer_pixel_size, notify_error, notify_info, recorded_steps, write_layer
 
 RECORDED = "recorded steps"
 LOADED = "loaded recipe"
 
-# image-to-image steps: when nothing uses their output they add nothing to a recipe's results
-# (e.g. the CLAHE live preview, which runs as soon as the Enhance widget opens)
-_FILTER_STEPS = {"clahe", "denoise", "correct_background"}
+
+
+def _is_filter(function: str) -> bool:
+    """Image-to-image filter steps (registry ``filter``): when nothing uses their output they add
+    nothing to a recipe's results (e.g. the CLAHE live preview, which runs as soon as the Enhance
+    widget opens)."""
+    from ..steps import find_step
+
+    entry = find_step(function)
+    return entry is not None and entry.target.filter
 
 
 def _outputs(step) -> list:
@@ -55,7 +55,7 @@ def recipe_steps(steps: list[dict]) -> list[dict]:
     while changed:  # dropping a step may leave the step feeding it unused too
         changed = False
         for i, step in enumerate(ordered[:-1]):
-            if step["function"] not in _FILTER_STEPS:
+            if not _is_filter(step["function"]):
                 continue
             used = any(v in _outputs(step) for later in ordered[i + 1:] for v in later["inputs"].values())
             if not used:
@@ -75,7 +75,7 @@ def _summary_text(summary: dict, limit: int = 12) -> str:
     return "\n".join(lines)
 
 
-class WorkflowWidget(Container):
+class WorkflowWidget(SEMWidget):
     """Turn the steps done in the viewer into a reproducible recipe.
 
     * shows the steps the other widgets recorded for this viewer (or a preset,
@@ -88,11 +88,9 @@ class WorkflowWidget(Container):
     """
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        super().__init__(napari_viewer)
         from ..workflows import PRESETS
 
-        self.viewer = napari_viewer
-        self._worker = None
         self._loaded = None  # Workflow from a file
         self._source = ComboBox(label="recipe", choices=[RECORDED, *PRESETS], value=RECORDED)
         self._text = TextEdit(label="steps", value="")
@@ -106,7 +104,7 @@ class WorkflowWidget(Container):
         self._load_btn = PushButton(text="Load recipe")
         self._save_path = FileEdit(label="save as", mode="w", filter="Recipes (*.yaml *.yml *.json)")
         self._save_btn = PushButton(text="Save recipe")
-        self._image = ComboBox(label="run on", choices=self._image_layers)
+        self._image = self.layer_box("run on", "Image", arg="image")
         self._run_btn = PushButton(text="Run on image")
         self._result = Label(value="")
         self.extend(
@@ -130,18 +128,7 @@ class WorkflowWidget(Container):
         self._load_btn.changed.connect(lambda _=None: self.load_recipe())
         self._save_btn.changed.connect(lambda _=None: self.save_recipe())
         self._run_btn.changed.connect(lambda _=None: self.run())
-        self.viewer.layers.events.inserted.connect(self._reset_choices)
-        self.viewer.layers.events.removed.connect(self._reset_choices)
         self.refresh()
-
-    # --- layers ---------------------------------------------------------------
-    def _image_layers(self, _widget=None):
-        import napari
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-
-    def _reset_choices(self, _event=None):
-        self._image.reset_choices()
 
     # --- the current workflow -------------------------------------------------------
     def current_workflow(self):
@@ -278,7 +265,7 @@ class WorkflowWidget(Container):
             self._show_result(wf, layer, result)
 
         self._result.value = f"running {wf.name}..."
-        return start_worker(self, work, on_returned=done, total=n + 1, desc=f"workflow {wf.name}")
+        return self.start(work, done, total=n + 1, desc=f"workflow {wf.name}")
 
     def _show_result(self, wf, layer, result):
         name = f"{wf.name} result"
@@ -305,6 +292,9 @@ class WorkflowWidget(Container):
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(summary.items())[:3]
         ))
 
-    def cancel(self):
-        if self._worker is not None:
-            self._worker.quit()
+    def on_cancelled(self, desc: str) -> None:
+        self._result.value = f"{desc}: cancelled"
+
+    def on_failed(self, desc: str, error: BaseException) -> None:
+        self._result.value = f"{desc}: failed"
+        notify_error(error)
