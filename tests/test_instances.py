@@ -88,9 +88,7 @@ def test_partial_annotation_is_ignored():
     region = np.zeros(lab.shape, bool)
     region[20:60, 20:100] = True
     tr = instance_targets(lab, region=region)
-    assert np.all(tr[~region] == IGNORE) and np.array_equal(
-        tr[region], instance_targets(lab)[region]
-    )
+    assert np.all(tr[~region] == IGNORE) and np.array_equal(tr[region], instance_targets(lab)[region])
 
 
 def test_decode_drops_small_and_separates():

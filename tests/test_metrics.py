@@ -48,12 +48,7 @@ def test_perfect_with_other_ids_and_merge():
     perm = truth.copy()
     perm[truth == 5], perm[truth == 6], perm[truth == 60000] = 2, 1, 3
     r = sem.evaluate_instances(perm.astype(np.int64), truth)
-    assert (
-        r["pq"] == 1.0
-        and r["ap"] == 1.0
-        and r["count_error"] == 0
-        and r["d50_error"] == 0
-    )
+    assert r["pq"] == 1.0 and r["ap"] == 1.0 and r["count_error"] == 0 and r["d50_error"] == 0
     # a prediction that merges 5 and 6: IoU with 5 = 100/150 (match), with 6 = 50/150
     merged = (truth > 0).astype(np.int32)
     merged[30:38, 30:38] = 2
@@ -87,11 +82,7 @@ def test_pooled_is_not_mean_of_images():
     assert r["recall"] == pytest.approx(1 / 4)  # per-image mean would be 0.5
     assert r["count_error"] == pytest.approx((1 - 4) / 4)
     assert r["mean_abs_count_error"] == pytest.approx((0 + 1) / 2)
-    assert (
-        len(r["per_image"]) == 2
-        and r["per_image"][0]["pq"] == 1.0
-        and r["per_image"][1]["pq"] == 0.0
-    )
+    assert len(r["per_image"]) == 2 and r["per_image"][0]["pq"] == 1.0 and r["per_image"][1]["pq"] == 0.0
 
 
 def test_binary_truth_is_4_connected():

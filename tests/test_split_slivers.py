@@ -17,9 +17,7 @@ from napari_sem_analysis import (
 def test_split_with_widget_defaults_leaves_no_slivers():
     s = sample_particles()
     mask = clean_mask(threshold(s.image, "otsu"), min_size=4)
-    kw = dict(
-        min_distance=5, intensity_image=s.image, edge_quantile=0.5, boundary_weight=0.5
-    )
+    kw = dict(min_distance=5, intensity_image=s.image, edge_quantile=0.5, boundary_weight=0.5)
     before = split_touching(mask, merge_slivers=False, **kw)
     after = split_touching(mask, **kw)
     areas = np.bincount(after.ravel())[1:]
@@ -36,12 +34,8 @@ def test_preset_equals_the_chain_of_public_steps():
     s = sample_particles()
     img = s.image
     preset = segment_particles(img)
-    blurred = cv2.GaussianBlur(
-        img.astype(np.float32), (7, 7), 1.0, borderType=cv2.BORDER_REFLECT
-    )
-    mask = clean_mask(
-        threshold(blurred, "li"), opening=1, min_size=np.pi * 2.0**2, fill_holes=True
-    )
+    blurred = cv2.GaussianBlur(img.astype(np.float32), (7, 7), 1.0, borderType=cv2.BORDER_REFLECT)
+    mask = clean_mask(threshold(blurred, "li"), opening=1, min_size=np.pi * 2.0**2, fill_holes=True)
     from napari_sem_analysis.segmentation.presets import _adaptive_min_distance
 
     md = _adaptive_min_distance(mask, 0.25)

@@ -106,14 +106,9 @@ def test_tiled_instances_equal_untiled(inst_model):
 def test_instance_model_file_round_trip_and_validation(inst_model, tmp_path):
     path = inst_model.save(tmp_path / "inst.safetensors")
     loaded = load_model(path)
-    assert (
-        loaded.task == "instances"
-        and loaded.config["instances"] == inst_model.config["instances"]
-    )
+    assert loaded.task == "instances" and loaded.config["instances"] == inst_model.config["instances"]
     img, _ = domes((96, 96), seed=5)
-    assert np.array_equal(
-        loaded.predict(img, device="cpu"), inst_model.predict(img, device="cpu")
-    )
+    assert np.array_equal(loaded.predict(img, device="cpu"), inst_model.predict(img, device="cpu"))
     # overrides of the decoding settings
     coarse = loaded.predict(img, device="cpu", instance_settings={"min_size": 10_000})
     assert coarse.max() <= 1
@@ -155,12 +150,8 @@ def test_unlabelled_pixels_do_not_count_in_the_loss():
     painted = lab.copy()
     painted[:, 48:] = 999  # right half not annotated
     (target,), _cfg = instance_training_masks([painted], unlabelled=999)
-    assert np.all(target[:, 48:] == TARGET_IGNORE) and np.all(
-        target[:, :47] != TARGET_IGNORE
-    )
-    t = torch.from_numpy(
-        np.where(target == TARGET_IGNORE, _IGNORE, target.astype(np.int64))
-    )[None]
+    assert np.all(target[:, 48:] == TARGET_IGNORE) and np.all(target[:, :47] != TARGET_IGNORE)
+    t = torch.from_numpy(np.where(target == TARGET_IGNORE, _IGNORE, target.astype(np.int64)))[None]
     logits = torch.randn(1, 3, *lab.shape, requires_grad=True)
     loss = _dice_ce_loss(logits, t, 3, 1.0)
     loss.backward()
@@ -188,13 +179,9 @@ def test_partial_annotation_and_dark_objects():
 def test_instance_options_validated():
     img, lab = domes(seed=0)
     with pytest.raises(SEMAnalysisError, match="task"):
-        train_unet(
-            img, lab, task="panoptic", **TINY, patch_size=32, epochs=1, device="cpu"
-        )
+        train_unet(img, lab, task="panoptic", **TINY, patch_size=32, epochs=1, device="cpu")
     with pytest.raises(SEMAnalysisError, match="unlabelled"):
-        train_unet(
-            img, lab > 0, unlabelled=0, **TINY, patch_size=32, epochs=1, device="cpu"
-        )
+        train_unet(img, lab > 0, unlabelled=0, **TINY, patch_size=32, epochs=1, device="cpu")
     with pytest.raises(SEMAnalysisError, match="no object"):
         train_unet(
             img,

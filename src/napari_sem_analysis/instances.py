@@ -76,9 +76,7 @@ def instance_targets(
     """
     lab = np.asarray(labels)
     if lab.dtype == bool:
-        _, lab = cv2.connectedComponents(
-            np.ascontiguousarray(lab).view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-        )
+        _, lab = cv2.connectedComponents(np.ascontiguousarray(lab).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     lab = check_labels(lab, name="labels")
     bw = int(check_positive(boundary_width, "boundary_width", maximum=50))
     if bw < 1:
@@ -121,9 +119,7 @@ def instance_targets(
     if region is not None:
         reg = np.asarray(region, bool)
         if reg.shape != lab.shape:
-            raise SEMAnalysisError(
-                f"region shape {reg.shape} differs from labels shape {lab.shape}"
-            )
+            raise SEMAnalysisError(f"region shape {reg.shape} differs from labels shape {lab.shape}")
         target[~reg] = IGNORE
     if not distance:
         return target
@@ -138,9 +134,7 @@ def _border_distance(lab: np.ndarray) -> np.ndarray:
             continue
         sl = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
         m = lab[sl] == i
-        d = cv2.distanceTransform(
-            np.pad(m, 1).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
-        )[1:-1, 1:-1]
+        d = cv2.distanceTransform(np.pad(m, 1).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
         mx = float(d[m].max())
         if mx > 0:
             out[sl][m] = d[m] / mx
@@ -191,27 +185,21 @@ def instances_from_maps(
     inner = np.asarray(interior, np.float32)
     fgm = np.asarray(foreground, np.float32)
     if inner.ndim != 2 or inner.shape != fgm.shape:
-        raise SEMAnalysisError(
-            f"interior {inner.shape} and foreground {fgm.shape} must be 2-D of one shape"
-        )
+        raise SEMAnalysisError(f"interior {inner.shape} and foreground {fgm.shape} must be 2-D of one shape")
     if not (np.all(np.isfinite(inner)) and np.all(np.isfinite(fgm))):
         raise SEMAnalysisError("the maps contain NaN or infinite values")
     fg = fgm > foreground_threshold
     if not fg.any():
         return np.zeros(inner.shape, np.int32)
     seeds = (inner > interior_threshold) & fg
-    n, markers, stats, _ = cv2.connectedComponentsWithStats(
-        seeds.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
-    )
+    n, markers, stats, _ = cv2.connectedComponentsWithStats(seeds.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_seed_size
     keep[0] = False
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     markers = lut[markers]
     # foreground components with no seed get one
-    nc, comp = cv2.connectedComponents(
-        fg.view(np.uint8), connectivity=8, ltype=cv2.CV_32S
-    )
+    nc, comp = cv2.connectedComponents(fg.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     has = np.zeros(nc, bool)
     has[comp[markers > 0]] = True
     missing = ~has
@@ -253,9 +241,5 @@ def instances_from_targets(target, **kwargs) -> np.ndarray:
     if t.ndim == 3 and t.shape[0] == 3:
         return instances_from_maps(t[INTERIOR], t[INTERIOR] + t[BOUNDARY], **kwargs)
     if t.ndim != 2:
-        raise SEMAnalysisError(
-            f"target must be a 2-D class map or (3, Y, X) probabilities, got {t.shape}"
-        )
-    return instances_from_maps(
-        (t == INTERIOR).astype(np.float32), (t > 0).astype(np.float32), **kwargs
-    )
+        raise SEMAnalysisError(f"target must be a 2-D class map or (3, Y, X) probabilities, got {t.shape}")
+    return instances_from_maps((t == INTERIOR).astype(np.float32), (t > 0).astype(np.float32), **kwargs)

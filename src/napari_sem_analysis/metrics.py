@@ -32,9 +32,7 @@ def _as_labels(arr, name: str) -> np.ndarray:
         # a binary mask: its 4-connected components are the objects
         import cv2
 
-        _, lab = cv2.connectedComponents(
-            np.ascontiguousarray(a).view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-        )
+        _, lab = cv2.connectedComponents(np.ascontiguousarray(a).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
         return lab
     a = check_labels(a, name=name, ndim=(2, 3))
     return a
@@ -175,9 +173,7 @@ def _one(pred, truth, name="") -> tuple:
     p = _as_labels(pred, f"pred{name}")
     t = _as_labels(truth, f"truth{name}")
     if p.shape != t.shape:
-        raise SEMAnalysisError(
-            f"pred{name} shape {p.shape} differs from truth{name} shape {t.shape}"
-        )
+        raise SEMAnalysisError(f"pred{name} shape {p.shape} differs from truth{name} shape {t.shape}")
     return _pairs(p, t)
 
 
@@ -240,14 +236,10 @@ def evaluate_instances(pred, truth, *, pixel_size: float | None = None) -> dict:
         ps = check_positive(pixel_size, "pixel_size")
     if isinstance(pred, np.ndarray) or isinstance(truth, np.ndarray):
         if not (isinstance(pred, np.ndarray) and isinstance(truth, np.ndarray)):
-            raise SEMAnalysisError(
-                "give pred and truth both as arrays or both as lists of arrays"
-            )
+            raise SEMAnalysisError("give pred and truth both as arrays or both as lists of arrays")
         return _stats([_one(pred, truth)], ps)
     if not isinstance(pred, Sequence) or not isinstance(truth, Sequence):
-        raise SEMAnalysisError(
-            "pred and truth must be label images or lists of label images"
-        )
+        raise SEMAnalysisError("pred and truth must be label images or lists of label images")
     if len(pred) != len(truth):
         raise SEMAnalysisError(f"{len(pred)} predictions but {len(truth)} references")
     if len(pred) == 0:

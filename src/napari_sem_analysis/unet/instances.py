@@ -37,10 +37,21 @@ def _touching(lab: np.ndarray) -> bool:
     return bool(np.any((a != b) & (a > 0) & (b > 0)))
 
 
-def instance_training_masks(
-    masks, *, boundary_width=2, unlabelled=None, background=None, regions=None
-):
+def _objects(m: np.ndarray) -> np.ndarray:
+    """A 0/1 mask as its 4-connected objects; a label image unchanged."""
+    if m.size and int(m.max()) <= 1:
+        import cv2
+
+        _, lab = cv2.connectedComponents(np.ascontiguousarray(m > 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        return lab
+    return m
+
+
+def instance_training_masks(masks, *, boundary_width=2, unlabelled=None, background=None, regions=None):
     """Three-class uint8 targets (255 = ignored) of instance label images, and the decoding settings.
+
+    A mask holding only 0 and 1 (without ``unlabelled`` / ``background``)
+    is taken as objects = its 4-connected components (e.g. hand-drawn masks with gaps between touching objects).
 
     The decoding settings learnt from the labels: ``min_size`` (0.1 x the
     median object area, at least 4 px: smaller predicted pieces are merged
@@ -54,16 +65,14 @@ def instance_training_masks(
         if isinstance(regions, np.ndarray) and regions.ndim == 2:
             regions = [regions]
         if len(regions) != len(masks):
-            raise SEMAnalysisError(
-                f"{len(regions)} regions for {len(masks)} label images"
-            )
+            raise SEMAnalysisError(f"{len(regions)} regions for {len(masks)} label images")
     out, areas, touching = [], [], False
+    if unlabelled is None and background is None:
+        masks = [_objects(m) for m in masks]
     for i, m in enumerate(masks):
         reg = None if regions is None else regions[i]
         if reg is not None and np.asarray(reg).shape != m.shape:
-            raise SEMAnalysisError(
-                f"region {i} has shape {np.asarray(reg).shape}, its labels {m.shape}"
-            )
+            raise SEMAnalysisError(f"region {i} has shape {np.asarray(reg).shape}, its labels {m.shape}")
         t = instance_targets(
             m,
             boundary_width=boundary_width,
@@ -86,9 +95,7 @@ def instance_training_masks(
         out.append(u.astype(np.uint8))
     areas = np.concatenate(areas) if areas else np.zeros(0)
     if areas.size == 0:
-        raise SEMAnalysisError(
-            "the label images hold no object: paint at least a few objects (ids > 0)"
-        )
+        raise SEMAnalysisError("the label images hold no object: paint at least a few objects (ids > 0)")
     if all(np.all(t == TARGET_IGNORE) for t in out):
         raise SEMAnalysisError("every pixel is unlabelled: nothing to learn from")
     decode = {
@@ -105,26 +112,18 @@ def instance_training_masks(
 def check_decode(cfg, where: str = "the model") -> dict:
     """Validate the stored decoding settings of an instance model."""
     if not isinstance(cfg, dict):
-        raise SEMAnalysisError(
-            f"{where}: the instance settings are missing or not a mapping"
-        )
+        raise SEMAnalysisError(f"{where}: the instance settings are missing or not a mapping")
     out = dict(cfg)
     for key in ("interior_threshold", "foreground_threshold"):
         v = out.get(key)
         if not isinstance(v, (int, float)) or not 0 <= float(v) < 1:
-            raise SEMAnalysisError(
-                f"{where}: instance setting {key} must be in [0, 1), got {v!r}"
-            )
+            raise SEMAnalysisError(f"{where}: instance setting {key} must be in [0, 1), got {v!r}")
     for key in ("min_seed_size", "min_size"):
         v = out.get(key)
         if not isinstance(v, (int, float)) or not 0 <= float(v) <= 1e7:
-            raise SEMAnalysisError(
-                f"{where}: instance setting {key} must be a size in px, got {v!r}"
-            )
+            raise SEMAnalysisError(f"{where}: instance setting {key} must be a size in px, got {v!r}")
     if not isinstance(out.get("separate"), bool):
-        raise SEMAnalysisError(
-            f"{where}: instance setting separate must be true or false"
-        )
+        raise SEMAnalysisError(f"{where}: instance setting separate must be true or false")
     return out
 
 
@@ -136,9 +135,7 @@ def decode(probs: np.ndarray, cfg: dict, overrides: dict | None = None) -> np.nd
     if overrides:
         bad = set(overrides) - _DECODE_KEYS
         if bad:
-            raise SEMAnalysisError(
-                f"unknown instance settings {sorted(bad)}; known: {sorted(_DECODE_KEYS)}"
-            )
+            raise SEMAnalysisError(f"unknown instance settings {sorted(bad)}; known: {sorted(_DECODE_KEYS)}")
         params.update(overrides)
         check_decode(params, "instance settings")
     return instances_from_maps(probs[1], probs[1] + probs[2], **params)
