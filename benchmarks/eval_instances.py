@@ -56,6 +56,16 @@ GRID = [
 ]
 
 
+#: the runs behind docs/evaluation/instances.md
+COMMANDS = [
+    "python benchmarks/eval_instances.py --methods classical,classical-tuned --results build/classical.json",
+    "python benchmarks/eval_instances.py --methods none --unet instances --directions AB --minutes 20 --depth 3 "
+    "--batch 4 --patch 128 --threads 1 --results build/inst_AB.json   # and BA into build/inst_BA.json",
+    "python benchmarks/eval_instances.py --methods none --unet semantic --directions AB --minutes 20 --depth 3 "
+    "--batch 4 --patch 128 --threads 1 --results build/sem_AB.json",
+]
+
+
 def load_pairs(data_dir: Path):
     """(name, image, pixel size, reference labels) for every image with a mask, sorted by name."""
     import cv2
@@ -347,7 +357,8 @@ def to_markdown(results: list[dict], command: str) -> str:
                 f"{_fmt_pct(row['count_error'])} | {_fmt_pct(row['d50_error'])} | {row['pq']:.3f} | {row['dice']:.3f} | "
                 f"{row['seconds']:.2f} |"
             )
-    lines += ["", "Command:", "", "```", command, "```", ""]
+    lines += ["", "Commands (from the repository root; the report merges the results files):", "", "```"]
+    lines += [*COMMANDS, command, "```", ""]
     return "\n".join(lines)
 
 
@@ -375,6 +386,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
+    ap.add_argument("--merge", default="", help="comma list of other results files to include in the report")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if not (data / "bam-tio2-sem").is_dir():
@@ -428,6 +440,10 @@ def main(argv=None):
                     args.steps,
                 )
             )
+    for extra in [f for f in args.merge.split(",") if f]:
+        for r in json.loads(Path(extra).read_text()):
+            if all((r["method"], r["direction"]) != (q["method"], q["direction"]) for q in results):
+                results.append(r)
     order = [
         "classical (segment_particles defaults)",
         "classical, tuned on the other half",

@@ -78,9 +78,10 @@ def test_train_and_segment_instances(make_napari_viewer, errors, wait_run):
         viewer.window.add_dock_widget(w)
         w._image.value, w._labels.value = il, ll
         w._task.value = "instances"
-        assert not w._n_classes.visible and not w._background.visible
+        # shown / hidden with the task (isHidden: independent of the headless window)
+        assert w._n_classes.native.isHidden() and w._background.native.isHidden()
         w._sparse.value = True
-        assert w._background.visible
+        assert not w._background.native.isHidden()
         w._background.value = 0
         p = w._parameters()
         assert p["task"] == "instances" and p["unlabelled"] == 0 and p["background"] is None
