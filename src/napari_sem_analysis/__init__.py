@@ -87,6 +87,10 @@ _API = {
     "Workflow": "workflows",
     "load_recipe": "workflows",
     "run_batch": "batch",
+    # instances and their evaluation
+    "evaluate_instances": "metrics",
+    "instance_targets": "instances",
+    "instances_from_maps": "instances",
 }
 
 __all__ = ["__version__", *_API]

@@ -16,12 +16,7 @@ from .._validation import (
 )
 from .cleanup import clean_mask
 from .thresholds import GLOBAL_METHODS, threshold
-from .watershed import (
-    _SLIVER_AREA,
-    _merge_slivers,
-    _separate,
-    split_touching,
-)
+from .watershed import split_touching
 
 
 def _default_scale(shape) -> float:
@@ -245,13 +240,10 @@ def _split_particles(
         edge_quantile=edge_quantile,
         boundary_weight=boundary_weight,
         min_size=merge_area,
-        separate=False,
+        merge_slivers=merge_slivers,
+        separate=separate,
         connectivity=4,
     )
-    if merge_slivers:
-        labels = _merge_slivers(labels, max_area=_SLIVER_AREA * np.pi * r_med**2)
-    if separate:
-        labels = _separate(labels, 4)
     return labels
 
 

@@ -103,6 +103,11 @@ class UNetModel:
         return self.config.get("best_epoch")
 
     @property
+    def task(self) -> str:
+        """``"semantic"`` (class labels) or ``"instances"`` (instance labels)."""
+        return self.config.get("task", "semantic")
+
+    @property
     def stopped_early(self) -> bool:
         return bool(self.config.get("stopped_early", False))
 
@@ -160,8 +165,9 @@ class UNetModel:
         return_probabilities: bool = False,
         callback: Callable[[dict], Any] | None = None,
         amp: bool = True,
+        instance_settings: dict | None = None,
     ):
-        """Segment ``image`` into class labels.
+        """Segment ``image`` into class labels (or instance labels for an instance model).
 
         The image is cut into overlapping tiles that are blended with
         cosine weights, so that seams do not show and memory is bounded by
@@ -191,11 +197,20 @@ class UNetModel:
             then returns None.
         amp : bool
             Use mixed precision on CUDA.
+        instance_settings : dict, optional
+            Instance models only: overrides of the stored decoding settings
+            (``interior_threshold``, ``foreground_threshold``,
+            ``min_seed_size``, ``min_size`` in px, ``separate``).
 
         Returns
         -------
         labels : ndarray of uint8 (int32 for more than 255 classes)
-            Same shape as ``image``.
+            Same shape as ``image``. For an instance model
+            (``task == "instances"``): int32 instance labels, 0 background,
+            1..N objects, from a seeded watershed on the blended class
+            probabilities of the whole image (interiors are the seeds,
+            interior + boundary the foreground), so objects across tile
+            seams get one label.
         probabilities : (C, Y, X) float32 ndarray
             Only when ``return_probabilities`` is True; for a stack
             (Z, C, Y, X).
@@ -221,6 +236,7 @@ class UNetModel:
                     return_probabilities=return_probabilities,
                     callback=plane_cb,
                     amp=amp,
+                    instance_settings=instance_settings,
                 )
                 if res is None:
                     return None
@@ -233,17 +249,24 @@ class UNetModel:
                 return np.stack(labels), np.stack(probs)
             return np.stack(labels)
         img = _as_2d(arr, "image")
-        return _predict_2d(
+        instances = self.task == "instances"
+        res = _predict_2d(
             self,
             img,
             tile_size=tile_size,
             overlap=overlap,
             batch_size=batch_size,
             device=device,
-            return_probabilities=return_probabilities,
+            return_probabilities=return_probabilities or instances,
             callback=callback,
             amp=amp,
         )
+        if not instances or res is None:
+            return res
+        from .instances import decode
+
+        labels = decode(res[1], self.config["instances"], instance_settings)
+        return (labels, res[1]) if return_probabilities else labels
 
     # -- files -----------------------------------------------------------
     def save(self, path) -> str:
@@ -289,6 +312,19 @@ def _read_config(meta: dict, name: str) -> tuple[dict, list]:
     return config, history if isinstance(history, list) else []
 
 
+def _check_task(config: dict, name: str) -> None:
+    """The model's task ("semantic" or "instances") and, for instances, its decoding settings."""
+    from .instances import TASKS, check_decode
+
+    task = config.get("task", "semantic")
+    if task not in TASKS:
+        raise SEMAnalysisError(f"{name}: unknown task {str(task)[:100]!r} (known: {', '.join(TASKS)})")
+    if task == "instances":
+        if config["n_classes"] != 3:
+            raise SEMAnalysisError(f"{name}: an instance model has 3 classes, not {config['n_classes']}")
+        config["instances"] = check_decode(config.get("instances"), name)
+
+
 def load_model(path) -> UNetModel:
     """Load a model saved with :meth:`UNetModel.save`.
 
@@ -322,6 +358,7 @@ def load_model(path) -> UNetModel:
             if meta.get("format") != FORMAT_NAME or _CONFIG_KEY not in meta:
                 raise SEMAnalysisError(f"{path.name} is a safetensors file but not a napari-sem-analysis U-Net model")
             config, history = _read_config(meta, path.name)
+            _check_task(config, path.name)
             # the stored shapes (from the header) must be those of the described network, checked on
             # torch's meta device before any weight is read or any network is built
             expected = _expected_shapes(config)

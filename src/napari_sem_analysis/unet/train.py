@@ -64,8 +64,13 @@ def train_unet(
     encoder_weights: str | Path | None = None,
     max_val_tiles: int = 64,
     seed: int = 0,
+    task: str = "semantic",
+    boundary_width: int = 2,
+    unlabelled: int | None = None,
+    background: int | None = None,
+    regions=None,
 ) -> UNetModel:
-    """Train a segmentation network on images with class masks.
+    """Train a segmentation network on images with class masks (or instance labels).
 
     Parameters
     ----------
@@ -73,7 +78,9 @@ def train_unet(
         Training images of any sizes; uint8/uint16/float. Colour images with
         equal channels are taken as grayscale.
     masks : list of (Y, X) integer arrays (or one array)
-        Class ids 0..K-1 per pixel, same shapes as ``images``.
+        Class ids 0..K-1 per pixel, same shapes as ``images``. With
+        ``task="instances"``: instance labels (0 background, one id per
+        object).
     n_classes : int, optional
         Number of classes K (default: largest class id + 1, at least 2).
     encoder : str
@@ -148,6 +155,27 @@ def train_unet(
         At most this many validation tiles per epoch.
     seed : int
         Seed for patch sampling, the split and weight initialisation.
+    task : {"semantic", "instances"}
+        "instances": the masks are instance labels; the network learns
+        background / object interior / object boundary
+        (:func:`napari_sem_analysis.instance_targets`), and the model's
+        ``predict`` returns instance labels (seeded watershed on the whole
+        image's probabilities). The decoding settings are stored in the
+        model (``config["instances"]``): thresholds 0.5, pieces smaller than
+        0.1 x the median training object merged into a neighbour or dropped,
+        and one-pixel gaps between touching objects when the training
+        objects never touch (drawn with gaps).
+    boundary_width : int
+        Instances: width (px) of the boundary class inside each object.
+    unlabelled : int, optional
+        Instances: label value of pixels that are not annotated; they do not
+        count in the loss. ``unlabelled=0`` when only objects (and, with
+        ``background``, some background) were painted.
+    background : int, optional
+        Instances: label value painted as background (with ``unlabelled=0``).
+    regions : list of bool arrays, optional
+        Instances: per image, the annotated region; pixels outside do not
+        count in the loss.
 
     Returns
     -------
@@ -159,6 +187,7 @@ def train_unet(
     import torch
 
     data = _check_data(images, masks, validation)
+    instance_cfg = _task_targets(settings, data)
     config = _model_config(settings, data)
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
@@ -166,7 +195,7 @@ def train_unet(
     prepared = _prepare_data(settings, data, config, rng)
     setup = _setup_training(settings, config, prepared, dev)
     loop = _fit(settings, setup, prepared, callback)
-    return _finish(settings, config, prepared, setup, loop)
+    return _finish(settings, config, prepared, setup, loop, instance_cfg)
 
 
 # --------------------------------------------------------------------------
@@ -209,6 +238,11 @@ class _TrainSettings:
     encoder_weights: str | Path | None
     max_val_tiles: int
     seed: int
+    task: str
+    boundary_width: int
+    unlabelled: int | None
+    background: int | None
+    regions: Any
 
 
 @dataclass
@@ -252,6 +286,31 @@ def _check_data(images, masks, validation) -> _TrainData:
         if len(data.val_images) != len(data.val_masks) or any(a.shape != b.shape for a, b in pairs):
             raise SEMAnalysisError("validation images and masks must pair up with equal shapes")
     return data
+
+
+def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
+    """``task="instances"``: instance labels -> background / interior / boundary targets (in ``data``).
+
+    Returns the decoding settings stored in the model, or None for a semantic task.
+    """
+    if s.task not in ("semantic", "instances"):
+        raise SEMAnalysisError(f"task must be 'semantic' or 'instances', got {s.task!r}")
+    if s.task == "semantic":
+        if s.unlabelled is not None or s.background is not None or s.regions is not None:
+            raise SEMAnalysisError("unlabelled, background and regions are for task='instances' (else use ignore_index)")
+        return None
+    from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
+
+    if s.ignore_index is not None:
+        raise SEMAnalysisError("with task='instances' mark unannotated pixels with unlabelled=, not ignore_index=")
+    if s.n_classes not in (None, 3):
+        raise SEMAnalysisError("an instance model has 3 classes (background, interior, boundary)")
+    kwargs = {"boundary_width": s.boundary_width, "unlabelled": s.unlabelled, "background": s.background}
+    data.masks, instance_cfg = instance_training_masks(data.masks, regions=s.regions, **kwargs)
+    if data.val_masks is not None:
+        data.val_masks, _ = instance_training_masks(data.val_masks, **kwargs)
+    s.ignore_index, s.n_classes, s.class_names = TARGET_IGNORE, 3, list(CLASS_NAMES)
+    return instance_cfg
 
 
 def _check_classes(s: _TrainSettings, masks) -> tuple[int, list[str]]:
@@ -417,13 +476,16 @@ def _setup_training(s: _TrainSettings, config: dict, prep: _Prepared, dev) -> _S
     )
 
 
-def _finish(s: _TrainSettings, config: dict, prep: _Prepared, setup: _Setup, state: _LoopState) -> UNetModel:
+def _finish(
+    s: _TrainSettings, config: dict, prep: _Prepared, setup: _Setup, state: _LoopState, instance_cfg: dict | None
+) -> UNetModel:
     """The model with the best weights, the training settings and the history."""
     best = state.best_state
     if best is None:
         best = {k: v.detach().to("cpu", copy=True) for k, v in setup.net.state_dict().items()}
     config.update(
         {
+            "task": s.task,
             "best_epoch": state.best_epoch,
             "stopped_early": bool(state.stopped or len(state.history) < prep.epochs),
             "monitor": s.monitor if prep.has_val else "train_loss",
@@ -446,6 +508,11 @@ def _finish(s: _TrainSettings, config: dict, prep: _Prepared, setup: _Setup, sta
             },
         }
     )
+    if instance_cfg is not None:
+        config["instances"] = instance_cfg
+        config["training"]["ignore_index"] = None
+        config["training"]["unlabelled"] = s.unlabelled
+        config["training"]["background"] = s.background
     model = UNetModel(config, best, state.history)
     model.device_used = describe_device(setup.dev)
     return model

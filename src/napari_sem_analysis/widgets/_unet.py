@@ -128,6 +128,12 @@ class TrainUNetWidget(SEMWidget):
     used when none was added). Labels hold class ids 0..K-1; tick
     "0 = unlabelled" for sparse annotations painted with ids 1..K (pixels
     left at 0 are then ignored and the output uses the painted ids).
+
+    Task "instances": the Labels hold one id per object (0 background; a
+    0/1 mask is split into its 4-connected objects) and the model then
+    segments objects, touching ones separated. With "0 = unlabelled" only
+    the painted objects are known, plus the background painted with the
+    "background id"; unpainted pixels do not count in the loss.
     """
 
     def __init__(self, napari_viewer):
@@ -151,7 +157,14 @@ class TrainUNetWidget(SEMWidget):
         self._pairs_label = Label(value="pairs: (current image + labels)")
         self._image_dir = FileEdit(label="images folder", mode="d")
         self._mask_dir = FileEdit(label="masks folder", mode="d")
+        self._task = ComboBox(label="task", choices=["semantic", "instances"], value="semantic")
+        self._task.tooltip = (
+            "semantic: a class per pixel; instances: one label per object, touching objects separated "
+            "(train from Labels with one id per object)"
+        )
         self._sparse = CheckBox(text="0 = unlabelled (sparse annotation)", value=False)
+        self._background = SpinBox(label="background id (0 = none)", min=0, max=2**31 - 1, value=0)
+        self._background.tooltip = "instances with 0 = unlabelled: the label id you painted the background with"
         self._n_classes = SpinBox(label="classes (0 = auto)", min=0, max=255, value=0)
         self._class_names = LineEdit(label="class names", value="")
         self._class_names.tooltip = "comma-separated, optional"
@@ -180,7 +193,8 @@ class TrainUNetWidget(SEMWidget):
         self.extend(
             [
                 self._source, self._image, self._labels, self._add, self._clear, self._pairs_label,
-                self._image_dir, self._mask_dir, self._sparse, self._n_classes, self._class_names,
+                self._image_dir, self._mask_dir, self._task, self._sparse, self._background, self._n_classes,
+                self._class_names,
                 self._arch, self._encoder, self._weights, self._balance, self._patch, self._epochs, self._batch,
                 self._val, self._patience, self._device, self._train, self._stop, self._progress,
                 self._status,
@@ -191,6 +205,8 @@ class TrainUNetWidget(SEMWidget):
         self.extend([self._save_path, self._save])
 
         self._source.changed.connect(self._source_changed)
+        self._task.changed.connect(self._task_changed)
+        self._sparse.changed.connect(self._task_changed)
         self._add.changed.connect(self.add_pair)
         self._clear.changed.connect(self.clear_pairs)
         self._train.changed.connect(self.train)
@@ -201,6 +217,12 @@ class TrainUNetWidget(SEMWidget):
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._refresh_progress)
         self._source_changed()
+        self._task_changed()
+
+    def _task_changed(self, _event=None):
+        instances = self._task.value == "instances"
+        self._n_classes.visible = self._class_names.visible = not instances
+        self._background.visible = instances and bool(self._sparse.value)
 
     # -- inputs ------------------------------------------------------------
     def _reset(self, _event=None):
@@ -265,6 +287,25 @@ class TrainUNetWidget(SEMWidget):
         return images, masks, layer_pixel_size(pairs[0][0])
 
     def _parameters(self) -> dict:
+        common = dict(
+            architecture=self._arch.value,
+            encoder=self._encoder.value,
+            encoder_weights=_optional_path(self._weights.value),
+            patch_size=int(self._patch.value),
+            epochs=int(self._epochs.value),
+            batch_size=int(self._batch.value),
+            val_fraction=float(self._val.value),
+            patience=int(self._patience.value) or None,
+            device=self._device.value,
+            class_weights="auto" if self._balance.value else None,
+        )
+        if self._task.value == "instances":
+            return dict(
+                task="instances",
+                unlabelled=0 if self._sparse.value else None,
+                background=(int(self._background.value) or None) if self._sparse.value else None,
+                **common,
+            )
         names = [s.strip() for s in str(self._class_names.value).split(",") if s.strip()]
         n = int(self._n_classes.value) or None
         if names and n is None:
@@ -302,7 +343,7 @@ class TrainUNetWidget(SEMWidget):
         except SEMAnalysisError as exc:
             notify_error(exc)
             return
-        if params["class_names"] is not None and params["ignore_index"] == 0 and len(params["class_names"]) == (
+        if params.get("class_names") is not None and params["ignore_index"] == 0 and len(params["class_names"]) == (
             params["n_classes"] or 0
         ):
             params["class_names"] = ["unlabelled", *params["class_names"]]
@@ -557,13 +598,22 @@ class PredictUNetWidget(SEMWidget):
         name = f"{layer.name} U-Net"
         meta = {"class_names": model.class_names, "model": model.path, "device": model.device_used}
         out = write_layer(self.viewer, labels, name=name, kind="labels", like=layer, metadata=meta)
-        counts = np.bincount(labels.reshape(-1), minlength=model.n_classes)[: model.n_classes]
         import pandas as pd
 
-        out.features = pd.DataFrame(
-            {"index": np.arange(model.n_classes), "class_name": model.class_names,
-             "area_fraction": counts / max(1, labels.size)}
-        )
+        instances = getattr(model, "task", "semantic") == "instances"
+        if instances:
+            # instance labels, ready for Measure: one row per object
+            meta["task"] = "instances"
+            areas = np.bincount(labels.reshape(-1))
+            ids = np.flatnonzero(areas)
+            ids = ids[ids > 0]
+            out.features = pd.DataFrame({"index": ids, "label": ids, "area_px": areas[ids]})
+        else:
+            counts = np.bincount(labels.reshape(-1), minlength=model.n_classes)[: model.n_classes]
+            out.features = pd.DataFrame(
+                {"index": np.arange(model.n_classes), "class_name": model.class_names,
+                 "area_fraction": counts / max(1, labels.size)}
+            )
         if probs is not None:
             pname = f"{layer.name} U-Net probabilities"
             axis = probs.ndim - 3  # class axis sits before (Y, X)
@@ -585,10 +635,15 @@ class PredictUNetWidget(SEMWidget):
                     player.units = units
                 except Exception:  # older napari without units
                     pass
-        self._status.value = (
-            f"{labels.shape[-1]}x{labels.shape[-2]} px segmented on {model.device_used}: "
-            + ", ".join(f"{n} {c / max(1, labels.size):.1%}" for n, c in zip(model.class_names, counts))
-        )
+        if instances:
+            self._status.value = (
+                f"{labels.shape[-1]}x{labels.shape[-2]} px segmented on {model.device_used}: {len(ids)} objects"
+            )
+        else:
+            self._status.value = (
+                f"{labels.shape[-1]}x{labels.shape[-2]} px segmented on {model.device_used}: "
+                + ", ".join(f"{n} {c / max(1, labels.size):.1%}" for n, c in zip(model.class_names, counts))
+            )
         # the step's registry name as recipes know it (an alias of unet_predict giving class maps)
         step_params = {"model": model.path, **{k: params[k] for k in ("tile_size", "overlap", "batch_size")}}
         self.record(StepCall("predict_unet", step_params, {"image": layer}, name))

@@ -1,0 +1,114 @@
+"""Instance targets and their inverse on synthetic touching discs with known ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_sem_analysis as sem
+from napari_sem_analysis import SEMAnalysisError
+from napari_sem_analysis.instances import (
+    IGNORE,
+    instance_targets,
+    instances_from_maps,
+    instances_from_targets,
+)
+
+
+def touching_discs(seed=0, shape=(120, 160)):
+    """Rows of discs that overlap their neighbours by ~3 px; overlaps go to the nearer centre."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    lab = np.zeros(shape, np.int32)
+    best = np.full(shape, np.inf)
+    k = 0
+    for cy in (25, 60, 95):
+        cx = 12.0
+        r_prev = 0.0
+        while True:
+            r = rng.uniform(8, 13)
+            cx = cx + r_prev + r - 3 if r_prev else cx + r
+            if cx + r > shape[1] - 2:
+                break
+            y = cy + rng.uniform(-3, 3)
+            d = np.hypot(yy - y, xx - cx) / r
+            k += 1
+            sel = (d < 1) & (d < best)
+            lab[sel], best[sel] = k, d[sel]
+            r_prev = r
+    return lab
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_targets_inverse_recovers_touching_discs(seed, width):
+    lab = touching_discs(seed)
+    t = instance_targets(lab, boundary_width=width)
+    assert set(np.unique(t)) == {0, 1, 2}
+    # touching discs: the boundary class lies between every pair of neighbours
+    out = instances_from_targets(t)
+    r = sem.evaluate_instances(out, lab)
+    assert r["n_pred"] == r["n_true"] == lab.max()
+    assert r["tp"] == r["n_true"] and r["pq"] > 0.97
+    # the foreground is given back exactly
+    assert np.array_equal(out > 0, lab > 0)
+    # the foreground mask alone would merge them into one object per row
+    merged = instances_from_maps((lab > 0).astype(float), (lab > 0).astype(float))
+    assert merged.max() == 3
+
+
+def test_boundary_band_and_distance():
+    lab = np.zeros((20, 30), np.int32)
+    lab[5:15, 5:15] = 1
+    lab[5:15, 15:25] = 2  # touching squares
+    t, d = instance_targets(lab, boundary_width=1, distance=True)
+    # the contact columns are boundary on both sides, the far interior is interior
+    assert np.all(t[5:15, 14] == 2) and np.all(t[5:15, 15] == 2)
+    assert t[10, 10] == 1 and t[0, 0] == 0
+    assert d.max() == pytest.approx(1.0) and d[0, 0] == 0 and d[10, 10] > d[6, 10]
+
+
+def test_partial_annotation_is_ignored():
+    lab = touching_discs(0)
+    painted = lab.copy()
+    unl = 65535
+    painted = painted.astype(np.int64)
+    painted[:, 80:] = unl  # right half not annotated
+    t = instance_targets(painted, unlabelled=unl)
+    assert np.all(t[:, 80:] == IGNORE)
+    assert np.array_equal(t[:, :79] >= 0, np.ones_like(t[:, :79], bool))
+    # "0 = unlabelled": only painted objects and a painted background value are known
+    only = np.where(lab > 0, lab + 1, 0)
+    only[:10, :] = 1  # the background painted as id 1 in a strip
+    t0 = instance_targets(only, unlabelled=0, background=1)
+    assert np.all(t0[:10] == 0)
+    assert np.all(t0[(only == 0)] == IGNORE)
+    assert np.all(t0[lab > 0] > 0)
+    # a region: outside it nothing is known
+    region = np.zeros(lab.shape, bool)
+    region[20:60, 20:100] = True
+    tr = instance_targets(lab, region=region)
+    assert np.all(tr[~region] == IGNORE) and np.array_equal(tr[region], instance_targets(lab)[region])
+
+
+def test_decode_drops_small_and_separates():
+    fg = np.zeros((30, 30), np.float32)
+    fg[2:12, 2:22] = 1
+    inner = np.zeros_like(fg)
+    inner[4:10, 4:10], inner[4:10, 14:20] = 1, 1
+    fg[20:22, 20:22] = 1  # a 4 px speck without neighbours
+    out = instances_from_maps(inner, fg, min_size=10, separate=True)
+    assert out.max() == 2
+    # one-pixel gap between the two touching objects: 4-connected labelling gives them back
+    from scipy import ndimage as ndi
+
+    assert ndi.label(out > 0)[1] == 2
+
+
+def test_bad_input():
+    with pytest.raises(SEMAnalysisError):
+        instance_targets(np.zeros((5, 5), float))
+    with pytest.raises(SEMAnalysisError):
+        instance_targets(np.zeros((5, 5), np.int32), region=np.ones((4, 4), bool))
+    with pytest.raises(SEMAnalysisError):
+        instances_from_maps(np.zeros((5, 5)), np.zeros((5, 6)))

@@ -1,0 +1,195 @@
+"""Instance U-Net: training from instance labels, decoding, seams, partial annotation, model file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segmentation_models_pytorch")
+
+import napari_sem_analysis as sem
+from napari_sem_analysis._validation import SEMAnalysisError
+from napari_sem_analysis.unet import load_model, train_unet
+
+TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def domes(shape=(96, 96), seed=0, n=10, dark=False):
+    """Touching particles: bright domes (dark pits with ``dark``) whose contacts show as a valley."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    lab = np.zeros(shape, np.int32)
+    best = np.full(shape, np.inf)
+    height = np.zeros(shape)
+    k = 0
+    while k < n:
+        cy, cx = r.uniform(8, shape[0] - 8), r.uniform(8, shape[1] - 8)
+        rad = r.uniform(7, 11)
+        d = np.hypot(yy - cy, xx - cx) / rad
+        k += 1
+        sel = (d < 1) & (d < best)
+        lab[sel], best[sel] = k, d[sel]
+        height[sel] = np.sqrt(1 - d[sel] ** 2)
+    img = 60 + 150 * height + r.normal(0, 8, shape)
+    if dark:
+        img = 255 - img
+    # relabel consecutively (a disc can be hidden by later ones)
+    ids = np.unique(lab)
+    lut = np.zeros(lab.max() + 1, np.int32)
+    lut[ids] = np.arange(len(ids))
+    return img.clip(0, 255).astype(np.uint8), lut[lab]
+
+
+def _train(pairs, **kw):
+    return train_unet(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        task="instances",
+        **TINY,
+        patch_size=64,
+        epochs=kw.pop("epochs", 8),
+        batch_size=4,
+        steps_per_epoch=10,
+        val_fraction=0,
+        learning_rate=5e-3,
+        patience=None,
+        device="cpu",
+        seed=0,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def inst_model():
+    return _train([domes(seed=s) for s in range(4)])
+
+
+def test_instance_model_separates_touching_particles(inst_model):
+    model = inst_model
+    assert model.task == "instances" and model.class_names == [
+        "background",
+        "interior",
+        "boundary",
+    ]
+    img, truth = domes((128, 128), seed=42, n=16)
+    labels = model.predict(img, device="cpu")
+    assert labels.dtype == np.int32 and labels.shape == img.shape
+    r = sem.evaluate_instances(labels, truth)
+    assert r["pq"] > 0.6 and abs(r["count_error"]) < 0.25
+    # a semantic reading (one label per connected foreground) would merge the touching ones
+    from scipy import ndimage as ndi
+
+    assert ndi.label(truth > 0)[1] < truth.max() - 3
+
+
+def test_tiled_instances_equal_untiled(inst_model):
+    img, _ = domes((160, 200), seed=7, n=24)
+    full = inst_model.predict(img, tile_size=None, device="cpu")
+    tiled = inst_model.predict(img, tile_size=64, overlap=24, device="cpu")
+    # the watershed runs on the whole blended map: objects across seams keep one label
+    r = sem.evaluate_instances(tiled, full)
+    assert r["n_pred"] == r["n_true"] and r["tp"] == r["n_true"]
+    assert r["sq"] > 0.97
+
+
+def test_instance_model_file_round_trip_and_validation(inst_model, tmp_path):
+    path = inst_model.save(tmp_path / "inst.safetensors")
+    loaded = load_model(path)
+    assert loaded.task == "instances" and loaded.config["instances"] == inst_model.config["instances"]
+    img, _ = domes((96, 96), seed=5)
+    assert np.array_equal(loaded.predict(img, device="cpu"), inst_model.predict(img, device="cpu"))
+    # overrides of the decoding settings
+    coarse = loaded.predict(img, device="cpu", instance_settings={"min_size": 10_000})
+    assert coarse.max() <= 1
+    with pytest.raises(SEMAnalysisError, match="unknown instance settings"):
+        loaded.predict(img, device="cpu", instance_settings={"bogus": 1})
+    # a file whose task or decoding settings are broken is refused
+    from safetensors.torch import load_file, save_file
+
+    from napari_sem_analysis.unet.model import _CONFIG_KEY, FORMAT_NAME
+
+    tensors = load_file(path)
+    for cfg_change, match in (
+        ({"task": "panoptic"}, "unknown task"),
+        ({"instances": {"separate": 1}}, "instance"),
+    ):
+        cfg = dict(loaded.config, **cfg_change)
+        bad = tmp_path / "bad.safetensors"
+        save_file(
+            tensors,
+            str(bad),
+            metadata={
+                "format": FORMAT_NAME,
+                "format_version": "1",
+                _CONFIG_KEY: json.dumps(cfg),
+            },
+        )
+        with pytest.raises(SEMAnalysisError, match=match):
+            load_model(bad)
+
+
+def test_unlabelled_pixels_do_not_count_in_the_loss():
+    from napari_sem_analysis.unet.instances import (
+        TARGET_IGNORE,
+        instance_training_masks,
+    )
+    from napari_sem_analysis.unet.losses import _IGNORE, _dice_ce_loss
+
+    _, lab = domes(seed=1)
+    painted = lab.copy()
+    painted[:, 48:] = 999  # right half not annotated
+    (target,), _cfg = instance_training_masks([painted], unlabelled=999)
+    assert np.all(target[:, 48:] == TARGET_IGNORE) and np.all(target[:, :47] != TARGET_IGNORE)
+    t = torch.from_numpy(np.where(target == TARGET_IGNORE, _IGNORE, target.astype(np.int64)))[None]
+    logits = torch.randn(1, 3, *lab.shape, requires_grad=True)
+    loss = _dice_ce_loss(logits, t, 3, 1.0)
+    loss.backward()
+    assert float(logits.grad[..., 48:].abs().max()) == 0.0
+    assert float(logits.grad[..., :47].abs().max()) > 0.0
+
+
+def test_partial_annotation_and_dark_objects():
+    # dark pits; only the left half of each training image is annotated and the right half,
+    # full of unpainted pits, is marked unlabelled: if it counted as background the model
+    # would learn to miss pits
+    pairs = []
+    for s in range(4):
+        img, lab = domes(seed=10 + s, dark=True)
+        painted = lab.copy()
+        painted[:, 48:] = 65535
+        pairs.append((img, painted))
+    model = _train(pairs, unlabelled=65535)
+    assert model.config["training"]["unlabelled"] == 65535
+    img, truth = domes((128, 128), seed=43, n=16, dark=True)
+    r = sem.evaluate_instances(model.predict(img, device="cpu"), truth)
+    assert r["recall"] > 0.6 and r["pq"] > 0.55
+
+
+def test_instance_options_validated():
+    img, lab = domes(seed=0)
+    with pytest.raises(SEMAnalysisError, match="task"):
+        train_unet(img, lab, task="panoptic", **TINY, patch_size=32, epochs=1, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="unlabelled"):
+        train_unet(img, lab > 0, unlabelled=0, **TINY, patch_size=32, epochs=1, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="no object"):
+        train_unet(
+            img,
+            np.full_like(lab, 7),
+            task="instances",
+            unlabelled=7,
+            **TINY,
+            patch_size=32,
+            epochs=1,
+            device="cpu",
+        )
