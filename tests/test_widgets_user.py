@@ -128,3 +128,72 @@ def test_split_cancel_acts_within_a_second(make_napari_viewer, errors, wait_run,
     assert time.monotonic() - t0 < 3.0  # not the 8 s of the computation
     assert "cancelled" in widget._status.value and "split" not in [lyr.name for lyr in viewer.layers]
     assert not errors
+
+
+# --------------------------------------------------------------------------- coating
+def test_coating_widget_reports_thickness_cracks_and_a_legend(make_napari_viewer, errors, wait_run):
+    from napari_sem_analysis.coating import coating_layers, synthetic_coating
+    from napari_sem_analysis.widgets._coating import CoatingWidget
+
+    img, truth = synthetic_coating(seed=4, oxide_thickness=30, crack_xs=(100,))
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="ebc", scale=(10.0, 10.0), units=("nm", "nm"))
+    widget = CoatingWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.run()
+    wait_run(widget)
+    expected = coating_layers(img, pixel_size=10.0)  # the coating preset's step and settings
+    out = _layer(viewer, "coating")
+    np.testing.assert_array_equal(out.data, expected.labels)
+    s = expected.summary
+    report = widget._report.value
+    assert f"{s['coating_thickness_mean_nm']:.4g} nm ±" in report and "min" in report and "max" in report
+    assert f"oxide thickness: {s['oxide_thickness_mean_nm']:.4g} nm" in report
+    assert "oxide fraction" in report and f"cracks: {s['crack_count']}" in report and "crack lengths (nm)" in report
+    assert s["crack_count"] == 1 and _layer(viewer, "cracks").data.shape == (1, 2)
+    # the class map's features describe its own values: row 1 is the coating, not crack #1
+    feats = out.features
+    assert list(feats["class"]) == ["background", "coating", "oxide", "crack"]
+    assert feats.loc[feats["index"] == 1, "area_fraction"].item() == pytest.approx((expected.labels == 1).mean())
+    assert "coating" in widget._legend.value and "oxide" in widget._legend.value and "crack" in widget._legend.value
+    # the profile plot: coating and oxide thickness along the layer
+    lines = widget.figure.axes[0].get_lines()
+    assert len(lines) == 2 and len(lines[0].get_xdata()) == img.shape[1]
+    assert recorded_steps(viewer)[-1]["function"] == "coating_layers"
+    # melt analysis adds the melted / unmelted fraction
+    widget._melt.value = True
+    widget.run()
+    wait_run(widget, runs=2)
+    assert "unmelted" in widget._report.value
+    assert not errors
+
+
+def test_workflow_coating_features_and_cancel(make_napari_viewer, errors, wait_run, monkeypatch):
+    from napari_sem_analysis.coating import synthetic_coating
+    from napari_sem_analysis.widgets._workflow import WorkflowWidget
+
+    img, _ = synthetic_coating(seed=4, oxide_thickness=30, crack_xs=(100,))
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="ebc")
+    widget = WorkflowWidget(viewer)
+    widget._source.value = "coating"
+    widget.run()
+    wait_run(widget)
+    layer = _layer(viewer, "coating result")
+    assert list(layer.features["class"]) == ["background", "coating", "oxide", "crack"]  # not the crack table
+    # Cancel: acts during a long step
+    import napari_sem_analysis.coating as coating
+
+    def slow(*args, **kwargs):
+        time.sleep(8)
+        raise AssertionError("not reached in time")
+
+    monkeypatch.setattr(coating, "coating_layers", slow)
+    widget.run()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    widget.cancel()
+    wait_run(widget, timeout=5000)
+    assert time.monotonic() - t0 < 3.0
+    assert "cancelled" in widget._result.value
+    assert not errors

@@ -292,6 +292,19 @@ class SEMWidget(Container):
         self.viewer.layers.events.inserted.connect(self._reset)
         self.viewer.layers.events.removed.connect(self._reset)
 
+    @property
+    def native(self):
+        """The Qt widget napari docks: a scroll area, so that docked widgets share the window's height.
+
+        ``native.layout()`` is the layout of the widget inside it (where
+        subclasses add their own Qt widgets, e.g. plots).
+        """
+        root = self._widget._mgui_get_root_native_widget()
+        inner = self._widget._mgui_get_native_widget()
+        if root is not inner and getattr(root, "layout", None) != inner.layout:
+            root.layout = inner.layout  # a Python attribute on the wrapper: the inner layout
+        return root
+
     # -- layer choice ------------------------------------------------------
     def layer_box(self, label: str, *kinds: str, optional: bool = False, arg: str | None = None,
                   widget=ComboBox) -> ComboBox:
