@@ -197,3 +197,53 @@ def test_workflow_coating_features_and_cancel(make_napari_viewer, errors, wait_r
     assert time.monotonic() - t0 < 3.0
     assert "cancelled" in widget._result.value
     assert not errors
+
+
+# --------------------------------------------------------------------------- layout and feedback
+def test_four_docked_widgets_fit_a_1200_px_screen(make_napari_viewer, errors):
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_sem_analysis.widgets._enhance import EnhanceWidget
+    from napari_sem_analysis.widgets._measure import MeasureWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="sem", scale=(5.0, 5.0), units=("nm", "nm"))
+    widgets = [W(viewer) for W in (EnhanceWidget, ThresholdWidget, SplitWidget, MeasureWidget)]
+    for w in widgets:
+        viewer.window.add_dock_widget(w)
+        assert isinstance(w.native, QScrollArea)  # the contents scroll
+    window = viewer.window._qt_window
+    assert window.minimumSizeHint().height() < 1100  # it used to force 1613 px
+    # sliders are wide enough to use
+    assert widgets[0]._clip.native.minimumWidth() >= 150 and widgets[1]._offset.native.minimumWidth() >= 150
+    # napari's scale bar is shown once a layer has units
+    assert viewer.scale_bar.visible
+    assert not errors
+
+
+def test_pixel_size_override_moves_points_with_the_image(make_napari_viewer, errors):
+    from napari_sem_analysis.widgets._info import PixelSizeWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((50, 60), np.uint8), name="png")
+    pts = viewer.add_points(np.array([[10.0, 20.0]]), name="seeds")
+    widget = PixelSizeWidget(viewer)
+    widget._size.value = 4.0
+    widget.apply()
+    assert tuple(pts.scale) == (4.0, 4.0)  # the seeds stay on the same pixels
+    np.testing.assert_allclose(pts.data_to_world(pts.data[0]), [40.0, 80.0])
+    assert viewer.scale_bar.visible
+    assert not errors
+
+
+def test_batch_overlay_outlines_grow_with_the_image():
+    from napari_sem_analysis.batch import make_overlay, outline_width
+
+    labels = np.zeros((1600, 1600), np.int32)
+    labels[400:1200, 400:1200] = 1
+    image = np.full(labels.shape, 100, np.uint8)
+    rgb = make_overlay(image, labels)
+    coloured = (rgb != make_overlay(image, None)).any(axis=-1)
+    assert outline_width(labels.shape) == 3
+    assert coloured[800, 400:403].all() and not coloured[800, 403]  # 3 px, inside the object
+    assert outline_width((512, 512)) == 1

@@ -78,6 +78,8 @@ __all__ = [
     "layers_of",
     "check_gray",
     "nice_value",
+    "show_scale_bar",
+    "wide",
 ]
 
 
@@ -181,6 +183,32 @@ def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None, *, name
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+_SCALE_BAR_SHOWN: set = set()
+
+
+def show_scale_bar(viewer) -> bool:
+    """Show napari's scale bar once a layer has a physical scale (nm); once per viewer, so the user can hide it."""
+    key = id(viewer)
+    if key in _SCALE_BAR_SHOWN:
+        return False
+    for layer in viewer.layers:
+        units = [str(u) for u in getattr(layer, "units", ())]
+        if units and units[-1] in ("nm", "nanometer") and float(layer.scale[-1]) != 1.0:
+            viewer.scale_bar.visible = True
+            viewer.scale_bar.unit = "nm"
+            _SCALE_BAR_SHOWN.add(key)
+            return True
+    return False
+
+
+def wide(slider, width: int = 180):
+    """Give a slider room (the default dock width leaves it a 40 px stub)."""
+    native = getattr(slider, "native", None)
+    if native is not None and hasattr(native, "setMinimumWidth"):
+        native.setMinimumWidth(width)
+    return slider
 
 
 # --------------------------------------------------------------------------- lengths
@@ -329,6 +357,7 @@ class SEMWidget(Container):
         for box in self._boxes:
             box.reset_choices()
         self._sync_units()
+        show_scale_bar(self.viewer)
 
     # -- units ---------------------------------------------------------------
     def length_box(self, param: str, default_px: float, *, label: str | None = None, of: str | None = None,

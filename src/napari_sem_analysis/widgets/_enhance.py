@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox
 
-from ._base import StepCall, StepWidget, check_gray
+from ._base import StepCall, StepWidget, check_gray, wide
 from ._common import notify_error
 
 STEP_OUTPUT = {"CLAHE": "CLAHE", "denoise": "denoise", "background": "background"}
@@ -32,7 +32,7 @@ class EnhanceWidget(StepWidget):
         self._image = self.layer_box("image", "Image")
         self._step = ComboBox(label="step", choices=list(STEP_OUTPUT), value="CLAHE")
         # CLAHE
-        self._clip = FloatSlider(label="clip limit", min=1.0, max=10.0, value=2.0, step=0.1)
+        self._clip = wide(FloatSlider(label="clip limit", min=1.0, max=10.0, value=2.0, step=0.1))
         self._tile = self.length_box("tile_size", 128, minimum=0.0)
         self._preview = CheckBox(text="live preview", value=False)
         # denoise

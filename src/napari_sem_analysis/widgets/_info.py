@@ -71,10 +71,16 @@ class PixelSizeWidget(SEMWidget):
         targets = [layer]
         if self._all.value:
             shape = layer.data.shape[-2:]
+            import napari
+
             targets += [
                 other
                 for other in self.viewer.layers
-                if other is not layer and getattr(other.data, "shape", (None,))[-2:] == shape
+                if other is not layer and (
+                    getattr(other.data, "shape", (None,))[-2:] == shape
+                    # points and shapes drawn on the image (e.g. seeds) follow it
+                    or (isinstance(other, (napari.layers.Points, napari.layers.Shapes)) and other.ndim == layer.ndim)
+                )
             ]
         for target in targets:
             ndim = target.ndim
@@ -83,5 +89,8 @@ class PixelSizeWidget(SEMWidget):
             target.metadata["pixel_size_nm"] = nm
             target.metadata["pixel_size_source"] = "user"
         self.viewer.reset_view()
+        from ._base import show_scale_bar
+
+        show_scale_bar(self.viewer)
         notify_info(f"Pixel size set to {nm:.4g} nm on {len(targets)} layer(s)")
         self._refresh()

@@ -14,7 +14,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, Spin
 
 from .._validation import SEMAnalysisError
 from ..segmentation.presets import PARTICLE_MIN_DIAMETER_PX, PARTICLE_SPLIT
-from ._base import StepCall, StepWidget, cancel_check, check_gray
+from ._base import StepCall, StepWidget, cancel_check, check_gray, wide
 from ._common import as_array, notify_error, write_layer
 
 GLOBAL = ["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
@@ -43,7 +43,7 @@ class ThresholdWidget(StepWidget):
         self._smooth.widget.tooltip = "Gaussian blur before thresholding (0 = none), as the particles preset does"
         self._method = ComboBox(label="method", choices=[*GLOBAL, *LOCAL, "multi-otsu"], value="li")
         self._dark = CheckBox(text="dark objects", value=False)
-        self._offset = FloatSlider(label="offset (grey levels)", min=-128, max=128, value=0, step=1)
+        self._offset = wide(FloatSlider(label="offset (grey levels)", min=-128, max=128, value=0, step=1))
         self._offset.tooltip = "added to the threshold, in the image's grey levels"
         self._window = self.length_box("window_size", 51, label="window", of="threshold")
         self._k = FloatSpinBox(label="k (Sauvola/Niblack)", min=-2, max=2, value=0.2, step=0.05)
