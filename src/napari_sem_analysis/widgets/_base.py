@@ -197,7 +197,6 @@ def show_scale_bar(viewer) -> bool:
         units = [str(u) for u in getattr(layer, "units", ())]
         if units and units[-1] in ("nm", "nanometer") and float(layer.scale[-1]) != 1.0:
             viewer.scale_bar.visible = True
-            viewer.scale_bar.unit = "nm"
             _SCALE_BAR_SHOWN.add(key)
             return True
     return False
@@ -314,6 +313,8 @@ class SEMWidget(Container):
         self._cancel_requested = False
         self._watched = None
         self._status = Label(value="")
+        if hasattr(self._status.native, "setWordWrap"):
+            self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self._boxes: list = []
         self._inputs: dict[str, ComboBox] = {}
         self._lengths: list[LengthBox] = []

@@ -63,7 +63,7 @@ def _fmt(v, unit="") -> str:
 
 def summary_lines(summary: dict, cracks: pd.DataFrame) -> list[str]:
     """Readable lines of the coating summary (thickness mean ± SD (min-max), oxide, cracks, melt)."""
-    unit = "nm" if any(k.endswith("_nm") for k in summary) else "px"
+    unit = "nm" if "coating_thickness_mean_nm" in summary else "px"
     lines = []
     for name in ("coating_thickness", "oxide_thickness"):
         mean = summary.get(f"{name}_mean_{unit}")
@@ -101,6 +101,7 @@ class CoatingWidget(StepWidget):
         self._melt = CheckBox(text="melted / unmelted fraction (thermal spray)", value=False)
         self._legend = Label(value=legend_html())
         self._report = Label(value="")
+        self._report.native.setWordWrap(True)
         self.extend([self._image, self._side, self._melt, *self.run_controls(), self._legend, self._report])
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
