@@ -114,7 +114,8 @@ def report(rows, bench, data_dir) -> str:
         "diameter is compared with `skimage.measure.regionprops` (`equivalent_diameter_area` with the same spacing). "
         "Particles cut by the image border are included.",
         "",
-        "| image | pixel size (nm) | count | reference | median eq. diameter (nm) | skimage (nm) | D10 (nm) | D90 (nm) | area fraction | mean circularity | time (s) |",
+        "| image | pixel size (nm) | count | reference | median eq. diameter (nm) | skimage (nm) | D10 (nm) "
+        "| D90 (nm) | area fraction | mean circularity | time (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -147,14 +148,16 @@ def report(rows, bench, data_dir) -> str:
             lines.append(
                 f"| per-region GLCM, 7 properties, 4 angles, levels={g['levels']} vs looping "
                 f"`graycomatrix`+`graycoprops` over bounding boxes | {g['size']}^2 | {g['regions']} | "
-                f"{g['ours_s']:.2f} | {g['reference_s']:.2f} | {g['speedup']:.1f}x | {g.get('speedup_cpu', float('nan')):.1f}x | "
+                f"{g['ours_s']:.2f} | {g['reference_s']:.2f} | {g['speedup']:.1f}x | "
+                f"{g.get('speedup_cpu', float('nan')):.1f}x | "
                 f"max abs diff {g['max_abs_diff']:.1e} |"
             )
         m = bench["measure"]
         lines.append(
             f"| `measure(texture=False)` vs `regionprops_table` (same properties incl. perimeter, solidity, "
             f"Feret, intensity) | {m['size']}^2 | {m['labels']} | {m['ours_s']:.2f} | {m['reference_s']:.2f} | "
-            f"{m['speedup']:.1f}x | {m.get('speedup_cpu', float('nan')):.1f}x | area equal: {m['area_equal']}, perimeter equal: {m['perimeter_equal']} |"
+            f"{m['speedup']:.1f}x | {m.get('speedup_cpu', float('nan')):.1f}x | "
+            f"area equal: {m['area_equal']}, perimeter equal: {m['perimeter_equal']} |"
         )
         lines += [
             "",

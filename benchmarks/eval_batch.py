@@ -312,7 +312,8 @@ def main(argv=None) -> int:
             f"(mean absolute count error {cs['crack_mae']:.1f} per image, r = {cs['crack_r']:.2f}); the drawn "
             f"cracks break into many small pieces, so also against the {cs['cracks_true_20']} components at "
             f"least 20 px tall: error {cs['crack20_mae']:.1f} per image, r = {cs['crack20_r']:.2f}",
-            f"- total crack length (skeleton px): found / drawn = {cs['len_ratio']:.2f}, per-image r = {cs['len_r']:.2f}",
+            f"- total crack length (skeleton px): found / drawn = {cs['len_ratio']:.2f}, "
+            f"per-image r = {cs['len_r']:.2f}",
             "",
             "The defaults of `coating_layers` (skip 6 % of the image height below the coating before "
             "looking for the layer's lower edge; crack depth 3 % of the intensity range, height 20 % of "

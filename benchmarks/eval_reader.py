@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import napari_sem_analysis as sem
 
 REPO = Path(__file__).resolve().parents[1]

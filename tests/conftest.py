@@ -39,10 +39,13 @@ def rng():
 def errors(monkeypatch):
     """Collect the error notifications of every widget module (napari shows them in the GUI)."""
     import importlib
+    import pkgutil
+
+    import napari_sem_analysis.widgets as widgets
 
     seen: list[str] = []
-    for name in ("_common", "_base", "_enhance", "_segment", "_measure", "_classify", "_unet", "_workflow", "_info"):
-        module = importlib.import_module(f"napari_sem_analysis.widgets.{name}")
+    for info in pkgutil.iter_modules(widgets.__path__):
+        module = importlib.import_module(f"{widgets.__name__}.{info.name}")
         if hasattr(module, "notify_error"):
             monkeypatch.setattr(module, "notify_error", lambda e: seen.append(str(e)))
     return seen

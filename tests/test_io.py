@@ -313,3 +313,38 @@ def test_real_rgb_tiffs_with_equal_channels_become_2d(shared_data):
         img = sem.read_sem(f)
         assert img.data.dtype == raw.dtype
         np.testing.assert_array_equal(img.data, raw[..., 0])
+
+
+def test_read_image_gives_2d_data_and_pixel_size(tmp_path, content):
+    from napari_sem_analysis.io import read_image
+
+    path = tmp_path / "zeiss.tif"
+    zeiss_tiff(path, with_band(content, 40), pixel_size_nm=7.344)
+    data, px = read_image(path)
+    np.testing.assert_array_equal(data, content)  # info band cropped
+    assert px == pytest.approx(7.344)
+    assert read_image(path, pixel_size=2.5)[1] == 2.5  # the user's value wins
+    with pytest.raises(sem.SEMAnalysisError, match="does not exist"):
+        read_image(tmp_path / "missing.tif")
+
+
+def test_read_training_folders_pairs_by_name_and_maps_mask_values(tmp_path, content):
+    from napari_sem_analysis.io import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_training_folders
+
+    assert IMAGE_SUFFIXES == SUPPORTED_SUFFIXES
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    mask = np.zeros(content.shape, np.uint8)
+    mask[50:100, 60:200] = 255
+    tifffile.imwrite(images / "a.tif", content)
+    tifffile.imwrite(masks / "a_mask.tif", mask)  # pairs with a.tif
+    tifffile.imwrite(images / "b.tif", content[::-1])  # no mask: left out
+    (images / "notes.txt").write_text("not an image")
+    imgs, msks, names = read_training_folders(images, masks)
+    assert names == ["a.tif"]
+    np.testing.assert_array_equal(imgs[0], content)
+    np.testing.assert_array_equal(msks[0], (mask > 0).astype(np.int32))  # 0/255 -> class ids 0/1
+    tifffile.imwrite(masks / "b.tif", mask[:10])
+    with pytest.raises(sem.SEMAnalysisError, match="shape"):
+        read_training_folders(images, masks)

@@ -66,7 +66,8 @@ def test_wheel_contains_manifest_and_npe2_finds_it(tmp_path):
         "d = md.distribution('napari-sem-analysis');"
         "m = npe2.PluginManifest.from_distribution('napari-sem-analysis');"
         "import napari_sem_analysis;"
-        "print(json.dumps([str(d.locate_file('')), m.name, len(m.contributions.widgets), napari_sem_analysis.__file__]))"
+        "print(json.dumps([str(d.locate_file('')), m.name, len(m.contributions.widgets),"
+        " napari_sem_analysis.__file__]))"
     )
     env = dict(os.environ, PYTHONPATH=str(target))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path)
@@ -75,7 +76,6 @@ def test_wheel_contains_manifest_and_npe2_finds_it(tmp_path):
     assert Path(module_file).resolve().is_relative_to(target.resolve())
     assert name == "napari-sem-analysis"
     assert n_widgets == len(shipped["contributions"]["widgets"])
-    validate = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-sem-analysis"], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
+    validate_cmd = [sys.executable, "-m", "npe2", "validate", "napari-sem-analysis"]
+    validate = subprocess.run(validate_cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert validate.returncode == 0, validate.stdout + validate.stderr

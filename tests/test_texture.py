@@ -92,6 +92,28 @@ def test_glcm_whole_image_and_tiles_equal_skimage(rng):
         assert t["glcm_homogeneity"] == pytest.approx(graycoprops(P, "homogeneity").mean(), abs=1e-9)
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("levels", [8, 4096])  # the one-bincount path and (too many levels for it) the region path
+def test_glcm_properties_of_the_whole_image_equal_skimage_and_the_region_path(rng, symmetric, levels):
+    from napari_sem_analysis.texture import glcm_properties
+
+    image = rng.integers(0, levels, (37, 45)).astype(np.uint16)
+    props = [p.lower() for p in SK_PROPS]
+    got = glcm_properties(image, distances=DISTANCES, angles=ANGLES, levels=levels, value_range=(0, levels),
+                          symmetric=symmetric, properties=props)
+    P = graycomatrix(image, DISTANCES, np.deg2rad(ANGLES), levels=levels, symmetric=symmetric, normed=True)
+    region = glcm_features(image, np.ones(image.shape, int), distances=DISTANCES, angles=ANGLES, levels=levels,
+                           value_range=(0, levels), symmetric=symmetric, properties=props, average=False)
+    for p in SK_PROPS:
+        assert got[p.lower()].shape == (len(DISTANCES), len(ANGLES))
+        np.testing.assert_allclose(got[p.lower()], graycoprops(P, p), rtol=1e-9, atol=1e-9)
+        for di, d in enumerate(DISTANCES):
+            for ai, a in enumerate(ANGLES):
+                assert got[p.lower()][di, ai] == pytest.approx(region[f"glcm_{p.lower()}_d{d}_a{a}"][0], rel=1e-9, abs=1e-12)
+    # an offset longer than the image has no pixel pair: NaN, as in glcm_features
+    assert np.isnan(glcm_properties(image[:3], distances=(5,), angles=(90,), levels=levels, value_range=(0, levels))["contrast"]).all()
+
+
 def test_quantize_and_offsets(rng):
     img8 = rng.integers(0, 256, (10, 10)).astype(np.uint8)
     q, n = quantize(img8)

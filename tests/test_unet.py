@@ -20,6 +20,7 @@ pytest.importorskip("segmentation_models_pytorch")
 from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
 from napari_sem_analysis.unet import UNetModel, load_model, predict_unet, select_device, train_unet  # noqa: E402
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One torch thread: on a shared 2-core machine more threads only spin."""

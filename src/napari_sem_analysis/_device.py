@@ -63,7 +63,12 @@ def select_device(device: str | None = "auto"):
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SEMAnalysisError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SEMAnalysisError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SEMAnalysisError("CUDA was requested but no CUDA GPU is available; use device='cpu' or 'auto'")
     if dev.type == "mps":

@@ -8,7 +8,7 @@ widgets can show as a napari notification.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,6 +61,8 @@ def check_image(
         arr = arr.astype(np.uint8)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise SEMAnalysisError(f"{name} has unsupported dtype {arr.dtype}")
+    if arr.dtype == np.float16:  # OpenCV, scipy and skimage reject or mishandle half floats
+        arr = arr.astype(np.float32)
     if is_rgb(arr) and 3 not in ndim:
         raise SEMAnalysisError(
             f"{name} is a colour (RGB) image of shape {arr.shape}; convert it to "
@@ -94,7 +96,30 @@ def check_labels(labels, *, name: str = "labels", ndim: tuple[int, ...] = (2,)) 
         raise SEMAnalysisError(f"{name} must be {want}, got shape {arr.shape}")
     if arr.size and arr.min() < 0:
         raise SEMAnalysisError(f"{name} contains negative values")
+    if arr.dtype == np.uint64:  # scipy/skimage index with signed integers
+        if arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise SEMAnalysisError(f"{name} holds label ids above {np.iinfo(np.int64).max} (max {arr.max()})")
+        arr = arr.astype(np.int64)
     return arr
+
+
+#: the largest image (pixels) a function may be asked to allocate from a shape alone
+MAX_SHAPE_PIXELS = 2**31
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, int]:
+    """Check a 2-D image shape ``(rows, cols)``: positive integers, at most :data:`MAX_SHAPE_PIXELS` in all."""
+    try:
+        h, w = (int(v) for v in tuple(shape)[:2])
+        if len(tuple(shape)) < 2 or any(float(v) != int(v) for v in tuple(shape)[:2]):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise SEMAnalysisError(f"{name} must be (rows, columns) integers, got {shape!r}") from None
+    if h < 1 or w < 1:
+        raise SEMAnalysisError(f"{name} must be positive, got {shape!r}")
+    if h * w > MAX_SHAPE_PIXELS:
+        raise SEMAnalysisError(f"{name} {h} x {w} is larger than {MAX_SHAPE_PIXELS:,} pixels")
+    return h, w
 
 
 def check_finite(value, name: str) -> float:
@@ -118,11 +143,27 @@ def check_positive(value, name: str, *, allow_zero: bool = False, maximum=None) 
     return v
 
 
-def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name: str = "size") -> float:
-    """Convert a length to pixels.
+def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name: str = "size", power: int = 1) -> float:
+    """Convert a length (``power=1``) or an area (``power=2``) to pixels.
 
-    ``unit`` is ``"px"`` (returned unchanged) or ``"nm"`` (divided by the
-    pixel size in nm, which must then be given).
+    Parameters
+    ----------
+    value : float
+        The length or area (>= 0).
+    pixel_size : float or None
+        nm per pixel; needed when ``unit`` is ``"nm"``.
+    unit : {"px", "nm"}
+        ``"px"``: returned unchanged; ``"nm"``: divided by ``pixel_size ** power``
+        (an area is then in nm²).
+    name : str
+        Name used in error messages.
+    power : int
+        1 for lengths, 2 for areas.
+
+    Returns
+    -------
+    float
+        px (lengths) or px² (areas).
     """
     v = check_positive(value, name, allow_zero=True)
     if unit in ("px", "pixel", "pixels"):
@@ -130,8 +171,8 @@ def to_pixels(value: float, pixel_size: float | None, *, unit: str = "px", name:
     if unit != "nm":
         raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
     if pixel_size is None:
-        raise SEMAnalysisError(f"{name} is given in nm but the pixel size is unknown")
-    return v / check_positive(pixel_size, "pixel_size")
+        raise SEMAnalysisError(f"{name} is given in nm{'²' if power == 2 else ''} but the pixel size is unknown")
+    return v / check_positive(pixel_size, "pixel_size") ** power
 
 
 def per_plane(func: Callable) -> Callable:

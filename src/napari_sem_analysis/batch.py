@@ -26,16 +26,15 @@ distributed cluster only the input paths must be readable by the workers.
 
 from __future__ import annotations
 
-import base64
 import glob
 import hashlib
-import html
 import io
 import json
 import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -45,51 +44,91 @@ import pandas as pd
 
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
+from .batch_report import KEY_COLUMNS, report_figures, write_report  # noqa: F401  (re-exported)
+from .io import IMAGE_SUFFIXES, PIXEL_SIZE_RANGE_NM, SuspectImageWarning
 from .workflows import Workflow, load_recipe, write_atomic
 
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-
-# the figures shown first in the summary and plotted per image, per summary kind
-KEY_COLUMNS = {
-    "particles": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
-    "objects": ["count", "median_equivalent_diameter_nm", "median_equivalent_diameter_px"],
-    "porosity": ["porosity_percent", "pore_count", "median_equivalent_diameter_nm"],
-    "coating": [
-        "oxide_thickness_median_nm",
-        "oxide_thickness_median_px",
-        "coating_thickness_median_nm",
-        "coating_thickness_median_px",
-        "crack_count",
-        "oxide_fraction",
-    ],
-    "phases": [],
-    "tiles": ["tiles"],
-}
 
 
 # --------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------
-def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
-    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+def _entry_kind(path: Path) -> str | None:
+    """None for a regular file; otherwise why a folder entry is not read (links are never followed)."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"skipped: cannot be inspected ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            os.stat(path)
+        except OSError:
+            return "skipped: a dangling or looping symbolic link"
+        return "skipped: a symbolic link (links in input folders are not followed)"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISFIFO(st.st_mode):
+        return "skipped: a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(st.st_mode):
+        return "skipped: a socket, not a file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "skipped: a device, not a file"
+    return "skipped: not a regular file"
+
+
+def scan_inputs(inputs: str | os.PathLike | Iterable) -> tuple[list[Path], dict[str, str]]:
+    """The image files of ``inputs`` and the entries skipped, with why.
+
+    Files named explicitly are taken as they are. In folders and glob matches only regular files
+    are read: symbolic links (which could point anywhere, e.g. at a system file), named pipes,
+    sockets and devices are skipped and reported, never opened.
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    inputs = list(inputs)
     files: list[Path] = []
+    special: dict[str, str] = {}
+
+    def consider(entry: Path) -> None:
+        if entry.suffix.lower() not in IMAGE_SUFFIXES:
+            return
+        why = _entry_kind(entry)
+        if why is None:
+            files.append(entry)
+        else:
+            special[str(entry)] = why
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            files.extend(found)
+            for entry in sorted(p.iterdir()):
+                consider(entry)
         elif p.is_file():
             files.append(p)
         elif any(ch in str(item) for ch in "*?["):
-            files.extend(sorted(Path(f) for f in glob.glob(str(item)) if Path(f).is_file()))
+            for entry in sorted(Path(f) for f in glob.glob(str(item))):
+                consider(entry)
+        elif p.is_symlink():
+            raise SEMAnalysisError(f"input {item} is a dangling or looping symbolic link")
         else:
             raise SEMAnalysisError(f"input {item} does not exist")
+    if not files and special:
+        first = next(iter(special.items()))
+        raise SEMAnalysisError(
+            f"no readable image files in the inputs ({len(special)} skipped, e.g. {first[0]}: {first[1]})"
+        )
+    return _dedupe_inputs(inputs, files), special
+
+
+def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
+    """Expand files, folders (their image files) and glob patterns into a sorted file list."""
+    return scan_inputs(inputs)[0]
+
+
+def _dedupe_inputs(inputs, files: list[Path]) -> list[Path]:
     seen, out = set(), []
     for f in files:
         key = f.resolve()
@@ -107,6 +146,81 @@ def collect_inputs(inputs: str | os.PathLike | Iterable) -> list[Path]:
             f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}"
         )
     return out
+
+
+def _plain_error(text: str) -> str:
+    """An error message fit for errors.csv and report.html: no quoted file bytes, printable, bounded."""
+    import re
+
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(text))
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:500]
+
+
+class BatchOutputError(SEMAnalysisError):
+    """The output folder cannot be written (read-only, full, gone): the CLI exits with code 3."""
+
+
+def _lock_output(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir`` for this run; a second run into it fails clearly.
+
+    Returns the open lock file (closing it releases the lock). ``flock`` locks are released by the
+    system when the process dies, so a killed run leaves no stale lock.
+    """
+    lock_path = out_dir / ".napari-sem-analysis.lock"
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
+    busy = f"another batch run is writing to {out_dir}; wait for it to finish or choose another folder"
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte
+        import msvcrt
+
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            fh.close()
+            raise SEMAnalysisError(busy) from None
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise SEMAnalysisError(busy) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: exit when the parent (the batch) dies, instead of running on.
+
+    Linux: the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``). Elsewhere,
+    and as a check for a parent that died before this ran, a daemon thread polls the parent's pid.
+    """
+    import threading
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _output_names(files: Sequence[Path]) -> list[str]:
@@ -232,7 +346,16 @@ def process_image(recipe: dict, path: str, *, pixel_size: float | None = None) -
     tiff_log.setLevel(logging.CRITICAL)
     try:
         wf = Workflow.from_dict(recipe)
-        res = wf.run(path, pixel_size=pixel_size)
+        # doubts about the image (missing pixel data, a pixel size ignored) mark it suspect
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SuspectImageWarning)
+            res = wf.run(path, pixel_size=pixel_size)
+        doubts = [str(w.message) for w in caught if issubclass(w.category, SuspectImageWarning)]
+        for w in caught:  # the rest as they would have been shown
+            if not issubclass(w.category, SuspectImageWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if doubts:
+            out["suspect"] = _plain_error("; ".join(doubts))
         classes = wf.summary in ("coating", "phases", "tiles")
         out["summary"] = {k: _plain(v) for k, v in res.summary.items()}
         out["table"] = table_with_units(res.table)
@@ -312,6 +435,10 @@ class BatchResult:
     processed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: folder entries not read (symbolic links, pipes, devices...) -> why
+    special: dict[str, str] = field(default_factory=dict)
+    #: images read with doubts (missing pixel data, metadata ignored) -> why
+    suspect: dict[str, str] = field(default_factory=dict)
 
 
 def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
@@ -349,6 +476,8 @@ def _write_result(out_dir: Path, name: str, res: dict, recipe_hash: str) -> dict
         "seconds": round(float(res.get("seconds", 0.0)), 3),
         "summary": res.get("summary", {}),
     }
+    if res.get("suspect"):
+        record["suspect"] = res["suspect"]
     # the record is written last: its presence means the image is complete
     write_atomic(paths["record"], (json.dumps(record, indent=1, default=_json_default) + "\n").encode())
     return record
@@ -398,7 +527,8 @@ def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # workers exit when this process dies (even by SIGKILL) instead of running on for minutes
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(func, *args): (key, args) for key, args in tasks}
         try:
             for fut in as_completed(futures):
@@ -507,22 +637,86 @@ def run_batch(
         ``summary`` (one row per input, ``status`` ok/error), paths, and
         the names processed, skipped and failed.
     """
+    plan = _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite)
+    try:
+        return _run_plan(plan, scheduler=scheduler, jobs=jobs, overwrite=overwrite, resume=resume,
+                         progress=progress, report=report)
+    except OSError as exc:
+        # a read-only or full disk, a folder removed under the run: one clear message (CLI exit code 3)
+        where = getattr(exc, "filename", None) or plan.out_dir
+        raise BatchOutputError(f"cannot write the results to {where}: {exc.strerror or exc}") from exc
+    finally:
+        plan.lock.close()
+
+
+def _run_plan(plan: _Plan, *, scheduler, jobs: int, overwrite: bool, resume: bool, progress: bool,
+              report: bool) -> BatchResult:
+    """:func:`run_batch` once the output folder is planned and locked."""
+    done, todo = _pending(plan, overwrite, resume)
+    # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
+    plan.workflow.save(plan.out_dir / "recipe.yaml")
+    state = _RunState(plan, done=done, skipped=list(done), bar=Progress(len(plan.files), enabled=progress))
+    state.bar.done = state.bar.skipped = len(done)
+    if progress and state.bar.done:
+        print(f"resuming: {state.bar.done} of {len(plan.files)} images already done", file=sys.stderr)
+    tasks = [(name, (plan.recipe, str(path), plan.pixel_size)) for name, path in todo]
+    if tasks:
+        _execute(tasks, state.on_done, scheduler, jobs)
+    elif progress:
+        state.bar.update(0)
+    summary = _write_summary(plan, state, progress)
+    return BatchResult(
+        summary=summary,
+        out_dir=plan.out_dir,
+        report=write_report(plan.out_dir, summary, plan.workflow) if report else None,
+        processed=state.processed,
+        skipped=state.skipped,
+        errors=state.errors,
+        special=plan.special,
+        suspect=state.suspect,
+    )
+
+
+# --------------------------------------------------------------------------
+# run_batch stages
+# --------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """What a batch run works on: the checked recipe, the input files and their output names."""
+
+    workflow: Workflow
+    recipe: dict
+    recipe_hash: str
+    files: list[Path]
+    names: list[str]
+    out_dir: Path
+    pixel_size: float | None
+    special: dict[str, str]  # folder entries not read (links, pipes, devices) -> why
+    lock: Any  # the open lock file of out_dir (closing it releases the lock)
+
+
+def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
+    """Check the recipe and the options, find the inputs, create the output folder."""
     wf = load_recipe(recipe)
     wf.validate()
     recipe_dict = wf.to_dict()
-    jobs = int(jobs)
-    if jobs < 1:
+    if int(jobs) < 1:
         raise SEMAnalysisError(f"jobs must be >= 1, got {jobs}")
     if pixel_size is not None:
-        pixel_size = check_positive(pixel_size, "pixel_size (nm)")
-    rhash = _recipe_hash(recipe_dict, pixel_size)
-    files = collect_inputs(inputs)
-    names = _output_names(files)
+        pixel_size = check_positive(pixel_size, "pixel_size (nm)", maximum=PIXEL_SIZE_RANGE_NM[1])
+        if pixel_size < PIXEL_SIZE_RANGE_NM[0]:  # 1e308 or 1e-320 nm would fill every output with inf/0
+            raise SEMAnalysisError(f"pixel_size (nm) must be at least {PIXEL_SIZE_RANGE_NM[0]:g}, got {pixel_size!r}")
+    files, special = scan_inputs(inputs)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SEMAnalysisError(f"output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_output(out_dir)
+    except OSError as exc:
+        raise BatchOutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from exc
+    plan = _Plan(wf, recipe_dict, _recipe_hash(recipe_dict, pixel_size), files, _output_names(files), out_dir,
+                 pixel_size, special, lock)
     # the recipe used: a different recipe in an existing folder needs overwrite
     recipe_file = out_dir / "recipe.yaml"
     existing_records = list((out_dir / "records").glob("*.json")) if (out_dir / "records").is_dir() else []
@@ -532,19 +726,24 @@ def run_batch(
         except SEMAnalysisError:
             old = None
         if old != recipe_dict:
+            lock.close()
             raise SEMAnalysisError(
                 f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
             )
+    return plan
 
+
+def _pending(plan: _Plan, overwrite: bool, resume: bool) -> tuple[dict[str, dict], list[tuple[str, Path]]]:
+    """``(done, todo)``: records of images finished earlier (resume) and ``(name, file)`` still to do."""
     done: dict[str, dict] = {}
-    todo: list[tuple[str, tuple]] = []
-    for f, name in zip(files, names):
-        rec_path = _paths(out_dir, name)["record"]
+    todo: list[tuple[str, Path]] = []
+    for f, name in zip(plan.files, plan.names):
+        rec_path = _paths(plan.out_dir, name)["record"]
         if rec_path.exists() and not overwrite:
-            rec = _read_record(rec_path, rhash)
+            rec = _read_record(rec_path, plan.recipe_hash)
             if rec is None and _read_record(rec_path, None) is not None:
                 raise SEMAnalysisError(
-                    f"{out_dir} holds results of a different recipe for {f.name} "
+                    f"{plan.out_dir} holds results of a different recipe for {f.name} "
                     "(or ones computed with another --pixel-size); choose another folder or overwrite"
                 )
             if rec is not None and resume:
@@ -552,82 +751,87 @@ def run_batch(
                 continue
             if rec is not None and not resume:
                 raise SEMAnalysisError(
-                    f"{out_dir} already has results for {f.name}; use overwrite=True "
+                    f"{plan.out_dir} already has results for {f.name}; use overwrite=True "
                     "(--overwrite) to replace them or resume=True to keep them"
                 )
-        todo.append((name, (recipe_dict, str(f)), ))
-    # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
-    wf.save(recipe_file)
+        todo.append((name, f))
+    return done, todo
 
-    skipped = list(done)
-    bar = Progress(len(files), enabled=progress)
-    bar.done = bar.skipped = len(done)
-    errors: dict[str, str] = {}
-    processed: list[str] = []
-    failed_rows: dict[str, dict] = {}
-    name_of_file = {str(f): n for f, n in zip(files, names)}
 
-    def on_done(name: str, res: dict) -> None:
+@dataclass
+class _RunState:
+    """Results gathered while the images are processed (in the calling process)."""
+
+    plan: _Plan
+    done: dict[str, dict]
+    skipped: list[str]
+    bar: Progress
+    errors: dict[str, str] = field(default_factory=dict)
+    processed: list[str] = field(default_factory=list)
+    failed_rows: dict[str, dict] = field(default_factory=dict)
+    suspect: dict[str, str] = field(default_factory=dict)
+
+    def on_done(self, name: str, res: dict) -> None:
+        """One image finished: write its results (or remember its error) and advance the bar."""
         if res["status"] == "ok":
-            done[name] = _write_result(out_dir, name, res, rhash)
-            processed.append(name)
-            bar.update()
+            self.done[name] = _write_result(self.plan.out_dir, name, res, self.plan.recipe_hash)
+            self.processed.append(name)
+            self.bar.update()
         else:
-            errors[name] = res["error"]
-            failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": res["error"]}
-            bar.update(failed=True)
+            error = _plain_error(res["error"])  # never file content in errors.csv or the report
+            self.errors[name] = error
+            self.failed_rows[name] = {"file": res["file"], "name": name, "status": "error", "error": error}
+            self.bar.update(failed=True)
 
-    tasks = [(name, (rd, path, pixel_size)) for name, (rd, path) in todo]
+
+def _execute(tasks, on_done: Callable, scheduler, jobs: int) -> None:
+    """Process the tasks here, in worker processes or on Dask (``on_done`` called here for each)."""
     func = _process_task
-    if progress and bar.done:
-        print(f"resuming: {bar.done} of {len(files)} images already done", file=sys.stderr)
-    if tasks:
-        if scheduler is not None:
-            _run_dask(tasks, func, on_done, scheduler, jobs)
-        elif jobs > 1 and len(tasks) > 1:
-            _run_processes(tasks, func, on_done, min(jobs, len(tasks)))
-        else:
-            _run_serial(tasks, func, on_done)
-    elif progress:
-        bar.update(0)
+    if scheduler is not None:
+        _run_dask(tasks, func, on_done, scheduler, jobs)
+    elif jobs > 1 and len(tasks) > 1:
+        _run_processes(tasks, func, on_done, min(jobs, len(tasks)))
+    else:
+        _run_serial(tasks, func, on_done)
 
-    # summary: one row per input, in input order
+
+def _write_summary(plan: _Plan, state: _RunState, progress: bool) -> pd.DataFrame:
+    """``summary.csv`` (one row per input, in input order) and ``errors.csv``; returns the summary."""
     rows = []
-    for f, name in zip(files, names):
-        if name in done:
-            rec = done[name]
+    for f, name in zip(plan.files, plan.names):
+        if name in state.done:
+            rec = state.done[name]
             row = {"file": Path(rec["file"]).name, "name": name, "status": "ok"}
             row.update(rec.get("summary", {}))
             row["seconds"] = rec.get("seconds")
             row["error"] = ""
+            if rec.get("suspect"):
+                state.suspect[name] = rec["suspect"]
+                row["suspect"] = rec["suspect"]
         else:
-            row = dict(failed_rows.get(name, {"file": f.name, "name": name, "status": "error",
-                                               "error": "not processed"}))
+            missing = {"file": f.name, "name": name, "status": "error", "error": "not processed"}
+            row = dict(state.failed_rows.get(name, missing))
             row["file"] = Path(row["file"]).name
         rows.append(row)
-    summary = _summary_frame(rows)
-    summary = _order_columns(summary, wf.summary)
-    write_atomic(out_dir / "summary.csv", summary.to_csv(index=False).encode())
-    err_path = out_dir / "errors.csv"
-    if errors:
-        err = pd.DataFrame([{"file": failed_rows[n]["file"], "error": e} for n, e in errors.items()])
+    summary = _order_columns(_summary_frame(rows), plan.workflow.summary)
+    write_atomic(plan.out_dir / "summary.csv", summary.to_csv(index=False).encode())
+    err_path = plan.out_dir / "errors.csv"
+    if state.errors or plan.special:
+        err = pd.DataFrame(
+            [{"file": Path(state.failed_rows[n]["file"]).name, "error": e} for n, e in state.errors.items()]
+            + [{"file": Path(p).name, "error": why} for p, why in plan.special.items()]
+        )
         write_atomic(err_path, err.to_csv(index=False).encode())
         if progress:
-            for n, e in errors.items():
+            for n, e in state.errors.items():
                 print(f"skipped {n}: {e}", file=sys.stderr)
-    elif err_path.exists():
+    for p, why in plan.special.items():
+        print(f"{p}: {why}", file=sys.stderr)
+    for n, why in state.suspect.items():
+        print(f"suspect {n}: {why}", file=sys.stderr)
+    if not (state.errors or plan.special) and err_path.exists():
         err_path.unlink()
-    report_path = None
-    if report:
-        report_path = write_report(out_dir, summary, wf)
-    return BatchResult(
-        summary=summary,
-        out_dir=out_dir,
-        report=report_path,
-        processed=processed,
-        skipped=skipped,
-        errors=errors,
-    )
+    return summary
 
 
 def _process_task(recipe: dict, path: str, pixel_size) -> dict:
@@ -653,188 +857,3 @@ def _order_columns(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     last = [c for c in ("name", "seconds", "error") if c in df]
     middle = [c for c in df.columns if c not in first and c not in last]
     return df[first + middle + last]
-
-
-# --------------------------------------------------------------------------
-# the report
-# --------------------------------------------------------------------------
-def _fig_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _floats(column: pd.Series) -> np.ndarray:
-    return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
-
-
-def _diameter_column(columns) -> str | None:
-    cols = list(columns)
-    for pref in ("equivalent_diameter_nm", "equivalent_diameter_um", "equivalent_diameter"):
-        if pref in cols:
-            return pref
-    for c in cols:
-        if "equivalent_diameter" in c:
-            return c
-    return None
-
-
-def _bar_width(n: int) -> float:
-    return float(min(max(6.4, 0.3 * n + 2), 16.0))
-
-
-def _image_ticks(ax, names) -> None:
-    """Image names under the bars (only when there are few enough to read)."""
-    if len(names) <= 60:
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    else:
-        ax.set_xlabel(f"image (1 to {len(names)}, in summary.csv order)")
-
-
-def report_figures(out_dir: Path, summary: pd.DataFrame, kind: str) -> list[tuple[str, Any]]:
-    """The report's matplotlib figures as ``(title, Figure)``."""
-    from matplotlib.figure import Figure
-
-    ok = summary[summary["status"] == "ok"] if "status" in summary else summary
-    figs: list[tuple[str, Any]] = []
-    labels = [str(n) for n in ok.get("name", ok.get("file", pd.Series(dtype=str)))]
-    short = [n if len(n) <= 18 else n[:8] + "…" + n[-8:] for n in labels]
-
-    # size distribution (pooled over images) from the per-object tables
-    if kind in ("particles", "objects", "porosity") and len(ok):
-        values, col_used = [], None
-        for name in ok["name"]:
-            t = out_dir / "tables" / f"{name}.csv"
-            try:
-                head = pd.read_csv(t, nrows=0).columns
-                col = _diameter_column(head)
-                if col is None:
-                    continue
-                col_used = col_used or col
-                values.append(pd.read_csv(t, usecols=[col])[col].to_numpy(dtype=float))
-            except (OSError, ValueError):
-                continue
-        if values:
-            v = np.concatenate(values)
-            v = v[np.isfinite(v) & (v > 0)]
-            if v.size:
-                fig = Figure(figsize=(6.4, 3.6))
-                ax = fig.subplots()
-                ax.hist(v, bins=min(60, max(10, int(np.sqrt(v.size)))), color="#3b7dd8", edgecolor="white")
-                ax.axvline(np.median(v), color="k", ls="--", lw=1, label=f"median {np.median(v):.4g}")
-                base, _, unit = col_used.rpartition("_")
-                if unit in ("nm", "um", "px"):
-                    xlabel = f"{base.replace('_', ' ')} ({unit})"
-                else:
-                    xlabel = col_used.replace("_", " ")
-                    px = ok["pixel_size_nm"] if "pixel_size_nm" in ok else pd.Series(dtype=float)
-                    xlabel += " (nm)" if px.notna().all() and len(px) else " (px)"
-                ax.set_xlabel(xlabel)
-                ax.set_ylabel("objects")
-                ax.set_title(f"Size distribution ({v.size} objects, {len(values)} images)")
-                ax.legend(frameon=False)
-                figs.append(("Size distribution", fig))
-
-    # coating: coating and oxide thickness along the layer, one line per image
-    if kind == "coating" and len(ok):
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.4, 5.2))
-        axes = fig.subplots(2, 1, sharex=True)
-        drawn = False
-        for name in list(ok["name"])[:12]:
-            try:
-                prof = pd.read_csv(out_dir / "tables" / f"{name}_profile.csv")
-            except (OSError, ValueError):
-                continue
-            for ax, what in zip(axes, ("coating_thickness_", "oxide_thickness_")):
-                col = next((c for c in prof.columns if c.startswith(what)), None)
-                if col is not None:
-                    ax.plot(prof["x"], prof[col], lw=1, label=str(name)[:20])
-                    ax.set_ylabel(col.replace("_", " "), fontsize=8)
-                    drawn = True
-        if drawn:
-            axes[0].set_title("Thickness along the layer")
-            axes[1].set_xlabel("position along the layer (px)")
-            if len(ok) <= 12:
-                axes[0].legend(frameon=False, fontsize=6, ncol=2)
-            figs.append(("Thickness along the layer", fig))
-
-    # per-image figures
-    if kind in ("phases", "tiles"):
-        fr = [c for c in ok.columns if c.endswith("_fraction")]
-        what = "Phase fractions" if kind == "phases" else "Tile classes"
-        if fr and len(ok):
-            fig = Figure(figsize=(_bar_width(len(ok)), 3.6))
-            ax = fig.subplots()
-            bottom = np.zeros(len(ok))
-            for c in fr:
-                vals = _floats(ok[c])
-                ax.bar(range(len(ok)), vals, bottom=bottom, label=c.replace("_fraction", ""))
-                bottom += np.nan_to_num(vals)
-            _image_ticks(ax, short)
-            ax.set_ylabel("area fraction" if kind == "phases" else "fraction of tiles")
-            ax.set_title(f"{what} per image")
-            ax.legend(frameon=False, fontsize=8, ncol=len(fr))
-            figs.append((what, fig))
-    else:
-        cols = [c for c in KEY_COLUMNS.get(kind, []) if c in ok.columns]
-        if not cols:
-            cols = [c for c in ok.select_dtypes("number").columns if c not in ("seconds",)][:4]
-        cols = [c for c in cols if ok[c].notna().any()][:4]
-        if cols and len(ok):
-            fig = Figure(figsize=(_bar_width(len(ok)), 2.3 * len(cols)))
-            axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
-            for ax, c in zip(axes, cols):
-                vals = _floats(ok[c])
-                ax.bar(range(len(ok)), vals, color="#d8843b")
-                ax.set_ylabel(c.replace("_", " "), fontsize=8)
-                med = np.nanmedian(vals) if np.isfinite(vals).any() else np.nan
-                if np.isfinite(med):
-                    ax.axhline(med, color="k", lw=0.8, ls="--")
-            _image_ticks(axes[-1], short)
-            axes[0].set_title("Per-image summary")
-            fig.tight_layout()
-            figs.append(("Per-image summary", fig))
-    return figs
-
-
-def write_report(out_dir, summary: pd.DataFrame, workflow: Workflow) -> Path:
-    """Write ``report.html`` (self-contained: plots embedded as base64 PNGs)."""
-    out_dir = Path(out_dir)
-    figs = report_figures(out_dir, summary, workflow.summary)
-    n_ok = int((summary["status"] == "ok").sum()) if "status" in summary else len(summary)
-    n_err = len(summary) - n_ok
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>napari-sem-analysis report: {html.escape(workflow.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "th{background:#eee}.err{color:#b00}img{max-width:100%}</style></head><body>",
-        f"<h1>Batch report: {html.escape(workflow.name)}</h1>",
-        f"<p>{html.escape(workflow.description or '')}</p>",
-        f"<p>{n_ok} images analysed, {n_err} failed. Created {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        f" in <code>{html.escape(str(out_dir.resolve()))}</code>.</p>",
-    ]
-    for title, fig in figs:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{_fig_png(fig)}'>")
-    if n_err:
-        parts.append("<h2>Failed images</h2><ul>")
-        for _, r in summary[summary["status"] != "ok"].iterrows():
-            file, error = str(r["file"]), str(r.get("error", ""))
-            if error.startswith(f"{file}: "):  # the reader's messages start with the file name
-                error = error[len(file) + 2:]
-            parts.append(f"<li class='err'>{html.escape(file)}: {html.escape(error)}</li>")
-        parts.append("</ul>")
-    show = summary.drop(columns=[c for c in ("error",) if c in summary and not n_err])
-    for c in show.columns:  # integer counts of failed images: an empty cell, not "<NA>"
-        if isinstance(show[c].dtype, pd.Int64Dtype):
-            show[c] = show[c].astype(object).where(show[c].notna(), "")
-    parts.append("<h2>Summary per image</h2>")
-    parts.append(show.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
-    parts.append("<h2>Recipe</h2><pre>" + html.escape(workflow.to_yaml()) + "</pre>")
-    parts.append("</body></html>")
-    path = out_dir / "report.html"
-    write_atomic(path, "\n".join(parts).encode("utf-8"))
-    return path

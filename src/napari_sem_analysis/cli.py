@@ -9,7 +9,8 @@ Subcommands::
     napari-sem-analysis steps
 
 Exit codes: 0 success, 1 some images failed (the others were written),
-2 usage or input error (bad recipe, missing folder...), 130 interrupted.
+2 usage or input error (bad recipe, missing folder, output folder in use...),
+3 the output folder cannot be written (read-only or full disk), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import sys
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OUTPUT = 3  # the output folder cannot be written (read-only, full disk)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Run a recipe (YAML/JSON file saved from the Workflow widget, or a preset: "
             "particles, porosity, coating, phases) over image files and folders. Writes per-image "
-            "labels (TIFF), tables (CSV) and overlays (PNG), then summary.csv and report.html."
+            "labels (TIFF), tables (CSV) and overlays (PNG), then summary.csv and report.html. "
+            "Exit codes: 0 all images done, 1 some images failed (the others were written), "
+            "2 usage or input error (bad recipe, missing input, output folder in use by another run), "
+            "3 the output folder cannot be written (read-only or full disk), 130 interrupted."
         ),
     )
     b.add_argument("recipe", metavar="RECIPE", help="recipe file or preset name")
@@ -44,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         "--scheduler",
         metavar="ADDRESS",
         default=None,
-        help="run on Dask distributed: 'local' for a local cluster, or a scheduler address (tcp://host:8786)",
+        help=(
+            "run on Dask distributed: 'local' for a local cluster, or a scheduler address (tcp://host:8786). "
+            "Dask exchanges pickles: connect only to a cluster you trust as you trust this computer"
+        ),
     )
     b.add_argument("--overwrite", action="store_true", help="recompute and replace existing results")
     b.add_argument("--no-resume", dest="resume", action="store_false",
@@ -65,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _batch(args) -> int:
     from ._validation import SEMAnalysisError
-    from .batch import run_batch
+    from .batch import BatchOutputError, run_batch
 
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
@@ -86,6 +94,9 @@ def _batch(args) -> int:
             pixel_size=args.pixel_size,
             report=args.report,
         )
+    except BatchOutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
     except SEMAnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -173,11 +173,75 @@ def coating_layers(
     crack_width = int(check_positive(crack_width, "crack_width", maximum=201))
     if coating_on == "bottom":
         img = img[::-1]
-    h, w = img.shape
+    layers = _coating_body(img)
+    if min_oxide is None:
+        min_oxide = max(2.0, 0.06 * img.shape[0])
+    min_oxide = check_positive(min_oxide, "min_oxide")
+    search = _OxideSearch(strip_width, step_size, interface_method, min_oxide, max_oxide_fraction, oxide_contrast)
+    _oxide_layer(img, layers, search)
+    cracks = _CrackSearch(crack_width, crack_contrast, min_crack_height, crack_gap, max_crack_width, crack_region)
+    found = _cracks(img, layers, cracks, pixel_size)
+    return _result(img, layers, found, pixel_size, coating_on, melt_analysis, min_particle)
+
+
+# --------------------------------------------------------------------------
+# stages of coating_layers
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Layers:
+    """Per-column layer edges (rows, NaN where there is no coating) and the masks found so far."""
+
+    bright: np.ndarray  # the bright (solid) phase
+    body: np.ndarray  # the coating: bright phase closed across pores, largest component
+    top: np.ndarray  # coating top row per column
+    bottom: np.ndarray  # coating bottom row per column (smoothed)
+    interface: np.ndarray | None = None  # oxide bottom row per column
+    coating_mask: np.ndarray | None = None
+    oxide_mask: np.ndarray | None = None
+
+
+@dataclass
+class _OxideSearch:
+    """Settings of the oxide/bond-coat interface search (see :func:`coating_layers`)."""
+
+    strip_width: int
+    step_size: float
+    method: str
+    min_oxide: float
+    max_oxide_fraction: float
+    contrast: float
+
+
+@dataclass
+class _CrackSearch:
+    """Settings of the crack search (see :func:`coating_layers`)."""
+
+    width: int
+    contrast: float
+    min_height: float
+    gap: int
+    max_width: float | None
+    region: str
+
+
+@dataclass
+class _Cracks:
+    """The class map with the cracks marked, the crack table, and where cracks were searched."""
+
+    labels: np.ndarray
+    table: pd.DataFrame
+    region: str
+    oxide_found: bool
+
+
+def _coating_body(img: np.ndarray) -> _Layers:
+    """The coating as the bright phase (upper multi-Otsu class) closed across pores; its edges."""
     from skimage.filters import threshold_multiotsu, threshold_otsu
 
+    h = img.shape[0]
     smooth = ndi.gaussian_filter(img, 1.5)
-    # --- coating: bright phase ---------------------------------------------
     try:
         t_low, t_high = threshold_multiotsu(smooth, classes=3)
     except ValueError:
@@ -191,55 +255,68 @@ def coating_layers(
     body = _largest_component(body)
     if not body.any():
         raise SEMAnalysisError("no bright coating phase found in the image")
-    rows = np.arange(h)[:, None]
     has = body.any(axis=0)
     top = np.where(has, np.argmax(body, axis=0), -1)
     bottom = np.where(has, h - 1 - np.argmax(body[::-1], axis=0), -1)
     bottom_f = _smooth1d(np.where(has, bottom, np.nan), 9)
     top_f = np.where(has, top, np.nan).astype(float)
+    return _Layers(bright, body, top_f, bottom_f)
 
+
+def _step_row(prof: np.ndarray, k: int, method: str) -> int | None:
+    """Row of the strongest step of a 1-D profile (None when the profile is too short).
+
+    ``"changepoint"``: the split into two constant parts with the least
+    squared error; else the largest difference of the ``k``-row means on
+    either side.
+    """
+    if method == "changepoint":
+        n = prof.size
+        c1 = np.concatenate([[0.0], np.cumsum(prof)])
+        c2 = np.concatenate([[0.0], np.cumsum(prof**2)])
+        r = np.arange(k, n - k)
+        if r.size == 0:
+            return None
+        sse = (c2[r] - c1[r] ** 2 / r) + ((c2[n] - c2[r]) - (c1[n] - c1[r]) ** 2 / (n - r))
+        return int(r[int(np.argmin(sse))])
+    c = np.concatenate([[0.0], np.cumsum(prof)])
+    r = np.arange(k, prof.size - k + 1)
+    step = np.abs((c[r + k] - c[r]) / k - (c[r] - c[r - k]) / k)
+    if step.size == 0:
+        return None
+    return int(r[int(np.argmax(step))])
+
+
+def _oxide_layer(img: np.ndarray, layers: _Layers, opt: _OxideSearch) -> None:
+    """Oxide from the coating bottom to the strongest step below it, in overlapping column strips.
+
+    Sets ``layers.interface``, ``coating_mask`` and ``oxide_mask``.
+    """
+    h, w = img.shape
+    bottom_f = layers.bottom
     img_range = max(float(np.subtract(*np.percentile(img, [99, 1]))), 1e-6)
-    # --- oxide: from coating bottom to the strongest dark->bright step -----
-    if min_oxide is None:
-        min_oxide = max(2.0, 0.06 * h)
-    min_oxide = check_positive(min_oxide, "min_oxide")
-    max_ox = max(int(min_oxide) + 2, int(max_oxide_fraction * h))
-    k = max(4, int(round(step_size)))
-    interface = np.full(w, np.nan)
+    max_ox = max(int(opt.min_oxide) + 2, int(opt.max_oxide_fraction * h))
+    k = max(4, int(round(opt.step_size)))
     xs_c, ys_c = [], []
-    half = strip_width // 2
-    for xc in range(half, w + half // 2, max(1, strip_width // 4)):
+    half = opt.strip_width // 2
+    for xc in range(half, w + half // 2, max(1, opt.strip_width // 4)):
         x0, x1 = max(0, xc - half), min(w, xc + half)
         cb = np.nanmedian(bottom_f[x0:x1])
         if not np.isfinite(cb):
             continue
-        start = int(cb) + 1 + max(int(min_oxide) - k, 2)  # rows just under the coating are skipped
+        start = int(cb) + 1 + max(int(opt.min_oxide) - k, 2)  # rows just under the coating are skipped
         stop = min(h, int(cb) + 1 + max_ox + k)
         if stop - start < 2 * k + 2:
             continue
         prof = ndi.gaussian_filter1d(np.median(img[start:stop, x0:x1], axis=1), 2)
-        if interface_method == "changepoint":
-            # the split into two constant parts with the least squared error
-            n = prof.size
-            c1 = np.concatenate([[0.0], np.cumsum(prof)])
-            c2 = np.concatenate([[0.0], np.cumsum(prof**2)])
-            r = np.arange(k, n - k)
-            if r.size == 0:
-                continue
-            sse = (c2[r] - c1[r] ** 2 / r) + ((c2[n] - c2[r]) - (c1[n] - c1[r]) ** 2 / (n - r))
-            row = r[int(np.argmin(sse))]
-        else:
-            c = np.concatenate([[0.0], np.cumsum(prof)])
-            r = np.arange(k, prof.size - k + 1)
-            step = np.abs((c[r + k] - c[r]) / k - (c[r] - c[r - k]) / k)
-            if step.size == 0:
-                continue
-            row = r[int(np.argmax(step))]
+        row = _step_row(prof, k, opt.method)
+        if row is None:
+            continue
         # no oxide where the layer does not differ from what lies below it
-        above_mean = prof[max(0, row - k):row].mean() if row > 0 else prof[0]
-        below_mean = prof[row:row + k].mean()
+        above_mean = prof[max(0, row - k) : row].mean() if row > 0 else prof[0]
+        below_mean = prof[row : row + k].mean()
         xs_c.append(min(xc, w - 1))
-        if abs(below_mean - above_mean) < oxide_contrast * img_range:
+        if abs(below_mean - above_mean) < opt.contrast * img_range:
             ys_c.append(int(cb) + 1)
         else:
             ys_c.append(start + row)
@@ -248,80 +325,115 @@ def coating_layers(
         interface = np.interp(np.arange(w), xs_c, ys_c)
     else:
         interface = bottom_f + 1
-    interface = np.maximum(interface, bottom_f + 1)
+    layers.interface = np.maximum(interface, bottom_f + 1)
+    rows = np.arange(h)[:, None]
+    layers.coating_mask = layers.body & (rows <= bottom_f[None, :])
+    layers.oxide_mask = (rows > bottom_f[None, :]) & (rows < layers.interface[None, :])
 
-    coating_mask = body & (rows <= bottom_f[None, :])
-    oxide_mask = (rows > bottom_f[None, :]) & (rows < interface[None, :])
 
-    # --- cracks: thin dark lines in the oxide -------------------------------
-    from skimage.morphology import black_tophat, skeletonize
+def _crack_region(layers: _Layers, region: str, oxide_found: bool):
+    """(region name, mask searched for cracks, local thickness of that region per column)."""
+    if region not in ("auto", "oxide", "coating", "both"):
+        raise SEMAnalysisError(f"crack_region must be auto, oxide, coating or both, got {region!r}")
+    name = region if region != "auto" else ("oxide" if oxide_found else "coating")
+    mask = np.zeros(layers.body.shape, bool)
+    if name in ("oxide", "both"):
+        mask |= layers.oxide_mask
+    if name in ("coating", "both"):
+        mask |= layers.coating_mask
+    top, bottom, interface = layers.top, layers.bottom, layers.interface
+    local_thick = np.where(
+        name == "coating",
+        bottom - top + 1,
+        np.where(name == "oxide", interface - bottom, interface - top),
+    )
+    return name, mask, local_thick
 
-    line = np.ones((1, crack_width), dtype=bool)
+
+def _cracks(img: np.ndarray, layers: _Layers, opt: _CrackSearch, pixel_size) -> _Cracks:
+    """Thin dark, mostly vertical lines in the oxide (or the coating), in the class map and a table."""
+    from skimage.morphology import black_tophat
+
+    h, w = img.shape
+    line = np.ones((1, opt.width), dtype=bool)
     th = black_tophat(ndi.gaussian_filter(img, 1.0).astype(np.float32), footprint=line)
     lo_p, hi_p = np.percentile(img, [1, 99])
-    depth = crack_contrast * max(hi_p - lo_p, 1e-6)
-    oxide_found = bool(np.nanmean((interface - bottom_f) > 2) > 0.5)
-    if crack_region not in ("auto", "oxide", "coating", "both"):
-        raise SEMAnalysisError(f"crack_region must be auto, oxide, coating or both, got {crack_region!r}")
-    region_name = crack_region if crack_region != "auto" else ("oxide" if oxide_found else "coating")
-    region = np.zeros((h, w), bool)
-    if region_name in ("oxide", "both"):
-        region |= oxide_mask
-    if region_name in ("coating", "both"):
-        region |= coating_mask
+    depth = opt.contrast * max(hi_p - lo_p, 1e-6)
+    oxide_found = bool(np.nanmean((layers.interface - layers.bottom) > 2) > 0.5)
+    region_name, region, local_thick = _crack_region(layers, opt.region, oxide_found)
     inner = ndi.binary_erosion(region, structure=np.ones((3, 1)), iterations=1)
-    local_thick = np.where(
-        region_name == "coating", bottom_f - top_f + 1,
-        np.where(region_name == "oxide", interface - bottom_f, interface - top_f),
-    )
     vals = th[inner]
     labels_out = np.zeros((h, w), np.int32)
-    labels_out[coating_mask] = COATING
-    labels_out[oxide_mask] = OXIDE
-    crack_rows = []
+    labels_out[layers.coating_mask] = COATING
+    labels_out[layers.oxide_mask] = OXIDE
     unit = "nm" if pixel_size else "px"
-    scale = pixel_size or 1.0
+    crack_rows = []
     if vals.size > 10:
         med = np.median(vals)
         mad = 1.4826 * np.median(np.abs(vals - med)) + 1e-6
         cand = inner & (th > max(med + 4 * mad, depth))
-        cand = ndi.binary_closing(cand, structure=np.ones((crack_gap, 1)))
-        lab, n = ndi.label(cand, structure=np.ones((3, 3)))
-        objs = ndi.find_objects(lab)
-        k_id = 0
-        for i, sl in enumerate(objs, start=1):
-            if sl is None:
-                continue
-            comp = lab[sl] == i
-            hh = sl[0].stop - sl[0].start
-            ww = sl[1].stop - sl[1].start
-            xc = int((sl[1].start + sl[1].stop) // 2)
-            local = np.nanmedian(local_thick[sl[1]])
-            if hh < max(4, min_crack_height * local) or hh < 1.5 * ww:
-                continue
-            if max_crack_width is not None and comp.sum() / hh > max_crack_width:
-                continue  # a wide dark patch (pore, gap), not a thin crack
-            k_id += 1
-            labels_out[sl][comp] = CRACK
-            length = float(skeletonize(comp).sum())
-            ys, xs = np.nonzero(comp)
-            crack_rows.append(
-                {
-                    "label": k_id,
-                    "x": float(xs.mean() + sl[1].start),
-                    "y": float(ys.mean() + sl[0].start),
-                    f"length_{unit}": length * scale,
-                    f"height_{unit}": hh * scale,
-                    f"width_{unit}": ww * scale,
-                    "height_fraction_of_oxide": float(hh / local) if local > 0 else np.nan,
-                }
-            )
+        cand = ndi.binary_closing(cand, structure=np.ones((opt.gap, 1)))
+        crack_rows = _crack_components(cand, local_thick, labels_out, opt, pixel_size or 1.0, unit)
     cracks = pd.DataFrame(
         crack_rows,
-        columns=["label", "x", "y", f"length_{unit}", f"height_{unit}", f"width_{unit}",
-                 "height_fraction_of_oxide"],
+        columns=["label", "x", "y", f"length_{unit}", f"height_{unit}", f"width_{unit}", "height_fraction_of_oxide"],
     )
+    return _Cracks(labels_out, cracks, region_name, oxide_found)
 
+
+def _crack_components(cand, local_thick, labels_out, opt: _CrackSearch, scale: float, unit: str) -> list[dict]:
+    """Keep the candidate components that are tall and thin enough; mark them in ``labels_out``."""
+    from skimage.morphology import skeletonize
+
+    lab, _ = ndi.label(cand, structure=np.ones((3, 3)))
+    rows = []
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        comp = lab[sl] == i
+        hh = sl[0].stop - sl[0].start
+        ww = sl[1].stop - sl[1].start
+        local = np.nanmedian(local_thick[sl[1]])
+        if hh < max(4, opt.min_height * local) or hh < 1.5 * ww:
+            continue
+        if opt.max_width is not None and comp.sum() / hh > opt.max_width:
+            continue  # a wide dark patch (pore, gap), not a thin crack
+        labels_out[sl][comp] = CRACK
+        ys, xs = np.nonzero(comp)
+        rows.append(
+            {
+                "label": len(rows) + 1,
+                "x": float(xs.mean() + sl[1].start),
+                "y": float(ys.mean() + sl[0].start),
+                f"length_{unit}": float(skeletonize(comp).sum()) * scale,
+                f"height_{unit}": hh * scale,
+                f"width_{unit}": ww * scale,
+                "height_fraction_of_oxide": float(hh / local) if local > 0 else np.nan,
+            }
+        )
+    return rows
+
+
+def _thickness_stats(name: str, v: np.ndarray, unit: str) -> dict:
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {f"{name}_{s}_{unit}": np.nan for s in ("mean", "median", "std", "min", "max")}
+    return {
+        f"{name}_mean_{unit}": float(v.mean()),
+        f"{name}_median_{unit}": float(np.median(v)),
+        f"{name}_std_{unit}": float(v.std()),
+        f"{name}_min_{unit}": float(v.min()),
+        f"{name}_max_{unit}": float(v.max()),
+    }
+
+
+def _result(img, layers: _Layers, found: _Cracks, pixel_size, coating_on, melt_analysis, min_particle) -> CoatingResult:
+    """Thickness profile and summary; flipped back when the coating is at the bottom."""
+    h, w = img.shape
+    labels_out, cracks = found.labels, found.table
+    unit = "nm" if pixel_size else "px"
+    scale = pixel_size or 1.0
+    top_f, bottom_f, interface = layers.top, layers.bottom, layers.interface
     coat_t = (bottom_f - top_f + 1) * scale
     ox_t = (interface - bottom_f - 1) * scale
     if coating_on == "bottom":
@@ -340,36 +452,23 @@ def coating_layers(
             f"oxide_thickness_{unit}": ox_t,
         }
     )
-    truncated = bool(np.nanmean(top_f <= 1) > 0.5)
-
-    def stats(name, v):
-        v = v[np.isfinite(v)]
-        if not v.size:
-            return {f"{name}_{s}_{unit}": np.nan for s in ("mean", "median", "std", "min", "max")}
-        return {
-            f"{name}_mean_{unit}": float(v.mean()),
-            f"{name}_median_{unit}": float(np.median(v)),
-            f"{name}_std_{unit}": float(v.std()),
-            f"{name}_min_{unit}": float(v.min()),
-            f"{name}_max_{unit}": float(v.max()),
-        }
-
     coat_area = float((labels_out == COATING).sum())
     ox_area = float(np.isin(labels_out, (OXIDE, CRACK)).sum())
+    solid = layers.bright & layers.coating_mask
     summary: dict = {}
-    summary.update(stats("coating_thickness", coat_t))
-    summary.update(stats("oxide_thickness", ox_t))
+    summary.update(_thickness_stats("coating_thickness", coat_t, unit))
+    summary.update(_thickness_stats("oxide_thickness", ox_t, unit))
     summary["oxide_fraction"] = ox_area / (coat_area + ox_area) if coat_area + ox_area else np.nan
-    summary["coating_porosity"] = float(1 - (bright & coating_mask).sum() / coat_area) if coat_area else np.nan
+    summary["coating_porosity"] = float(1 - solid.sum() / coat_area) if coat_area else np.nan
     if melt_analysis:
-        summary.update(_melt_fractions(bright & coating_mask, min_particle))
-    summary["oxide_found"] = oxide_found
-    summary["crack_region"] = region_name
+        summary.update(_melt_fractions(solid, min_particle))
+    summary["oxide_found"] = found.oxide_found
+    summary["crack_region"] = found.region
     summary["crack_count"] = int(len(cracks))
     summary[f"crack_length_total_{unit}"] = float(cracks[f"length_{unit}"].sum()) if len(cracks) else 0.0
     width_mm = w * pixel_size / 1e6 if pixel_size else None
     summary["crack_density_per_mm"] = len(cracks) / width_mm if width_mm else np.nan
-    summary["coating_truncated"] = truncated
+    summary["coating_truncated"] = bool(np.nanmean(top_f <= 1) > 0.5)
     summary["pixel_size_nm"] = float(pixel_size) if pixel_size else np.nan
     return CoatingResult(labels=labels_out, profile=profile, cracks=cracks, summary=summary)
 

@@ -1,10 +1,13 @@
-"""Reading SEM images with their physical pixel size.
+"""Reading SEM images with their physical pixel size, and pairing image files.
 
-:func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
+All reading of image files lives here. :func:`read_sem` reads TIFF (FEI/Thermo Fisher, Zeiss, TESCAN, JEOL and
 Hitachi, ImageJ or plain), PNG, JPEG and BMP files. It returns the image as
 a 2-D array, the pixel size in nanometres from the instrument's metadata
 (or a sidecar file), the instrument's information band ("data bar") cut off
-the bottom, and the metadata the instrument wrote.
+the bottom, and the metadata the instrument wrote. :func:`read_image` is
+its short form for the steps (2-D data and pixel size), :func:`read_pixels`
+reads the stored values as they are (masks, training pairs) and
+:func:`read_training_folders` pairs images with their masks by file name.
 """
 
 from __future__ import annotations
@@ -17,29 +20,49 @@ from typing import Any
 import numpy as np
 
 from ._validation import SEMAnalysisError, is_rgb, to_grayscale
+from ._vendor_metadata import (
+    _fei_metadata,
+    _resolution_metadata,
+    _sidecar_metadata,
+    _tescan_metadata,
+    _zeiss_metadata,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+#: the one list of image file suffixes (folders, batch inputs, training pairs)
+IMAGE_SUFFIXES = SUPPORTED_SUFFIXES
 _FORMAT_NAMES = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
-# length units as instruments write them -> nanometres
-_NM_PER = {
-    "m": 1e9,
-    "mm": 1e6,
-    "um": 1e3,
-    "µm": 1e3,
-    "μm": 1e3,
-    "micron": 1e3,
-    "microns": 1e3,
-    "nm": 1.0,
-    "pm": 1e-3,
-    "a": 0.1,
-    "å": 0.1,
-    "angstrom": 0.1,
-    "cm": 1e7,
-    "inch": 2.54e7,
-}
+#: Largest image (pixels, all planes together) :func:`read_sem` decodes unless
+#: told otherwise (``max_pixels=``): 2**28, e.g. 16384 x 16384 (256 MiB at 8 bit).
+#: A file declares its size in a few bytes, so the size is checked before decoding.
+MAX_PIXELS = 2**28
+#: Most pages (planes) of a TIFF stack :func:`read_sem` reads (``max_pages=``).
+MAX_PAGES = 10_000
+#: Plausible pixel sizes of a micrograph in nm (1 pm .. 1 mm). A pixel size from
+#: metadata outside this range is ignored with a warning; a user value is refused.
+PIXEL_SIZE_RANGE_NM = (1e-3, 1e6)
+
+
+class SEMReadWarning(UserWarning):
+    """Something in a file was ignored or is doubtful; the image was read (the message names the file)."""
+
+
+class SuspectImageWarning(SEMReadWarning):
+    """The image may be wrong: pixel data missing, or a pixel size or image height in the metadata ignored."""
+
+
+def _plain_reason(exc: BaseException) -> str:
+    """An exception's text fit for a report: no file content (bytes literals), printable, short.
+
+    tifffile and imagecodecs quote the first bytes of what they could not read; those bytes are the
+    file's content and must not end up in errors.csv or report.html.
+    """
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(exc))
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return f"{type(exc).__name__}: {text[:160]}"
 
 
 class SEMReadError(SEMAnalysisError):
@@ -91,233 +114,6 @@ class SEMImage:
         return kwargs
 
 
-def _to_nm(value, unit: str | None) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not np.isfinite(v) or v <= 0:
-        return None
-    factor = _NM_PER.get((unit or "m").strip().lower())
-    if factor is None:
-        return None
-    return v * factor
-
-
-# --------------------------------------------------------------------------
-# vendor metadata
-# --------------------------------------------------------------------------
-
-
-def _zeiss_metadata(md: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {"instrument": "Zeiss"}
-
-    def val(key):
-        item = md.get(key)
-        if isinstance(item, tuple) and len(item) >= 2:
-            return item[1:]
-        return None
-
-    for key in ("ap_image_pixel_size", "ap_pixel_size"):
-        v = val(key)
-        if v and len(v) >= 2:
-            nm = _to_nm(v[0], v[1])
-            if nm:
-                out["pixel_size_nm"] = nm
-                break
-    for norm, keys in {
-        "detector": ("dp_detector_channel", "dp_implied_detector"),
-        "magnification": ("ap_mag",),
-        "date": ("ap_date",),
-        "time": ("ap_time",),
-        "serial": ("sv_serial_number",),
-    }.items():
-        for key in keys:
-            v = val(key)
-            if v:
-                out[norm] = str(v[0]).strip()
-                break
-    v = val("ap_actualkv")
-    if v:
-        kv = float(v[0]) * (1e-3 if len(v) > 1 and str(v[1]).strip() == "V" else 1.0)
-        out["voltage_kv"] = kv
-    v = val("ap_wd")
-    if v:
-        out["working_distance_mm"] = (_to_nm(v[0], v[1] if len(v) > 1 else "mm") or 0) / 1e6
-    out["raw"] = {
-        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
-        for k, item in md.items()
-        if k
-    }
-    return out
-
-
-def _fei_metadata(md: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {"instrument": "FEI/Thermo Fisher"}
-    scan = md.get("Scan", {}) or md.get("EScan", {})
-    px = scan.get("PixelWidth")
-    if px:
-        out["pixel_size_nm"] = _to_nm(px, "m")
-    beam = md.get("Beam", {})
-    ebeam = md.get("EBeam", {})
-    hv = beam.get("HV") or ebeam.get("HV")
-    if hv:
-        out["voltage_kv"] = float(hv) / 1e3
-    det = md.get("Detectors", {})
-    if det.get("Name"):
-        out["detector"] = str(det["Name"])
-    wd = md.get("Stage", {}).get("WorkingDistance") or ebeam.get("WD")
-    if wd:
-        out["working_distance_mm"] = float(wd) * 1e3
-    user = md.get("User", {})
-    for key in ("Date", "Time"):
-        if user.get(key):
-            out[key.lower()] = str(user[key])
-    hfw = scan.get("HorFieldsize") or ebeam.get("HFW")
-    canvas = md.get("Image", {}).get("MagCanvasRealWidth")
-    if hfw and canvas:
-        try:
-            out["magnification"] = f"{float(canvas) / float(hfw):.0f} x"
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass
-    res_y = md.get("Image", {}).get("ResolutionY") or scan.get("ResolutionY")
-    if res_y:
-        try:
-            out["image_rows"] = int(res_y)
-        except (TypeError, ValueError):
-            pass
-    if md.get("System", {}).get("SystemType"):
-        out["system"] = str(md["System"]["SystemType"])
-    out["raw"] = {
-        f"{section}.{key}": str(value)
-        for section, values in md.items()
-        if isinstance(values, dict)
-        for key, value in values.items()
-    }
-    return out
-
-
-def _parse_ini(text: str) -> dict[str, str]:
-    """Parse ``key=value`` (or JEOL ``$KEY value``) lines into a flat dict."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip().strip("\x00")
-        if not line or line.startswith(("[", "#", ";")):
-            continue
-        if "=" in line:
-            key, _, value = line.partition("=")
-        elif line.startswith("$"):
-            key, _, value = line.lstrip("$").partition(" ")
-        else:
-            continue
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _tescan_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "TESCAN", "raw": kv}
-    if "PixelSizeX" in kv:
-        out["pixel_size_nm"] = _to_nm(kv["PixelSizeX"], "m")
-    if kv.get("HV"):
-        out["voltage_kv"] = float(kv["HV"]) / 1e3
-    if kv.get("WD"):
-        out["working_distance_mm"] = float(kv["WD"]) * 1e3
-    for norm, key in (("detector", "Detector"), ("magnification", "Magnification"), ("date", "Date"), ("time", "Time")):
-        if kv.get(key):
-            out[norm] = kv[key]
-    return out
-
-
-def _jeol_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "JEOL", "raw": kv}
-    # pixel size = scale-marker length / scale-bar length in pixels
-    bar = kv.get("$SM_MICRON_BAR") or kv.get("SM_MICRON_BAR")
-    marker = kv.get("$SM_MICRON_MARKER") or kv.get("SM_MICRON_MARKER")
-    if bar and marker:
-        m = re.match(r"\s*([\d.]+)\s*([a-zA-Zµμ]+)", marker)
-        if m:
-            length = _to_nm(m.group(1), m.group(2))
-            if length and float(bar) > 0:
-                out["pixel_size_nm"] = length / float(bar)
-    if kv.get("CM_ACCEL_VOLT"):
-        out["voltage_kv"] = float(kv["CM_ACCEL_VOLT"].split()[0])
-    if kv.get("CM_MAG"):
-        out["magnification"] = kv["CM_MAG"]
-    if kv.get("CM_DATE"):
-        out["date"] = kv["CM_DATE"]
-    if kv.get("CM_TIME"):
-        out["time"] = kv["CM_TIME"]
-    if kv.get("CM_SIGNAL"):
-        out["detector"] = kv["CM_SIGNAL"]
-    if kv.get("SM_WD"):
-        out["working_distance_mm"] = float(kv["SM_WD"].split()[0])
-    return out
-
-
-def _hitachi_metadata(text: str) -> dict[str, Any]:
-    kv = _parse_ini(text)
-    out: dict[str, Any] = {"instrument": "Hitachi", "raw": kv}
-    if kv.get("PixelSize"):
-        out["pixel_size_nm"] = _to_nm(kv["PixelSize"], "nm")
-    if kv.get("AcceleratingVoltage"):
-        m = re.match(r"([\d.]+)\s*(\w*)", kv["AcceleratingVoltage"])
-        if m:
-            out["voltage_kv"] = float(m.group(1)) / (1e3 if m.group(2).lower() == "volt" else 1.0)
-    for norm, key in (("magnification", "Magnification"), ("date", "Date"), ("time", "Time"), ("detector", "SignalName")):
-        if kv.get(key):
-            out[norm] = kv[key]
-    if kv.get("WorkingDistance"):
-        m = re.match(r"([\d.]+)\s*(\w*)", kv["WorkingDistance"])
-        if m:
-            out["working_distance_mm"] = (_to_nm(m.group(1), m.group(2) or "um") or 0) / 1e6
-    return out
-
-
-def _sidecar_metadata(path: Path) -> dict[str, Any]:
-    """Metadata from a sidecar next to ``path`` (TESCAN .hdr, JEOL/Hitachi .txt)."""
-    for suffix in (".hdr", ".txt"):
-        for candidate in (path.with_suffix(suffix), path.with_name(path.name + suffix)):
-            if not candidate.is_file() or candidate.stat().st_size > 1_000_000:
-                continue
-            text = candidate.read_text(errors="replace")
-            if "PixelSizeX" in text or "[MAIN]" in text:
-                return _tescan_metadata(text)
-            if "$CM_" in text or "$$SM_" in text:
-                return _jeol_metadata(text)
-            if "PixelSize" in text or "InstructName" in text:
-                return _hitachi_metadata(text)
-    return {}
-
-
-def _resolution_metadata(page, imagej: dict | None) -> dict[str, Any]:
-    """Pixel size from the TIFF resolution tags (ImageJ and other programs)."""
-    tags = page.tags
-    if "XResolution" not in tags:
-        return {}
-    num, den = tags["XResolution"].value
-    if not num or not den or num / den <= 1:
-        return {}
-    per_unit = num / den
-    unit_tag = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
-    unit_code = int(unit_tag)
-    if imagej and imagej.get("unit"):
-        unit = str(imagej["unit"]).replace("\\u00B5", "µ")
-    elif unit_code == 2:
-        unit = "inch"
-    elif unit_code == 3:
-        unit = "cm"
-    else:
-        return {}
-    nm = _to_nm(1.0 / per_unit, unit)
-    # a default screen resolution (72 or 96 dpi) is no physical pixel size:
-    # SEM pixels are far smaller than 50 um
-    if nm is None or (not (imagej and imagej.get("unit")) and nm > 5e4):
-        return {}
-    return {"pixel_size_nm": nm, "instrument": "TIFF resolution tags"}
-
-
 # --------------------------------------------------------------------------
 # pixel data
 # --------------------------------------------------------------------------
@@ -347,46 +143,169 @@ def _apply_palette(data: np.ndarray, colormap: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _read_tiff(path: Path, all_pages: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def _count_ifds(fh, limit: int) -> int:
+    """Number of pages (IFDs) of an open TIFF, counted up to ``limit + 1`` from the IFD chain alone.
+
+    Only the chain of IFD offsets is followed (a few bytes per page); loops stop the count.
+    """
+    import struct
+
+    fh.seek(0)
+    head = fh.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None:
+        return 0
+    magic = struct.unpack(order + "H", head[2:4])[0]
+    if magic == 43:  # BigTIFF
+        fmt_off, fmt_n, n_size, entry = "Q", "Q", 8, 20
+        offset = struct.unpack(order + "Q", head[8:16])[0]
+    else:
+        fmt_off, fmt_n, n_size, entry = "I", "H", 2, 12
+        offset = struct.unpack(order + "I", head[4:8])[0]
+    off_size = struct.calcsize(fmt_off)
+    seen: set[int] = set()
+    count = 0
+    while offset and offset not in seen and count <= limit:
+        seen.add(offset)
+        fh.seek(offset)
+        raw = fh.read(n_size)
+        if len(raw) < n_size:
+            break
+        n = struct.unpack(order + fmt_n, raw)[0]
+        count += 1
+        fh.seek(offset + n_size + n * entry)
+        raw = fh.read(off_size)
+        if len(raw) < off_size:
+            break
+        offset = struct.unpack(order + fmt_off, raw)[0]
+    return count
+
+
+def _check_pixels(path: Path, shape, max_pixels: int, what: str = "image") -> None:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > max_pixels:
+        dims = " x ".join(str(int(d)) for d in shape)
+        raise SEMReadError(
+            f"{path.name}: the {what} declares {dims} = {n:,} pixels, more than the limit of "
+            f"{int(max_pixels):,} (read_sem(..., max_pixels=...) or io.MAX_PIXELS raise it)"
+        )
+
+
+def _missing_segments(page, file_size: int) -> tuple[int, int]:
+    """(missing or truncated strips/tiles, all strips/tiles) of a page, from its offsets alone."""
+    offsets = page.dataoffsets or ()
+    counts = page.databytecounts or ()
+    bad = sum(1 for o, c in zip(offsets, counts) if not o or not c or o + c > file_size)
+    return bad, len(offsets)
+
+
+def _vendor_metadata(tif, page, path: Path) -> dict[str, Any]:
+    """Instrument metadata; an unreadable block is dropped with a note, never the image."""
+    try:
+        if tif.is_fei and tif.fei_metadata:
+            return _fei_metadata(tif.fei_metadata)
+        if tif.is_sem and tif.sem_metadata:
+            return _zeiss_metadata(tif.sem_metadata)
+        if 50431 in page.tags:  # TESCAN
+            value = page.tags[50431].value
+            text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
+            return _tescan_metadata(text)
+    except Exception as exc:  # noqa: BLE001 - garbage in a metadata tag: keep the image without it
+        return {"_ignored": [f"instrument metadata ({type(exc).__name__})"]}
+    return {}
+
+
+def _read_tiff(
+    path: Path,
+    all_pages: bool = False,
+    *,
+    max_pixels: int | None = None,
+    max_pages: int | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     import tifffile
 
+    max_pixels = int(MAX_PIXELS if max_pixels is None else max_pixels)
+    max_pages = int(MAX_PAGES if max_pages is None else max_pages)
+    file_size = path.stat().st_size
     with tifffile.TiffFile(path) as tif:
-        if len(tif.pages) == 0:
+        n_pages = _count_ifds(tif.filehandle, max_pages)
+        if n_pages == 0:
             raise SEMReadError(f"{path.name}: holds no image (corrupt or empty TIFF file)")
         page = tif.pages[0]
-        data = page.asarray()
+        # the declared size is checked before anything is decoded (tiles are decoded whole)
+        _check_pixels(path, page.shape, max_pixels)
+        if page.is_tiled:
+            _check_pixels(
+                path,
+                (page.tiledepth, page.tilelength, page.tilewidth, page.samplesperpixel),
+                max_pixels,
+                what="tile",
+            )
         meta: dict[str, Any] = {}
+        bad, total = _missing_segments(page, file_size)
+        data = page.asarray()
+        if bad:
+            meta["missing_strips"] = f"{bad} of {total}"
         if (
             data.ndim == 3
             and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
             and page.samplesperpixel == data.shape[0]
         ):
             data = np.moveaxis(data, 0, -1)  # planar colour: channels last
-        # a stack of equal grayscale planes (FIB-SEM slices, a time series)
-        series = tif.series[0] if tif.series else None
+        # a stack of equal grayscale planes (FIB-SEM slices, a time series): the pages after the
+        # first are only counted (from the IFD chain), and parsed only when the stack is read
         n_planes = 1
-        if series is not None and len(series.shape) == 3 and series.shape[1:] == data.shape and data.ndim == 2:
-            n_planes = int(series.shape[0])
+        if n_pages > 1 and data.ndim == 2:
+            try:
+                second = tif.pages[1]
+            except Exception:  # noqa: BLE001 - a broken second page: the first image is still good
+                second = None
+            if isinstance(second, (tifffile.TiffPage, tifffile.TiffFrame)) and (
+                second.shape == page.shape and second.dtype == page.dtype
+            ):
+                n_planes = n_pages
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
             if not _palette_is_gray_ramp(data, page.colormap):
                 data = _apply_palette(data, page.colormap)
                 n_planes = 1  # colour-palette stacks: the first plane only
         if all_pages and n_planes > 1:
-            data = series.asarray()
-        if tif.is_fei and tif.fei_metadata:
-            meta = _fei_metadata(tif.fei_metadata)
-        elif tif.is_sem and tif.sem_metadata:
-            meta = _zeiss_metadata(tif.sem_metadata)
-        elif 50431 in page.tags:  # TESCAN
-            value = page.tags[50431].value
-            text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
-            meta = _tescan_metadata(text)
+            if n_planes > max_pages:
+                raise SEMReadError(
+                    f"{path.name}: the stack has more than {max_pages:,} planes "
+                    "(read_sem(..., max_pages=...) or io.MAX_PAGES raise the limit)"
+                )
+            _check_pixels(path, (n_planes,) + tuple(page.shape), max_pixels, what="stack")
+            planes = [data]
+            for i in range(1, n_planes):
+                p = tif.pages[i]
+                if p.shape != page.shape or p.dtype != page.dtype:
+                    break  # the stack ends where the planes stop being equal
+                b, t = _missing_segments(p, file_size)
+                bad, total = bad + b, total + t
+                planes.append(p.asarray())
+            data = np.stack(planes)
+            n_planes = len(planes)
+            if bad:
+                meta["missing_strips"] = f"{bad} of {total}"
+        meta.update(_vendor_metadata(tif, page, path))
         if "pixel_size_nm" not in meta:
-            side = _sidecar_metadata(path)
+            try:
+                side = _sidecar_metadata(path)
+            except (OSError, ValueError, TypeError) as exc:  # an unreadable sidecar: ignored, noted
+                side = {"_ignored": [f"sidecar file ({type(exc).__name__})"]}
             if side:
+                ignored = meta.get("_ignored", []) + side.get("_ignored", [])
                 meta = {**meta, **side} if meta else side
+                if ignored:
+                    meta["_ignored"] = ignored
         if "pixel_size_nm" not in meta:
-            res = _resolution_metadata(page, tif.imagej_metadata)
+            try:
+                res = _resolution_metadata(page, tif.imagej_metadata)
+            except Exception as exc:  # noqa: BLE001 - garbage resolution tags: the image is kept
+                res = {}
+                meta.setdefault("_ignored", []).append(f"resolution tags ({type(exc).__name__})")
             if res:
                 meta.update({k: v for k, v in res.items() if k not in meta or k == "pixel_size_nm"})
         desc = page.description if hasattr(page, "description") else ""
@@ -394,12 +313,26 @@ def _read_tiff(path: Path, all_pages: bool = False) -> tuple[np.ndarray, dict[st
             meta["description"] = desc[:2000]
         if n_planes > 1:
             meta["n_planes"] = n_planes
+            if n_planes > max_pages:
+                meta["n_planes_note"] = f"more than {max_pages:,}"
     return data, meta
 
 
-def _read_other(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_other(path: Path, *, max_pixels: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     import cv2
 
+    max_pixels = int(MAX_PIXELS if max_pixels is None else max_pixels)
+    try:  # the declared size, from the header alone (Pillow opens lazily)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            size = im.size
+    except SEMAnalysisError:
+        raise
+    except Exception:  # noqa: BLE001
+        size = None  # OpenCV below decides whether the file is readable
+    if size is not None:
+        _check_pixels(path, (size[1], size[0]), max_pixels)
     buffer = np.fromfile(str(path), dtype=np.uint8)
     data = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if data is None:
@@ -435,6 +368,16 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     int or None
         Index of the first band row, or None when there is no band.
     """
+    try:
+        max_fraction, min_rows = float(max_fraction), int(min_rows)
+    except (TypeError, ValueError, OverflowError):
+        raise SEMAnalysisError(
+            f"max_fraction and min_rows must be numbers, got {max_fraction!r}, {min_rows!r}"
+        ) from None
+    if not 0 < max_fraction <= 1:  # also refuses NaN
+        raise SEMAnalysisError(f"max_fraction must be in (0, 1], got {max_fraction!r}")
+    if min_rows < 1:
+        raise SEMAnalysisError(f"min_rows must be >= 1, got {min_rows!r}")
     img = np.asarray(image)
     if img.ndim != 2 or img.shape[0] < 16:
         return None
@@ -474,6 +417,7 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     above = img[max(row - 8, 0) : row]
     if above.size and (above == band_value).mean() > 0.5:
         return None
+
     # the band starts with a sharp edge: its first rows are (almost) all
     # background, the rows above (almost) none. A mask or a dark region whose
     # background share grows gradually towards the bottom is image content.
@@ -501,6 +445,8 @@ def read_sem(
     pixel_size: float | None = None,
     grayscale: bool = True,
     all_planes: bool = False,
+    max_pixels: int | None = None,
+    max_pages: int | None = None,
 ) -> SEMImage:
     """Read an SEM image with its pixel size and metadata.
 
@@ -524,6 +470,13 @@ def read_sem(
         on the first plane cropped from every plane. With False (default)
         ``data`` is the first plane, ``metadata["n_planes"]`` says how many
         there are, and a warning names the file.
+    max_pixels : int, optional
+        Refuse files that declare more pixels (all planes together) than
+        this, before decoding anything; default :data:`MAX_PIXELS`
+        (2**28). Raise it for very large mosaics.
+    max_pages : int, optional
+        Most planes of a TIFF stack to read; default :data:`MAX_PAGES`.
+        Only the first page is parsed unless ``all_planes``.
 
     Returns
     -------
@@ -532,9 +485,21 @@ def read_sem(
     Raises
     ------
     SEMReadError
-        The file is missing, unreadable, corrupt or not an image; the
-        message names the file.
+        The file is missing, unreadable, corrupt, not an image or larger
+        than ``max_pixels``; the message names the file.
+
+    Warns
+    -----
+    UserWarning
+        Metadata fields that could not be read (dropped, the image kept), a
+        pixel size outside :data:`PIXEL_SIZE_RANGE_NM` (ignored), an image
+        height in the metadata that does not fit the image (ignored), and
+        missing or truncated strips (``metadata["missing_strips"]``: the
+        image has blank rows). Each is also listed in
+        ``metadata["read_warnings"]``.
     """
+    import warnings
+
     path = Path(path)
     if not path.exists():
         raise SEMReadError(f"{path}: no such file")
@@ -543,20 +508,30 @@ def read_sem(
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise SEMReadError(
-            f"{path.name}: unsupported file type {suffix or '(none)'}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"{path.name}: unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    for value, name in ((max_pixels, "max_pixels"), (max_pages, "max_pages")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise SEMAnalysisError(f"{name} must be a positive integer, got {value!r}")
+    if pixel_size is not None:
+        try:
+            pixel_size = float(pixel_size)
+        except (TypeError, ValueError):
+            raise SEMAnalysisError(f"pixel_size must be a number in nm, got {pixel_size!r}") from None
+        lo, hi = PIXEL_SIZE_RANGE_NM
+        if not np.isfinite(pixel_size) or not lo <= pixel_size <= hi:
+            raise SEMAnalysisError(f"pixel_size must be between {lo:g} and {hi:g} nm, got {pixel_size!r}")
     try:
         if suffix in TIFF_SUFFIXES:
-            data, meta = _read_tiff(path, all_pages=all_planes)
+            data, meta = _read_tiff(path, all_pages=all_planes, max_pixels=max_pixels, max_pages=max_pages)
         else:
-            data, meta = _read_other(path)
+            data, meta = _read_other(path, max_pixels=max_pixels)
     except SEMReadError:
         raise
     except Exception as exc:  # tifffile/imagecodecs raise many types
         raise SEMReadError(
             f"{path.name}: cannot be read as an image, the file is corrupt, truncated or not "
-            f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({type(exc).__name__}: {exc})"
+            f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({_plain_reason(exc)})"
         ) from exc
 
     data = np.asarray(data)
@@ -564,13 +539,25 @@ def read_sem(
         raise SEMReadError(f"{path.name}: contains no 2-D image data (shape {data.shape})")
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == bool):
         raise SEMReadError(f"{path.name}: unsupported pixel type {data.dtype} (need integer or float pixels)")
+    meta = dict(meta)
+    notes: list[tuple[str, type]] = []
+    ignored = meta.pop("_ignored", None)
+    if ignored:
+        notes.append((f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}", SEMReadWarning))
+    if meta.get("missing_strips"):
+        notes.append(
+            (
+                f"{path.name}: {meta['missing_strips']} strips/tiles of pixel data are missing or truncated; "
+                "the image has blank regions",
+                SuspectImageWarning,
+            )
+        )
     n_planes = int(meta.get("n_planes", 1))
     stack = all_planes and n_planes > 1 and data.ndim == 3
     if n_planes > 1 and not stack:
-        import warnings
-
+        count = meta.pop("n_planes_note", None) or n_planes
         warnings.warn(
-            f"{path.name} holds {n_planes} images; read the first (all_planes=True reads the stack)",
+            f"{path.name} holds {count} images; read the first (all_planes=True reads the stack)",
             stacklevel=2,
         )
     if data.ndim == 3 and not is_rgb(data) and not stack:
@@ -582,16 +569,25 @@ def read_sem(
     if data.dtype == bool:
         data = data.astype(np.uint8) * 255
 
-    meta = dict(meta)
     meta.setdefault("instrument", "unknown")
     databar = None
     if crop_databar and (data.ndim == 2 or stack):
         first = data[0] if stack else data
         row = None
         rows = meta.get("image_rows")
-        if isinstance(rows, int) and 0 < rows < first.shape[0]:
+        # the image height from the metadata is trusted only where the band below it is a plausible
+        # info band (at most 40 % of the height); ResolutionY=1 must not cut the image to one row
+        if isinstance(rows, int) and 0.6 * first.shape[0] <= rows < first.shape[0]:
             row = rows
         else:
+            if isinstance(rows, int) and rows != first.shape[0]:
+                notes.append(
+                    (
+                        f"{path.name}: the metadata's image height ({rows} rows) does not fit the image "
+                        f"({first.shape[0]} rows); ignored, the info band is detected from the pixels",
+                        SuspectImageWarning,
+                    )
+                )
             row = detect_databar(first)
         if row is not None:
             databar = first[row:].copy()
@@ -599,16 +595,25 @@ def read_sem(
             meta["databar_row"] = int(row)
 
     found = meta.pop("pixel_size_nm", None)
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if found is not None and not (isinstance(found, float) and lo <= found <= hi):
+        notes.append(
+            (
+                f"{path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
+                f"{lo:g}..{hi:g} nm; ignored",
+                SuspectImageWarning,
+            )
+        )
+        meta["pixel_size_ignored"] = repr(found)
+        found = None
     source = meta.get("instrument") if found else None
     if pixel_size is not None:
-        try:
-            pixel_size = float(pixel_size)
-        except (TypeError, ValueError):
-            raise SEMAnalysisError(f"pixel_size must be a number in nm, got {pixel_size!r}") from None
-        if not np.isfinite(pixel_size) or pixel_size <= 0:
-            raise SEMAnalysisError(f"pixel_size must be > 0 nm, got {pixel_size!r}")
         found, source = pixel_size, "user"
     meta["pixel_size_source"] = source
+    if notes:
+        meta["read_warnings"] = [text for text, _ in notes]
+        for text, category in notes:
+            warnings.warn(text, category, stacklevel=2)
     return SEMImage(
         data=np.ascontiguousarray(data),
         pixel_size=float(found) if found else None,
@@ -616,3 +621,135 @@ def read_sem(
         metadata=meta,
         path=path,
     )
+
+
+
+# --------------------------------------------------------------------------
+# short forms and file pairing
+# --------------------------------------------------------------------------
+
+
+def read_image(path, *, pixel_size: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Read an image file as ``(data_2d, pixel_size_nm_or_None)``.
+
+    Uses :func:`read_sem` (pixel size from the file's metadata, instrument
+    info band cropped).
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file (see :data:`SUPPORTED_SUFFIXES`).
+    pixel_size : float, optional
+        Pixel size in nm; overrides the metadata.
+
+    Returns
+    -------
+    data : ndarray
+        The grayscale image.
+    pixel_size : float or None
+        nm per pixel, None when unknown.
+
+    Raises
+    ------
+    SEMAnalysisError
+        The file is missing or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SEMAnalysisError(f"{path} does not exist or is not a file")
+    try:
+        kwargs = {} if pixel_size is None else {"pixel_size": pixel_size}
+        img = read_sem(path, **kwargs)
+    except SEMAnalysisError:
+        raise
+    except Exception as exc:  # corrupt/unsupported files
+        raise SEMAnalysisError(f"cannot read {path.name}: {_plain_reason(exc)}") from exc
+    data = to_grayscale(np.asarray(img.data))
+    px = img.pixel_size if pixel_size is None else float(pixel_size)
+    return data, (None if px is None else float(px))
+
+
+def read_pixels(path) -> np.ndarray:
+    """The stored pixel values of an image file as a grayscale array.
+
+    Unlike :func:`read_sem` nothing is cropped and palettes are not applied,
+    so that a mask keeps its class ids and an image keeps the shape of its
+    mask (training pairs).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+    """
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        arr = tifffile.imread(path)
+    else:
+        import imageio.v3 as iio
+
+        arr = iio.imread(path)
+    return to_grayscale(np.asarray(arr))
+
+
+def find_mask(mask_dir: Path, stem: str) -> Path | None:
+    """The mask file of the image called ``stem`` in ``mask_dir`` (or None).
+
+    A mask matches ``X.tif`` when it is called ``X.*``, ``X_m.*``,
+    ``X_mask.*``, ``X_MASK*`` or ``X_label*`` (first match in that order).
+    """
+    for pattern in (f"{stem}.*", f"{stem}_m.*", f"{stem}_mask.*", f"{stem}_MASK*", f"{stem}_label*"):
+        hits = sorted(p for p in Path(mask_dir).glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+        if hits:
+            return hits[0]
+    return None
+
+
+def read_training_folders(image_dir, mask_dir) -> tuple[list, list, list]:
+    """Pairs of (image, mask, name) from two folders, matched by file name.
+
+    Parameters
+    ----------
+    image_dir, mask_dir : str or Path
+        Folders of images and of their masks (see :func:`find_mask`). Masks
+        whose values are not 0..63 (e.g. 0/255) are mapped to class ids in
+        order of their values.
+
+    Returns
+    -------
+    images : list of ndarray
+    masks : list of int32 ndarray
+    names : list of str
+        File names of the images.
+    """
+    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
+    if not image_dir.is_dir():
+        raise SEMAnalysisError(f"images folder {image_dir} does not exist")
+    if not mask_dir.is_dir():
+        raise SEMAnalysisError(f"masks folder {mask_dir} does not exist")
+    images, masks, names = [], [], []
+    for p in sorted(image_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or (image_dir == mask_dir and "_m" in p.stem.lower()):
+            continue
+        m = find_mask(mask_dir, p.stem) if image_dir != mask_dir else None
+        if m is None or m == p:
+            continue
+        img = read_pixels(p)
+        msk = np.asarray(read_pixels(m))
+        if msk.shape != img.shape:
+            raise SEMAnalysisError(f"{m.name} has shape {msk.shape} but {p.name} has shape {img.shape}")
+        images.append(img)
+        masks.append(msk)
+        names.append(p.name)
+    if not images:
+        raise SEMAnalysisError(f"no image/mask pairs found in {image_dir} and {mask_dir}")
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
+    if values.max() >= 64:  # e.g. 0/255 masks: values in order -> class ids
+        masks = [np.searchsorted(values, m).astype(np.int32) for m in masks]
+    else:
+        masks = [m.astype(np.int32) for m in masks]
+    return images, masks, names

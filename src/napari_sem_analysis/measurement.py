@@ -12,19 +12,22 @@ Lengths are in nm and areas in nm^2 when a pixel size (nm per pixel) is
 given, in pixels otherwise; the unit of every column is in
 ``table.attrs["units"]``.
 
-:func:`summarize` turns a table into counts, number density, area fraction
-and the D10/D50/D90 of the equivalent diameter, overall and per class.
+:func:`summarize` (in :mod:`napari_sem_analysis.summary`, re-exported here)
+turns a table into counts, number density, area fraction and the D10/D50/D90
+of the equivalent diameter, overall and per class.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ._validation import SEMAnalysisError, check_image, check_labels, check_positive
+from .summary import _weighted_quantiles, summarize  # noqa: F401  (re-exported: summaries live in summary.py)
 
 SHAPE_COLUMNS = (
     "area",
@@ -324,8 +327,6 @@ def measure(
     labels = check_labels(labels)
     if pixel_size is not None:
         pixel_size = check_positive(pixel_size, "pixel_size")
-    ps = 1.0 if pixel_size is None else float(pixel_size)
-    unit = "px" if pixel_size is None else "nm"
     if image is not None:
         image = check_image(image)
         if image.shape != labels.shape:
@@ -338,16 +339,71 @@ def measure(
     for name, val in (("glcm_levels", glcm_levels),):
         if val is not None and (int(val) != val or not 2 <= int(val) <= 65536):
             raise SEMAnalysisError(f"{name} must be an integer from 2 to 65536, got {val!r}")
+    layout = _layout(labels, pixel_size, intensity=intensity, texture=texture, lbp_P=lbp_P, classes=classes)
+    present, idx, n = _present_and_index(labels)
+    if n == 0:
+        return _empty_table(layout.columns, layout.units, layout.attrs)
+    message = mask_warning(labels, present)
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    sums = _LabelSums(present, idx, n)
+    ps = layout.ps
+    data = {"label": present}
+    data.update(_moment_columns(sums, labels.shape, ps))
+    data.update(_outline_columns(labels, sums, ps, shape=shape))
+    data = {c: data[c] for c in ("label", *SHAPE_COLUMNS)}  # the column order of the table
+    if intensity:
+        data.update(_intensity_columns(image, sums))
+    table = pd.DataFrame(data)
+    if texture:
+        from .texture import GLCM_PROPERTIES, glcm_features, lbp_features
 
+        g = glcm_features(
+            image,
+            labels,
+            distances=glcm_distances,
+            angles=glcm_angles,
+            levels=glcm_levels,
+            value_range=value_range,
+            properties=GLCM_PROPERTIES,
+        )
+        lb = lbp_features(image, labels, P=lbp_P, R=lbp_R)
+        table = pd.concat([table, g.drop(columns="label"), lb.drop(columns="label")], axis=1)
+        layout.attrs["glcm"] = g.attrs.get("glcm")
+    if classes is not None:
+        table["class"] = _object_classes(classes, labels, present, idx, n)
+    table = table[layout.columns]
+    table.attrs.update(layout.attrs)
+    table.attrs["units"] = {c: layout.units.get(c, "") for c in layout.columns}
+    return table
+
+
+# --------------------------------------------------------------------------
+# stages of measure
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """Columns, units and table attributes of a measurement table."""
+
+    columns: list
+    units: dict
+    attrs: dict
+    ps: float  # length of a pixel in the table's unit (1 without pixel size)
+    unit: str
+
+
+def _layout(labels, pixel_size, *, intensity: bool, texture: bool, lbp_P: int, classes) -> _Layout:
+    ps = 1.0 if pixel_size is None else float(pixel_size)
+    unit = "px" if pixel_size is None else "nm"
     columns = ["label", *SHAPE_COLUMNS]
     if intensity:
         columns += INTENSITY_COLUMNS
-    texture_cols: list[str] = []
     if texture:
         from .texture import GLCM_PROPERTIES
 
-        texture_cols = [f"glcm_{p}" for p in GLCM_PROPERTIES] + [f"lbp_{k}" for k in range(int(lbp_P) + 2)]
-        columns += texture_cols
+        columns += [f"glcm_{p}" for p in GLCM_PROPERTIES] + [f"lbp_{k}" for k in range(int(lbp_P) + 2)]
     if classes is not None:
         columns.append("class")
     units = {c: unit for c in _LENGTH_COLUMNS}
@@ -361,33 +417,37 @@ def measure(
         "image_shape": tuple(int(s) for s in labels.shape),
         "image_area": float(labels.size) * ps * ps,
     }
+    return _Layout(columns, units, attrs, ps, unit)
 
-    present, idx, n = _present_and_index(labels)
-    if n == 0:
-        return _empty_table(columns, units, attrs)
-    message = mask_warning(labels, present)
-    if message is not None:
-        warnings.warn(message, UserWarning, stacklevel=2)
 
-    def lut_index(values):
-        return np.searchsorted(present, values)
+class _LabelSums:
+    """Per-label sums over the pixels (``np.bincount`` on the row index of every pixel)."""
 
-    h, w = labels.shape
-    counts = np.bincount(idx, minlength=n + 1)[:n].astype(np.float64)
+    def __init__(self, present: np.ndarray, idx: np.ndarray, n: int):
+        self.present, self.idx, self.n = present, idx, n
+        self.counts = np.bincount(idx, minlength=n + 1)[:n].astype(np.float64)
+
+    def sum(self, weights) -> np.ndarray:
+        return np.bincount(self.idx, weights, minlength=self.n + 1)[: self.n]
+
+    def lut_index(self, values):
+        return np.searchsorted(self.present, values)
+
+
+def _moment_columns(sums: _LabelSums, shape, ps: float) -> dict:
+    """Area, centroid and the ellipse of equal second moments (axes, orientation, eccentricity)."""
+    h, w = shape
+    idx, counts = sums.idx, sums.counts
     rr = np.broadcast_to(np.arange(h, dtype=np.float64)[:, None], (h, w)).ravel()
     cc = np.broadcast_to(np.arange(w, dtype=np.float64)[None, :], (h, w)).ravel()
-
-    def bsum(weights):
-        return np.bincount(idx, weights, minlength=n + 1)[:n]
-
-    mr = bsum(rr) / counts
-    mc = bsum(cc) / counts
+    mr = sums.sum(rr) / counts
+    mc = sums.sum(cc) / counts
     # central second moments, shifted by the centroid of each label for accuracy
     dr = rr - np.r_[mr, 0.0][idx]
     dc = cc - np.r_[mc, 0.0][idx]
-    vr = bsum(dr * dr) / counts
-    vc = bsum(dc * dc) / counts
-    cov = bsum(dr * dc) / counts
+    vr = sums.sum(dr * dr) / counts
+    vc = sums.sum(dc * dc) / counts
+    cov = sums.sum(dr * dc) / counts
     del dr, dc, rr, cc
     half_tr = (vr + vc) / 2.0
     root = np.sqrt(((vr - vc) / 2.0) ** 2 + cov**2)
@@ -405,74 +465,54 @@ def measure(
         orient = np.where(orient <= -np.pi / 2 + 1e-12, np.pi / 2, orient)  # axes: -90 == 90 deg
         ecc = np.where(l1 > 0, np.sqrt(np.clip(1.0 - l2 / np.where(l1 > 0, l1, 1.0), 0.0, 1.0)), 0.0)
         aspect = np.where(minor > 0, major / np.where(minor > 0, minor, 1.0), np.nan)
+    return {
+        "area": counts * ps * ps,
+        "equivalent_diameter": np.sqrt(4.0 * counts / np.pi) * ps,
+        "aspect_ratio": aspect,
+        "major_axis": major * ps,
+        "minor_axis": minor * ps,
+        "orientation": np.rad2deg(orient),
+        "eccentricity": ecc,
+        "centroid_y": mr * ps,
+        "centroid_x": mc * ps,
+    }
 
+
+def _outline_columns(labels: np.ndarray, sums: _LabelSums, ps: float, *, shape: bool) -> dict:
+    """Perimeter and circularity; with ``shape`` the convex-hull descriptors (Feret, solidity)."""
+    n, area_px = sums.n, sums.counts
     border = _border_mask(labels)
-    perim = _perimeters(labels, border, lut_index, n)
-    area_px = counts
+    perim = _perimeters(labels, border, sums.lut_index, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         circ = np.where(perim > 0, np.minimum(4.0 * np.pi * area_px / np.where(perim > 0, perim, 1.0) ** 2, 1.0), np.nan)
-
-    data = {
-        "label": present,
-        "area": area_px * ps * ps,
-        "equivalent_diameter": np.sqrt(4.0 * area_px / np.pi) * ps,
-        "perimeter": perim * ps,
-        "circularity": circ,
-        "aspect_ratio": aspect,
-    }
+    out = {"perimeter": perim * ps, "circularity": circ}
     if shape:
-        fmax, fmin, conv, _ = _hull_stats(border, labels, present, lut_index)
-        data["feret_max"] = fmax * ps
-        data["feret_min"] = fmin * ps
-        solidity = area_px / np.maximum(conv, area_px)
+        fmax, fmin, conv, _ = _hull_stats(border, labels, sums.present, sums.lut_index)
+        out["feret_max"] = fmax * ps
+        out["feret_min"] = fmin * ps
+        out["solidity"] = area_px / np.maximum(conv, area_px)
     else:
-        data["feret_max"] = data["feret_min"] = np.full(n, np.nan)
-        solidity = np.full(n, np.nan)
-    data.update(
-        {
-            "major_axis": major * ps,
-            "minor_axis": minor * ps,
-            "orientation": np.rad2deg(orient),
-            "solidity": solidity,
-            "eccentricity": ecc,
-            "centroid_y": mr * ps,
-            "centroid_x": mc * ps,
-        }
-    )
-    if intensity:
-        val = image.ravel().astype(np.float64)
-        mean = bsum(val) / counts
-        dv = val - np.r_[mean, 0.0][idx]
-        std = np.sqrt(bsum(dv * dv) / counts)
-        del dv
-        data["intensity_mean"] = mean
-        data["intensity_std"] = std
-        fg = idx < n
-        grouped = pd.Series(val[fg]).groupby(idx[fg], sort=True)
-        data["intensity_min"] = grouped.min().to_numpy(np.float64)
-        data["intensity_max"] = grouped.max().to_numpy(np.float64)
-    table = pd.DataFrame(data)
-    if texture:
-        from .texture import GLCM_PROPERTIES, glcm_features, lbp_features
+        out["feret_max"] = out["feret_min"] = np.full(n, np.nan)
+        out["solidity"] = np.full(n, np.nan)
+    return out
 
-        g = glcm_features(
-            image,
-            labels,
-            distances=glcm_distances,
-            angles=glcm_angles,
-            levels=glcm_levels,
-            value_range=value_range,
-            properties=GLCM_PROPERTIES,
-        )
-        lb = lbp_features(image, labels, P=lbp_P, R=lbp_R)
-        table = pd.concat([table, g.drop(columns="label"), lb.drop(columns="label")], axis=1)
-        attrs["glcm"] = g.attrs.get("glcm")
-    if classes is not None:
-        table["class"] = _object_classes(classes, labels, present, idx, n)
-    table = table[columns]
-    table.attrs.update(attrs)
-    table.attrs["units"] = {c: units.get(c, "") for c in columns}
-    return table
+
+def _intensity_columns(image: np.ndarray, sums: _LabelSums) -> dict:
+    """Mean, standard deviation, minimum and maximum grey value of every object."""
+    idx, n = sums.idx, sums.n
+    val = image.ravel().astype(np.float64)
+    mean = sums.sum(val) / sums.counts
+    dv = val - np.r_[mean, 0.0][idx]
+    std = np.sqrt(sums.sum(dv * dv) / sums.counts)
+    del dv
+    fg = idx < n
+    grouped = pd.Series(val[fg]).groupby(idx[fg], sort=True)
+    return {
+        "intensity_mean": mean,
+        "intensity_std": std,
+        "intensity_min": grouped.min().to_numpy(np.float64),
+        "intensity_max": grouped.max().to_numpy(np.float64),
+    }
 
 
 def _object_classes(classes, labels, present, idx, n):
@@ -528,6 +568,14 @@ def object_outlines(labels, *, tolerance: float = 0.5) -> tuple[np.ndarray, list
     from scipy import ndimage as ndi
 
     labels = check_labels(labels)
+    tolerance = check_positive(tolerance, "tolerance", allow_zero=True, maximum=1e6)
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size and ids[-1] > 2 * ids.size + 65536:
+        # sparse ids (one object labelled 10**8): find_objects would list every id up to the largest
+        compact = np.where(labels > 0, np.searchsorted(ids, labels) + 1, 0).astype(np.int32)
+        present, polys = object_outlines(compact, tolerance=tolerance)
+        return ids[np.asarray(present, dtype=np.int64) - 1], polys
     present, _, n = _present_and_index(labels)
     slices = ndi.find_objects(labels)
     polys = []
@@ -545,107 +593,3 @@ def object_outlines(labels, *, tolerance: float = 0.5) -> tuple[np.ndarray, list
             poly = np.array([[r0 - 0.5, c0 - 0.5], [r0 - 0.5, c1 - 0.5], [r1 - 0.5, c1 - 0.5], [r1 - 0.5, c0 - 0.5]])
         polys.append(poly)
     return present, polys
-
-
-# --------------------------------------------------------------------------
-# summary
-# --------------------------------------------------------------------------
-def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs) -> list[float]:
-    order = np.argsort(values)
-    v, wt = values[order], weights[order]
-    cw = np.cumsum(wt)
-    if cw[-1] <= 0:
-        return [np.nan for _ in qs]
-    # midpoint interpolation of the cumulative distribution
-    p = (cw - 0.5 * wt) / cw[-1]
-    return [float(np.interp(q, p, v)) for q in qs]
-
-
-def summarize(
-    table: pd.DataFrame,
-    *,
-    image_area: float | None = None,
-    by: str | None = "class",
-    weight: str = "number",
-    size_column: str = "equivalent_diameter",
-) -> pd.DataFrame:
-    """Summary statistics of a measurement table.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Output of :func:`measure` (needs ``area`` and the ``size_column``).
-    image_area : float, optional
-        Field-of-view area in the table's area unit. Default:
-        ``table.attrs["image_area"]`` (set by :func:`measure`).
-    by : str or None
-        Column to group by (default ``"class"``, used when present). One row
-        ``"all"`` is always added.
-    weight : {"number", "area"}
-        Size distribution weighted by count (default) or by object area.
-    size_column : str
-        The size whose D10/D50/D90 are reported.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by group (``"all"`` first), with ``count``,
-        ``number_density`` (objects per area unit, e.g. per nm^2),
-        ``number_density_per_um2`` (when the unit is nm),
-        ``area_fraction`` (objects' area / field of view: porosity for
-        pores), ``mean_area``, ``mean_size``, ``std_size``, ``d10``, ``d50``,
-        ``d90`` (of ``size_column``). ``attrs["units"]`` gives the units.
-    """
-    if not isinstance(table, pd.DataFrame):
-        raise SEMAnalysisError("summarize expects the DataFrame returned by measure()")
-    for col in ("area", size_column):
-        if col not in table.columns:
-            raise SEMAnalysisError(f"the table has no {col!r} column")
-    if weight not in ("number", "area"):
-        raise SEMAnalysisError(f"weight must be 'number' or 'area', got {weight!r}")
-    if image_area is None:
-        image_area = table.attrs.get("image_area")
-    if image_area is not None:
-        image_area = check_positive(image_area, "image_area")
-    unit = table.attrs.get("unit", "px")
-    groups: list[tuple[object, pd.DataFrame]] = [("all", table)]
-    if by is not None and by in table.columns:
-        for key, sub in table.groupby(by, sort=True):
-            groups.append((key, sub))
-    rows = []
-    for key, sub in groups:
-        size = sub[size_column].to_numpy(np.float64)
-        area = sub["area"].to_numpy(np.float64)
-        ok = np.isfinite(size)
-        w = np.ones(ok.sum()) if weight == "number" else area[ok]
-        d10, d50, d90 = _weighted_quantiles(size[ok], w, (0.1, 0.5, 0.9)) if ok.any() else (np.nan,) * 3
-        row = {
-            "group": key,
-            "count": int(len(sub)),
-            "number_density": len(sub) / image_area if image_area else np.nan,
-            "area_fraction": area.sum() / image_area if image_area else np.nan,
-            "mean_area": float(area.mean()) if len(sub) else np.nan,
-            "mean_size": float(size[ok].mean()) if ok.any() else np.nan,
-            "std_size": float(size[ok].std(ddof=1)) if ok.sum() > 1 else np.nan,
-            "d10": d10,
-            "d50": d50,
-            "d90": d90,
-        }
-        if unit == "nm":
-            row["number_density_per_um2"] = row["number_density"] * 1e6
-        rows.append(row)
-    out = pd.DataFrame(rows).set_index("group")
-    out.attrs["units"] = {
-        "number_density": f"1/{unit}^2",
-        "number_density_per_um2": "1/um^2",
-        "area_fraction": "",
-        "mean_area": f"{unit}^2",
-        "mean_size": unit,
-        "std_size": unit,
-        "d10": unit,
-        "d50": unit,
-        "d90": unit,
-    }
-    out.attrs["weight"] = weight
-    out.attrs["size_column"] = size_column
-    return out

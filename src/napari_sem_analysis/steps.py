@@ -87,14 +87,19 @@ class Step:
         if not isinstance(func, str) or ":" not in func:
             raise SEMAnalysisError(f"step {self.name!r} has no function")
         module, _, attr = func.partition(":")
-        if not module.startswith(("napari_sem_analysis", ".")) and "." not in module:
-            module = f"napari_sem_analysis.{module}"
-        elif module.startswith("."):
-            module = f"napari_sem_analysis{module}"
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SEMAnalysisError(f"step {self.name!r}: cannot load {func}: {exc}") from exc
+        # a module of the package ("enhancement", "workflows.model_steps"), else an absolute one
+        candidates = [module] if module.startswith("napari_sem_analysis") else [f"napari_sem_analysis.{module}", module]
+        for candidate in candidates:
+            try:
+                return getattr(importlib.import_module(candidate), attr)
+            except ModuleNotFoundError as exc:
+                if exc.name is None or not candidate.startswith(exc.name):
+                    raise  # the module exists but one of its own imports is missing
+                error: Exception = exc
+            except AttributeError as exc:
+                error = exc
+                break
+        raise SEMAnalysisError(f"step {self.name!r}: cannot load {func}: {error}")
 
     @property
     def target(self) -> "Step":
@@ -206,12 +211,12 @@ STEPS: list[Step] = [
     Step("coating_layers", "coating:coating_layers", writes="labels", summary="coating",
          description="coating/oxide thickness profile and cracks"),
     # steps that wrap saved models (loaded once per process)
-    Step("unet_predict", "workflows:unet_predict", writes="labels",
+    Step("unet_predict", "workflows.model_steps:unet_predict", writes="labels",
          description="segment with a saved U-Net model (two-class maps as objects)"),
     Step("predict_unet", alias_of="unet_predict", defaults={"instances": False}),
-    Step("classify_objects", "workflows:classify_objects", takes=("labels", "image"),
+    Step("classify_objects", "workflows.model_steps:classify_objects", takes=("labels", "image"),
          writes="annotation", annotates=True, description="class of every object from a saved ObjectClassifier"),
-    Step("classify_tiles", "workflows:classify_tiles", writes="labels", summary="tiles",
+    Step("classify_tiles", "workflows.model_steps:classify_tiles", writes="labels", summary="tiles",
          description="class of every tile from a saved ImageClassifier"),
 ]
 

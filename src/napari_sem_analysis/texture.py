@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ._validation import SEMAnalysisError, check_image, check_labels, check_positive
+from ._validation import SEMAnalysisError, check_image, check_labels, check_positive, check_shape
 
 GLCM_PROPERTIES = (
     "contrast",
@@ -46,6 +46,7 @@ __all__ = [
     "quantize",
     "glcm_offsets",
     "glcm_features",
+    "glcm_properties",
     "lbp_features",
     "texture_map",
     "tile_labels",
@@ -102,6 +103,8 @@ def quantize(image, levels: int | None = None, *, value_range=None) -> tuple[np.
             raise SEMAnalysisError(f"value_range must be (low, high), got {value_range!r}") from None
         if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
             raise SEMAnalysisError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+    if lo == 0 and hi == levels and np.issubdtype(image.dtype, np.integer):
+        return np.clip(image, 0, levels - 1).astype(np.uint16), levels  # already levels: identity
     scaled = (image.astype(np.float64) - lo) * (levels / (hi - lo))
     q = np.clip(np.floor(scaled), 0, levels - 1)
     return q.astype(np.uint16), levels
@@ -150,7 +153,7 @@ def tile_labels(shape: Sequence[int], tile_size) -> tuple[np.ndarray, pd.DataFra
     bottom edges are kept. The table has ``label``, ``tile_row``,
     ``tile_col``, ``y``, ``x``, ``height``, ``width`` (pixels).
     """
-    h, w = int(shape[0]), int(shape[1])
+    h, w = check_shape(shape)
     if np.ndim(tile_size) == 0:
         th = tw = tile_size
     else:
@@ -292,6 +295,8 @@ class _Codes:
         return out
 
 
+# one long function on purpose: the pair masks and code arrays are large and reused in place
+# (memory), and each property needs a different subset of them
 def _glcm_one_offset(codes: _Codes, dr, dc, symmetric, props):
     """Per-region GLCM properties for one offset; dict prop -> (n_regions,) array.
 
@@ -446,6 +451,36 @@ def _glcm_dense(ca, cb, codes: _Codes, symmetric, props):
     if symmetric:
         C += C.transpose(0, 2, 1).copy()
     return _dense_props(C, props)
+
+
+def _glcm_whole_image(q: np.ndarray, levels: int, offsets, symmetric: bool, props) -> dict:
+    """Properties of the whole image's GLCM per offset: prop -> (n_offsets,) array (NaN: no pairs).
+
+    Up to 2048 levels: one bincount of the pair codes per offset; more
+    levels: the region code path with a single region.
+    """
+    if levels * levels > _DENSE_BINS:
+        lab = np.ones(q.shape, np.int32)
+        codes = _Codes(q, lab, np.array([1]), levels)
+        results = _map_offsets(lambda off: _glcm_one_offset(codes, off[0], off[1], symmetric, props), offsets, q.size)
+        return {p: np.array([r[p][0] for r in results]) for p in props}
+
+    def one(off):
+        a, b = _pair_views(q, off[0], off[1])
+        if a is None:
+            return {p: np.full(1, np.nan) for p in props}
+        key = a.astype(np.int32)
+        key *= levels
+        key += b
+        C = np.bincount(key.ravel(), minlength=levels * levels).reshape(1, levels, levels).astype(np.float64)
+        if symmetric:
+            C += C.transpose(0, 2, 1).copy()
+        # one matrix at a time, as for labelled regions: bit-identical to the region path
+        return _dense_props(C, props)
+
+    # sequential: the bincount holds the GIL, threads do not help here
+    results = [one(off) for off in offsets]
+    return {p: np.array([r[p][0] for r in results]) for p in props}
 
 
 def _dense_props(P: np.ndarray, props) -> dict:
@@ -646,10 +681,18 @@ def glcm_features(
         raise SEMAnalysisError("give either labels or tile_size, not both")
     offsets = glcm_offsets(distances, angles)
     q, nlev = quantize(image, levels, value_range=value_range)
-    lab, present, table = _regions(image.shape, labels, tile_size)
+    whole = labels is None and tile_size is None
+    if whole:  # the whole image is one region: no label codes needed
+        lab, present, table = None, np.array([1]), pd.DataFrame({"label": [1]})
+    else:
+        lab, present, table = _regions(image.shape, labels, tile_size)
     n_reg = present.size
     per = {p: np.full((n_reg, len(offsets)), np.nan) for p in props}
-    if n_reg:
+    if whole:
+        res = _glcm_whole_image(q, nlev, offsets, bool(symmetric), props)
+        for p in props:
+            per[p][0] = res[p]
+    elif n_reg:
         codes = _Codes(q, lab, present, nlev)
         results = _map_offsets(
             lambda off: _glcm_one_offset(codes, off[0], off[1], bool(symmetric), props), offsets, q.size
@@ -674,6 +717,44 @@ def glcm_features(
         "symmetric": bool(symmetric),
     }
     return out
+
+
+def glcm_properties(
+    image,
+    *,
+    distances=(1,),
+    angles=(0, 45, 90, 135),
+    levels: int | None = None,
+    value_range=None,
+    symmetric: bool = True,
+    properties: Sequence[str] = GLCM_PROPERTIES,
+) -> dict[str, np.ndarray]:
+    """GLCM properties of a whole image as arrays, one value per distance and angle.
+
+    The same numbers as :func:`glcm_features` with ``average=False`` for the
+    whole image, without building a table: the fast form for feature vectors
+    of many small images or tiles (e.g. :func:`napari_sem_analysis.image_features`).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Grey image.
+    distances, angles, levels, value_range, symmetric, properties
+        As in :func:`glcm_features` (angles in degrees).
+
+    Returns
+    -------
+    dict
+        Property name -> ``(len(distances), len(angles))`` float array (NaN
+        where the image has no pixel pair at that distance and angle).
+    """
+    image = check_image(image)
+    props = _check_props(properties, _ALL_GLCM_PROPERTIES)
+    offsets = glcm_offsets(distances, angles)
+    q, nlev = quantize(image, levels, value_range=value_range)
+    res = _glcm_whole_image(q, nlev, offsets, bool(symmetric), props)
+    shape = (len(offsets) // len(np.atleast_1d(angles)), len(np.atleast_1d(angles)))
+    return {p: res[p].reshape(shape) for p in props}
 
 
 # --------------------------------------------------------------------------
@@ -734,7 +815,11 @@ def lbp_features(
     image = check_image(image)
     if labels is not None and tile_size is not None:
         raise SEMAnalysisError("give either labels or tile_size, not both")
-    lab, present, table = _regions(image.shape, labels, tile_size)
+    whole = labels is None and tile_size is None
+    if whole:  # the whole image is one region: no label codes needed
+        lab, present, table = None, np.array([1]), pd.DataFrame({"label": [1]})
+    else:
+        lab, present, table = _regions(image.shape, labels, tile_size)
     codes, nbins = _lbp_codes(image, P, R, method)
     n_reg = present.size
     if n_reg:
@@ -845,7 +930,7 @@ def texture_map(
         r_sl = slice(max(0, -dr), h - max(0, dr))
         c_sl = slice(max(0, -dc), w - max(0, dc))
 
-        def place(v):
+        def place(v, r_sl=r_sl, c_sl=c_sl):
             full = np.zeros((h, w), np.float64)
             full[r_sl, c_sl] = v
             return full

@@ -9,9 +9,46 @@ from .features import _to_unit_float
 from .validation import _Cancelled
 
 
+#: networks an :class:`ImageClassifier` may use: "small" (built here) and timm models built locally
+#: (never downloaded). A model file naming anything else (``hf-hub:org/name``, a large ViT) is refused.
+CNN_ARCHS = (
+    "small",
+    "resnet10t",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "mobilenetv3_small_100",
+    "mobilenetv3_large_100",
+    "convnext_atto",
+    "convnext_nano",
+    "convnext_tiny",
+    "regnety_008",
+    "densenet121",
+)
+
+
+def _check_arch(arch) -> str:
+    if not isinstance(arch, str) or arch not in CNN_ARCHS:
+        raise SEMAnalysisError(f"unknown CNN architecture {str(arch)[:100]!r}; choose one of {', '.join(CNN_ARCHS)}")
+    return arch
+
+
+def _cnn_shapes(arch: str, n_classes: int, width: int) -> dict[str, tuple]:
+    """Parameter shapes of the network, built on torch's meta device (no memory, no weights)."""
+    import torch
+
+    with torch.device("meta"):
+        net = _build_cnn(arch, n_classes, width)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
 def _build_cnn(arch: str, n_classes: int, width: int):
     import torch.nn as nn
 
+    _check_arch(arch)
     if arch == "small":
         chans = [width, width * 2, width * 4, width * 8]
         layers: list = [nn.BatchNorm2d(1)]
@@ -29,6 +66,9 @@ def _build_cnn(arch: str, n_classes: int, width: int):
             c_in = c
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(c_in, n_classes)]
         return nn.Sequential(*layers)
+    from .._device import avoid_triton_crash
+
+    avoid_triton_crash()  # timm -> torch._dynamo -> triton: crashes next to Mesa's LLVM
     try:
         import timm
     except ImportError:
@@ -72,49 +112,6 @@ def _augment(xb, gen):
     return (xb - mean) * contrast + mean + bright
 
 
-class _AdamW:
-    """AdamW written out in plain tensor operations.
-
-    ``torch.optim`` imports torch's compiler stack (torch._dynamo, triton) on
-    first use; inside a napari process whose OpenGL driver also bundles LLVM
-    (Mesa llvmpipe) loading triton can crash the process. This optimiser
-    needs nothing beyond basic tensor arithmetic.
-    """
-
-    def __init__(self, params, *, weight_decay=1e-4, betas=(0.9, 0.999), eps=1e-8):
-        import torch
-
-        self.params = [p for p in params if p.requires_grad]
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.weight_decay = weight_decay
-        self.betas = betas
-        self.eps = eps
-        self.t = 0
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    def step(self, lr: float):
-        import torch
-
-        self.t += 1
-        b1, b2 = self.betas
-        c1 = 1 - b1**self.t
-        c2 = 1 - b2**self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v):
-                if p.grad is None:
-                    continue
-                g = p.grad
-                p.mul_(1 - lr * self.weight_decay)
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (v / c2).sqrt_().add_(self.eps)
-                p.addcdiv_(m, denom, value=-lr / c1)
-
-
 def _one_cycle_lr(step: int, total: int, max_lr: float) -> float:
     """One-cycle schedule: linear warm-up over 30 % of the steps, then cosine decay."""
     warm = max(1, int(0.3 * total))
@@ -150,7 +147,7 @@ class _CNN:
         import torch
         import torch.nn.functional as F
 
-        from .._device import select_device
+        from .._device import avoid_triton_crash, select_device
 
         dev = select_device(self.device)
         net = self.build().to(dev)
@@ -159,7 +156,8 @@ class _CNN:
         yt = torch.from_numpy(y.astype(np.int64))
         counts = np.bincount(y, minlength=self.n_classes).astype(np.float32)
         weights = torch.from_numpy(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / self.n_classes, 0.0).astype(np.float32)).to(dev)
-        opt = _AdamW(net.parameters(), weight_decay=1e-4)
+        avoid_triton_crash()  # torch.optim imports torch._dynamo (and triton, when allowed)
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=self.lr, weight_decay=1e-4)
         steps_per_epoch = max(1, int(np.ceil(len(X) / self.batch_size)))
         total_steps = self.epochs * steps_per_epoch
         step = 0
@@ -175,9 +173,11 @@ class _CNN:
                 xb = _augment(xt[idx].clone(), gen).to(dev)
                 yb = yt[idx].to(dev)
                 loss = F.cross_entropy(net(xb), yb, weight=weights)
-                opt.zero_grad()
+                opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step(_one_cycle_lr(step, total_steps, self.lr))
+                for group in opt.param_groups:
+                    group["lr"] = float(_one_cycle_lr(step, total_steps, self.lr))
+                opt.step()
                 step += 1
             if progress is not None:
                 progress(epoch + 1, self.epochs)

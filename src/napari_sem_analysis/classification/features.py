@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .._validation import check_image, to_grayscale
+from .._validation import SEMAnalysisError, check_image, to_grayscale
 from .validation import _Cancelled
 
 
@@ -55,21 +55,35 @@ def _radial_bands(img: np.ndarray, n_bands: int = 8) -> np.ndarray:
 _GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
 
 
+def _glcm_columns(q: np.ndarray, prefix: str, glcm_distances, levels: int) -> dict:
+    """GLCM properties of the quantised image: mean over four angles per distance (+ spread for two)."""
+    from ..texture import glcm_properties
+
+    # value_range (0, levels) keeps the levels of q as they are
+    glcm = glcm_properties(
+        q,
+        distances=tuple(glcm_distances),
+        angles=(0, 45, 90, 135),
+        levels=levels,
+        value_range=(0, levels),
+        properties=_GLCM_PROPS,
+    )
+    out: dict[str, float] = {}
+    for prop in _GLCM_PROPS:
+        for i, d in enumerate(glcm_distances):
+            vals = np.nan_to_num(glcm[prop][i])
+            out[f"{prefix}glcm_{prop}_d{d}"] = float(vals.mean())
+            if prop in ("contrast", "correlation"):
+                out[f"{prefix}glcm_{prop}_d{d}_aniso"] = float(vals.std())
+    return out
+
+
 def _texture_features(img: np.ndarray, prefix: str, glcm_distances, levels: int) -> dict:
-    from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+    from skimage.feature import local_binary_pattern
     from skimage.filters import sobel
 
-    out: dict[str, float] = {}
     q = _stretch(img, levels)
-    angles = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
-    glcm = graycomatrix(q, distances=list(glcm_distances), angles=angles, levels=levels, symmetric=True, normed=True)
-    for prop in _GLCM_PROPS:
-        vals = graycoprops(glcm, prop)  # (distances, angles)
-        vals = np.nan_to_num(vals)
-        for i, d in enumerate(glcm_distances):
-            out[f"{prefix}glcm_{prop}_d{d}"] = float(vals[i].mean())
-            if prop in ("contrast", "correlation"):
-                out[f"{prefix}glcm_{prop}_d{d}_aniso"] = float(vals[i].std())
+    out = _glcm_columns(q, prefix, glcm_distances, levels)
     # LBP (uniform, rotation invariant), two radii
     for p, rad in ((8, 1), (16, 2)):
         lbp = local_binary_pattern(q, p, rad, method="uniform")
@@ -87,6 +101,18 @@ def _texture_features(img: np.ndarray, prefix: str, glcm_distances, levels: int)
     for i, v in enumerate(_radial_bands(img)):
         out[f"{prefix}fft_{i}"] = float(v)
     return out
+
+
+def _int_list(values, name: str, lo: int, hi: int) -> tuple[int, ...]:
+    try:
+        out = tuple(values)
+    except TypeError:
+        raise SEMAnalysisError(f"{name} must be a list of integers, got {values!r}") from None
+    if not out or len(out) > 16 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi for v in out
+    ):
+        raise SEMAnalysisError(f"{name} must be 1 to 16 integers in {lo}..{hi}, got {values!r}")
+    return tuple(int(v) for v in out)
 
 
 def image_features(
@@ -115,6 +141,9 @@ def image_features(
     from skimage.transform import downscale_local_mean
 
     img = check_image(to_grayscale(np.asarray(image)), min_size=8)
+    scales, glcm_distances = _int_list(scales, "scales", 1, 64), _int_list(glcm_distances, "glcm_distances", 1, 256)
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 256:
+        raise SEMAnalysisError(f"levels must be an integer in 2..256, got {levels!r}")
     img = _to_unit_float(img)
     out: dict[str, float] = {}
     v = img.ravel()

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import SEMAnalysisError, to_grayscale
+from .._validation import SEMAnalysisError
+from ..io import IMAGE_SUFFIXES, read_image
 from .tiles import tile_positions
-
-_IMAGE_EXTS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 
 
 @dataclass
@@ -27,34 +26,6 @@ class ImageFolderData:
     class_names: list
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    try:
-        from ..io import read_sem
-
-        return np.asarray(to_grayscale(np.asarray(read_sem(path).data)))
-    except ImportError:
-        pass
-    except SEMAnalysisError:
-        raise
-    except Exception:
-        pass
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path)
-        else:
-            from skimage.io import imread
-
-            arr = imread(path)
-    except Exception as exc:
-        raise SEMAnalysisError(f"could not read {path}: {exc}") from None
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    return np.asarray(to_grayscale(arr))
-
-
 def load_image_folder(path, *, tile_size: int | None = None, stride: int | None = None) -> ImageFolderData:
     """Read ``path/<class name>/*.tif|png|jpg`` (one sub-folder per class).
 
@@ -67,12 +38,12 @@ def load_image_folder(path, *, tile_size: int | None = None, stride: int | None 
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     images, y, groups, paths, names = [], [], [], [], []
     for d in class_dirs:
-        files = sorted(f for f in d.iterdir() if f.suffix.lower() in _IMAGE_EXTS)
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             continue
         names.append(d.name)
         for f in files:
-            im = _read_gray(f)
+            im, _ = read_image(f)
             g = len(paths)
             paths.append(f)
             if tile_size:

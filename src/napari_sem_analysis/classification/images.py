@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
 from .archive import _read_archive, _write_archive
-from .cnn import _CNN, _prepare_cnn_batch
+from .cnn import _CNN, _check_arch, _cnn_shapes, _prepare_cnn_batch
 from .features import (
     _features_matrix,
 )
@@ -140,7 +140,7 @@ class ImageClassifier:
             raise SEMAnalysisError("the classifier is not trained yet: call fit() or load() first")
 
     # -- API -----------------------------------------------------------
-    def fit(self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None) -> "ImageClassifier":
+    def fit(self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None) -> ImageClassifier:
         """Train on a list of 2-D images (or tiles) with one class label each.
 
         ``groups`` is accepted for symmetry with :meth:`cross_validate` and
@@ -183,7 +183,7 @@ class ImageClassifier:
         n_splits: int = 5,
         progress: Callable | None = None,
         cancel: Callable | None = None,
-    ) -> "CVResult | None":
+    ) -> CVResult | None:
         """Grouped cross-validation, then training on all images, reporting progress over both.
 
         The same as :meth:`cross_validate` followed by :meth:`fit`, but the
@@ -322,7 +322,7 @@ class ImageClassifier:
         return table
 
     @classmethod
-    def from_folder(cls, path, *, tile_size: int | None = None, stride: int | None = None, **kwargs) -> "ImageClassifier":
+    def from_folder(cls, path, *, tile_size: int | None = None, stride: int | None = None, **kwargs) -> ImageClassifier:
         """Train a classifier on ``path/<class name>/*`` images (optionally cut into tiles)."""
         data = load_image_folder(path, tile_size=tile_size, stride=stride)
         kwargs.setdefault("class_names", data.class_names)
@@ -359,7 +359,7 @@ class ImageClassifier:
         return _write_archive(path, self._meta(), "model.safetensors", save(state))
 
     @classmethod
-    def load(cls, path, *, device: str = "auto") -> "ImageClassifier":
+    def load(cls, path, *, device: str = "auto") -> ImageClassifier:
         """Read a classifier written by :meth:`save`; refuses foreign, corrupt or tampered files."""
         name = Path(path).name
         meta, payload = _read_archive(path, "ImageClassifier")
@@ -398,16 +398,22 @@ class ImageClassifier:
             clf.estimator_ = est
             return clf
         try:
+            _check_arch(clf.arch)
+        except SEMAnalysisError as exc:
+            raise SEMAnalysisError(f"{name}: {exc}") from None
+        try:
             from safetensors.torch import load as load_st
 
             state = load_st(payload)
         except Exception as exc:
             raise SEMAnalysisError(f"{name}: the network weights are corrupt ({exc})") from None
+        # compared with the described network built on the meta device: no large network is built
+        # (and no memory taken) for weights that do not fit it
+        expected = _cnn_shapes(clf.arch, len(clf.class_names), clf.width)
+        if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
+            raise SEMAnalysisError(f"{name}: the network weights do not match the described architecture")
         inner = clf._make_inner(len(clf.class_names))
         net = inner.build()
-        expected = net.state_dict()
-        if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
-            raise SEMAnalysisError(f"{name}: the network weights do not match the described architecture")
         try:
             net.load_state_dict(state)
         except Exception as exc:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -229,7 +229,7 @@ class ObjectClassifier:
             raise SEMAnalysisError("the classifier is not trained yet: call fit() or load() first")
 
     # -- API -----------------------------------------------------------
-    def fit(self, table, y) -> "ObjectClassifier":
+    def fit(self, table, y) -> ObjectClassifier:
         """Train on a per-object table and one class label (name or index) per row."""
         table = self._check_table(table)
         y_idx, names = _encode_labels(y, self.class_names)
@@ -310,7 +310,7 @@ class ObjectClassifier:
         return _write_archive(path, meta, "model.skops", _dump_sklearn(self.estimator_))
 
     @classmethod
-    def load(cls, path) -> "ObjectClassifier":
+    def load(cls, path) -> ObjectClassifier:
         """Read a classifier written by :meth:`save`; refuses foreign or tampered files."""
         meta, payload = _read_archive(path, "ObjectClassifier")
         try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
+from .._validation import MAX_SHAPE_PIXELS, SEMAnalysisError, check_image, check_positive, check_shape, to_grayscale
 
 
 def tile_positions(shape, tile_size: int, stride: int | None = None) -> list[tuple[int, int, int, int, int, int]]:
@@ -57,8 +57,14 @@ def extract_tiles(images, y=None, *, tile_size: int = 256, stride: int | None = 
 
 def tile_probability_map(tiles: pd.DataFrame, shape, class_names: Sequence[str]) -> np.ndarray:
     """Per-pixel class probabilities (K, Y, X) averaged over the tiles that cover each pixel."""
-    h, w = int(shape[0]), int(shape[1])
+    if not isinstance(tiles, pd.DataFrame):
+        raise SEMAnalysisError(f"tiles must be a table (DataFrame) of tiles, got {type(tiles).__name__}")
+    if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+        raise SEMAnalysisError("class_names must be a list of strings")
+    h, w = check_shape(shape)
     k = len(class_names)
+    if k * h * w > MAX_SHAPE_PIXELS:
+        raise SEMAnalysisError(f"{k} class maps of {h} x {w} pixels are too large")
     acc = np.zeros((k, h, w), np.float32)
     cnt = np.zeros((h, w), np.float32)
     cols = [f"prob_{n}" for n in class_names]

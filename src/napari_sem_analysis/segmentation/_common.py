@@ -7,19 +7,7 @@ import numpy as np
 
 from .._validation import (
     SEMAnalysisError,
-    check_positive,
 )
-
-
-def _area_to_pixels(value, pixel_size, unit, name) -> float:
-    v = check_positive(value, name, allow_zero=True)
-    if unit in ("px", "pixel", "pixels"):
-        return v
-    if unit != "nm":
-        raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
-    if pixel_size is None:
-        raise SEMAnalysisError(f"{name} is given in nm² but the pixel size is unknown")
-    return v / check_positive(pixel_size, "pixel_size") ** 2
 
 
 def _check_mask(mask, name="mask") -> np.ndarray:

@@ -10,7 +10,7 @@ from .._validation import (
     per_plane,
     to_pixels,
 )
-from ._common import _area_to_pixels, _check_mask, _disk
+from ._common import _check_mask, _disk
 
 
 def _remove_small(mask: np.ndarray, min_size: float, connectivity: int = 8) -> np.ndarray:
@@ -89,8 +89,8 @@ def clean_mask(
     m = _check_mask(mask)
     if connectivity not in (4, 8):
         raise SEMAnalysisError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    ms = _area_to_pixels(min_size, pixel_size, unit, "min_size")
-    hs = None if max_hole_size is None else _area_to_pixels(max_hole_size, pixel_size, unit, "max_hole_size")
+    ms = to_pixels(min_size, pixel_size, unit=unit, name="min_size", power=2)
+    hs = None if max_hole_size is None else to_pixels(max_hole_size, pixel_size, unit=unit, name="max_hole_size", power=2)
     ro = int(round(to_pixels(opening, pixel_size, unit=unit, name="opening")))
     rc = int(round(to_pixels(closing, pixel_size, unit=unit, name="closing")))
     if max(ro, rc) > max(m.shape):

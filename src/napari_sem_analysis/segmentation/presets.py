@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
@@ -146,7 +148,7 @@ def segment_particles(
     labels : ndarray of int32
     """
     arr = np.asarray(image)
-    if arr.ndim == 3 and not (arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4):
+    if _is_stack(arr):
         kw = dict(
             pixel_size=pixel_size, dark_particles=dark_particles, denoise_size=denoise_size,
             threshold_method=threshold_method, threshold_offset=threshold_offset,
@@ -156,40 +158,75 @@ def segment_particles(
             merge_fraction=merge_fraction, merge_slivers=merge_slivers, separate=separate,
         )
         return np.stack([segment_particles(p, **kw) for p in arr]).astype(np.int32)
+    arr, units = _preset_input(arr, threshold_method, pixel_size)
+    img, mask, min_area = _particle_mask(
+        arr, units, denoise_size, threshold_method, threshold_offset, dark_particles, min_particle_diameter
+    )
+    if not split:
+        _, lab = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        return lab
+    return _split_particles(
+        mask,
+        img,
+        units,
+        min_area,
+        split_min_distance=split_min_distance,
+        split_fraction=split_fraction,
+        edge_quantile=edge_quantile,
+        boundary_weight=boundary_weight,
+        merge_fraction=merge_fraction,
+        merge_slivers=merge_slivers,
+        separate=separate,
+    )
+
+
+# --------------------------------------------------------------------------
+# stages of the recipes
+# --------------------------------------------------------------------------
+
+
+def _is_stack(arr: np.ndarray) -> bool:
+    """A 3-D stack of planes (not one colour image)."""
+    return arr.ndim == 3 and not (arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4)
+
+
+@dataclass
+class _Units:
+    """Sizes of a recipe in nm (with a pixel size) or px, converted to px."""
+
+    ps: float | None
+    unit: str
+
+    def px(self, value, default_px: float, name: str) -> float:
+        if value is None:
+            return default_px
+        return to_pixels(value, self.ps, unit=self.unit, name=name)
+
+
+def _preset_input(arr: np.ndarray, threshold_method: str, pixel_size) -> tuple[np.ndarray, _Units]:
+    """The checked 2-D image and the unit of the sizes."""
     arr = check_image(arr, allow_constant=False)
     if threshold_method not in GLOBAL_METHODS:
         raise SEMAnalysisError(f"threshold_method must be one of {GLOBAL_METHODS}, got {threshold_method!r}")
     unit = "px" if pixel_size is None else "nm"
     ps = None if pixel_size is None else check_positive(pixel_size, "pixel_size")
+    return arr, _Units(ps, unit)
 
-    def px(value, default_px, name):
-        if value is None:
-            return default_px
-        return to_pixels(value, ps, unit=unit, name=name)
 
-    sigma = px(denoise_size, 1.0, "denoise_size")
+def _particle_mask(arr, units: _Units, denoise_size, threshold_method, threshold_offset, dark_particles, min_diameter):
+    """Steps 1-3 of :func:`segment_particles`: (denoised float32 image, clean mask, smallest area px²)."""
+    sigma = units.px(denoise_size, 1.0, "denoise_size")
     img = arr.astype(np.float32)
     if sigma > 0:
         ks = int(2 * np.ceil(3 * sigma) + 1)
         img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
     mask = threshold(img, threshold_method, dark_objects=dark_particles, offset=threshold_offset)
-    dmin = px(min_particle_diameter, PARTICLE_MIN_DIAMETER_PX, "min_particle_diameter")
+    dmin = units.px(min_diameter, PARTICLE_MIN_DIAMETER_PX, "min_particle_diameter")
     min_area = np.pi * (dmin / 2) ** 2
     mask = clean_mask(mask, opening=1, min_size=min_area, fill_holes=True, allow_empty=True)
     if not mask.any():
         raise SEMAnalysisError("no particles found: the clean mask is empty")
-    if not split:
-        _, lab = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        return lab
-
-    def md_px(value):
-        return None if value is None else px(value, 5.0, "split_min_distance")
-
-    return split_particles(
-        mask, img, min_size=min_area, split_min_distance=md_px(split_min_distance), split_fraction=split_fraction,
-        edge_quantile=edge_quantile, boundary_weight=boundary_weight, merge_fraction=merge_fraction,
-        merge_slivers=merge_slivers, separate=separate, smooth_image=0.0,
-    )
+    return img, mask, min_area
 
 
 def split_particles(
@@ -208,7 +245,7 @@ def split_particles(
     pixel_size: float | None = None,
     unit: str = "px",
 ) -> np.ndarray:
-    """Split the touching particles of a mask as the ``particles`` preset does (step 4-5 of :func:`segment_particles`).
+    """Split the touching particles of a mask as the ``particles`` preset does (steps 4-5 of :func:`segment_particles`).
 
     Markers at least ``split_min_distance`` apart (default: ``split_fraction``
     x the median particle radius measured on the mask), the visible edges of
@@ -256,19 +293,15 @@ def split_particles(
     m = _check_mask(arr)
     if not m.any():
         raise SEMAnalysisError("the mask is empty: nothing to split")
+    if unit not in ("px", "nm"):
+        raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
+    units = _Units(None if pixel_size is None else check_positive(pixel_size, "pixel_size"), unit)
     if min_size is None:
         ms = np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2
     else:
         ms = area_in_pixels(min_size, pixel_size, unit, "min_size")
-    if split_min_distance is not None:
-        md = to_pixels(split_min_distance, pixel_size, unit=unit, name="split_min_distance")
-    else:
-        md = _adaptive_min_distance(m, check_positive(split_fraction, "split_fraction", maximum=10))
-    r_med = _adaptive_min_distance(m, 1.0)
-    merge_area = max(ms, check_positive(merge_fraction, "merge_fraction", allow_zero=True, maximum=1)
-                     * np.pi * r_med**2)
-    img = None
     use_edges = intensity_image is not None and (edge_quantile is not None or boundary_weight > 0)
+    img = None
     if use_edges:
         img = check_image(intensity_image).astype(np.float32)
         if img.shape != m.shape:
@@ -277,13 +310,43 @@ def split_particles(
         if sigma > 0:
             ks = int(2 * np.ceil(3 * sigma) + 1)
             img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
+    return _split_particles(
+        m, img, units, ms, split_min_distance=split_min_distance, split_fraction=split_fraction,
+        edge_quantile=edge_quantile if use_edges else None, boundary_weight=boundary_weight if use_edges else 0.0,
+        merge_fraction=merge_fraction, merge_slivers=merge_slivers, separate=separate,
+    )
+
+
+def _split_particles(
+    mask,
+    img,
+    units: _Units,
+    min_area: float,
+    *,
+    split_min_distance,
+    split_fraction,
+    edge_quantile,
+    boundary_weight,
+    merge_fraction,
+    merge_slivers,
+    separate,
+) -> np.ndarray:
+    """Steps 4-5 of :func:`segment_particles`: watershed split, merging of small pieces and slivers."""
+    if split_min_distance is not None:
+        md = units.px(split_min_distance, 5.0, "split_min_distance")
+    else:
+        md = _adaptive_min_distance(mask, check_positive(split_fraction, "split_fraction", maximum=10))
+    r_med = _adaptive_min_distance(mask, 1.0)
+    merge = check_positive(merge_fraction, "merge_fraction", allow_zero=True, maximum=1)
+    merge_area = max(min_area, merge * np.pi * r_med**2)
+    use_edges = edge_quantile is not None or boundary_weight > 0
     labels = split_touching(
-        m,
+        mask,
         min_distance=md,
         smooth=1.0,
-        intensity_image=img,
-        edge_quantile=edge_quantile if use_edges else None,
-        boundary_weight=boundary_weight if use_edges else 0.0,
+        intensity_image=img if use_edges else None,
+        edge_quantile=edge_quantile,
+        boundary_weight=boundary_weight,
         min_size=merge_area,
         separate=False,
         connectivity=4,
@@ -348,18 +411,14 @@ def segment_pores(
         0 = matrix, 1..N pores. The porosity is ``(labels > 0).mean()``.
     """
     arr = np.asarray(image)
-    if arr.ndim == 3 and not (arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4):
+    if _is_stack(arr):
         kw = dict(pixel_size=pixel_size, denoise_size=denoise_size, threshold_method=threshold_method,
                   threshold_offset=threshold_offset, min_pore_diameter=min_pore_diameter,
                   fill_holes=fill_holes, split=split)
         return np.stack([segment_pores(p, **kw) for p in arr]).astype(np.int32)
-    arr = check_image(arr, allow_constant=False)
-    if threshold_method not in GLOBAL_METHODS:
-        raise SEMAnalysisError(f"threshold_method must be one of {GLOBAL_METHODS}, got {threshold_method!r}")
-    unit = "px" if pixel_size is None else "nm"
-    ps = None if pixel_size is None else check_positive(pixel_size, "pixel_size")
-    r = 1.0 if denoise_size is None else to_pixels(denoise_size, ps, unit=unit, name="denoise_size")
-    dmin = 3.0 if min_pore_diameter is None else to_pixels(min_pore_diameter, ps, unit=unit, name="min_pore_diameter")
+    arr, units = _preset_input(arr, threshold_method, pixel_size)
+    r = units.px(denoise_size, 1.0, "denoise_size")
+    dmin = units.px(min_pore_diameter, 3.0, "min_pore_diameter")
     img = arr
     if r >= 0.5:
         from ..enhancement import denoise

@@ -11,6 +11,25 @@ import numpy as np
 _SLIC_CHUNK = 1 << 16
 
 
+def _grid_layout(img: np.ndarray, step: int, compactness: float, mask):
+    """The grid shared by both kernels: cells of even size S (h2 = S/2) in a (gh, gw) grid.
+
+    Returns ``(S, h2, gh, gw, pad, valid)``: the image padded to whole cells and
+    divided by ``compactness`` (intensity pre-scaled: no multiply per pass),
+    and which padded pixels are inside the image (and the mask).
+    """
+    H, W = img.shape
+    S = max(2, 2 * int(round(step / 2)))
+    gh, gw = -(-H // S), -(-W // S)
+    pad = np.zeros((gh * S, gw * S), np.float32)
+    pad[:H, :W] = img / np.float32(compactness)
+    valid = np.zeros((gh * S, gw * S), bool)
+    valid[:H, :W] = True if mask is None else mask
+    return S, S // 2, gh, gw, pad, valid
+
+
+# one long function on purpose: the hot loop shares two dozen per-block arrays (bands, carries, weights);
+# split into functions they would travel as long argument lists
 def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, callback=None) -> np.ndarray:
     """Grid-local SLIC in numpy (the 4 quarter blocks in up to 4 threads).
 
@@ -30,14 +49,8 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     order (and to the same float64 value) as one ``bincount`` per block.
     """
     H, W = img.shape
-    S = max(2, 2 * int(round(step / 2)))
-    h2 = S // 2
-    gh, gw = -(-H // S), -(-W // S)
-    Hp, Wp = gh * S, gw * S
-    pad = np.zeros((Hp, Wp), np.float32)
-    pad[:H, :W] = img / np.float32(compactness)  # intensity pre-scaled
-    valid = np.zeros((Hp, Wp), bool)
-    valid[:H, :W] = True if mask is None else mask
+    S, h2, gh, gw, pad, valid = _grid_layout(img, step, compactness, mask)
+    Hp, Wp = pad.shape
     any_invalid = not valid.all()
     I6 = pad.reshape(gh, 2, h2, gw, 2, h2)
     V6 = valid.reshape(gh, 2, h2, gw, 2, h2)
@@ -208,7 +221,9 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
             final = it == max_iter
             sums = list(pool.map(
-                lambda Q: run_quad(Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None),
+                lambda Q, cyP=cyP, cxP=cxP, ciP=ciP, final=final: run_quad(
+                    Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None
+                ),
                 quads))
             if not final:
                 cy, cx, ci = update(sums, cy, cx, ci)
@@ -217,6 +232,7 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     return out.reshape(Hp, Wp)[:H, :W]
 
 
+# one long function on purpose, as _slic_numpy: the same algorithm, step by step, in torch
 def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu",
                callback=None) -> np.ndarray:
     """Grid-local SLIC, vectorised with torch (runs on CPU or CUDA).
@@ -233,14 +249,8 @@ def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, ma
 
     dev = select_device("cpu" if device == "torch-cpu" else device)
     H, W = img.shape
-    S = max(2, 2 * int(round(step / 2)))
-    h2 = S // 2
-    gh, gw = -(-H // S), -(-W // S)
-    Hp, Wp = gh * S, gw * S
-    pad = np.zeros((Hp, Wp), np.float32)
-    pad[:H, :W] = img / np.float32(compactness)  # intensity pre-scaled: no multiply per pass
-    valid = np.zeros((Hp, Wp), bool)
-    valid[:H, :W] = True if mask is None else mask
+    S, h2, gh, gw, pad, valid = _grid_layout(img, step, compactness, mask)
+    Hp, Wp = pad.shape
     I6 = torch.from_numpy(pad).to(dev).view(gh, 2, h2, gw, 2, h2)
     V6 = torch.from_numpy(valid).to(dev).view(gh, 2, h2, gw, 2, h2)
     K = gh * gw

@@ -107,6 +107,7 @@ def superpixels(
             offset += int(lab.max())
         return np.stack(out).astype(np.int32)
     arr = check_image(arr, allow_constant=False)
+    use_torch = _use_torch(device)  # a bad device is refused before any work
     h, w = arr.shape
     if region_size_nm is not None:
         if region_size is not None:
@@ -139,7 +140,7 @@ def superpixels(
         if not m.any():
             raise SEMAnalysisError("the mask is empty")
     img01 = _as_float01(arr)
-    if _use_torch(device):
+    if use_torch:
         labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device, callback=callback)
     else:
         labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m, callback=callback)

@@ -18,6 +18,14 @@ LOCAL_METHODS = ("sauvola", "niblack", "local_mean")
 THRESHOLD_METHODS = GLOBAL_METHODS + LOCAL_METHODS
 
 
+def _histogram_safe(arr: np.ndarray) -> np.ndarray:
+    """Wide integer images as float64: skimage histograms integers by value (uint64 max: an IndexError,
+    int64 extremes: a 2**64-bin histogram)."""
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize >= 4:
+        return arr.astype(np.float64)
+    return arr
+
+
 def _local_stats(img: np.ndarray, w: int):
     """Local mean and standard deviation over a w x w window (box filters)."""
     mean = cv2.boxFilter(img, cv2.CV_64F, (w, w), borderType=cv2.BORDER_REFLECT)
@@ -71,7 +79,7 @@ def threshold(
     -------
     mask : ndarray of bool
     """
-    arr = check_image(image, allow_constant=False)
+    arr = _histogram_safe(check_image(image, allow_constant=False))
     if method not in THRESHOLD_METHODS:
         raise SEMAnalysisError(f"method must be one of {THRESHOLD_METHODS}, got {method!r}")
     offset = check_finite(offset, "offset")
@@ -155,7 +163,7 @@ def multi_threshold(image, classes: int = 3, *, return_thresholds: bool = False)
         1 = darkest phase ... ``classes`` = brightest; the phase fractions
         are ``np.bincount(labels.ravel())[1:] / labels.size``.
     """
-    arr = check_image(image, allow_constant=False)
+    arr = _histogram_safe(check_image(image, allow_constant=False))
     try:
         n = int(classes)
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ from .._validation import (
     per_plane,
     to_pixels,
 )
-from ._common import _area_to_pixels, _check_mask, _disk, _relabel
+from ._common import _check_mask, _disk, _relabel
 from .cleanup import clean_mask
 
 
@@ -114,17 +114,18 @@ def split_touching(
     if md > max(m.shape):
         raise SEMAnalysisError(f"min_distance ({md:.0f} px) is larger than the image {m.shape}")
     smooth = check_positive(smooth, "smooth", allow_zero=True, maximum=100)
-    ms = _area_to_pixels(min_size, pixel_size, unit, "min_size")
+    ms = to_pixels(min_size, pixel_size, unit=unit, name="min_size", power=2)
     if ms > m.size:
         raise SEMAnalysisError(f"min_size ({ms:.0f} px²) is larger than the whole image ({m.size} px)")
     if connectivity not in (4, 8):
         raise SEMAnalysisError(f"connectivity must be 4 or 8, got {connectivity!r}")
     bw = check_positive(boundary_weight, "boundary_weight", allow_zero=True, maximum=1.0)
     grad = None
-    if intensity_image is not None and (bw > 0 or edge_quantile is not None):
-        img = check_image(intensity_image)
+    if intensity_image is not None:  # checked even where unused: NaN or a wrong shape is a mistake
+        img = check_image(intensity_image, name="intensity_image")
         if img.shape != m.shape:
             raise SEMAnalysisError(f"intensity_image shape {img.shape} differs from mask shape {m.shape}")
+    if intensity_image is not None and (bw > 0 or edge_quantile is not None):
         grad = _gradient(img)
     elif edge_quantile is not None or bw > 0:
         raise SEMAnalysisError("edge_quantile and boundary_weight need an intensity_image")
@@ -418,7 +419,15 @@ def watershed_from_seeds(
     if m is not None and m.shape != arr.shape:
         raise SEMAnalysisError(f"mask shape {m.shape} differs from image shape {arr.shape}")
     s = np.asarray(seeds)
-    if s.ndim == 2 and s.shape == arr.shape and np.issubdtype(s.dtype, np.integer):
+    if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool) or np.issubdtype(s.dtype, np.complexfloating):
+        raise SEMAnalysisError(f"seeds must be numbers (a label image or (row, col) coordinates), got {s.dtype}")
+    if s.ndim == 2 and s.shape != arr.shape and (s.shape[1] not in (2, 3) or s.dtype == bool):
+        # a seed *image* of another shape is not a list of coordinates
+        raise SEMAnalysisError(
+            f"seeds must be a label image of the image's shape {arr.shape} or an (N, 2) array of "
+            f"(row, col) coordinates, got shape {s.shape}"
+        )
+    if s.ndim == 2 and s.shape == arr.shape and (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
         markers = check_labels(s, name="seeds").astype(np.int32)
         if not markers.any():
             raise SEMAnalysisError("the seed label image is empty")

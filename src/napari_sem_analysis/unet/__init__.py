@@ -4,7 +4,8 @@ Modules: :mod:`.network` (architectures, encoders), :mod:`.normalization`
 (intensity scaling stored in the model), :mod:`.model` (:class:`UNetModel`
 and its safetensors file), :mod:`.predict` (tiled, blended inference),
 :mod:`.losses` (class weights, Dice + cross-entropy, IoU), :mod:`.sampling`
-(augmented patches, validation split) and :mod:`.train` (:func:`train_unet`).
+(augmented patches, validation split), :mod:`.train` (:func:`train_unet` and
+its checks and data preparation) and :mod:`.loop` (the epoch loop).
 
 Architectures and encoders come from ``segmentation-models-pytorch`` (smp).
 A user gives a few images with class masks, :func:`train_unet` trains a

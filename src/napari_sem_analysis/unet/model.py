@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .._device import select_device
 from .._validation import SEMAnalysisError, is_rgb
-from .network import ARCHITECTURES, _build_network
+from .network import _build_network, _check_config, _expected_shapes
 from .normalization import _as_2d
 from .predict import _predict_2d
 
 FORMAT_NAME = "napari-sem-analysis/unet"
 FORMAT_VERSION = 1
 _CONFIG_KEY = "napari_sem_analysis_unet_config"
+_MAX_CONFIG_CHARS = 1_000_000
+_MAX_HISTORY_CHARS = 20_000_000
 
 
 def _json_clean(value):
@@ -68,6 +71,7 @@ class UNetModel:
         self.device_used: str | None = config.get("device_used")
         self.path: str | None = None
         self._nets: dict = {}
+        self._shapes_checked = False  # load_model compares the weights' shapes before reading them
 
     # -- properties ------------------------------------------------------
     @property
@@ -118,6 +122,18 @@ class UNetModel:
         key = str(dev)
         net = self._nets.get(key)
         if net is None:
+            # the weights are compared with the described network before it is built for real:
+            # a small file must not make a large network allocate memory
+            expected = {} if self._shapes_checked else _expected_shapes(self.config)
+            mismatch = expected and (
+                sorted(set(expected) ^ set(self.state_dict))
+                or [k for k in expected if tuple(self.state_dict[k].shape) != expected[k]]
+            )
+            if mismatch:
+                raise SEMAnalysisError(
+                    f"the stored weights do not match the {self.architecture}/{self.encoder} network "
+                    f"(e.g. {mismatch[0]!r})"
+                )
             net = _build_network(self.config)
             try:
                 net.load_state_dict(self.state_dict, strict=True)
@@ -257,6 +273,22 @@ class UNetModel:
         return str(path)
 
 
+def _read_config(meta: dict, name: str) -> tuple[dict, list]:
+    """The configuration and history of a model file's metadata, bounded and checked."""
+    if len(meta[_CONFIG_KEY]) > _MAX_CONFIG_CHARS or len(meta.get("history", "")) > _MAX_HISTORY_CHARS:
+        raise SEMAnalysisError(f"{name}: the model configuration is implausibly large")
+    try:
+        version = int(meta.get("format_version", "0"))
+        config = json.loads(meta[_CONFIG_KEY])
+        history = json.loads(meta.get("history", "[]"))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise SEMAnalysisError(f"{name}: the model configuration is unreadable: {exc}") from exc
+    if version > FORMAT_VERSION:
+        raise SEMAnalysisError(f"{name} was written by a newer version (format {version}); update napari-sem-analysis")
+    _check_config(config, name)
+    return config, history if isinstance(history, list) else []
+
+
 def load_model(path) -> UNetModel:
     """Load a model saved with :meth:`UNetModel.save`.
 
@@ -289,6 +321,17 @@ def load_model(path) -> UNetModel:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT_NAME or _CONFIG_KEY not in meta:
                 raise SEMAnalysisError(f"{path.name} is a safetensors file but not a napari-sem-analysis U-Net model")
+            config, history = _read_config(meta, path.name)
+            # the stored shapes (from the header) must be those of the described network, checked on
+            # torch's meta device before any weight is read or any network is built
+            expected = _expected_shapes(config)
+            stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            mismatch = sorted(set(expected) ^ set(stored)) or [k for k in expected if stored[k] != expected[k]]
+            if mismatch:
+                raise SEMAnalysisError(
+                    f"{path.name}: the stored weights do not match the {config['architecture']}/"
+                    f"{config['encoder']} network (e.g. {mismatch[0]!r})"
+                )
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     except SEMAnalysisError:
@@ -297,22 +340,8 @@ def load_model(path) -> UNetModel:
         raise SEMAnalysisError(
             f"{path.name} is not a valid model file (not safetensors, or truncated/corrupt): {exc}"
         ) from exc
-    try:
-        version = int(meta.get("format_version", "0"))
-        config = json.loads(meta[_CONFIG_KEY])
-        history = json.loads(meta.get("history", "[]"))
-    except (ValueError, TypeError) as exc:
-        raise SEMAnalysisError(f"{path.name}: the model configuration is unreadable: {exc}") from exc
-    if version > FORMAT_VERSION:
-        raise SEMAnalysisError(
-            f"{path.name} was written by a newer version (format {version}); update napari-sem-analysis"
-        )
-    for key in ("architecture", "encoder", "n_classes", "class_names", "normalization"):
-        if key not in config:
-            raise SEMAnalysisError(f"{path.name}: the model configuration lacks {key!r}")
-    if config["architecture"] not in ARCHITECTURES:
-        raise SEMAnalysisError(f"{path.name}: unknown architecture {config['architecture']!r}")
     model = UNetModel(config, tensors, history)
+    model._shapes_checked = True
     model.path = str(path)
     model.network("cpu")  # checks that the weights fit the architecture
     return model

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._device import avoid_triton_crash, describe_device, select_device
 from .._validation import SEMAnalysisError, check_labels, is_rgb
-from .losses import _IGNORE, _class_weights, _dice_ce_loss, _iou_from_confusion
+from .loop import _fit, _LoopState, _Prepared, _Setup
+from .losses import _IGNORE, _class_weights
 from .model import UNetModel
 from .network import (
     _DEFAULT_DECODER,
@@ -150,14 +153,85 @@ def train_unet(
     -------
     UNetModel
     """
+    # every keyword parameter (the public signature stays flat) -> one checked settings object
+    settings = _TrainSettings(**{k: v for k, v in locals().items() if k not in _NOT_SETTINGS})
     avoid_triton_crash()  # torch.optim imports torch._dynamo (and triton, when allowed)
     import torch
 
-    # ---- inputs --------------------------------------------------------
+    data = _check_data(images, masks, validation)
+    config = _model_config(settings, data)
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    dev = select_device(settings.device)
+    prepared = _prepare_data(settings, data, config, rng)
+    setup = _setup_training(settings, config, prepared, dev)
+    loop = _fit(settings, setup, prepared, callback)
+    return _finish(settings, config, prepared, setup, loop)
+
+
+# --------------------------------------------------------------------------
+# stages of train_unet, with small dataclasses between them
+# --------------------------------------------------------------------------
+
+_NOT_SETTINGS = ("images", "masks", "validation", "callback")
+
+
+@dataclass
+class _TrainSettings:
+    """The keyword parameters of :func:`train_unet` (see its docstring), as given."""
+
+    n_classes: int | None
+    encoder: str
+    architecture: str
+    encoder_depth: int
+    decoder_channels: Sequence[int] | None
+    patch_size: int
+    epochs: int
+    batch_size: int
+    steps_per_epoch: int | None
+    learning_rate: float
+    weight_decay: float
+    val_fraction: float
+    patience: int | None
+    monitor: str
+    augment: bool
+    scale_range: tuple[float, float]
+    class_balance: float
+    class_weights: str | Sequence[float] | None
+    dice_weight: float
+    ignore_index: int | None
+    normalization: str
+    percentiles: tuple[float, float]
+    device: Any
+    amp: bool
+    class_names: Sequence[str] | None
+    pixel_size: float | None
+    encoder_weights: str | Path | None
+    max_val_tiles: int
+    seed: int
+
+
+@dataclass
+class _TrainData:
+    """Checked training (and optional explicit validation) images and masks."""
+
+    images: list
+    masks: list
+    val_images: list | None = None
+    val_masks: list | None = None
+
+
+def _as_list(images, masks):
     if isinstance(images, np.ndarray) and (images.ndim == 2 or is_rgb(images)):
         images = [images]
     if isinstance(masks, np.ndarray) and masks.ndim == 2:
         masks = [masks]
+    return images, masks
+
+
+def _check_data(images, masks, validation) -> _TrainData:
+    """Images as 2-D arrays and masks as labels, paired with equal shapes."""
+    images, masks = _as_list(images, masks)
     images = [_as_2d(im, f"images[{i}]") for i, im in enumerate(images)]
     masks = [check_labels(m, name=f"masks[{i}]") for i, m in enumerate(masks)]
     if not images:
@@ -167,89 +241,108 @@ def train_unet(
     for i, (im, m) in enumerate(zip(images, masks)):
         if im.shape != m.shape:
             raise SEMAnalysisError(f"image {i} has shape {im.shape} but its mask has shape {m.shape}")
-    val_images = val_masks = None
+    data = _TrainData(images, masks)
     if validation is not None:
         vi, vm = validation
         if isinstance(vi, np.ndarray) and (vi.ndim == 2 or is_rgb(vi)):
             vi, vm = [vi], [vm]
-        val_images = [_as_2d(im, f"validation image {i}") for i, im in enumerate(vi)]
-        val_masks = [check_labels(m, name=f"validation mask {i}") for i, m in enumerate(vm)]
-        if len(val_images) != len(val_masks) or any(a.shape != b.shape for a, b in zip(val_images, val_masks)):
+        data.val_images = [_as_2d(im, f"validation image {i}") for i, im in enumerate(vi)]
+        data.val_masks = [check_labels(m, name=f"validation mask {i}") for i, m in enumerate(vm)]
+        pairs = zip(data.val_images, data.val_masks)
+        if len(data.val_images) != len(data.val_masks) or any(a.shape != b.shape for a, b in pairs):
             raise SEMAnalysisError("validation images and masks must pair up with equal shapes")
+    return data
+
+
+def _check_classes(s: _TrainSettings, masks) -> tuple[int, list[str]]:
+    """Number and names of the classes, checked against the mask values."""
+    ignore = s.ignore_index
 
     def valid_values(m):
-        return m[m != ignore_index] if ignore_index is not None else m
+        return m[m != ignore] if ignore is not None else m
 
     max_id = max(int(valid_values(m).max()) if valid_values(m).size else 0 for m in masks)
-    if n_classes is None:
-        n_classes = max(2, max_id + 1)
+    n_classes = max(2, max_id + 1) if s.n_classes is None else s.n_classes
     n_classes = int(n_classes)
     if n_classes < 2:
         raise SEMAnalysisError(f"n_classes must be at least 2, got {n_classes}")
     if max_id >= n_classes:
         raise SEMAnalysisError(f"masks contain class id {max_id} but n_classes is {n_classes}")
-    if class_names is None:
-        class_names = [f"class {i}" for i in range(n_classes)]
-    class_names = [str(c) for c in class_names]
-    if len(class_names) != n_classes:
-        raise SEMAnalysisError(f"{len(class_names)} class names for {n_classes} classes")
-    architecture = _normalise_arch(architecture)
-    _check_encoder(encoder)
-    encoder_depth = int(encoder_depth)
-    if not 3 <= encoder_depth <= 5:
-        raise SEMAnalysisError(f"encoder_depth must be 3, 4 or 5, got {encoder_depth}")
-    if decoder_channels is None:
-        decoder_channels = _DEFAULT_DECODER[5 - encoder_depth :]
-    decoder_channels = [int(c) for c in decoder_channels]
-    if len(decoder_channels) != encoder_depth:
-        raise SEMAnalysisError(f"decoder_channels needs {encoder_depth} values, got {len(decoder_channels)}")
-    epochs = int(epochs)
-    batch_size = int(batch_size)
-    if epochs < 1 or batch_size < 1:
+    names = [f"class {i}" for i in range(n_classes)] if s.class_names is None else s.class_names
+    names = [str(c) for c in names]
+    if len(names) != n_classes:
+        raise SEMAnalysisError(f"{len(names)} class names for {n_classes} classes")
+    return n_classes, names
+
+
+def _check_options(s: _TrainSettings) -> None:
+    """The sizes and choices that do not depend on the data (normalised in place)."""
+    s.epochs = int(s.epochs)
+    s.batch_size = int(s.batch_size)
+    if s.epochs < 1 or s.batch_size < 1:
         raise SEMAnalysisError("epochs and batch_size must be at least 1")
-    if not 0 <= float(val_fraction) < 1:
-        raise SEMAnalysisError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if not 0 <= float(class_balance) <= 1:
-        raise SEMAnalysisError(f"class_balance must be in [0, 1], got {class_balance}")
-    scale_range = tuple(float(v) for v in scale_range)
-    if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
-        raise SEMAnalysisError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
-    if monitor not in ("val_loss", "mean_iou"):
-        raise SEMAnalysisError(f"monitor must be 'val_loss' or 'mean_iou', got {monitor!r}")
-    if normalization not in ("percentile", "global"):
-        raise SEMAnalysisError(f"normalization must be 'percentile' or 'global', got {normalization!r}")
-    if pixel_size is not None:
-        pixel_size = float(pixel_size)
+    if not 0 <= float(s.val_fraction) < 1:
+        raise SEMAnalysisError(f"val_fraction must be in [0, 1), got {s.val_fraction}")
+    if not 0 <= float(s.class_balance) <= 1:
+        raise SEMAnalysisError(f"class_balance must be in [0, 1], got {s.class_balance}")
+    s.scale_range = tuple(float(v) for v in s.scale_range)
+    if len(s.scale_range) != 2 or not 0 < s.scale_range[0] <= s.scale_range[1]:
+        raise SEMAnalysisError(f"scale_range must be (low, high) with 0 < low <= high, got {s.scale_range}")
+    if s.monitor not in ("val_loss", "mean_iou"):
+        raise SEMAnalysisError(f"monitor must be 'val_loss' or 'mean_iou', got {s.monitor!r}")
+    if s.normalization not in ("percentile", "global"):
+        raise SEMAnalysisError(f"normalization must be 'percentile' or 'global', got {s.normalization!r}")
+    if s.pixel_size is not None:
+        s.pixel_size = float(s.pixel_size)
+
+
+def _model_config(s: _TrainSettings, data: _TrainData) -> dict[str, Any]:
+    """The model configuration (architecture, encoder, classes) after checking every setting."""
+    n_classes, class_names = _check_classes(s, data.masks)
+    architecture = _normalise_arch(s.architecture)
+    _check_encoder(s.encoder)
+    depth = int(s.encoder_depth)
+    if not 3 <= depth <= 5:
+        raise SEMAnalysisError(f"encoder_depth must be 3, 4 or 5, got {depth}")
+    decoder = _DEFAULT_DECODER[5 - depth :] if s.decoder_channels is None else s.decoder_channels
+    decoder = [int(c) for c in decoder]
+    if len(decoder) != depth:
+        raise SEMAnalysisError(f"decoder_channels needs {depth} values, got {len(decoder)}")
+    _check_options(s)
     config: dict[str, Any] = {
         "architecture": architecture,
-        "encoder": encoder,
-        "encoder_depth": encoder_depth,
-        "decoder_channels": decoder_channels,
+        "encoder": s.encoder,
+        "encoder_depth": depth,
+        "decoder_channels": decoder,
         "n_classes": n_classes,
         "class_names": class_names,
-        "pixel_size": pixel_size,
+        "pixel_size": s.pixel_size,
     }
     div = _divisor(config)
-    patch_size = int(patch_size)
-    if patch_size < div or patch_size % div:
-        raise SEMAnalysisError(f"patch_size must be a positive multiple of {div}, got {patch_size}")
+    s.patch_size = int(s.patch_size)
+    if s.patch_size < div or s.patch_size % div:
+        raise SEMAnalysisError(f"patch_size must be a positive multiple of {div}, got {s.patch_size}")
+    return config
 
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    dev = select_device(device)
-    dev_name = describe_device(dev)
 
-    # ---- normalisation (stored in the model) -----------------------------
-    lo_p, hi_p = float(percentiles[0]), float(percentiles[1])
+def _normalization(s: _TrainSettings, images) -> dict[str, Any]:
+    """The intensity normalisation stored in the model (mean/std filled in later)."""
+    lo_p, hi_p = float(s.percentiles[0]), float(s.percentiles[1])
     if not 0 <= lo_p < hi_p <= 100:
-        raise SEMAnalysisError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    if normalization == "percentile":
+        raise SEMAnalysisError(f"percentiles must satisfy 0 <= low < high <= 100, got {s.percentiles}")
+    if s.normalization == "percentile":
         norm: dict[str, Any] = {"method": "percentile", "low_percentile": lo_p, "high_percentile": hi_p}
     else:
         sample = np.concatenate([im.reshape(-1)[:: max(1, im.size // 500_000)] for im in images])
         lo, hi = _percentiles(sample, lo_p, hi_p)
         norm = {"method": "global", "low": lo, "high": hi, "low_percentile": lo_p, "high_percentile": hi_p}
     norm["mean"], norm["std"] = 0.0, 1.0
+    return norm
+
+
+def _prepare_data(s: _TrainSettings, data: _TrainData, config: dict, rng) -> _Prepared:
+    """Normalise, split off validation data, standardise; the patch sampler and validation tiles."""
+    norm = _normalization(s, data.images)
 
     def to_unit(ims):
         out = []
@@ -262,208 +355,97 @@ def train_unet(
         out = []
         for m in ms:
             t = m.astype(np.int64)
-            if ignore_index is not None:
-                t[m == ignore_index] = _IGNORE
+            if s.ignore_index is not None:
+                t[m == s.ignore_index] = _IGNORE
             out.append(t)
         return out
 
-    unit_images, targets = to_unit(images), to_target(masks)
-    if val_images is not None:
+    unit_images, targets = to_unit(data.images), to_target(data.masks)
+    if data.val_images is not None:
         tr_x, tr_y = unit_images, targets
-        va_x, va_y = to_unit(val_images), to_target(val_masks)
+        va_x, va_y = to_unit(data.val_images), to_target(data.val_masks)
     else:
-        tr_x, tr_y, va_x, va_y = _split_validation(unit_images, targets, float(val_fraction), rng, patch_size)
+        tr_x, tr_y, va_x, va_y = _split_validation(unit_images, targets, float(s.val_fraction), rng, s.patch_size)
     vals = np.concatenate([x.reshape(-1)[:: max(1, x.size // 200_000)] for x in tr_x])
     norm["mean"] = float(vals.mean())
     norm["std"] = float(max(vals.std(), 1e-3))
     config["normalization"] = norm
+    # brightness/contrast augmentation is applied in standardised units
     tr_x = [(x - norm["mean"]) / norm["std"] for x in tr_x]
     va_x = [(x - norm["mean"]) / norm["std"] for x in va_x]
-    # brightness/contrast augmentation is applied in standardised units
-    weights = _class_weights(class_weights, tr_y, n_classes)
-    ce_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
-    sampler = _PatchSampler(tr_x, tr_y, n_classes, patch_size, rng, augment, float(class_balance), tuple(scale_range))
-    vx, vy = _val_tiles(va_x, va_y, patch_size, int(max_val_tiles), rng) if va_x else (None, None)
-    has_val = vx is not None
-
-    if steps_per_epoch is None:
+    n_classes = config["n_classes"]
+    weights = _class_weights(s.class_weights, tr_y, n_classes)
+    sampler = _PatchSampler(
+        tr_x, tr_y, n_classes, s.patch_size, rng, s.augment, float(s.class_balance), tuple(s.scale_range)
+    )
+    vx, vy = _val_tiles(va_x, va_y, s.patch_size, int(s.max_val_tiles), rng) if va_x else (None, None)
+    steps = s.steps_per_epoch
+    if steps is None:
         px = sum(x.size for x in tr_x)
-        steps_per_epoch = int(np.clip(math.ceil(2 * px / (patch_size**2 * batch_size)), 10, 200))
-    steps_per_epoch = int(steps_per_epoch)
+        steps = int(np.clip(math.ceil(2 * px / (s.patch_size**2 * s.batch_size)), 10, 200))
+    return _Prepared(
+        tr_x, tr_y, sampler, vx, vy, weights, int(steps), s.patch_size, s.epochs, s.batch_size, n_classes
+    )
 
-    # ---- network ---------------------------------------------------------
+
+def _setup_training(s: _TrainSettings, config: dict, prep: _Prepared, dev) -> _Setup:
+    """Network (with local encoder weights), AdamW, cosine schedule and mixed precision on ``dev``."""
+    import torch
+
     net = _build_network(config)
-    if encoder_weights is not None:
-        _load_encoder_weights(net, encoder_weights)
-        config["encoder_weights"] = Path(encoder_weights).name
+    if s.encoder_weights is not None:
+        _load_encoder_weights(net, s.encoder_weights)
+        config["encoder_weights"] = Path(s.encoder_weights).name
     else:
         config["encoder_weights"] = None
     net.to(dev)
     channels_last = dev.type == "cuda"
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    use_amp = bool(amp) and dev.type == "cuda"
+    use_amp = bool(s.amp) and dev.type == "cuda"
     amp_dtype = _amp_dtype(dev) if use_amp else None
     scaler = torch.amp.GradScaler("cuda") if (use_amp and amp_dtype == torch.float16) else None
-    opt = torch.optim.AdamW(net.parameters(), lr=float(learning_rate), weight_decay=float(weight_decay))
-    total_steps = epochs * steps_per_epoch
+    opt = torch.optim.AdamW(net.parameters(), lr=float(s.learning_rate), weight_decay=float(s.weight_decay))
+    total = prep.epochs * prep.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+        opt, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+    weights = prep.class_weights
+    ce_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
+    return _Setup(
+        net, opt, sched, scaler, dev, describe_device(dev), use_amp, amp_dtype, channels_last, ce_weight
     )
 
-    def to_dev(x, y=None):
-        xt = torch.from_numpy(x)[:, None].to(dev, non_blocking=True)
-        if channels_last:
-            xt = xt.contiguous(memory_format=torch.channels_last)
-        yt = torch.from_numpy(y).to(dev, non_blocking=True) if y is not None else None
-        return xt, yt
 
-    def forward(xt):
-        if use_amp:
-            with torch.autocast(device_type="cuda", dtype=amp_dtype):
-                return net(xt)
-        return net(xt)
-
-    def evaluate():
-        net.eval()
-        cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-        loss_sum, n = 0.0, 0
-        with torch.inference_mode():
-            for b in range(0, len(vx), batch_size):
-                xt, yt = to_dev(vx[b : b + batch_size], vy[b : b + batch_size])
-                logits = forward(xt).float()
-                loss_sum += float(_dice_ce_loss(logits, yt, n_classes, dice_weight, ce_weight)) * len(xt)
-                n += len(xt)
-                pred = logits.argmax(1)
-                valid = yt != _IGNORE
-                idx = (yt[valid] * n_classes + pred[valid]).cpu().numpy()
-                cm += np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-        net.train()
-        return loss_sum / max(n, 1), _iou_from_confusion(cm)
-
-    # ---- loop ------------------------------------------------------------
-    history: list[dict] = []
-    best_score, best_state, best_epoch = None, None, None
-    since_best = 0
-    stopped = False
-    t_start = time.perf_counter()
-    step_global = 0
-    net.train()
-    for epoch in range(1, epochs + 1):
-        t_epoch = time.perf_counter()
-        losses = []
-        for step in range(1, steps_per_epoch + 1):
-            batch = [sampler.sample() for _ in range(batch_size)]
-            xb = np.stack([b[0] for b in batch])
-            yb = np.stack([b[1] for b in batch])
-            xt, yt = to_dev(xb, yb)
-            opt.zero_grad(set_to_none=True)
-            logits = forward(xt)
-            loss = _dice_ce_loss(logits.float(), yt, n_classes, dice_weight, ce_weight)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            sched.step()
-            step_global += 1
-            losses.append(float(loss.detach()))
-            if callback is not None:
-                elapsed = time.perf_counter() - t_start
-                info = {
-                    "stage": "step",
-                    "epoch": epoch,
-                    "epochs": epochs,
-                    "step": step,
-                    "steps": steps_per_epoch,
-                    "loss": losses[-1],
-                    "progress": step_global / total_steps,
-                    "eta_s": elapsed / step_global * (total_steps - step_global),
-                    "device": dev_name,
-                }
-                if callback(info):
-                    stopped = True
-                    break
-        if not losses or (stopped and len(losses) < steps_per_epoch and best_state is not None):
-            break  # a partial epoch after a stop request is not evaluated
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "lr": float(opt.param_groups[0]["lr"]),
-        }
-        if has_val:
-            vloss, iou = evaluate()
-            entry["val_loss"] = vloss
-            entry["iou"] = [None if not np.isfinite(v) else float(v) for v in iou]
-            entry["mean_iou"] = float(np.nanmean(iou)) if np.any(np.isfinite(iou)) else None
-        else:
-            entry["val_loss"] = None
-            entry["iou"] = None
-            entry["mean_iou"] = None
-        entry["seconds"] = time.perf_counter() - t_epoch
-        history.append(entry)
-        if not has_val:
-            score = entry["train_loss"]
-        elif monitor == "mean_iou":
-            score = -(entry["mean_iou"] if entry["mean_iou"] is not None else 0.0)
-        else:
-            score = entry["val_loss"]
-        if best_score is None or score < best_score - 1e-6:
-            best_score, best_epoch, since_best = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
-        else:
-            since_best += 1
-        if callback is not None and not stopped:
-            elapsed = time.perf_counter() - t_start
-            info = {
-                "stage": "epoch",
-                "epoch": epoch,
-                "epochs": epochs,
-                "step": steps_per_epoch,
-                "steps": steps_per_epoch,
-                "loss": entry["train_loss"],
-                "history": [dict(h) for h in history],
-                "best_epoch": best_epoch,
-                "progress": step_global / total_steps,
-                "eta_s": elapsed / step_global * (total_steps - step_global),
-                "device": dev_name,
-            }
-            if callback(info):
-                stopped = True
-        if stopped:
-            break
-        if patience is not None and since_best >= int(patience):
-            stopped = True
-            break
-
-    if best_state is None:
-        best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+def _finish(s: _TrainSettings, config: dict, prep: _Prepared, setup: _Setup, state: _LoopState) -> UNetModel:
+    """The model with the best weights, the training settings and the history."""
+    best = state.best_state
+    if best is None:
+        best = {k: v.detach().to("cpu", copy=True) for k, v in setup.net.state_dict().items()}
     config.update(
         {
-            "best_epoch": best_epoch,
-            "stopped_early": bool(stopped or len(history) < epochs),
-            "monitor": monitor if has_val else "train_loss",
-            "device_used": describe_device(dev),
+            "best_epoch": state.best_epoch,
+            "stopped_early": bool(state.stopped or len(state.history) < prep.epochs),
+            "monitor": s.monitor if prep.has_val else "train_loss",
+            "device_used": describe_device(setup.dev),
             "training": {
-                "patch_size": patch_size,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "steps_per_epoch": steps_per_epoch,
-                "learning_rate": float(learning_rate),
-                "augment": bool(augment),
-                "dice_weight": float(dice_weight),
-                "class_balance": float(class_balance),
-                "class_weights": weights,
-                "ignore_index": ignore_index,
-                "n_train_images": len(tr_x),
-                "n_val_tiles": 0 if vx is None else int(len(vx)),
-                "seed": int(seed),
-                "seconds": time.perf_counter() - t_start,
+                "patch_size": prep.patch_size,
+                "epochs": prep.epochs,
+                "batch_size": prep.batch_size,
+                "steps_per_epoch": prep.steps_per_epoch,
+                "learning_rate": float(s.learning_rate),
+                "augment": bool(s.augment),
+                "dice_weight": float(s.dice_weight),
+                "class_balance": float(s.class_balance),
+                "class_weights": prep.class_weights,
+                "ignore_index": s.ignore_index,
+                "n_train_images": len(prep.tr_x),
+                "n_val_tiles": 0 if prep.vx is None else int(len(prep.vx)),
+                "seed": int(s.seed),
+                "seconds": time.perf_counter() - state.t_start,
             },
         }
     )
-    model = UNetModel(config, best_state, history)
-    model.device_used = describe_device(dev)
+    model = UNetModel(config, best, state.history)
+    model.device_used = describe_device(setup.dev)
     return model

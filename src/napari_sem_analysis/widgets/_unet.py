@@ -31,6 +31,9 @@ from magicgui.widgets import (
 
 from .._format import format_duration
 from .._validation import SEMAnalysisError, to_grayscale
+from ..io import IMAGE_SUFFIXES, read_training_folders  # noqa: F401  (reading lives in io)
+from ..io import find_mask as _find_mask  # noqa: F401
+from ..io import read_pixels as _read_image  # noqa: F401
 from ._base import SEMWidget, StepCall, in_thread
 from ._common import as_array, layer_pixel_size, notify_error, notify_info, write_layer
 
@@ -44,7 +47,6 @@ ENCODERS = [
     "tu-resnet10t",
 ]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 # the model most recently trained in each viewer (for the predict widget)
 _LAST_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -66,63 +68,6 @@ def _optional_path(value) -> Path | None:
         return None
     p = Path(s)
     return None if p.is_dir() else p
-
-
-def _read_image(path: Path) -> np.ndarray:
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        arr = tifffile.imread(path)
-    else:
-        import imageio.v3 as iio
-
-        arr = iio.imread(path)
-    return to_grayscale(np.asarray(arr))
-
-
-def _find_mask(mask_dir: Path, stem: str) -> Path | None:
-    for pattern in (f"{stem}.*", f"{stem}_m.*", f"{stem}_mask.*", f"{stem}_MASK*", f"{stem}_label*"):
-        hits = sorted(p for p in mask_dir.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
-        if hits:
-            return hits[0]
-    return None
-
-
-def read_training_folders(image_dir, mask_dir):
-    """Pairs of (image, mask, name) from two folders, matched by file name.
-
-    A mask matches ``X.tif`` when it is called ``X.*``, ``X_m.*``,
-    ``X_mask.*``, ``X_MASK*`` or ``X_label*``. Masks whose values are not
-    0..63 (e.g. 0/255) are mapped to class ids in order of their values.
-    """
-    image_dir, mask_dir = Path(image_dir), Path(mask_dir)
-    if not image_dir.is_dir():
-        raise SEMAnalysisError(f"images folder {image_dir} does not exist")
-    if not mask_dir.is_dir():
-        raise SEMAnalysisError(f"masks folder {mask_dir} does not exist")
-    images, masks, names = [], [], []
-    for p in sorted(image_dir.iterdir()):
-        if p.suffix.lower() not in IMAGE_SUFFIXES or (image_dir == mask_dir and "_m" in p.stem.lower()):
-            continue
-        m = _find_mask(mask_dir, p.stem) if image_dir != mask_dir else None
-        if m is None or m == p:
-            continue
-        img = _read_image(p)
-        msk = np.asarray(_read_image(m))
-        if msk.shape != img.shape:
-            raise SEMAnalysisError(f"{m.name} has shape {msk.shape} but {p.name} has shape {img.shape}")
-        images.append(img)
-        masks.append(msk)
-        names.append(p.name)
-    if not images:
-        raise SEMAnalysisError(f"no image/mask pairs found in {image_dir} and {mask_dir}")
-    values = np.unique(np.concatenate([np.unique(m) for m in masks]))
-    if values.max() >= 64:  # e.g. 0/255 masks: values in order -> class ids
-        masks = [np.searchsorted(values, m).astype(np.int32) for m in masks]
-    else:
-        masks = [m.astype(np.int32) for m in masks]
-    return images, masks, names
 
 
 def remap_mask_values(masks: list, *, keep_zero: bool = False) -> list:

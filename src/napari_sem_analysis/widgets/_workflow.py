@@ -7,7 +7,14 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, TextEdit
 
 from ._base import SEMWidget, in_thread
-from ._common import clear_recorded_steps, layer_pixel_size, notify_error, notify_info, recorded_steps, write_layer
+from ._common import (
+    clear_recorded_steps,
+    layer_pixel_size,
+    notify_error,
+    notify_info,
+    recorded_steps,
+    write_layer,
+)
 
 RECORDED = "recorded steps"
 LOADED = "loaded recipe"
@@ -136,8 +143,7 @@ class WorkflowWidget(SEMWidget):
     # --- the current workflow -------------------------------------------------------
     def current_workflow(self):
         """The Workflow shown: recorded steps, a preset, or the loaded recipe."""
-        from ..workflows import load_recipe
-        from ..workflows import Workflow
+        from ..workflows import Workflow, load_recipe
 
         source = self._source.value
         if source == RECORDED:

@@ -1,0 +1,329 @@
+"""Tile classifier dock widget: train an image/tile classifier and classify the tiles of an Image layer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Select, SpinBox
+
+from .._validation import SEMAnalysisError, to_grayscale
+from ._base import SEMWidget, in_thread
+from ._classifier_common import (
+    _MODEL_FILTER,
+    _MODELS,
+    _THREAD,
+    _cv_text,
+    _figure_canvas,
+    _prepare_torch,
+    _save_classifier,
+    _show_confusion,
+    _StepRecorder,
+    class_color,
+)
+from ._common import as_array, notify_error, write_layer
+
+
+class TileClassifierWidget(SEMWidget):
+    """Train an image/tile classifier and classify the tiles of an Image layer.
+
+    Training data: a folder with one sub-folder per class, or Image layers
+    (the class of each is its layer name), cut into tiles of *tile size*.
+    Cross-validation is grouped: the tiles of one image stay in one fold.
+    Training runs in a thread worker (progress in napari's activity dock,
+    *Cancel* stops it). Prediction writes a Shapes layer ``tile classes``
+    (rectangles coloured by class, probabilities in its features) and
+    optionally a ``tile probability`` heat-map Image layer.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self.classifier = None
+        self.cv_result = None
+        self._recorder = _StepRecorder(self)
+
+        self._source = ComboBox(label="train from", choices=["folder", "image layers"], value="folder")
+        self._folder = FileEdit(label="folder", mode="d")
+        self._train_layers = self.layer_box("image layers (class = layer name)", "Image", widget=Select)
+        self._backend = ComboBox(label="backend", choices=["features", "cnn"], value="features")
+        self._model = ComboBox(label="model", choices=_MODELS, value="random_forest")
+        self._tile = SpinBox(label="tile size (px)", min=16, max=4096, value=256)
+        self._stride = SpinBox(label="stride (px, 0 = tile)", min=0, max=4096, value=0)
+        self._epochs = SpinBox(label="CNN epochs", min=1, max=1000, value=20)
+        self._input = SpinBox(label="CNN input size", min=16, max=1024, value=128)
+        self._cv = CheckBox(text="cross-validate (grouped by source image)", value=True)
+        self._train = PushButton(text="Train")
+        self._cancel = PushButton(text="Cancel")
+        self._progress = Label(value="")
+        self._report = Label(value="not trained")
+        self._image = self.layer_box("classify image", "Image", arg="image")
+        self._heatmap = CheckBox(text="probability heat-map", value=False)
+        # choices from the classifier (a callable, so that napari's reset_choices on layer changes keeps them)
+        self._heat_class = ComboBox(label="heat-map class", choices=self._heat_class_choices)
+        self._predict = PushButton(text="Classify tiles")
+        self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
+        self._save = PushButton(text="Save model")
+        self._load_path = FileEdit(label="load file", mode="r", filter=_MODEL_FILTER)
+        self._load = PushButton(text="Load model")
+        self.extend(
+            [
+                self._source,
+                self._folder,
+                self._train_layers,
+                self._backend,
+                self._model,
+                self._tile,
+                self._stride,
+                self._epochs,
+                self._input,
+                self._cv,
+                self._train,
+                self._cancel,
+                self._progress,
+                self._report,
+                self._image,
+                self._heatmap,
+                self._heat_class,
+                self._predict,
+                self._save_path,
+                self._save,
+                self._load_path,
+                self._load,
+            ]
+        )
+        self._canvas = _figure_canvas(self)
+        self._train.changed.connect(self.train)
+        self._cancel.changed.connect(self.cancel)
+        self._predict.changed.connect(self.predict)
+        self._save.changed.connect(self.save_model)
+        self._load.changed.connect(self.load_model)
+        self._source.changed.connect(self._update_visibility)
+        self._backend.changed.connect(self._update_visibility)
+        self._update_visibility()
+
+    def _heat_class_choices(self, _widget=None):
+        clf = getattr(self, "classifier", None)
+        return list(clf.class_names) if clf is not None and clf.class_names else []
+
+    def _update_visibility(self, _event=None):
+        folder = self._source.value == "folder"
+        self._folder.visible = folder
+        self._train_layers.visible = not folder
+        cnn = self._backend.value == "cnn"
+        self._model.visible = not cnn
+        self._epochs.visible = cnn
+        self._input.visible = cnn
+
+    def _stride_value(self):
+        return int(self._stride.value) or None
+
+    def training_data(self):
+        """(tiles, labels, groups, class_names) from the folder or the chosen layers."""
+        from ..classification import extract_tiles, load_image_folder
+
+        tile = int(self._tile.value)
+        if self._source.value == "folder":
+            folder = str(self._folder.value)
+            if not folder or not Path(folder).is_dir():
+                raise SEMAnalysisError("choose a folder with one sub-folder per class")
+            data = load_image_folder(folder, tile_size=tile, stride=self._stride_value())
+            return data.images, data.y, data.groups, data.class_names
+        layers = list(self._train_layers.value or [])
+        if len(layers) < 2:
+            raise SEMAnalysisError("select at least two Image layers (the class of each is its name)")
+        images = [to_grayscale(as_array(layer.data)) for layer in layers]
+        # napari names a second layer "x" as "x [1]": both are class "x"
+        names = [re.sub(r"\s*\[\d+\]$", "", layer.name) for layer in layers]
+        for layer, im in zip(layers, images):
+            if im.ndim != 2:
+                raise SEMAnalysisError(f"layer {layer.name!r} is not a 2-D image")
+        tiles, y, groups = extract_tiles(images, names, tile_size=tile, stride=self._stride_value())
+        return tiles, y, groups, sorted(set(names))
+
+    def _make_classifier(self, names):
+        from ..classification import ImageClassifier
+
+        if self._backend.value == "cnn":
+            return ImageClassifier(
+                "cnn", class_names=names, epochs=int(self._epochs.value), input_size=int(self._input.value)
+            )
+        return ImageClassifier("features", self._model.value, class_names=names)
+
+    def train(self, _event=None):
+        """Train in a thread worker (with grouped cross-validation when ticked)."""
+        if self._running:
+            notify_error("a run is already under way: wait for it or cancel it")
+            return None
+        try:
+            tiles, y, groups, names = self.training_data()
+            clf = self._make_classifier(names)
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return None
+        if clf.backend == "cnn":
+            _prepare_torch()
+        do_cv = bool(self._cv.value)
+        n_groups = len(set(groups.tolist()))
+
+        def fit_all(progress, cancel):
+            if not do_cv:
+                clf.fit(tiles, y, groups=groups, progress=progress, cancel=cancel)
+                return clf, None
+            # features computed once; progress over every fold and the final training
+            result = clf.fit_and_cross_validate(tiles, y, groups=groups, n_splits=5, progress=progress, cancel=cancel)
+            return clf, result if result is not None else clf.cv_skipped_  # e.g. one source image per class
+
+        def work():
+            return (yield from in_thread(fit_all, cancelled=lambda: self._cancel_requested, name=_THREAD))
+
+        def on_progress(item):
+            if self._cancel_requested or item is None:
+                return
+            done, total = item
+            self._progress.value = f"training: {done}/{total}"
+
+        def done(out):
+            trained, result = out
+            self.classifier = trained
+            self._recorder.trained()
+            self._progress.value = "done"
+            self._heat_class.reset_choices()
+            head = f"{trained.backend} classifier on {len(tiles)} tiles from {n_groups} images"
+            if result is None or isinstance(result, str):
+                self.cv_result = None
+                self._report.value = head + (f"\nno cross-validation: {result}" if result else "")
+                self._canvas.figure.clear()
+                self._canvas.draw_idle()
+            else:
+                self.cv_result = result
+                self._report.value = head + "\n" + _cv_text(result)
+                _show_confusion(self._canvas, result)
+
+        self._progress.value = "training..."
+        from ..classification import fold_count
+
+        total = self.classifier_total(len(tiles), fold_count(y, groups, 5) if do_cv else None)
+        return self.start(work, done, on_progress=on_progress, total=total, desc="training tile classifier")
+
+    def classifier_total(self, n_tiles: int, n_folds: int | None = None) -> int:
+        """Progress steps of a training run, as ``fit`` (``n_folds=None``) or
+        ``fit_and_cross_validate`` (``n_folds`` folds, 0 when none are possible) count them."""
+        if self._backend.value == "cnn":
+            return int(self._epochs.value) * ((n_folds or 0) + 1)
+        return n_tiles if n_folds is None else n_tiles + n_folds + 1
+
+    def on_cancelled(self, desc: str) -> None:
+        """The training or prediction was stopped by *Cancel*."""
+        self._progress.value = "cancelled"
+
+    def predict(self, _event=None):
+        """Classify the tiles of the chosen Image layer (thread worker)."""
+        if self.classifier is None:
+            notify_error("train or load a classifier first")
+            return None
+        layer = self._image.value
+        if layer is None:
+            notify_error("choose an Image layer to classify")
+            return None
+        image = to_grayscale(as_array(layer.data))
+        tile = int(self._tile.value)
+        stride = self._stride_value()
+        clf = self.classifier
+        if image.ndim != 2:
+            notify_error(f"layer {layer.name!r} is not a 2-D image")
+            return None
+        if tile > min(image.shape):
+            notify_error(f"tile size {tile} px is larger than the image {image.shape}")
+            return None
+
+        if clf.backend == "cnn":
+            _prepare_torch()
+
+        def work():
+            return (yield from in_thread(
+                lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
+                cancelled=lambda: self._cancel_requested,
+                name=_THREAD,
+            ))
+
+        def done(table):
+            self.write_tiles(layer, table, image.shape)
+            params = {"tile_size": tile} if stride is None else {"tile_size": tile, "stride": stride}
+            self._recorder.predicted(clf, "classify_tiles", params, {"image": layer.name}, "tile classes")
+
+        return self.start(work, done, desc="classifying tiles")
+
+    def write_tiles(self, layer, table: pd.DataFrame, shape):
+        """Write the tile table as the ``tile classes`` Shapes layer (and heat-map)."""
+        from ..classification import tile_probability_map
+
+        names = list(self.classifier.class_names)
+        rects = [
+            np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
+            for y0, x0, y1, x1 in table[["y0", "x0", "y1", "x1"]].itertuples(index=False)
+        ]
+        index = {n: i for i, n in enumerate(names)}
+        colors = np.array([class_color(index[c]) for c in table["class"]], dtype=float)
+        faces = colors.copy()
+        faces[:, 3] = 0.25
+        shapes = write_layer(
+            self.viewer,
+            rects,
+            name="tile classes",
+            kind="shapes",
+            like=layer,
+            features=table.reset_index(drop=True),
+            shape_type="rectangle",
+            edge_width=2,
+            metadata={"class_names": names},
+        )
+        shapes.edge_color = colors
+        shapes.face_color = faces
+        shapes.features = table.reset_index(drop=True)
+        heat = None
+        if self._heatmap.value:
+            target = self._heat_class.value or names[-1]
+            pmap = tile_probability_map(table, shape, names)[names.index(target)]
+            heat = write_layer(
+                self.viewer,
+                pmap,
+                name="tile probability",
+                kind="image",
+                like=layer,
+                colormap="inferno",
+                opacity=0.5,
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                metadata={"class": target},
+            )
+            heat.metadata["class"] = target
+        counts = table["class"].value_counts()
+        self._progress.value = "tiles: " + ", ".join(f"{counts.get(n, 0)} {n}" for n in names)
+        return shapes, heat
+
+    def save_model(self, _event=None):
+        out = _save_classifier(self.classifier, self._save_path.value)
+        if out is not None:
+            self._recorder.stored(out, self.classifier)
+        return out
+
+    def load_model(self, _event=None):
+        from ..classification import ImageClassifier
+
+        path = Path(str(self._load_path.value))
+        try:
+            clf = ImageClassifier.load(path)
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return None
+        self.classifier = clf
+        self._recorder.trained()
+        self._recorder.stored(path, clf)
+        self._backend.value = clf.backend
+        if clf.tile_size_:
+            self._tile.value = clf.tile_size_
+        self._heat_class.reset_choices()
+        self._report.value = f"loaded {path.name}: {clf.backend}, classes {', '.join(clf.class_names)}"
+        return clf
