@@ -19,8 +19,7 @@ def _layer(viewer, name):
 
 
 @pytest.mark.parametrize("seed", [0, 3])
-def test_threshold_then_split_with_the_defaults_gives_the_particles_preset(make_napari_viewer, errors, wait_run,
-                                                                             seed):
+def test_threshold_then_split_with_the_defaults_gives_the_particles_preset(make_napari_viewer, errors, wait_run, seed):
     """What the user did: open the image, Threshold -> Run, Split touching objects -> Run, defaults throughout."""
     sample = sem.sample_particles(seed)
     viewer = make_napari_viewer()
@@ -75,8 +74,16 @@ def test_components_widget_and_recipe_step(make_napari_viewer, errors, wait_run)
     step = recorded_steps(viewer)[-1]
     assert step["function"] == "label_components" and step["params"]["connectivity"] == 4
     # the same step in a recipe
-    recipe = Workflow([{"function": "label_components", "params": {"connectivity": 8}, "inputs": {"mask": "image"},
-                       "output": "pores"}])
+    recipe = Workflow(
+        [
+            {
+                "function": "label_components",
+                "params": {"connectivity": 8},
+                "inputs": {"mask": "image"},
+                "output": "pores",
+            }
+        ]
+    )
     res = run_workflow(recipe, mask.astype(float))
     assert int(res.labels.max()) == 4
     assert int(sem.label_components(mask, connectivity=4).max()) == 5
@@ -86,7 +93,7 @@ def test_components_widget_and_recipe_step(make_napari_viewer, errors, wait_run)
 def test_threshold_fills_only_small_holes_by_default(make_napari_viewer, errors):
     """A bicontinuous network: its pores stay open; specks inside objects are filled."""
     yy, xx = np.mgrid[:200, :200]
-    network = ((np.sin(xx / 9.0) + np.sin(yy / 9.0)) > -0.2)
+    network = (np.sin(xx / 9.0) + np.sin(yy / 9.0)) > -0.2
     img = np.where(network, 200, 40).astype(np.uint8)
     assert network[14, 14]
     img[14, 14] = 40  # a 1 px dark speck in the gold

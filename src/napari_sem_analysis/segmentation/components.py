@@ -53,8 +53,9 @@ def label_components(
         out, offset = [], 0
         for i, plane in enumerate(arr):
             try:
-                lab = label_components(plane, connectivity=connectivity, min_size=min_size,
-                                       pixel_size=pixel_size, unit=unit)
+                lab = label_components(
+                    plane, connectivity=connectivity, min_size=min_size, pixel_size=pixel_size, unit=unit
+                )
             except SEMAnalysisError as err:
                 raise SEMAnalysisError(f"plane {i} of {len(arr)}: {err}") from err
             out.append(np.where(lab > 0, lab + offset, 0))
@@ -68,8 +69,9 @@ def label_components(
         raise SEMAnalysisError(f"min_size ({ms:.0f} px²) is larger than the whole image ({m.size} px)")
     if ms > 0:
         m = _remove_small(m, ms, connectivity)
-    _, labels = cv2.connectedComponents(np.ascontiguousarray(m).view(np.uint8), connectivity=connectivity,
-                                        ltype=cv2.CV_32S)
+    _, labels = cv2.connectedComponents(
+        np.ascontiguousarray(m).view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S
+    )
     return labels.astype(np.int32, copy=False)
 
 

@@ -23,7 +23,6 @@ from .watershed import (
     split_touching,
 )
 
-
 #: The splitting settings of the ``particles`` preset (:func:`segment_particles`), shared with
 #: :func:`split_particles` and the *Split touching objects* widget, so that the widget's defaults give
 #: the preset's objects.

@@ -51,7 +51,8 @@ def legend_html() -> str:
 
     return "  ".join(
         f"<span style='color:{_hex(CLASS_COLORS[i])}'>&#9632;</span> {i} {name}"
-        for i, name in enumerate(CLASS_NAMES) if i > 0
+        for i, name in enumerate(CLASS_NAMES)
+        if i > 0
     )
 
 
@@ -135,15 +136,28 @@ class CoatingWidget(StepWidget):
         labels = np.asarray(result.labels, np.int32)
         colors = {None: (0, 0, 0, 0), **CLASS_COLORS}
         out = write_layer(
-            self.viewer, labels, name="coating", kind="labels", like=layer_in,
-            features=coating_class_features(labels), colormap=DirectLabelColormap(color_dict=colors),
+            self.viewer,
+            labels,
+            name="coating",
+            kind="labels",
+            like=layer_in,
+            features=coating_class_features(labels),
+            colormap=DirectLabelColormap(color_dict=colors),
             metadata={"summary": dict(result.summary), "class_names": ["other", "coating", "oxide", "crack"]},
         )
         cracks = result.cracks
         if len(cracks) and {"y", "x"} <= set(cracks.columns):
-            write_layer(self.viewer, cracks[["y", "x"]].to_numpy(float), name="cracks", kind="points", like=layer_in,
-                        features=cracks.reset_index(drop=True), size=8, face_color="transparent",
-                        border_color="red")
+            write_layer(
+                self.viewer,
+                cracks[["y", "x"]].to_numpy(float),
+                name="cracks",
+                kind="points",
+                like=layer_in,
+                features=cracks.reset_index(drop=True),
+                size=8,
+                face_color="transparent",
+                border_color="red",
+            )
         self.last_result = result
         self._report.value = "<br>".join(summary_lines(result.summary, cracks))
         self._status.value = f"coating: done, {int(result.summary.get('crack_count', 0))} cracks"
