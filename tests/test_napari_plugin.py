@@ -21,7 +21,7 @@ def test_manifest_is_valid_and_complete():
     widgets = {w.display_name for w in manifest.contributions.widgets}
     assert {"Pixel size and metadata", "Enhance", "Threshold", "Measure", "Train U-Net"} <= widgets
     samples = {s.key for s in manifest.contributions.sample_data}
-    assert samples == {"particles", "porous_coating", "multiphase", "am_pores"}
+    assert samples == {"particles", "porous_coating", "multiphase", "am_pores", "fiber_mat"}
 
 
 def test_open_zeiss_file_in_napari(make_napari_viewer, tmp_path):

@@ -32,6 +32,7 @@ _API = {
     "sample_porous_coating": "sample_data",
     "sample_multiphase": "sample_data",
     "sample_am_pores": "sample_data",
+    "sample_fibers": "sample_data",
     # enhancement
     "clahe": "enhancement",
     "denoise": "enhancement",
@@ -57,6 +58,9 @@ _API = {
     "tile_labels": "texture",
     "oriented_boxes": "measurement",
     "object_outlines": "measurement",
+    "local_thickness": "thickness",
+    "measure_fibers": "fibers",
+    "fiber_features": "fibers",
     # deep learning
     "train_unet": "unet",
     "load_model": "unet",
@@ -73,6 +77,10 @@ _API = {
     "tile_probability_map": "classification",
     "load_image_folder": "classification",
     "confusion_matrix_figure": "classification",
+    # trainable pixel classifier
+    "PixelClassifier": "pixel_classifier",
+    "pixel_features": "pixel_classifier",
+    "pixel_classify": "pixel_classifier",
     # workflows and batch
     "run_workflow": "workflows",
     "Workflow": "workflows",

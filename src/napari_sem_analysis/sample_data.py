@@ -370,6 +370,190 @@ def sample_am_pores(
 
 
 # ---------------------------------------------------------------------------
+# (e) electrospun fibre mat with beads
+# ---------------------------------------------------------------------------
+
+
+def _line_distance(shape, cy, cx, angle):
+    """Distance of every pixel centre to the infinite line through (cy, cx) at ``angle`` (image rows down)."""
+    y, x = np.ogrid[: shape[0], : shape[1]]
+    # direction (dx, dy) = (cos, -sin): angle counter-clockwise from +x with y up
+    return np.abs((x - cx) * np.sin(angle) + (y - cy) * np.cos(angle))
+
+
+def _line_length_in(shape, cy, cx, angle) -> float:
+    """Length of the chord of the image rectangle along the line through (cy, cx) at ``angle``."""
+    h, w = shape
+    dx, dy = np.cos(angle), -np.sin(angle)
+    ts = []
+    for p0, d, lo, hi in ((cx, dx, 0.0, w - 1.0), (cy, dy, 0.0, h - 1.0)):
+        if abs(d) < 1e-12:
+            if not lo <= p0 <= hi:
+                return 0.0
+            ts.append((-np.inf, np.inf))
+        else:
+            a, b = (lo - p0) / d, (hi - p0) / d
+            ts.append((min(a, b), max(a, b)))
+    t0, t1 = max(ts[0][0], ts[1][0]), min(ts[0][1], ts[1][1])
+    return float(max(t1 - t0, 0.0))
+
+
+def _weighted_median(values, weights) -> float:
+    order = np.argsort(values)
+    v, wt = np.asarray(values, float)[order], np.asarray(weights, float)[order]
+    c = np.cumsum(wt)
+    return float(v[np.searchsorted(c, 0.5 * c[-1])])
+
+
+def sample_fibers(
+    seed: int = 0,
+    *,
+    shape=(768, 768),
+    n_fibers: int = 24,
+    diameter: tuple[float, float] = (8.0, 16.0),
+    orientation: float = 30.0,
+    alignment: float = 0.0,
+    n_beads: int = 12,
+    n_blobs: int = 3,
+    bead_factor: tuple[float, float] = (2.6, 3.6),
+    pixel_size: float = 20.0,
+) -> SyntheticSample:
+    """An electrospun fibre mat: straight fibres of known diameters and orientations, with beads.
+
+    Fibres are straight cylinders across the image, drawn in random depth
+    order (deeper ones darker), their diameters uniform in ``diameter``
+    (pixels) and their orientations drawn from a von Mises distribution of
+    doubled angles around ``orientation`` (degrees counter-clockwise from
+    the +x axis, y up) whose concentration gives about the requested
+    ``alignment`` (0 random .. 1 all parallel). Near-parallel fibres are kept
+    apart, so that every crossing is a clear junction. Beads are spindles on
+    fibres, ``bead_factor`` times the fibre diameter wide and placed away from
+    crossings; ``n_blobs`` round blobs lie free between fibres.
+
+    Returns
+    -------
+    SyntheticSample
+        ``labels``: fibre ``i + 1`` for fibre ``i`` (the top-most where they
+        cross), beads and blobs included. ``info`` holds per-fibre
+        ``diameters`` and ``angles`` (degrees) and in-image ``lengths``
+        (pixels), the length-weighted ``diameter_median`` / ``diameter_mean``
+        (pixels), the length-weighted ``alignment`` (1 - circular variance of
+        doubled angles) and ``orientation_mean``, and ``beads``: a list of
+        ``(y, x, width_px, kind)`` with kind ``"spindle"`` or ``"blob"``.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    dmin, dmax = float(diameter[0]), float(diameter[1])
+    if not 1.0 <= dmin <= dmax:
+        from ._validation import SEMAnalysisError
+
+        raise SEMAnalysisError(f"diameter must be (min, max) with 1 <= min <= max, got {diameter!r}")
+    # von Mises concentration for a doubled-angle resultant length of ``alignment``
+    a = float(np.clip(alignment, 0.0, 0.995))
+    kappa = 0.0 if a < 1e-3 else (a * (2 - a * a) / (1 - a * a) if a < 0.85 else 1.0 / (2 * (1 - a)))
+    mu = np.deg2rad(orientation)
+    fibers: list[tuple[float, float, float, float]] = []  # cy, cx, angle, diameter
+    attempts = 0
+    while len(fibers) < n_fibers and attempts < n_fibers * 100:
+        attempts += 1
+        ang = (rng.vonmises(2 * mu, kappa) / 2.0) if kappa > 0 else rng.uniform(0, np.pi)
+        ang = float(np.mod(ang, np.pi))
+        d = float(rng.uniform(dmin, dmax))
+        cy, cx = rng.uniform(0.1 * h, 0.9 * h), rng.uniform(0.1 * w, 0.9 * w)
+        ok = True
+        for fy, fx, fa, fd in fibers:
+            dang = abs((ang - fa + np.pi / 2) % np.pi - np.pi / 2)
+            if dang < np.deg2rad(20):
+                # near-parallel: the new line must stay clear of the other inside the image
+                sep = abs((cx - fx) * np.sin(fa) + (cy - fy) * np.cos(fa))
+                span = np.hypot(h, w)
+                if sep - span * np.sin(dang) < (d + fd) / 2 + 6:
+                    ok = False
+                    break
+        if ok:
+            fibers.append((cy, cx, ang, d))
+    n = len(fibers)
+    depth = rng.permutation(n)  # 0 = deepest
+    labels = np.zeros(shape, np.int32)
+    signal = np.full(shape, 0.12)
+    lengths = np.array([_line_length_in(shape, cy, cx, ang) for cy, cx, ang, _ in fibers])
+    bead_list: list[tuple[float, float, float, str]] = []
+    # beads: spindles on randomly chosen fibres, away from other fibres and the border
+    dists = [_line_distance(shape, cy, cx, ang) for cy, cx, ang, _ in fibers]
+    bead_shapes: list[tuple[int, np.ndarray, float]] = []  # fibre, footprint, width
+    tries = 0
+    while len(bead_list) < n_beads and tries < n_beads * 200 and n:
+        tries += 1
+        i = int(rng.integers(n))
+        cy, cx, ang, d = fibers[i]
+        t = rng.uniform(-0.5, 0.5) * lengths[i]
+        by, bx = cy - t * np.sin(ang), cx + t * np.cos(ang)
+        bw = d * float(rng.uniform(*bead_factor))
+        bl = bw * float(rng.uniform(1.6, 2.2))
+        margin = bl / 2 + 8
+        if not (margin < by < h - margin and margin < bx < w - margin):
+            continue
+        iy, ix = int(round(by)), int(round(bx))
+        clear = all(dists[j][iy, ix] > (bl / 2 + fibers[j][3] / 2 + 8) for j in range(n) if j != i)
+        clear &= all(np.hypot(by - y, bx - x) > (bl + wb) for y, x, wb, _ in bead_list)
+        if not clear:
+            continue
+        foot = _disk_distance(shape, by, bx, bw / 2, bl / 2, ang) <= 1.0
+        bead_shapes.append((i, foot, bw))
+        bead_list.append((float(by), float(bx), float(bw), "spindle"))
+    blobs = 0
+    tries = 0
+    while blobs < n_blobs and tries < n_blobs * 300 and n:
+        tries += 1
+        bw = float(rng.uniform(2.5, 4.0)) * 0.5 * (dmin + dmax)
+        by, bx = rng.uniform(bw, h - bw), rng.uniform(bw, w - bw)
+        iy, ix = int(round(by)), int(round(bx))
+        if any(dists[j][iy, ix] < bw / 2 + fibers[j][3] / 2 + 8 for j in range(n)):
+            continue
+        if any(np.hypot(by - y, bx - x) < (bw + wb) for y, x, wb, _ in bead_list):
+            continue
+        foot = _disk_distance(shape, by, bx, bw / 2, bw / 2, 0.0) <= 1.0
+        bead_shapes.append((-1, foot, bw))
+        bead_list.append((float(by), float(bx), float(bw), "blob"))
+        blobs += 1
+    # render deepest first; each fibre its own brightness, slightly brighter at its edges
+    for k in np.argsort(depth):
+        cy, cx, ang, d = fibers[k]
+        r = d / 2
+        cover = np.clip(r - dists[k] + 0.5, 0.0, 1.0)
+        level = 0.45 + 0.35 * depth[k] / max(n - 1, 1)
+        profile = level * (0.85 + 0.15 * np.clip(dists[k] / r, 0, 1) ** 2)
+        signal = signal * (1 - cover) + profile * cover
+        labels[cover >= 0.5] = k + 1
+        for i, foot, _ in bead_shapes:
+            if i == k:
+                signal[foot] = level
+                labels[foot] = k + 1
+    for i, foot, _ in bead_shapes:
+        if i < 0:
+            signal[foot] = 0.7
+            labels[foot] = n + 1
+    signal += ndi.gaussian_filter(rng.normal(0, 0.02, shape), 2)
+    image = _sem_render(signal, rng, blur=0.7, dose=60)
+    angles = np.array([f[2] for f in fibers])
+    diams = np.array([f[3] for f in fibers])
+    wl = lengths / max(lengths.sum(), 1e-9)
+    res = np.sum(wl * np.exp(2j * angles))
+    info = {
+        "diameters": diams.tolist(),
+        "angles": np.rad2deg(angles).tolist(),
+        "lengths": lengths.tolist(),
+        "diameter_median": _weighted_median(diams, lengths),
+        "diameter_mean": float(np.sum(wl * diams)),
+        "alignment": float(abs(res)),
+        "orientation_mean": float(np.rad2deg(np.angle(res) / 2) % 180),
+        "beads": bead_list,
+        "n_fibers": n,
+    }
+    return SyntheticSample(image=image, labels=labels, pixel_size=pixel_size, name="fibers", info=info)
+
+
+# ---------------------------------------------------------------------------
 # npe2 sample-data contributions (napari File > Open Sample)
 # ---------------------------------------------------------------------------
 
@@ -405,4 +589,17 @@ def _sample_am_pores():
     layers[1][1]["features"] = pd.DataFrame(
         {"label": ids, "class": [AM_PORE_CLASSES[sample.classes[i]] for i in ids]}
     )
+    return layers
+
+
+def _sample_fibers():
+    sample = sample_fibers()
+    layers = _layers(sample, "fibres ground truth")
+    beads = sample.info["beads"]
+    pts = np.array([[b[0], b[1]] for b in beads], float).reshape(-1, 2)
+    import pandas as pd
+
+    feats = pd.DataFrame({"width_px": [b[2] for b in beads], "kind": [b[3] for b in beads]})
+    spatial = {"scale": (sample.pixel_size, sample.pixel_size), "units": ("nm", "nm")}
+    layers.append((pts, {"name": "beads ground truth", "features": feats, "face_color": "red", **spatial}, "points"))
     return layers

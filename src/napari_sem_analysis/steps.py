@@ -207,6 +207,11 @@ STEPS: list[Step] = [
     Step("lbp_features", "texture:lbp_features", takes=("image", "labels"), writes="table",
          description="local-binary-pattern texture per object or per tile"),
     Step("texture_map", "texture:texture_map", writes="image", description="GLCM feature map (sliding window)"),
+    # fibre mats and networks
+    Step("measure_fibers", "fibers:measure_fibers", takes=("image", "mask"), writes="labels", summary="fibers",
+         description="fibre diameters, orientation, junctions, beads and mesh pores (fibre mats)"),
+    Step("local_thickness", "thickness:thickness_map", takes=("mask",), writes="image",
+         description="local thickness (width) map of a phase: ligaments, pores, fibres, coatings"),
     # coating cross-sections
     Step("coating_layers", "coating:coating_layers", writes="labels", summary="coating",
          description="coating/oxide thickness profile and cracks"),
@@ -218,6 +223,8 @@ STEPS: list[Step] = [
          writes="annotation", annotates=True, description="class of every object from a saved ObjectClassifier"),
     Step("classify_tiles", "workflows.model_steps:classify_tiles", writes="labels", summary="tiles",
          description="class of every tile from a saved ImageClassifier"),
+    Step("pixel_classify", "pixel_classifier:pixel_classify", writes="labels", summary="phases",
+         description="class of every pixel from a saved PixelClassifier (trained from scribbles)"),
 ]
 
 _REGISTRY: dict[str, Step] = {}

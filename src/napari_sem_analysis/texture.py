@@ -822,7 +822,10 @@ def lbp_features(
         lab, present, table = _regions(image.shape, labels, tile_size)
     codes, nbins = _lbp_codes(image, P, R, method)
     n_reg = present.size
-    if n_reg:
+    if whole:
+        hist = np.bincount(codes.ravel(), minlength=nbins)[None, :nbins].astype(np.float64)
+        hist = hist / max(hist.sum(), 1)
+    elif n_reg:
         fg = lab > 0
         reg = _region_index(lab[fg].astype(np.int64), present)
         hist = np.bincount(reg * nbins + codes[fg], minlength=n_reg * nbins).reshape(n_reg, nbins)

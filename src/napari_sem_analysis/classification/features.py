@@ -168,14 +168,37 @@ def image_features(
     return out
 
 
-def _features_matrix(images, scales, progress=None, cancel=None) -> tuple[np.ndarray, list[str]]:
+FEATURE_SETS = ("texture", "fibers", "all")
+
+
+def feature_vector(image, *, feature_set: str = "texture", scales: Sequence[int] = (1, 2, 4)) -> dict:
+    """The features of one image for a feature set.
+
+    ``"texture"``: :func:`image_features`. ``"fibers"``: the physical fibre
+    features of :func:`napari_sem_analysis.fiber_features` (bead density,
+    diameter spread, ...; scale-free). ``"all"``: both.
+    """
+    if feature_set not in FEATURE_SETS:
+        raise SEMAnalysisError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
+    out: dict = {}
+    if feature_set in ("texture", "all"):
+        out.update(image_features(image, scales=scales))
+    if feature_set in ("fibers", "all"):
+        from ..fibers import fiber_features
+
+        img = check_image(to_grayscale(np.asarray(image)), min_size=16)
+        out.update(fiber_features(img))
+    return out
+
+
+def _features_matrix(images, scales, progress=None, cancel=None, feature_set: str = "texture"):
     rows = []
     names = None
     n = len(images)
     for i, im in enumerate(images):
         if cancel is not None and cancel():
             raise _Cancelled()
-        f = image_features(im, scales=scales)
+        f = feature_vector(im, feature_set=feature_set, scales=scales)
         if names is None:
             names = list(f)
         rows.append([f[k] for k in names])

@@ -11,9 +11,7 @@ import pandas as pd
 from .._validation import SEMAnalysisError, check_image, check_positive, to_grayscale
 from .archive import _read_archive, _write_archive
 from .cnn import _CNN, _check_arch, _cnn_shapes, _prepare_cnn_batch
-from .features import (
-    _features_matrix,
-)
+from .features import FEATURE_SETS, _features_matrix
 from .folders import load_image_folder
 from .results import CVResult
 from .sklearn_models import (
@@ -26,6 +24,19 @@ from .sklearn_models import (
 )
 from .tiles import tile_positions
 from .validation import _cross_validate, _encode_labels, _splits
+
+
+def _names_match_set(names: list[str], feature_set: str) -> bool:
+    """Whether a stored feature list is what ``feature_set`` computes (fibre names start with ``fib_``)."""
+    from ..fibers import FIBER_FEATURES
+
+    fib = [n for n in names if n.startswith("fib_")]
+    tex = [n for n in names if not n.startswith("fib_")]
+    if feature_set == "fibers":
+        return fib == list(FIBER_FEATURES) and not tex
+    if feature_set == "texture":
+        return not fib and bool(tex)
+    return fib == list(FIBER_FEATURES) and bool(tex)
 
 
 class ImageClassifier:
@@ -41,6 +52,13 @@ class ImageClassifier:
     model : str
         Feature backend: ``"random_forest"`` (default), ``"extra_trees"``,
         ``"gradient_boosting"`` or ``"logistic_regression"``.
+    feature_set : {"texture", "fibers", "all"}
+        Feature backend: texture and intensity features
+        (:func:`image_features`, the default), the physical fibre features
+        of :func:`napari_sem_analysis.fiber_features` (bead density,
+        diameter spread, alignment...: what makes a fibre mat defective,
+        scale-free, so they carry over to new specimens), or both. Model
+        files record the set and :meth:`load` checks it.
     class_names : sequence of str, optional
     scales : sequence of int
         Feature backend: downsampling factors at which texture is measured.
@@ -62,6 +80,7 @@ class ImageClassifier:
         model: str = "random_forest",
         class_names: Sequence[str] | None = None,
         *,
+        feature_set: str = "texture",
         scales: Sequence[int] = (1, 2, 4),
         n_estimators: int = 300,
         arch: str = "small",
@@ -77,7 +96,12 @@ class ImageClassifier:
             raise SEMAnalysisError(f"backend must be 'features' or 'cnn', got {backend!r}")
         if backend == "features" and model not in _SKLEARN_MODELS:
             raise SEMAnalysisError(f"model must be one of {_SKLEARN_MODELS}, got {model!r}")
+        if feature_set not in FEATURE_SETS:
+            raise SEMAnalysisError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
+        if backend == "cnn" and feature_set != "texture":
+            raise SEMAnalysisError("feature_set applies to the 'features' backend only")
         self.backend = backend
+        self.feature_set = feature_set
         self.model = model
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
         self.scales = tuple(int(check_positive(s, "scales")) for s in scales)
@@ -119,7 +143,7 @@ class ImageClassifier:
 
     def _prepare(self, images, progress=None, cancel=None):
         if self.backend == "features":
-            X, names = _features_matrix(images, self.scales, progress, cancel)
+            X, names = _features_matrix(images, self.scales, progress, cancel, feature_set=self.feature_set)
             return X, names
         return _prepare_cnn_batch(images, self.input_size), None
 
@@ -322,11 +346,20 @@ class ImageClassifier:
         return table
 
     @classmethod
-    def from_folder(cls, path, *, tile_size: int | None = None, stride: int | None = None, **kwargs) -> ImageClassifier:
-        """Train a classifier on ``path/<class name>/*`` images (optionally cut into tiles)."""
-        data = load_image_folder(path, tile_size=tile_size, stride=stride)
+    def from_folder(
+        cls, path, *, tile_size: int | None = None, stride: int | None = None, specimen="auto", **kwargs
+    ) -> ImageClassifier:
+        """Train a classifier on ``path/<class name>/*`` images (optionally cut into tiles).
+
+        ``specimen``: the rule naming each image's specimen
+        (:func:`load_image_folder`); the data, with ``cv_groups`` and the
+        ``specimen_rule`` in words, are kept in ``folder_data_``.
+        """
+        data = load_image_folder(path, tile_size=tile_size, stride=stride, specimen=specimen)
         kwargs.setdefault("class_names", data.class_names)
-        return cls(**kwargs).fit(data.images, data.y, groups=data.groups)
+        clf = cls(**kwargs).fit(data.images, data.y, groups=data.cv_groups)
+        clf.folder_data_ = data
+        return clf
 
     # -- files ---------------------------------------------------------
     def _meta(self) -> dict:
@@ -334,6 +367,7 @@ class ImageClassifier:
             "classifier": "ImageClassifier",
             "backend": self.backend,
             "model": self.model,
+            "feature_set": self.feature_set,
             "class_names": self.class_names,
             "scales": list(self.scales),
             "n_estimators": self.n_estimators,
@@ -368,6 +402,7 @@ class ImageClassifier:
                 meta["backend"],
                 meta.get("model", "random_forest"),
                 [str(c) for c in meta["class_names"]],
+                feature_set=str(meta.get("feature_set", "texture")),
                 scales=[int(s) for s in meta.get("scales", (1, 2, 4))],
                 n_estimators=int(meta.get("n_estimators", 300)),
                 arch=str(meta.get("arch", "small")),
@@ -394,6 +429,8 @@ class ImageClassifier:
             n_features = getattr(est, "n_features_in_", None)
             if clf.feature_names_ is None or (n_features is not None and n_features != len(clf.feature_names_)):
                 raise SEMAnalysisError(f"{name}: the model does not match its feature list")
+            if not _names_match_set(clf.feature_names_, clf.feature_set):
+                raise SEMAnalysisError(f"{name}: the feature list does not match feature_set {clf.feature_set!r}")
             _check_classes(est, clf.class_names, name)
             clf.estimator_ = est
             return clf
@@ -425,4 +462,5 @@ class ImageClassifier:
 
     def __repr__(self):
         state = "trained" if self.estimator_ is not None else "untrained"
-        return f"ImageClassifier(backend={self.backend!r}, class_names={self.class_names}, {state})"
+        fs = f", feature_set={self.feature_set!r}" if self.backend == "features" else ""
+        return f"ImageClassifier(backend={self.backend!r}{fs}, class_names={self.class_names}, {state})"

@@ -129,7 +129,12 @@ class TileClassifierWidget(SEMWidget):
             if not folder or not Path(folder).is_dir():
                 raise SEMAnalysisError("choose a folder with one sub-folder per class")
             data = load_image_folder(folder, tile_size=tile, stride=self._stride_value())
-            return data.images, data.y, data.groups, data.class_names
+            # cross-validate by specimen when the file names or sub-folders name one
+            self.specimen_rule = data.specimen_rule
+            from napari.utils.notifications import show_info
+
+            show_info(f"cross-validation groups: specimen from {data.specimen_rule}")
+            return data.images, data.y, data.cv_groups, data.class_names
         layers = list(self._train_layers.value or [])
         if len(layers) < 2:
             raise SEMAnalysisError("select at least two Image layers (the class of each is its name)")

@@ -44,7 +44,14 @@ from __future__ import annotations
 
 from ..steps import register_step, resolve_step
 from ._data import read_image, write_atomic
-from .model_steps import TileClasses, _cached_classifier, _cached_model, classify_objects, classify_tiles, unet_predict
+from .model_steps import (  # noqa: F401  (the model caches: tests clear them)
+    TileClasses,
+    _cached_classifier,
+    _cached_model,
+    classify_objects,
+    classify_tiles,
+    unet_predict,
+)
 from .presets import PRESETS
 from .recipes import MAX_RECIPE_BYTES, PARAM_BOUNDS, RECIPE_VERSION, Workflow, WorkflowResult, load_recipe, run_workflow
 from .summaries import (
@@ -83,6 +90,4 @@ __all__ = [
     "classify_objects",
     "classify_tiles",
     "RECIPE_VERSION",
-    "_cached_model",
-    "_cached_classifier",
 ]

@@ -31,6 +31,23 @@ PRESETS: dict[str, dict] = {
         "labels": "pores",
         "summary": "porosity",
     },
+    "fibers": {
+        "name": "fibers",
+        "description": (
+            "Fibre mats (electrospun nanofibres): fibre diameter distribution, alignment, junction and "
+            "bead densities, mesh pore size; one row per fibre segment."
+        ),
+        "steps": [
+            {
+                "function": "measure_fibers",
+                "params": {},
+                "inputs": {"image": "image"},
+                "output": "fibers",
+            }
+        ],
+        "labels": "fibers",
+        "summary": "fibers",
+    },
     "coating": {
         "name": "coating",
         "description": (

@@ -208,6 +208,19 @@ def summarize_tiles(result: WorkflowResult, **_):
     return table, summary
 
 
+@register_summary("fibers")
+def summarize_fibers(result: WorkflowResult, **_):
+    """Fibre mats: one row per fibre segment; diameter, alignment, junction and bead figures.
+
+    Reads the ``measure_fibers`` output (a ``FiberResult``) of the recipe;
+    lengths in nm when the pixel size is known.
+    """
+    fib = next((v for v in reversed(list(result.outputs.values())) if hasattr(v, "flat_summary")), None)
+    if fib is None:
+        return pd.DataFrame(), {}
+    return fib.segments.copy(), fib.flat_summary()
+
+
 @register_summary("coating")
 def summarize_coating(result: WorkflowResult, **_):
     """Coating cross-section figures from the ``coating_layers`` step."""
