@@ -40,3 +40,11 @@ def test_gui_demo_loads_the_sample_and_docks_the_widgets(make_napari_viewer):
     docked = " ".join(viewer.window.dock_widgets)
     for name in _demo.DOCK_WIDGETS:
         assert name in docked
+    # the main job has run: labels with measurements, the preset's count; the ground truth is hidden
+    labels = viewer.layers["split"]
+    import napari_sem_analysis as sem
+
+    assert labels.data.max() == sem.segment_particles(image.data, pixel_size=5.0).max()
+    assert len(labels.features) == labels.data.max() and "equivalent_diameter" in labels.features
+    assert not viewer.layers["particles ground truth"].visible
+    assert viewer.window._qt_window.minimumSizeHint().height() < 1100

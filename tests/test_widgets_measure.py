@@ -196,7 +196,8 @@ def test_feature_table_sort_filter_select_export(scene, qtbot, errors, tmp_path,
     from qtpy.QtCore import Qt
 
     headers = [table.model.headerData(i, Qt.Orientation.Horizontal) for i in range(table.model.columnCount())]
-    assert "area [nm^2]" in headers and "equivalent_diameter [nm]" in headers and "label" in headers
+    # one spelling on screen (nm², as in the widgets), ASCII-safe nm^2 in exported files
+    assert "area [nm²]" in headers and "equivalent_diameter [nm]" in headers and "label" in headers
 
     csv = table.export_csv(tmp_path / "feat.csv")
     back = pd.read_csv(csv)

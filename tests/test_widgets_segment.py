@@ -43,7 +43,10 @@ def test_enhance_clahe_live_preview_and_denoise_run(make_napari_viewer, qtbot, p
     widget = EnhanceWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget._tile.widget.label.endswith("(nm)")
-    assert widget._tile.value == pytest.approx(128 * 5.0)
+    assert widget._tile.value == 600.0  # 128 px shown as a round physical value (not 640.00 nm)
+    widget._clip.value = 2.5
+    assert "CLAHE" not in [lyr.name for lyr in viewer.layers]  # no preview until asked
+    widget._preview.value = True
 
     # dragging the slider updates the CLAHE layer immediately
     widget._tile.widget.value = 200.0  # 40 px tiles
@@ -80,7 +83,7 @@ def test_enhance_background_and_bad_input(make_napari_viewer, qtbot, errors, wai
     assert errors and "image layer" in errors[-1]
     viewer.add_image(np.full((40, 40), 9, np.uint8), name="flat")
     widget._reset()
-    widget._clip.value = 2.5  # preview on a constant image: notification, no layer
+    widget._preview.value = True  # preview on a constant image: notification, no layer
     assert "constant" in errors[-1]
     assert "CLAHE" not in [lyr.name for lyr in viewer.layers]
     widget._step.value = "background"
@@ -108,9 +111,12 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     viewer.add_image(img, name="sem", **SCALE)
     widget = ThresholdWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    assert [lyr.name for lyr in viewer.layers] == ["sem"]  # no preview layer until asked
+    widget._preview.value = True
     widget._min_size.value = 500.0  # nm² = 20 px²
     out = _layer(viewer, "threshold")
-    expected = clean_mask(threshold(img, "otsu"), min_size=20, fill_holes=True)
+    smooth = denoise(img, "gaussian", size=1.0)  # the defaults: the particles preset's mask
+    expected = clean_mask(threshold(smooth, "li"), opening=1, min_size=20, fill_holes=True, max_hole_size=100)
     np.testing.assert_array_equal(out.data > 0, expected)
     assert ((out.data > 0) == (truth > 0)).mean() > 0.97
     assert tuple(out.scale) == (5.0, 5.0)
@@ -118,11 +124,12 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     widget._method.value = "local_mean"
     widget._window.widget.value = 255.0  # 51 px
     np.testing.assert_array_equal(
-        out.data > 0, clean_mask(threshold(img, "local_mean", window_size=51), min_size=20, fill_holes=True)
+        out.data > 0, clean_mask(threshold(smooth, "local_mean", window_size=51), opening=1, min_size=20,
+                                 fill_holes=True, max_hole_size=100)
     )
-    # recorded as threshold + clean_mask
+    # recorded as denoise + threshold + clean_mask
     funcs = [s["function"] for s in recorded_steps(viewer)]
-    assert funcs == ["threshold", "clean_mask"]
+    assert funcs == ["denoise", "threshold", "clean_mask"]
     # multi-level Otsu via the worker
     widget._method.value = "multi-otsu"
     widget._classes.value = 2
@@ -133,6 +140,7 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     assert "%" in widget._status.value
     # absurd clean-up: everything removed -> notification, layer unchanged
     widget._method.value = "otsu"
+    assert "phases" in [lyr.name for lyr in viewer.layers]  # made by Run: kept
     before = out.data.copy()
     widget._min_size.value = 1e9
     assert errors and ("removed every object" in errors[-1] or "larger than the whole image" in errors[-1])
@@ -168,7 +176,8 @@ def test_split_widget_distance_and_seeds(make_napari_viewer, qtbot, particles, e
     out = _layer(viewer, "split")
     assert out.data.max() == 4 and tuple(out.scale) == (5.0, 5.0)
     np.testing.assert_array_equal(mask_layer.data, truth > 0)  # input untouched
-    assert recorded_steps(viewer)[-1]["function"] == "split_touching"
+    step = recorded_steps(viewer)[-1]
+    assert step["function"] == "split_particles" and step["params"]["split_min_distance"] == 35.0
     # seeds from a Points layer (world coordinates -> data coordinates)
     pts = viewer.add_points(np.array([[40, 40], [40, 66], [90, 110]]) * 5.0, name="seeds")
     widget._reset()
@@ -235,23 +244,27 @@ def test_lengths_follow_a_pixel_size_set_by_hand(make_napari_viewer, particles, 
     viewer.add_labels((truth > 0).astype(np.uint8), name="mask")
     enhance, split = EnhanceWidget(viewer), SplitWidget(viewer)
     thresh = ThresholdWidget(viewer)
-    thresh._preview.value = False
     assert enhance._tile.widget.label.endswith("(px)") and enhance._tile.value == 128
-    assert thresh._min_size.widget.label.endswith("(px²)") and thresh._min_size.value == 4  # 1-3 px specks go
+    # the preset's smallest particle: a 4 px disk
+    assert thresh._min_size.widget.label.endswith("(px²)") and thresh._min_size.value == pytest.approx(12.57)
     info = PixelSizeWidget(viewer)
     info._size.value = 0.543  # a sub-nm pixel, as in the nanoporous gold image
     info.apply()  # sets image and mask (same shape)
     assert enhance._tile.widget.label.endswith("(nm)")
     assert split._min_distance.widget.label.endswith("(nm)")
-    # areas follow too: the same 4 px² shown in nm² (it used to stay '4', then read as 4 nm² = 14 px²)
+    # areas follow too, in nm², as round physical values close to the px defaults (within 12%)
     assert thresh._min_size.widget.label.endswith("(nm²)") and split._min_size.widget.label.endswith("(nm²)")
     cparams = thresh.params()
-    assert cparams["unit"] == "nm" and cparams["min_size"] / 0.543**2 == pytest.approx(4, rel=1e-3)
+    assert cparams["unit"] == "nm" and cparams["min_size"] == 4.0  # 12.57 px² = 3.7 nm² -> 4 nm²
     params = enhance.params()
     assert params["unit"] == "nm"
-    assert params["tile_size"] / 0.543 == pytest.approx(128, rel=1e-3)  # still 128 px
-    assert split.params()["min_distance"] / 0.543 == pytest.approx(5, rel=1e-3)
+    assert params["tile_size"] == 70.0  # 128 px = 69.5 nm -> 70 nm
+    assert "split_min_distance" not in split.params()  # auto: from the particles' size
+    # a value the user typed is kept exactly
+    enhance._tile.widget.value = 69.504
+    assert enhance.params()["tile_size"] == pytest.approx(69.504)
     # the preview then uses those 128 px tiles
+    enhance._preview.value = True
     enhance._clip.value = 3.0
     np.testing.assert_array_equal(_layer(viewer, "CLAHE").data, clahe(img, clip_limit=3.0, tile_size=128))
     np.testing.assert_allclose(_layer(viewer, "CLAHE").scale, layer.scale)
@@ -265,7 +278,7 @@ def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, er
     nan[5, 5] = np.nan
     viewer.add_image(nan, name="nan")  # used to break the widget's construction
     widget = ThresholdWidget(viewer)
-    widget._method.value = "li"
+    widget._preview.value = True
     assert "NaN" in errors[-1]
     assert "threshold" not in [lyr.name for lyr in viewer.layers]
     # a stack: the preview says to press Run; Run thresholds plane by plane
@@ -279,7 +292,8 @@ def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, er
     widget.run()
     wait_run(widget)
     out = _layer(viewer, "threshold")
-    expected = np.stack([clean_mask(threshold(p, "otsu"), fill_holes=True) for p in stack])
+    expected = np.stack([clean_mask(threshold(denoise(p, "gaussian", size=1.0), "otsu"), opening=1, min_size=12.57,
+                                    max_hole_size=100) for p in stack])
     np.testing.assert_array_equal(out.data > 0, expected)
     assert tuple(out.scale) == (1.0, 5.0, 5.0)
 
@@ -291,10 +305,17 @@ def test_preview_follows_a_new_image_choice(make_napari_viewer, particles, error
     viewer.add_image(img[::-1].copy(), name="b")
     widget = ThresholdWidget(viewer)
     widget._image.value = _layer(viewer, "a")
-    widget._fill.value = False  # a preview is on screen now
+    widget._smooth.value = 0.0
+    widget._opening.value = 0.0
+    widget._min_size.value = 0.0
+    widget._fill.value = False
+    widget._preview.value = True  # a preview is on screen now
     out = _layer(viewer, "threshold")
     widget._image.value = _layer(viewer, "b")
-    np.testing.assert_array_equal(out.data > 0, threshold(img[::-1], "otsu"))
+    np.testing.assert_array_equal(out.data > 0, threshold(img[::-1], "li"))
+    # unticking the preview takes its layer away
+    widget._preview.value = False
+    assert "threshold" not in [lyr.name for lyr in viewer.layers]
     assert not errors
 
 
@@ -303,7 +324,7 @@ def test_enhance_preview_rgb_and_absurd_background(make_napari_viewer, qtbot, er
     viewer = make_napari_viewer()
     viewer.add_image(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8), name="rgb", rgb=True)
     widget = EnhanceWidget(viewer)
-    widget._clip.value = 3.0
+    widget._preview.value = True
     assert "RGB" in errors[-1]
     viewer.add_image(rng.integers(0, 255, (30, 30), dtype=np.uint8), name="small")
     widget._image.value = _layer(viewer, "small")
@@ -364,6 +385,8 @@ def test_seeded_split_follows_the_image_edges_when_an_image_is_chosen(make_napar
     seeds = viewer.add_points(np.array([[40, 35], [40, 70]]) * 5.0, name="seeds")
     widget = SplitWidget(viewer)
     widget._seeds.value = seeds
+    assert widget._image.value is _layer(viewer, "sem")  # the image is chosen by default
+    widget._image.value = None
     widget.run()  # mask only: the line follows the distance map
     wait_run(widget)
     out = _layer(viewer, "split")

@@ -230,6 +230,7 @@ def test_train_bad_input_notifies(make_napari_viewer, errors):
     assert errors and "Labels layer" in errors[-1]
     viewer.add_image(np.zeros((40, 40), np.uint8), name="a")
     viewer.add_labels(np.zeros((30, 30), np.int32), name="b")
+    w._fit.value = False  # with it, the mask would be fitted to the image
     w.add_pair()
     assert "same shape" in errors[-1] and not w._pairs
     w.save()

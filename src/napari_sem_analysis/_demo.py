@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-DOCK_WIDGETS = ("Pixel size and metadata", "Enhance", "Threshold", "Split touching objects", "Measure", "Feature table")
+DOCK_WIDGETS = ("Threshold", "Split touching objects", "Measure", "Feature table", "Plots")
 
 
 def _has_display() -> bool:
@@ -76,18 +76,71 @@ def _overlay_png(image, labels, path) -> None:
     iio.imwrite(path, (np.clip(rgb, 0, 1) * 255).astype(np.uint8))
 
 
-def run_gui(block: bool = True, viewer=None):
-    """Open napari (or use ``viewer``) with the sample loaded and the plugin's widgets docked."""
+def _wait(widget) -> None:
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    while widget.running:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    QApplication.processEvents()
+
+
+def run_gui(block: bool = True, viewer=None, analyse: bool = True):
+    """Open napari (or use ``viewer``) with the sample loaded, the main job run and its results shown.
+
+    The widgets are docked and pointed at the sample (never at its ground
+    truth); with ``analyse`` the Threshold -> Split -> Measure chain runs
+    with its defaults (those of the ``particles`` preset), and the feature
+    table and size distribution show the result. The window is sized to fit
+    the screen (the docks scroll).
+    """
     import napari
 
     if viewer is None:
         viewer = napari.Viewer(title="napari-sem-analysis demo")
+    window = viewer.window._qt_window
+    screen = window.screen().availableGeometry() if window.screen() is not None else None
+    if screen is not None:
+        window.resize(min(1500, screen.width()), min(1000, screen.height() - 60))
     viewer.open_sample("napari-sem-analysis", "particles")
+    image = next(layer for layer in viewer.layers if layer.name == "particles")
+    truth = next((layer for layer in viewer.layers if layer.name != "particles"), None)
+    if truth is not None:
+        truth.visible = False
+    docked = {}
     for name in DOCK_WIDGETS:
         try:
-            viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)
-        except Exception as exc:  # a widget that fails must not stop the demo
+            docked[name] = viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)[1]
+        except Exception as exc:  # noqa: BLE001  (a widget that fails must not stop the demo)
             print(f"could not dock {name!r}: {exc}", file=sys.stderr)
+    thresh, split = docked.get("Threshold"), docked.get("Split touching objects")
+    measure, table, plots = docked.get("Measure"), docked.get("Feature table"), docked.get("Plots")
+    if thresh is not None:
+        thresh._image.value = image
+    if analyse and thresh is not None and split is not None:
+        thresh.run()
+        _wait(thresh)
+        split._mask.value = viewer.layers["threshold"]
+        split._image.value = image
+        split.run()
+        _wait(split)
+        labels = viewer.layers["split"]
+        viewer.layers["threshold"].visible = False
+        labels.opacity = 0.5
+        if measure is not None:
+            measure._labels.value = labels
+            measure._image.value = image
+            measure.run()
+            _wait(measure)
+        if table is not None and hasattr(table, "set_layer"):
+            table.set_layer(labels)
+        if plots is not None:
+            plots.set_layer(labels)
+            plots.plot("size distribution")
+        viewer.layers.selection.active = labels
+    viewer.reset_view()
     if block:
         napari.run()
     return viewer

@@ -251,6 +251,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
+def outline_width(shape) -> int:
+    """Outline width (px) of the overlay PNGs: 1 px up to 512 px images, then about 1 px per 500 px (max 6)."""
+    return int(min(6, max(1, round(max(shape[-2:]) / 500))))
+
+
 def make_overlay(image: np.ndarray, labels: np.ndarray | None, *, classes: bool = False) -> np.ndarray:
     """RGB uint8 picture of the image with object outlines (or classes) on top."""
     gray = _to_uint8(image)
@@ -265,6 +270,13 @@ def make_overlay(image: np.ndarray, labels: np.ndarray | None, *, classes: bool 
     from skimage.segmentation import find_boundaries
 
     edges = find_boundaries(labels, mode="inner")
+    width = outline_width(labels.shape)
+    if width > 1:  # outlines that stay visible at full size: thicker on larger images, inside each object
+        import cv2
+
+        k = 2 * width - 1  # the inner 1 px outline grown by width - 1 px: width px inside the object
+        grown = cv2.dilate(edges.view(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+        edges = grown & (labels > 0)
     rng = np.random.default_rng(1)
     colours = rng.integers(80, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
     colours[:, 1] = 255 - colours[:, 1] // 3  # keep outlines bright

@@ -17,7 +17,8 @@ Modules: :mod:`.thresholds`, :mod:`.cleanup`, :mod:`.watershed`,
 from __future__ import annotations
 
 from .cleanup import clean_mask
-from .presets import segment_particles, segment_pores
+from .components import label_components
+from .presets import PARTICLE_SPLIT, segment_particles, segment_pores, split_particles
 from .superpixels import superpixels
 from .thresholds import GLOBAL_METHODS, LOCAL_METHODS, THRESHOLD_METHODS, multi_threshold, threshold
 from .watershed import _merge_slivers, split_touching, watershed_from_seeds  # noqa: F401  (_merge_slivers: tests)
@@ -28,6 +29,9 @@ __all__ = [
     "clean_mask",
     "split_touching",
     "watershed_from_seeds",
+    "label_components",
+    "split_particles",
+    "PARTICLE_SPLIT",
     "superpixels",
     "segment_particles",
     "segment_pores",

@@ -18,6 +18,20 @@ from .cleanup import clean_mask
 from .thresholds import GLOBAL_METHODS, threshold
 from .watershed import split_touching
 
+#: The splitting settings of the ``particles`` preset (:func:`segment_particles`), shared with
+#: :func:`split_particles` and the *Split touching objects* widget, so that the widget's defaults give
+#: the preset's objects.
+PARTICLE_SPLIT: dict = {
+    "split_fraction": 0.25,
+    "edge_quantile": 0.5,
+    "boundary_weight": 0.5,
+    "merge_fraction": 0.0,
+    "merge_slivers": True,
+    "separate": True,
+}
+#: The smallest particle of the preset: a disk of this diameter (px).
+PARTICLE_MIN_DIAMETER_PX = 4.0
+
 
 def _default_scale(shape) -> float:
     return max(1.0, min(shape) / 1000.0)
@@ -34,12 +48,12 @@ def segment_particles(
     min_particle_diameter: float | None = None,
     split: bool = True,
     split_min_distance: float | None = None,
-    split_fraction: float = 0.25,
-    edge_quantile: float | None = 0.5,
-    boundary_weight: float = 0.5,
-    merge_fraction: float = 0.0,
-    merge_slivers: bool = True,
-    separate: bool = True,
+    split_fraction: float = PARTICLE_SPLIT["split_fraction"],
+    edge_quantile: float | None = PARTICLE_SPLIT["edge_quantile"],
+    boundary_weight: float = PARTICLE_SPLIT["boundary_weight"],
+    merge_fraction: float = PARTICLE_SPLIT["merge_fraction"],
+    merge_slivers: bool = PARTICLE_SPLIT["merge_slivers"],
+    separate: bool = PARTICLE_SPLIT["separate"],
 ) -> np.ndarray:
     """Instance labels of particles in an SEM image: the classical recipe.
 
@@ -201,12 +215,100 @@ def _particle_mask(arr, units: _Units, denoise_size, threshold_method, threshold
         ks = int(2 * np.ceil(3 * sigma) + 1)
         img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
     mask = threshold(img, threshold_method, dark_objects=dark_particles, offset=threshold_offset)
-    dmin = units.px(min_diameter, 4.0, "min_particle_diameter")
+    dmin = units.px(min_diameter, PARTICLE_MIN_DIAMETER_PX, "min_particle_diameter")
     min_area = np.pi * (dmin / 2) ** 2
     mask = clean_mask(mask, opening=1, min_size=min_area, fill_holes=True, allow_empty=True)
     if not mask.any():
         raise SEMAnalysisError("no particles found: the clean mask is empty")
     return img, mask, min_area
+
+
+def split_particles(
+    mask,
+    intensity_image=None,
+    *,
+    min_size: float | None = None,
+    split_min_distance: float | None = None,
+    split_fraction: float = PARTICLE_SPLIT["split_fraction"],
+    edge_quantile: float | None = PARTICLE_SPLIT["edge_quantile"],
+    boundary_weight: float = PARTICLE_SPLIT["boundary_weight"],
+    merge_fraction: float = PARTICLE_SPLIT["merge_fraction"],
+    merge_slivers: bool = PARTICLE_SPLIT["merge_slivers"],
+    separate: bool = PARTICLE_SPLIT["separate"],
+    smooth_image: float = 1.0,
+    pixel_size: float | None = None,
+    unit: str = "px",
+) -> np.ndarray:
+    """Split the touching particles of a mask as the ``particles`` preset does (steps 4-5 of :func:`segment_particles`).
+
+    Markers at least ``split_min_distance`` apart (default: ``split_fraction``
+    x the median particle radius measured on the mask), the visible edges of
+    ``intensity_image`` (smoothed by a Gaussian of sigma ``smooth_image`` px)
+    used as in :func:`split_touching`, pieces smaller than ``min_size`` merged
+    into a neighbour (or dropped when isolated), rim slivers merged into
+    their particle and touching particles separated by one-pixel lines.
+    With the defaults, a mask made like the preset's gives the preset's labels.
+
+    Parameters
+    ----------
+    mask : ndarray
+        2-D binary mask (non-zero = particle; 3-D stacks plane by plane).
+    intensity_image : ndarray, optional
+        The grayscale image the mask was made from (edges between particles).
+    min_size : float, optional
+        Smallest particle area (px², or nm² with ``unit="nm"``); default a disk
+        of :data:`PARTICLE_MIN_DIAMETER_PX` px.
+    split_min_distance : float, optional
+        Fixed marker distance (px or nm) instead of the adaptive one.
+    split_fraction, edge_quantile, boundary_weight, merge_fraction, merge_slivers, separate
+        As in :func:`segment_particles` (defaults: :data:`PARTICLE_SPLIT`).
+    smooth_image : float
+        Gaussian sigma (px) applied to ``intensity_image`` (the preset
+        denoises by 1 px before thresholding; 0 = as given).
+    pixel_size : float, optional
+        nm per pixel (for ``unit="nm"``).
+    unit : {"px", "nm"}
+
+    Returns
+    -------
+    labels : ndarray of int32
+    """
+    from ._common import _check_mask
+    from .components import area_in_pixels
+
+    arr = np.asarray(mask)
+    if arr.ndim == 3:
+        kw = dict(min_size=min_size, split_min_distance=split_min_distance, split_fraction=split_fraction,
+                  edge_quantile=edge_quantile, boundary_weight=boundary_weight, merge_fraction=merge_fraction,
+                  merge_slivers=merge_slivers, separate=separate, smooth_image=smooth_image,
+                  pixel_size=pixel_size, unit=unit)
+        planes = [np.asarray(intensity_image)[i] if intensity_image is not None else None for i in range(len(arr))]
+        return np.stack([split_particles(p, im, **kw) for p, im in zip(arr, planes)]).astype(np.int32)
+    m = _check_mask(arr)
+    if not m.any():
+        raise SEMAnalysisError("the mask is empty: nothing to split")
+    if unit not in ("px", "nm"):
+        raise SEMAnalysisError(f"unit must be 'px' or 'nm', got {unit!r}")
+    units = _Units(None if pixel_size is None else check_positive(pixel_size, "pixel_size"), unit)
+    if min_size is None:
+        ms = np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2
+    else:
+        ms = area_in_pixels(min_size, pixel_size, unit, "min_size")
+    use_edges = intensity_image is not None and (edge_quantile is not None or boundary_weight > 0)
+    img = None
+    if use_edges:
+        img = check_image(intensity_image).astype(np.float32)
+        if img.shape != m.shape:
+            raise SEMAnalysisError(f"intensity_image shape {img.shape} differs from mask shape {m.shape}")
+        sigma = check_positive(smooth_image, "smooth_image", allow_zero=True, maximum=100)
+        if sigma > 0:
+            ks = int(2 * np.ceil(3 * sigma) + 1)
+            img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
+    return _split_particles(
+        m, img, units, ms, split_min_distance=split_min_distance, split_fraction=split_fraction,
+        edge_quantile=edge_quantile if use_edges else None, boundary_weight=boundary_weight if use_edges else 0.0,
+        merge_fraction=merge_fraction, merge_slivers=merge_slivers, separate=separate,
+    )
 
 
 def _split_particles(

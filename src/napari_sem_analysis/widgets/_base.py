@@ -77,6 +77,9 @@ __all__ = [
     "planes",
     "layers_of",
     "check_gray",
+    "nice_value",
+    "show_scale_bar",
+    "wide",
 ]
 
 
@@ -182,7 +185,50 @@ def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None, *, name
     return result["value"]
 
 
+_SCALE_BAR_SHOWN: set = set()
+
+
+def show_scale_bar(viewer) -> bool:
+    """Show napari's scale bar once a layer has a physical scale (nm); once per viewer, so the user can hide it."""
+    key = id(viewer)
+    if key in _SCALE_BAR_SHOWN:
+        return False
+    for layer in viewer.layers:
+        units = [str(u) for u in getattr(layer, "units", ())]
+        if units and units[-1] in ("nm", "nanometer") and float(layer.scale[-1]) != 1.0:
+            viewer.scale_bar.visible = True
+            _SCALE_BAR_SHOWN.add(key)
+            return True
+    return False
+
+
+def wide(slider, width: int = 180):
+    """Give a slider room (the default dock width leaves it a 40 px stub)."""
+    native = getattr(slider, "native", None)
+    if native is not None and hasattr(native, "setMinimumWidth"):
+        native.setMinimumWidth(width)
+    return slider
+
+
 # --------------------------------------------------------------------------- lengths
+_NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
+
+
+def nice_value(value: float) -> float:
+    """``value`` rounded to a round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8 x 10^k; within 12%).
+
+    Default lengths given in px become round physical values: 128 px at
+    7.344 nm/px is 1000 nm, not 940.03 nm.
+    """
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        return v
+    exp = np.floor(np.log10(v))
+    mant = v / 10**exp
+    best = min(_NICE, key=lambda n: abs(np.log(mant / n)))
+    return float(f"{best * 10**exp:.6g}")
+
+
 class LengthBox:
     """A length (or, with ``power=2``, an area) shown in nm when the layer has a scale, in px otherwise."""
 
@@ -210,7 +256,10 @@ class LengthBox:
         if unit != self.unit:
             value = self.widget.value
             if unit == "nm":
+                # the default becomes a round physical value; a value the user typed is converted exactly
                 value = value * pixel_size**self.power
+                if abs(self.widget.value - self.default_px) <= 0.006 + 1e-3 * abs(self.default_px):
+                    value = nice_value(value)  # the default (as shown, to the spin box's decimals)
             else:
                 value = self.default_px
             self.unit = unit  # before setting the value: its change signal may sync again
@@ -255,7 +304,8 @@ class SEMWidget(Container):
     finished = Signal(object)
 
     def __init__(self, napari_viewer):
-        super().__init__()
+        # scrollable: docked widgets share the window's height (several fit a 1200 px screen)
+        super().__init__(scrollable=True)
         self.viewer = napari_viewer
         self._worker = None
         self._running = False
@@ -263,11 +313,26 @@ class SEMWidget(Container):
         self._cancel_requested = False
         self._watched = None
         self._status = Label(value="")
+        if hasattr(self._status.native, "setWordWrap"):
+            self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self._boxes: list = []
         self._inputs: dict[str, ComboBox] = {}
         self._lengths: list[LengthBox] = []
         self.viewer.layers.events.inserted.connect(self._reset)
         self.viewer.layers.events.removed.connect(self._reset)
+
+    @property
+    def native(self):
+        """The Qt widget napari docks: a scroll area, so that docked widgets share the window's height.
+
+        ``native.layout()`` is the layout of the widget inside it (where
+        subclasses add their own Qt widgets, e.g. plots).
+        """
+        root = self._widget._mgui_get_root_native_widget()
+        inner = self._widget._mgui_get_native_widget()
+        if root is not inner and getattr(root, "layout", None) != inner.layout:
+            root.layout = inner.layout  # a Python attribute on the wrapper: the inner layout
+        return root
 
     # -- layer choice ------------------------------------------------------
     def layer_box(self, label: str, *kinds: str, optional: bool = False, arg: str | None = None,
@@ -293,6 +358,7 @@ class SEMWidget(Container):
         for box in self._boxes:
             box.reset_choices()
         self._sync_units()
+        show_scale_bar(self.viewer)
 
     # -- units ---------------------------------------------------------------
     def length_box(self, param: str, default_px: float, *, label: str | None = None, of: str | None = None,
@@ -575,14 +641,19 @@ class StepWidget(SEMWidget):
         func = self.plane_function(calls, pixel_size)
         first = next((_name_of(s) for s in calls[0].inputs.values() if s is not None), None)
         main = data.get(first)
+
+        def one(arrays):
+            # in a thread of its own: Cancel acts at once (within 0.1 s), not after the plane
+            return (yield from in_thread(lambda progress, cancel: func(arrays), lambda: self._cancel_requested))
+
         if main is not None and main.ndim == 3 and main.shape[-1] not in (3, 4):
             out = []
             for i in range(main.shape[0]):
-                out.append(func({k: (v[i] if v.ndim == 3 and v.shape[0] == main.shape[0] else v)
-                                 for k, v in data.items()}))
+                out.append((yield from one({k: (v[i] if v.ndim == 3 and v.shape[0] == main.shape[0] else v)
+                                            for k, v in data.items()})))
                 yield
             return np.stack(out)
-        result = func(data)
+        result = yield from one(data)
         yield
         return result
 
@@ -626,15 +697,42 @@ class StepWidget(SEMWidget):
         def done(result):
             self.write(result, calls)
             self.record(*calls)
+            self._previews.discard(calls[-1].output)  # a run's output is kept
 
         self._status.value = f"{desc}: running..."
         return self.start(lambda: self.compute(calls, data, ps), done, desc=desc, total=self.progress_total(data))
 
     def preview(self, calls: list[StepCall] | None = None):
-        """Run the calls synchronously on a 2-D image, write and record them (live previews)."""
+        """Run the calls synchronously on a 2-D image, write and record them (live previews).
+
+        A layer a preview creates is a *preview layer* until a *Run* writes
+        it: :meth:`drop_previews` removes those (preview switched off, or the
+        output changed).
+        """
+        from ._common import find_layer
+
         calls = calls if calls is not None else self.calls()
         data = self.read(calls)
         result = self.plane_function(calls, self.pixel_size())(data)
+        name = calls[-1].output
+        kind = _LAYER_KIND.get(calls[-1].entry.target.writes, "labels")
+        if find_layer(self.viewer, name, kind) is None:
+            self._previews.add(name)
         self.write(result, calls)
         self.record(*calls)
         return result
+
+    @property
+    def _previews(self) -> set:
+        if not hasattr(self, "_preview_names"):
+            self._preview_names = set()
+        return self._preview_names
+
+    def drop_previews(self, keep: str | None = None) -> None:
+        """Remove the layers that only a preview made (all but ``keep``)."""
+        for name in list(self._previews):
+            if name == keep:
+                continue
+            self._previews.discard(name)
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)

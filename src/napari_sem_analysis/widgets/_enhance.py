@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox
 
-from ._base import StepCall, StepWidget, check_gray
+from ._base import StepCall, StepWidget, check_gray, wide
 from ._common import notify_error
 
 STEP_OUTPUT = {"CLAHE": "CLAHE", "denoise": "denoise", "background": "background"}
@@ -32,9 +32,9 @@ class EnhanceWidget(StepWidget):
         self._image = self.layer_box("image", "Image")
         self._step = ComboBox(label="step", choices=list(STEP_OUTPUT), value="CLAHE")
         # CLAHE
-        self._clip = FloatSlider(label="clip limit", min=1.0, max=10.0, value=2.0, step=0.1)
+        self._clip = wide(FloatSlider(label="clip limit", min=1.0, max=10.0, value=2.0, step=0.1))
         self._tile = self.length_box("tile_size", 128, minimum=0.0)
-        self._preview = CheckBox(text="live preview", value=True)
+        self._preview = CheckBox(text="live preview", value=False)
         # denoise
         self._method = ComboBox(label="method", choices=["gaussian", "median", "bilateral", "nlm"], value="gaussian")
         self._size = self.length_box("size", 1.0, label="filter size", step=0.5)
@@ -56,6 +56,7 @@ class EnhanceWidget(StepWidget):
         self._clip.changed.connect(self._live)
         self._tile.widget.changed.connect(self._live)
         self._preview.changed.connect(self._live)  # ticking it shows the preview at once
+        self._preview.changed.connect(self._preview_toggled)
         self._reset()
         self._show_step()
 
@@ -94,6 +95,10 @@ class EnhanceWidget(StepWidget):
         return out
 
     # ----------------------------------------------------------------- actions
+    def _preview_toggled(self, _event=None):
+        if not self._preview.value:
+            self.drop_previews()  # a preview layer goes away with the preview
+
     def _live(self, _event=None):
         """Live CLAHE preview on the current 2-D image (synchronous: CLAHE takes milliseconds)."""
         if not self._preview.value or self._step.value != "CLAHE":

@@ -150,6 +150,9 @@ class PixelSizeWidget(SEMWidget):
             if calibration is not None:
                 target.metadata["pixel_size_calibration"] = dict(calibration)
         self.viewer.reset_view()
+        from ._base import show_scale_bar
+
+        show_scale_bar(self.viewer)
         notify_info(f"Pixel size set to {nm:.4g} nm ({source}) on {len(targets)} layer(s)")
         self._refresh()
         return targets

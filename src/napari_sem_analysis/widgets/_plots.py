@@ -36,6 +36,7 @@ class PlotWidget(SEMWidget):
         self.figure = Figure(figsize=(4.5, 3.4), dpi=100)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(300)
+        self.canvas.setMinimumHeight(260)  # in a scrolling dock it would otherwise be squeezed to nothing
         self.native.layout().addWidget(self.canvas)
         self._watched = None  # the layer whose features we follow
         self._layer_box.changed.connect(self._layer_changed)

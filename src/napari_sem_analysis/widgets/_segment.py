@@ -13,13 +13,16 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, SpinBox
 
 from .._validation import SEMAnalysisError
-from ._base import StepCall, StepWidget, cancel_check, check_gray
+from ..segmentation.presets import PARTICLE_MIN_DIAMETER_PX, PARTICLE_SPLIT
+from ._base import StepCall, StepWidget, cancel_check, check_gray, wide
 from ._common import as_array, notify_error, write_layer
 
 GLOBAL = ["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
 LOCAL = ["sauvola", "niblack", "local_mean"]
 _THRESHOLD_KEYS = ("method", "dark_objects", "offset", "window_size", "k")
-_CLEAN_KEYS = ("min_size", "fill_holes", "opening", "unit")
+_CLEAN_KEYS = ("min_size", "fill_holes", "max_hole_size", "opening", "unit")
+#: holes up to this area (px) are filled by default: specks inside particles, not the pores of a network
+MAX_HOLE_PX = 100.0
 
 
 # --------------------------------------------------------------------------- threshold
@@ -35,29 +38,47 @@ class ThresholdWidget(StepWidget):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self._image = self.layer_box("image", "Image")
-        self._method = ComboBox(label="method", choices=[*GLOBAL, *LOCAL, "multi-otsu"], value="otsu")
+        # defaults: the mask of the ``particles`` preset (1 px Gaussian, Li, 1 px opening, 4 px particles)
+        self._smooth = self.length_box("size", 1.0, label="smooth (Gaussian sigma)", of="denoise", step=0.5)
+        self._smooth.widget.tooltip = "Gaussian blur before thresholding (0 = none), as the particles preset does"
+        self._method = ComboBox(label="method", choices=[*GLOBAL, *LOCAL, "multi-otsu"], value="li")
         self._dark = CheckBox(text="dark objects", value=False)
-        self._offset = FloatSlider(label="offset", min=-128, max=128, value=0, step=1)
+        self._offset = wide(FloatSlider(label="offset (grey levels)", min=-128, max=128, value=0, step=1))
+        self._offset.tooltip = "added to the threshold, in the image's grey levels"
         self._window = self.length_box("window_size", 51, label="window", of="threshold")
-        self._k = FloatSpinBox(label="k", min=-2, max=2, value=0.2, step=0.05)
+        self._k = FloatSpinBox(label="k (Sauvola/Niblack)", min=-2, max=2, value=0.2, step=0.05)
         self._classes = SpinBox(label="classes", min=2, max=7, value=3)
-        self._opening = self.length_box("opening", 0.0, label="opening radius", of="clean_mask")
-        self._min_size = self.length_box("min_size", 4.0, label="min size", maximum=1e12, of="clean_mask")
-        self._fill = CheckBox(text="fill holes", value=True)
-        self._preview = CheckBox(text="live preview", value=True)
+        self._opening = self.length_box("opening", 1.0, label="opening radius", of="clean_mask")
+        self._min_size = self.length_box("min_size", float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2),
+                                         label="min size", maximum=1e12, of="clean_mask")
+        self._fill = CheckBox(text="fill holes up to the max hole size", value=True)
+        self._max_hole = self.length_box("max_hole_size", MAX_HOLE_PX, label="max hole size", maximum=1e12,
+                                         of="clean_mask")
+        self._max_hole.widget.tooltip = ("only holes up to this area are filled (0 = every hole): "
+                                         "the pores of a network stay open")
+        self._preview = CheckBox(text="live preview", value=False)
         self.extend(
-            [self._image, self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-             self._opening.widget, self._min_size.widget, self._fill, self._preview, *self.run_controls()]
+            [self._image, self._smooth.widget, self._method, self._dark, self._offset, self._window.widget, self._k,
+             self._classes, self._opening.widget, self._min_size.widget, self._fill, self._max_hole.widget,
+             self._preview, *self.run_controls()]
         )
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
-        for w in (self._method, self._dark, self._offset, self._window.widget, self._k, self._classes,
-                  self._opening.widget, self._min_size.widget, self._fill, self._preview):
+        self._fill.changed.connect(self._show)
+        for w in (self._smooth.widget, self._method, self._dark, self._offset, self._window.widget, self._k,
+                  self._classes, self._opening.widget, self._min_size.widget, self._fill, self._max_hole.widget,
+                  self._preview):
             w.changed.connect(self._live)
+        self._preview.changed.connect(self._preview_toggled)
         self._previewed = False
         self._reset()
         self._offset_range()
         self._show()
+
+    def _preview_toggled(self, _event=None):
+        if not self._preview.value:
+            self.drop_previews()  # the preview layers go away with the preview
+            self._previewed = False
 
     def _image_changed(self, _event=None):
         self._offset_range()
@@ -81,49 +102,73 @@ class ThresholdWidget(StepWidget):
         self._window.widget.visible = m in LOCAL
         self._k.visible = m in ("sauvola", "niblack")
         self._classes.visible = m == "multi-otsu"
-        for w in (self._dark, self._offset, self._opening.widget, self._min_size.widget, self._fill):
+        for w in (self._dark, self._offset, self._opening.widget, self._min_size.widget, self._fill,
+                  self._max_hole.widget):
             w.visible = m != "multi-otsu"
+        self._max_hole.widget.enabled = bool(self._fill.value)
 
     def params(self) -> dict:
         """The settings: threshold and clean-up keyword arguments (``classes`` for multi-Otsu)."""
         m = self._method.value
         unit = self.unit()
         if m == "multi-otsu":
-            return {"classes": int(self._classes.value)}
+            return {"classes": int(self._classes.value), "smooth": self._smooth.value, "unit": unit}
         p = {"method": m, "dark_objects": bool(self._dark.value), "offset": float(self._offset.value)}
         if m in LOCAL:
             p.update(window_size=self._window.value)
             if m in ("sauvola", "niblack"):
                 p["k"] = float(self._k.value)
         p.update(min_size=float(self._min_size.value), fill_holes=bool(self._fill.value),
-                 opening=self._opening.value, unit=unit)
+                 max_hole_size=(self._max_hole.value or None) if self._fill.value else None,
+                 opening=self._opening.value, unit=unit, smooth=self._smooth.value)
         return p
 
     def calls(self) -> list[StepCall]:
-        """``multi_threshold``, or ``threshold`` (to ``threshold raw``) then ``clean_mask``."""
+        """(``denoise``), ``multi_threshold``, or ``threshold`` (to ``threshold raw``) then ``clean_mask``."""
         layer = self._image.value
         p = self.params()
+        smooth = p.pop("smooth", 0.0)
+        first: list[StepCall] = []
+        source = layer
+        if smooth and smooth > 0:
+            first = [StepCall("denoise", {"method": "gaussian", "size": smooth, "unit": p["unit"]},
+                              {"image": layer}, "threshold smoothed")]
+            source = "threshold smoothed"
         if "classes" in p:
-            return [StepCall("multi_threshold", p, {"image": layer}, "phases")]
+            return [*first, StepCall("multi_threshold", {"classes": p["classes"]}, {"image": source}, "phases")]
         t = {k: p[k] for k in _THRESHOLD_KEYS if k in p}
         if "window_size" in t:
             t["unit"] = p["unit"]
-        clean = {k: p[k] for k in _CLEAN_KEYS}
-        return [StepCall("threshold", t, {"image": layer}, "threshold raw"),
+        clean = {k: p[k] for k in _CLEAN_KEYS if p.get(k) is not None}
+        return [*first, StepCall("threshold", t, {"image": source}, "threshold raw"),
                 StepCall("clean_mask", clean, {"mask": "threshold raw"}, "threshold")]
+
+    def read(self, calls) -> dict:
+        data = super().read(calls)
+        image = data[self._image.value.name]
+        # checked before smoothing, which would hide a constant image behind rounding noise
+        from .._validation import check_image
+
+        for plane in (image if image.ndim == 3 else [image]):
+            check_image(plane, allow_constant=False)
+        return data
 
     def write(self, result, calls):
         result = np.asarray(result).astype(np.uint8)
-        multi = len(calls) == 1  # a phase map (multi-Otsu), not threshold + clean-up
+        multi = calls[-1].step == "multi_threshold"
+        self.drop_previews(keep=calls[-1].output)  # e.g. no "phases" preview left once back to a threshold
         if not multi and not result.any():
             raise SEMAnalysisError("the clean-up removed every object; lower min size or opening")
         fractions = np.bincount(result.ravel(), minlength=2)[1:] / result.size
-        out = write_layer(self.viewer, result, name=calls[-1].output, kind="labels", like=calls[0].inputs["image"],
+        out = write_layer(self.viewer, result, name=calls[-1].output, kind="labels", like=self._image.value,
                           metadata={"fractions": fractions.tolist()})
         if multi:
             self._status.value = "phase fractions: " + ", ".join(f"{100 * f:.1f}%" for f in fractions)
         else:
             self._status.value = f"object area fraction: {100 * fractions[0]:.1f}%"
+            if calls[-1].params.get("fill_holes") and calls[-1].params.get("max_hole_size"):
+                hole = calls[-1].params["max_hole_size"]
+                self._status.value += f" (holes up to {hole:g} {calls[-1].params.get('unit', 'px')}² filled)"
         return out
 
     def _live(self, _event=None):
@@ -155,40 +200,54 @@ class SplitWidget(StepWidget):
     an image is chosen too). Output Labels layer ``split``.
     """
 
-    step = "split_touching"
+    step = "split_particles"
     output = "split"
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
+        # defaults: the splitting of the ``particles`` preset (PARTICLE_SPLIT), so that
+        # Threshold -> Split with the defaults gives the preset's particles
         self._mask = self.layer_box("mask", "Labels")
         self._image = self.layer_box("image (edges)", "Image", optional=True, arg="intensity_image")
         self._seeds = self.layer_box("seeds", "Points", optional=True)
-        self._min_distance = self.length_box("min_distance", 5.0, label="min distance", step=0.5)
-        self._edge = FloatSpinBox(label="edge quantile (0 = off)", min=0, max=1, value=0.5, step=0.05)
-        self._weight = FloatSpinBox(label="edge weight", min=0, max=1, value=0.5, step=0.05)
-        self._min_size = self.length_box("min_size", 0.0, label="min size", maximum=1e12)
-        self._separate = CheckBox(text="separate touching objects", value=False)
+        self._min_distance = self.length_box("split_min_distance", 0.0, label="min distance (0 = auto)", step=0.5)
+        self._min_distance.widget.tooltip = (
+            f"distance between two particle centres; 0 = {PARTICLE_SPLIT['split_fraction']:g} x the median "
+            "particle radius measured on the mask")
+        self._edge = FloatSpinBox(label="edge quantile (0 = off)", min=0, max=1,
+                                  value=PARTICLE_SPLIT["edge_quantile"], step=0.05)
+        self._weight = FloatSpinBox(label="edge weight (0..1)", min=0, max=1,
+                                    value=PARTICLE_SPLIT["boundary_weight"], step=0.05)
+        self._min_size = self.length_box("min_size", float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2),
+                                         label="min size", maximum=1e12)
+        self._min_size.widget.tooltip = "smaller pieces are merged into their neighbour (or dropped when alone)"
+        self._slivers = CheckBox(text="merge rim slivers into their particle", value=PARTICLE_SPLIT["merge_slivers"])
+        self._separate = CheckBox(text="separate touching objects", value=PARTICLE_SPLIT["separate"])
         self.extend([self._mask, self._image, self._seeds, self._min_distance.widget, self._edge, self._weight,
-                     self._min_size.widget, self._separate, *self.run_controls()])
+                     self._min_size.widget, self._slivers, self._separate, *self.run_controls()])
         self._reset()
+        images = [c for c in self._image.choices if c is not None]
+        if images:  # the edges of the image the mask was made from
+            self._image.value = images[0]
 
     def params(self) -> dict:
-        p = {"min_distance": self._min_distance.value, "min_size": float(self._min_size.value),
+        p = {"min_size": float(self._min_size.value), "merge_slivers": bool(self._slivers.value),
              "separate": bool(self._separate.value), "unit": self.unit()}
+        if self._min_distance.value > 0:
+            p["split_min_distance"] = self._min_distance.value
         if self._image.value is not None:
-            if self._edge.value > 0:
-                p["edge_quantile"] = float(self._edge.value)
+            p["edge_quantile"] = float(self._edge.value) if self._edge.value > 0 else None
             p["boundary_weight"] = float(self._weight.value)
         return p
 
     def calls(self) -> list[StepCall]:
-        """``split_touching`` of the mask, or ``watershed_from_seeds`` when a seeds layer is chosen."""
+        """``split_particles`` of the mask, or ``watershed_from_seeds`` when a seeds layer is chosen."""
         mask, image, seeds = self._mask.value, self._image.value, self._seeds.value
         if mask is None:
             raise SEMAnalysisError("choose a labels (mask) layer first")
         if seeds is None:
             inputs = {"mask": mask, **({"intensity_image": image} if image is not None else {})}
-            return [StepCall("split_touching", self.params(), inputs, "split")]
+            return [StepCall("split_particles", self.params(), inputs, "split")]
         # flood the image's edges from the seeds inside the mask, or the mask's distance map
         inputs = {"image_or_mask": image, "seeds": seeds, "mask": mask} if image is not None else {
             "image_or_mask": mask, "seeds": seeds}
@@ -231,6 +290,40 @@ class SplitWidget(StepWidget):
         result = np.asarray(result).astype(np.int32)
         out = write_layer(self.viewer, result, name="split", kind="labels", like=self._mask.value)
         self._status.value = f"{len(np.unique(result)) - 1} objects"
+        return out
+
+
+# --------------------------------------------------------------------------- connected components
+class ComponentsWidget(StepWidget):
+    """One label per connected object of a mask (pores of a network): no splitting, fast.
+
+    Output Labels layer ``components``; the step ``label_components`` is
+    recorded for workflows.
+    """
+
+    step = "label_components"
+    output = "components"
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        self._mask = self.layer_box("mask", "Labels")
+        self._connectivity = ComboBox(label="connectivity", choices=[("4 (sides)", 4), ("8 (sides and corners)", 8)],
+                                      value=8)
+        self._min_size = self.length_box("min_size", 0.0, label="min size", maximum=1e12)
+        self.extend([self._mask, self._connectivity, self._min_size.widget, *self.run_controls()])
+        self._reset()
+
+    def params(self) -> dict:
+        return {"connectivity": int(self._connectivity.value), "min_size": float(self._min_size.value),
+                "unit": self.unit()}
+
+    def read(self, calls) -> dict:
+        layer = self._mask.value
+        return {layer.name: as_array(layer.data) > 0}
+
+    def write(self, result, calls):
+        out = super().write(np.asarray(result, np.int32), calls)
+        self._status.value = f"{int(np.asarray(result).max())} objects"
         return out
 
 

@@ -28,8 +28,12 @@ def _units_of(layer) -> dict:
     return dict(layer.metadata.get(_UNITS_KEY, {}) or {})
 
 
-def _axis_label(column: str, units: dict) -> str:
-    unit = units.get(column, "")
+def _axis_label(column: str, units: dict, *, ascii_only: bool = False) -> str:
+    """``column [unit]``. Areas read ``nm²`` on screen (widgets, table headers, plots) and
+    ``nm^2`` in exported files (ASCII-safe CSV/Excel headers, as in ``table.attrs["units"]``)."""
+    unit = str(units.get(column, "") or "")
+    if not ascii_only:
+        unit = unit.replace("^2", "²").replace("^3", "³")
     return f"{column} [{unit}]" if unit else column
 
 
@@ -336,7 +340,7 @@ class FeatureTableWidget(SEMWidget):
     def _export_frame(self) -> pd.DataFrame:
         units = _units_of(self._layer)
         df = self._view_df
-        return df.rename(columns={c: _axis_label(c, units) for c in df.columns})
+        return df.rename(columns={c: _axis_label(c, units, ascii_only=True) for c in df.columns})
 
     def export_csv(self, path) -> Path:
         """Write the visible rows to a CSV file (units in the headers)."""

@@ -70,6 +70,51 @@ def _optional_path(value) -> Path | None:
     return None if p.is_dir() else p
 
 
+def remap_mask_values(masks: list, *, keep_zero: bool = False) -> list:
+    """Masks whose values are not class ids (e.g. 0/255 from *Convert to Labels*) as ids 0..K-1.
+
+    Values >= 64 are taken as grey levels: the distinct values, in order,
+    become the class ids (0/255 -> 0/1), so that a binary mask trains two
+    classes and not 256. Smaller values are kept as they are.
+    """
+    values = np.unique(np.concatenate([np.unique(np.asarray(m)) for m in masks]))
+    if values.size and values.max() >= 64:
+        if values.size > 64:
+            raise SEMAnalysisError(
+                f"the masks have {values.size} different values (up to {values.max()}): give class ids 0..K-1"
+            )
+        return [np.searchsorted(values, np.asarray(m)).astype(np.int32) for m in masks]
+    return [np.asarray(m).astype(np.int32) for m in masks]
+
+
+def names_from_labels(layer) -> list[str] | None:
+    """Class names a Labels layer carries: ``metadata["class_names"]`` or a ``class``/``name`` feature."""
+    if layer is None:
+        return None
+    names = layer.metadata.get("class_names") if hasattr(layer, "metadata") else None
+    if names:
+        return [str(n) for n in names]
+    feats = getattr(layer, "features", None)
+    if feats is not None and len(feats):
+        for col in ("class_name", "class", "name"):
+            if col in feats and "index" in feats:
+                order = feats.sort_values("index")
+                return [str(v) for v in order[col].tolist()]
+    return None
+
+
+def _best_score(model) -> tuple[str, float] | None:
+    """``(what, score)`` of a model's best epoch, higher is better: val mean IoU, else -val loss, else -train loss."""
+    if model is None or not getattr(model, "best_epoch", None):
+        return None
+    entry = model.history[model.best_epoch - 1]
+    if entry.get("mean_iou") is not None:
+        return "val mean IoU", float(entry["mean_iou"])
+    if entry.get("val_loss") is not None:
+        return "val loss", -float(entry["val_loss"])
+    return "train loss", -float(entry["train_loss"])
+
+
 def _message(exc: BaseException) -> str:
     """An error as the U-Net widgets show it (the type named, but for SEMAnalysisError)."""
     return str(exc) if isinstance(exc, SEMAnalysisError) else f"{type(exc).__name__}: {exc}"
@@ -95,6 +140,9 @@ class _Plot:
         self.ax_loss.set_xlabel("epoch", fontsize=8)
         self.ax_loss.set_ylabel("loss", fontsize=8)
         self.ax_iou.set_ylabel("mean IoU", fontsize=8)
+        # ax.clear() puts the twin's label and ticks back on the left: the IoU axis is the right one
+        self.ax_iou.yaxis.set_label_position("right")
+        self.ax_iou.yaxis.tick_right()
         self.canvas.draw_idle()
 
     def update(self, history: list[dict]):
@@ -102,16 +150,17 @@ class _Plot:
         if not history:
             return
         ep = [h["epoch"] for h in history]
-        self.ax_loss.plot(ep, [h["train_loss"] for h in history], "-", color="tab:blue", label="train loss")
+        # markers: one epoch is a visible point, not an empty line
+        self.ax_loss.plot(ep, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue", label="train loss")
         if any(h.get("val_loss") is not None for h in history):
             self.ax_loss.plot(
                 ep, [np.nan if h.get("val_loss") is None else h["val_loss"] for h in history],
-                "-", color="tab:orange", label="val loss",
+                "s-", ms=3, color="tab:orange", label="val loss",
             )
         if any(h.get("mean_iou") is not None for h in history):
             self.ax_iou.plot(
                 ep, [np.nan if h.get("mean_iou") is None else h["mean_iou"] for h in history],
-                "--", color="tab:green", label="val mean IoU",
+                "^--", ms=3, color="tab:green", label="val mean IoU",
             )
             self.ax_iou.set_ylim(0, 1)
         lines = self.ax_loss.get_lines() + self.ax_iou.get_lines()
@@ -162,6 +211,8 @@ class TrainUNetWidget(SEMWidget):
             "semantic: a class per pixel; instances: one label per object, touching objects separated "
             "(train from Labels with one id per object)"
         )
+        self._fit = CheckBox(text="fit masks to their image (crop / scale)", value=True)
+        self._fit.tooltip = "a mask of another size is cropped like the image (info band) or resized when paired"
         self._sparse = CheckBox(text="0 = unlabelled (sparse annotation)", value=False)
         self._background = SpinBox(label="background id (0 = none)", min=0, max=2**31 - 1, value=0)
         self._background.tooltip = "instances with 0 = unlabelled: the label id you painted the background with"
@@ -192,7 +243,7 @@ class TrainUNetWidget(SEMWidget):
         self._save = PushButton(text="Save model")
         self.extend(
             [
-                self._source, self._image, self._labels, self._add, self._clear, self._pairs_label,
+                self._source, self._image, self._labels, self._fit, self._add, self._clear, self._pairs_label,
                 self._image_dir, self._mask_dir, self._task, self._sparse, self._background, self._n_classes,
                 self._class_names,
                 self._arch, self._encoder, self._weights, self._balance, self._patch, self._epochs, self._batch,
@@ -233,7 +284,7 @@ class TrainUNetWidget(SEMWidget):
 
     def _source_changed(self, _event=None):
         layers = self._source.value == "layers"
-        for w in (self._image, self._labels, self._add, self._clear, self._pairs_label):
+        for w in (self._image, self._labels, self._fit, self._add, self._clear, self._pairs_label):
             w.visible = layers
         for w in (self._image_dir, self._mask_dir):
             w.visible = not layers
@@ -251,12 +302,35 @@ class TrainUNetWidget(SEMWidget):
             notify_error("Choose an Image layer and a Labels layer first")
             return
         if tuple(img.data.shape[-2:]) != tuple(lab.data.shape[-2:]) or img.data.ndim != lab.data.ndim:
-            notify_error(f"{img.name} {img.data.shape} and {lab.name} {lab.data.shape} do not have the same shape")
-            return
+            if not self._fit.value or img.data.ndim != 2 or lab.data.ndim != 2:
+                notify_error(f"{img.name} {img.data.shape} and {lab.name} {lab.data.shape} do not have the same "
+                             "shape (tick 'fit masks to their image' to crop or scale the mask)")
+                return
+            lab = self.fit_mask(img, lab)
         if any(a is img and b is lab for a, b in self._pairs):
             return
         self._pairs.append((img, lab))
         self._show_pairs()
+
+    def fit_mask(self, img, lab):
+        """A Labels layer ``<mask> fitted``: ``lab`` cropped (info band) or scaled to ``img``'s shape and scale.
+
+        A mask with the image's width and more rows is cropped at the bottom,
+        as the image's info band was; any other size is resized (nearest
+        neighbour, class ids kept).
+        """
+        import cv2
+
+        mask = as_array(lab.data)
+        h, w = img.data.shape[-2:]
+        if mask.shape[1] == w and mask.shape[0] >= h:
+            fitted, how = mask[:h], f"cropped to {h} rows"
+        else:
+            fitted = cv2.resize(mask.astype(np.int32).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+            how = f"scaled from {mask.shape} to {(h, w)}"
+        out = write_layer(self.viewer, fitted.astype(np.int32), name=f"{lab.name} fitted", kind="labels", like=img)
+        notify_info(f"{lab.name}: {how} to pair with {img.name}")
+        return out
 
     def clear_pairs(self, _event=None):
         self._pairs = []
@@ -268,6 +342,9 @@ class TrainUNetWidget(SEMWidget):
             img, lab = self._image.value, self._labels.value
             if img is None or lab is None:
                 raise SEMAnalysisError("Choose an Image layer and a Labels layer (or add pairs) first")
+            if (self._fit.value and img.data.ndim == 2 and lab.data.ndim == 2
+                    and tuple(img.data.shape) != tuple(lab.data.shape)):
+                lab = self.fit_mask(img, lab)
             pairs = [(img, lab)]
         images, masks = [], []
         for img, lab in pairs:
@@ -284,6 +361,8 @@ class TrainUNetWidget(SEMWidget):
                 masks.append(m)
         if not any(np.any(m) for m in masks) and self._sparse.value:
             raise SEMAnalysisError("the labels are empty: paint some classes first")
+        masks = remap_mask_values(masks)  # 0/255 -> 0/1, as in folder mode
+        self._names_hint = names_from_labels(pairs[0][1])
         return images, masks, layer_pixel_size(pairs[0][0])
 
     def _parameters(self) -> dict:
@@ -343,11 +422,30 @@ class TrainUNetWidget(SEMWidget):
         except SEMAnalysisError as exc:
             notify_error(exc)
             return
-        if params.get("class_names") is not None and params["ignore_index"] == 0 and len(params["class_names"]) == (
-            params["n_classes"] or 0
-        ):
-            params["class_names"] = ["unlabelled", *params["class_names"]]
-            params["n_classes"] += 1
+        if params.get("task") == "instances":
+            pass  # instance labels: 0 = unlabelled is passed to train_unet as unlabelled=0
+        elif params["ignore_index"] == 0 and masks is not None:
+            # sparse: painted ids 1..K are the classes (0..K-1 in the model); unpainted pixels are
+            # ignored, and "unlabelled" is not a class the network can predict
+            k = max(int(np.max(m)) for m in masks)
+            if k < 2:
+                notify_error("with 0 = unlabelled, paint at least two classes (ids 1 and 2)")
+                return
+            masks = [np.where(m > 0, m - 1, k).astype(np.int32) for m in masks]
+            params["ignore_index"] = k
+            params["n_classes"] = k
+            names = params["class_names"]
+            hint = getattr(self, "_names_hint", None)
+            if names is None and hint is not None and len(hint) == k + 1:
+                names = hint[1:]  # the layer's names, without its unlabelled 0
+            params["class_names"] = names if names is not None and len(names) == k else None
+        elif params["class_names"] is None and masks is not None:
+            hint = getattr(self, "_names_hint", None)
+            k = params["n_classes"] or max(2, max(int(np.max(m)) for m in masks) + 1)
+            if hint is not None and len(hint) == k:
+                params["class_names"] = hint
+        if params.get("task") != "instances" and params["class_names"] is None:
+            notify_info('No class names given: name them in "class names" (comma-separated) to see them in results')
 
         def work():
             from ..unet import train_unet
@@ -398,6 +496,19 @@ class TrainUNetWidget(SEMWidget):
 
     def _trained(self, model):
         self._timer.stop()
+        previous = self.model
+        new, old = _best_score(model), _best_score(previous)
+        self.latest_run_model = model
+        if (self._stop_requested and previous is not None and new is not None and old is not None
+                and new[0] == old[0] and new[1] < old[1] and previous.class_names == model.class_names):
+            # a stopped run that did worse never replaces the better model trained before
+            self._status.value = (
+                f"stopped; this run's best ({new[0]} {abs(new[1]):.3f}) is worse than the earlier model's "
+                f"({abs(old[1]):.3f}): the earlier model is kept (this run's: latest_run_model)"
+            )
+            self._progress.value = 1000
+            notify_info("U-Net: " + self._status.value)
+            return
         self.model = model
         _LAST_MODEL[self.viewer] = model
         self._plot.update(model.history)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, TextEdit
 
-from ._base import SEMWidget
+from ._base import SEMWidget, in_thread
 from ._common import (
     clear_recorded_steps,
     layer_pixel_size,
@@ -113,6 +113,7 @@ class WorkflowWidget(SEMWidget):
         self._save_btn = PushButton(text="Save recipe")
         self._image = self.layer_box("run on", "Image", arg="image")
         self._run_btn = PushButton(text="Run on image")
+        self._cancel_btn = PushButton(text="Cancel")
         self._result = Label(value="")
         self.extend(
             [
@@ -126,6 +127,7 @@ class WorkflowWidget(SEMWidget):
                 self._save_btn,
                 self._image,
                 self._run_btn,
+                self._cancel_btn,
                 self._result,
             ]
         )
@@ -135,6 +137,7 @@ class WorkflowWidget(SEMWidget):
         self._load_btn.changed.connect(lambda _=None: self.load_recipe())
         self._save_btn.changed.connect(lambda _=None: self.save_recipe())
         self._run_btn.changed.connect(lambda _=None: self.run())
+        self._cancel_btn.changed.connect(self.cancel)
         self.refresh()
 
     # --- the current workflow -------------------------------------------------------
@@ -265,7 +268,22 @@ class WorkflowWidget(SEMWidget):
             from .._validation import to_grayscale
 
             image = to_grayscale(np.asarray(data))
-            result = yield from wf.iter_run(image, pixel_size=px, inputs=extra)
+
+            def steps(progress, cancel):
+                # in a thread of its own: Cancel acts at once, also during a long step
+                gen = wf.iter_run(image, pixel_size=px, inputs=extra)
+                done = 0
+                while True:
+                    if cancel():
+                        return None
+                    try:
+                        next(gen)
+                    except StopIteration as stop:
+                        return stop.value
+                    done += 1
+                    progress(done, n + 1)
+
+            result = yield from in_thread(steps, lambda: self._cancel_requested)
             return result
 
         def done(result):
@@ -279,7 +297,14 @@ class WorkflowWidget(SEMWidget):
         summary = dict(result.summary)
         if result.labels is not None:
             features = None
-            if len(result.table) and "label" in result.table:
+            from ..coating import CoatingResult
+
+            if any(isinstance(v, CoatingResult) for v in result.outputs.values()):
+                # a class map: its features describe its classes, not the crack table's rows
+                from ._coating import coating_class_features
+
+                features = coating_class_features(result.labels)
+            elif len(result.table) and "label" in result.table:
                 # napari maps label values to feature rows through an "index" column
                 features = result.table.copy()
                 if "index" not in features:
