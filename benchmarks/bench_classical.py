@@ -108,8 +108,13 @@ def bench_split(size, repeat, rng, rows):
     t_ours, a = best_of(ours, slow)
     t_ref, b = best_of(plain, slow)
     rows.append(
-        (f"threshold+clean+split ({len(np.unique(a)) - 1} / {len(np.unique(b)) - 1} objects)",
-         "plain scikit-image", t_ours, t_ref, "not slower (ratio >= 1)")
+        (
+            f"threshold+clean+split ({len(np.unique(a)) - 1} / {len(np.unique(b)) - 1} objects)",
+            "plain scikit-image",
+            t_ours,
+            t_ref,
+            "not slower (ratio >= 1)",
+        )
     )
 
 
@@ -128,15 +133,24 @@ def bench_slic(size, repeat, rng, rows, device):
         lambda: slic(f, n_segments=n_segments, compactness=0.1, max_num_iter=10, channel_axis=None, start_label=1),
         slow,
     )
-    rows.append((f"SLIC ({a.max()} / {b.max()} segments, cpu)", "skimage slic", t_ours, t_ref, "not slower (ratio >= 1)"))
+    rows.append(
+        (f"SLIC ({a.max()} / {b.max()} segments, cpu)", "skimage slic", t_ours, t_ref, "not slower (ratio >= 1)")
+    )
     import torch
 
     if device in ("cuda", "auto") and torch.cuda.is_available():
         superpixels(f[:512, :512], n_segments=256, device="cuda")
         torch.cuda.synchronize()
         t_gpu, c = best_of(lambda: superpixels(f, n_segments=n_segments, compactness=0.1, device="cuda"), repeat)
-        rows.append((f"SLIC ({c.max()} segments, {torch.cuda.get_device_name()})", "skimage slic (cpu)",
-                     t_gpu, t_ref, "sub-second"))
+        rows.append(
+            (
+                f"SLIC ({c.max()} segments, {torch.cuda.get_device_name()})",
+                "skimage slic (cpu)",
+                t_gpu,
+                t_ref,
+                "sub-second",
+            )
+        )
 
 
 def main(argv=None):
@@ -163,8 +177,12 @@ def main(argv=None):
         f"{os.cpu_count()} CPU cores visible, load average {os.getloadavg()[0]:.1f} at the end, "
         f"OpenCV {cv2.__version__}, torch {torch.__version__}."
     )
-    lines = [header, "", "| step | reference | ours (s) | reference (s) | ratio (ref / ours) | target |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| step | reference | ours (s) | reference (s) | ratio (ref / ours) | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for step, ref, t_ours, t_ref, target in rows:
         lines.append(f"| {step} | {ref} | {t_ours:.3f} | {t_ref:.3f} | {t_ref / t_ours:.2f}x | {target} |")
     text = "\n".join(lines)

@@ -43,7 +43,13 @@ def make_model(encoder: str, n_classes: int) -> UNetModel:
         "n_classes": n_classes,
         "class_names": [f"class {i}" for i in range(n_classes)],
         "pixel_size": None,
-        "normalization": {"method": "percentile", "low_percentile": 0.5, "high_percentile": 99.5, "mean": 0.5, "std": 0.25},
+        "normalization": {
+            "method": "percentile",
+            "low_percentile": 0.5,
+            "high_percentile": 99.5,
+            "mean": 0.5,
+            "std": 0.25,
+        },
     }
     net = _build_network(config)
     return UNetModel(config, net.state_dict())
@@ -64,8 +70,13 @@ def sync(dev):
 
 
 def time_tiled(model, img, dev, args):
-    model.predict(img[: args.tile * 2, : args.tile * 2], tile_size=args.tile, overlap=args.overlap,
-                  batch_size=args.batch, device=dev)  # warm-up (cudnn autotune, allocations)
+    model.predict(
+        img[: args.tile * 2, : args.tile * 2],
+        tile_size=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch,
+        device=dev,
+    )  # warm-up (cudnn autotune, allocations)
     times = []
     for _ in range(args.repeat):
         sync(dev)

@@ -72,8 +72,17 @@ def evaluate(pairs, **kwargs):
         labels = segment_particles(img, pixel_size=ps, **kwargs)
         dt = time.perf_counter() - t
         dice, n_true, n_pred, err = score(labels, mask)
-        rows.append(dict(name=name, half="tune" if i % 2 == 0 else "held-out", dice=dice,
-                         n_true=n_true, n_pred=n_pred, err=err, seconds=dt))
+        rows.append(
+            dict(
+                name=name,
+                half="tune" if i % 2 == 0 else "held-out",
+                dice=dice,
+                n_true=n_true,
+                n_pred=n_pred,
+                err=err,
+                seconds=dt,
+            )
+        )
     return rows
 
 
@@ -125,7 +134,7 @@ def to_markdown(rows, kwargs, bench_text: str | None = None) -> str:
         "",
         "Tuning: the defaults (threshold method, denoising sigma, edge quantile, marker fraction, edge",
         "weight; about 40 combinations) were chosen on the images at even positions in sorted order",
-        "(\"tune\" half) only; the odd positions (\"held-out\") were not used for choosing and are reported",
+        '("tune" half) only; the odd positions ("held-out") were not used for choosing and are reported',
         "separately. All images come from one data set (same material, instrument and settings), so the",
         "held-out figures say little about other materials or microscopes.",
         "",
@@ -168,9 +177,9 @@ def to_markdown(rows, kwargs, bench_text: str | None = None) -> str:
             "- `superpixels` is a vectorised grid SLIC: each quarter of a grid cell is compared only with the",
             "  4 nearest cluster centres (the same neighbourhood as SLIC's 2S x 2S search window), the distance",
             "  needs two passes per candidate, and connectivity is enforced by splitting disconnected pieces",
-            "  and merging small ones. On the CPU it runs in numpy; with `device=\"cuda\"` (or `\"auto\"`) the",
+            '  and merging small ones. On the CPU it runs in numpy; with `device="cuda"` (or `"auto"`) the',
             "  same algorithm runs in PyTorch on the GPU. No GPU was available in this session, so the CUDA",
-            "  timing is not reported here; the PyTorch code path is tested on the CPU (`device=\"torch-cpu\"`).",
+            '  timing is not reported here; the PyTorch code path is tested on the CPU (`device="torch-cpu"`).',
             "  Segment counts differ from scikit-image's (its grid is not forced to whole cells and it merges",
             "  small pieces differently), so the comparison is at the same requested `n_segments`.",
             "",
@@ -193,8 +202,10 @@ def main(argv=None):
     kwargs = {}
     rows = evaluate(pairs, **kwargs)
     for r in rows:
-        print(f"{r['name']} {r['half']:9s} dice={r['dice']:.3f} n_true={r['n_true']:4d} "
-              f"n_pred={r['n_pred']:4d} err={100 * r['err']:+5.0f}% t={r['seconds']:.2f}s")
+        print(
+            f"{r['name']} {r['half']:9s} dice={r['dice']:.3f} n_true={r['n_true']:4d} "
+            f"n_pred={r['n_pred']:4d} err={100 * r['err']:+5.0f}% t={r['seconds']:.2f}s"
+        )
     for half in ("tune", "held-out", None):
         print(half or "all", summary(rows, half))
     if not args.no_write:

@@ -76,7 +76,9 @@ def evaluate(pairs):
                 "count": int(len(table)),
                 "count_reference": n_ref,
                 "median_eq_diameter_nm": float(np.median(table["equivalent_diameter"])) if len(table) else float("nan"),
-                "median_eq_diameter_skimage_nm": float(np.median(ref["equivalent_diameter_area"])) if len(table) else float("nan"),
+                "median_eq_diameter_skimage_nm": float(np.median(ref["equivalent_diameter_area"]))
+                if len(table)
+                else float("nan"),
                 "d10_nm": float(s["d10"]),
                 "d90_nm": float(s["d90"]),
                 "area_fraction": float(s["area_fraction"]),

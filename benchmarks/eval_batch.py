@@ -187,8 +187,14 @@ def make_picture(report_dir: Path, picture: Path) -> str:
     tmp = picture.with_suffix(".full.png")
     if browser:
         cmd = [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--window-size=1100,1250", f"--screenshot={tmp}", (report_dir / "report.html").resolve().as_uri(),
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,1250",
+            f"--screenshot={tmp}",
+            (report_dir / "report.html").resolve().as_uri(),
         ]
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -337,8 +343,10 @@ def main(argv=None) -> int:
     if Path(args.picture).resolve() == default_picture:
         md += [f"The README picture `docs/images/report.png` is {method} of the particle run."]
     else:
-        md += ["The README picture `docs/images/report.png` was not regenerated in this run "
-               f"(the picture went to `{args.picture}`)."]
+        md += [
+            "The README picture `docs/images/report.png` was not regenerated in this run "
+            f"(the picture went to `{args.picture}`)."
+        ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(md) + "\n")
     print(f"wrote {args.out}")

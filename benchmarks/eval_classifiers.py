@@ -63,7 +63,7 @@ def per_class_table(result) -> str:
 def sample_prefix(path) -> str:
     """Specimen name from a nanofiber file name: translated_PP28_01_1.tif -> pp28."""
     stem = Path(path).stem
-    stem = stem[len("translated_"):] if stem.startswith("translated_") else stem
+    stem = stem[len("translated_") :] if stem.startswith("translated_") else stem
     return stem.split("_")[0].rstrip("-").lower()
 
 
@@ -104,7 +104,10 @@ def eval_nanofiber(folder: Path, args, out: list[str]):
     try:
         strict = clf.cross_validate(data.images, data.y, groups=spec_groups, n_splits=args.folds)
         strict_img, _ = image_level(strict, data.groups, data.y)
-        print(f"specimen-grouped features {args.models[0]}: tile {strict.accuracy:.3f}, image {strict_img:.3f}", flush=True)
+        print(
+            f"specimen-grouped features {args.models[0]}: tile {strict.accuracy:.3f}, image {strict_img:.3f}",
+            flush=True,
+        )
     except Exception as exc:  # too few specimens per class
         strict, strict_img = None, None
         print(f"specimen-grouped CV not possible: {exc}")
@@ -233,7 +236,9 @@ def eval_pores(args, out: list[str]):
     res = clf.cross_validate(t0, y0, n_splits=5)
     rows.append(("ground-truth objects, 5-fold CV (sample seed 0)", len(y0), res.accuracy, res.balanced_accuracy))
     main = res
-    res_lr = ObjectClassifier("shape", model="logistic_regression", class_names=names).cross_validate(t0, y0, n_splits=5)
+    res_lr = ObjectClassifier("shape", model="logistic_regression", class_names=names).cross_validate(
+        t0, y0, n_splits=5
+    )
     rows.append(("same, logistic regression", len(y0), res_lr.accuracy, res_lr.balanced_accuracy))
     area = ObjectClassifier(["area"], class_names=names).cross_validate(t0, y0, n_splits=5)
     rows.append(("baseline: area only, 5-fold CV", len(y0), area.accuracy, area.balanced_accuracy))
@@ -246,7 +251,9 @@ def eval_pores(args, out: list[str]):
     seg, classes = segmented_pores(samples[0])
     ts, ys = table_of(samples[0], seg, classes)
     res_seg = ObjectClassifier("shape", class_names=names).cross_validate(ts, ys, n_splits=5)
-    rows.append(("objects segmented by Otsu threshold, 5-fold CV", len(ys), res_seg.accuracy, res_seg.balanced_accuracy))
+    rows.append(
+        ("objects segmented by Otsu threshold, 5-fold CV", len(ys), res_seg.accuracy, res_seg.balanced_accuracy)
+    )
 
     out.append(
         f"`sample_am_pores(seed, n_pores={args.n_pores})` (1024x1024 px, 500 nm/px) gives gas, keyhole and "

@@ -220,7 +220,7 @@ def run_unet(
         model = train_unet(images, [(p[3] > 0).astype(np.uint8) for p in train], **common)
     train_s = time.perf_counter() - t0
     preds, secs = [], []
-    for _, img, ps, _ in test:
+    for _, img, _ps, _ in test:
         t = time.perf_counter()
         if task == "instances":
             lab = model.predict(img, device="cpu")
@@ -359,7 +359,8 @@ def to_markdown(results: list[dict], command: str) -> str:
         for r in unets:
             lines.append(
                 f"| {r['method']} | {r['direction']} | {r['encoder']} ({r.get('encoder_depth', 5)}) | "
-                f"{r['epochs']} x {r['steps_per_epoch']} | {r['batch_size']} x {r['patch_size']} px | {r['best_epoch']} | "
+                f"{r['epochs']} x {r['steps_per_epoch']} | {r['batch_size']} x {r['patch_size']} px "
+                f"| {r['best_epoch']} | "
                 f"{r['train_seconds'] / 60:.1f} min | {r['threads']} |"
             )
         lines.append("")
@@ -385,7 +386,8 @@ def to_markdown(results: list[dict], command: str) -> str:
         for row in r["images"]:
             lines.append(
                 f"| {r['method']} | {r['direction']} | {row['image']} | {row['n_true']} | {row['n_pred']} | "
-                f"{_fmt_pct(row['count_error'])} | {_fmt_pct(row['d50_error'])} | {row['pq']:.3f} | {row['dice']:.3f} | "
+                f"{_fmt_pct(row['count_error'])} | {_fmt_pct(row['d50_error'])} | {row['pq']:.3f} | "
+                f"{row['dice']:.3f} | "
                 f"{row['seconds']:.2f} |"
             )
     lines += ["", "Commands (from the repository root; the report merges the results files):", "", "```"]

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import napari_sem_analysis as sem
-from napari_sem_analysis.scalebar import CONFIDENT
+import napari_sem_analysis as sem  # noqa: E402
+from napari_sem_analysis.scalebar import CONFIDENT  # noqa: E402
 
 SYSTEM = Path("/usr/share/fonts/truetype")
 TRAIN_FONTS = {
@@ -88,7 +88,8 @@ def eval_real(data: Path) -> tuple[list[str], dict]:
             rows.append(
                 f"| {f.parent.parent.name if f.parent.name == 'images' else f.parent.name}/{f.name} | {truth:.4g} "
                 f"| {r.pixel_size:.4g} ({100 * err:.2f} %) | {r.field_width_text} | {r.label_text} "
-                f"| {r.bar_length_px:.0f} px (metadata: {bar_truth:.2f} px) | {r.pixel_size_bar:.4g} | {r.confidence:.2f} "
+                f"| {r.bar_length_px:.0f} px (metadata: {bar_truth:.2f} px) | "
+                f"{r.pixel_size_bar:.4g} | {r.confidence:.2f} "
                 f"| {dt:.2f} s |"
             )
     return rows, {"n": len(files), "band_ok": ok_band, "bar_ok": ok_bar}
@@ -155,7 +156,8 @@ def eval_synthetic(n: int, seed: int, dump: str | None = None) -> tuple[dict, li
             Image.fromarray(img).save(Path(dump) / f"{i:04d}.png")
         if not correct:
             failures.append(
-                f"| {i} | {name} | {loc} | {kw['polarity']} {kw['style']}{' panel' if kw['panel'] and loc == 'image' else ''} "
+                f"| {i} | {name} | {loc} | {kw['polarity']} "
+                f"{kw['style']}{' panel' if kw['panel'] and loc == 'image' else ''} "
                 f"| {kw['text_px']} px{'' if kw['antialias'] else ', no AA'} | {t.label} | {r.label_text} "
                 f"| {r.confidence:.2f} |"
             )

@@ -252,7 +252,9 @@ def main(argv=None):
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--class-weights", default="none", choices=["none", "auto"],
+        "--class-weights",
+        default="none",
+        choices=["none", "auto"],
         help="cross-entropy class weights ('auto': inverse square root of the class frequency)",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")

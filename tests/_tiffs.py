@@ -38,7 +38,9 @@ def fei_tiff(path, image, pixel_size_m=5e-9, resolution_y=None):
 
 
 def tescan_tiff(path, image, pixel_size_m=2.5e-9):
-    text = f"[MAIN]\r\nDevice=MIRA\r\nHV=15000\r\nPixelSizeX={pixel_size_m}\r\nPixelSizeY={pixel_size_m}\r\nWD=0.005\r\n"
+    text = (
+        f"[MAIN]\r\nDevice=MIRA\r\nHV=15000\r\nPixelSizeX={pixel_size_m}\r\nPixelSizeY={pixel_size_m}\r\nWD=0.005\r\n"
+    )
     tifffile.imwrite(path, image, extratags=[(50431, "B", len(text), text.encode("latin-1"), True)])
 
 

@@ -139,7 +139,7 @@ def _clear_or_correct(call):
 def test_image_functions_on_bad_images(func):
     for name, image in BAD_IMAGES.items():
         try:
-            peak = _clear_or_correct(lambda: IMAGE_FUNCTIONS[func](image))
+            peak = _clear_or_correct(lambda image=image: IMAGE_FUNCTIONS[func](image))
         except Exception as exc:  # noqa: BLE001 - the test reports which input broke which function
             pytest.fail(f"{func}({name}) raised {type(exc).__name__}: {exc}")
         assert peak < 200e6, f"{func}({name}) took {peak / 1e6:.0f} MB"
@@ -149,7 +149,7 @@ def test_image_functions_on_bad_images(func):
 def test_label_functions_on_bad_labels(func):
     for name, labels in BAD_LABELS.items():
         try:
-            peak = _clear_or_correct(lambda: LABEL_FUNCTIONS[func](labels))
+            peak = _clear_or_correct(lambda labels=labels: LABEL_FUNCTIONS[func](labels))
         except Exception as exc:  # noqa: BLE001
             pytest.fail(f"{func}({name}) raised {type(exc).__name__}: {exc}")
         assert peak < 200e6, f"{func}({name}) took {peak / 1e6:.0f} MB"

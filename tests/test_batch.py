@@ -21,9 +21,7 @@ COUNTS = {"a": 3, "b": 4, "c": 2, "d": 5}
 # threshold (a public API function) -> connected components: works in worker processes too
 RECIPE = {
     "name": "bright disks",
-    "steps": [
-        {"function": "threshold", "params": {"method": "otsu"}, "inputs": {"image": "image"}, "output": "mask"}
-    ],
+    "steps": [{"function": "threshold", "params": {"method": "otsu"}, "inputs": {"image": "image"}, "output": "mask"}],
     "summary": "particles",
 }
 
@@ -47,8 +45,11 @@ def folder(tmp_path):
         img = _disks(COUNTS[name], RADII[name], seed)
         # pixel size in the file's metadata (ImageJ resolution, um)
         tifffile.imwrite(
-            d / f"{name}.tif", img, imagej=True,
-            resolution=(1000 / PIXEL_NM, 1000 / PIXEL_NM), metadata={"unit": "um"},
+            d / f"{name}.tif",
+            img,
+            imagej=True,
+            resolution=(1000 / PIXEL_NM, 1000 / PIXEL_NM),
+            metadata={"unit": "um"},
         )
     (d / "corrupt.tif").write_bytes(b"II*\x00" + b"\x00garbage" * 20)
     (d / "notes.txt").write_text("not an image")
@@ -125,8 +126,10 @@ def _interrupt_after(mask):
 
 def test_resume_after_interruption(folder, tmp_path):
     out = tmp_path / "out"
-    recipe = dict(RECIPE, steps=RECIPE["steps"] + [
-        {"function": "t_interrupt_after", "inputs": {"mask": "mask"}, "output": "mask2"}])
+    recipe = dict(
+        RECIPE,
+        steps=RECIPE["steps"] + [{"function": "t_interrupt_after", "inputs": {"mask": "mask"}, "output": "mask2"}],
+    )
     _Interrupt.armed, _Interrupt.calls = True, 0
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -179,8 +182,10 @@ def _comparable(summary):
 def test_local_cluster_run_equals_serial_run(folder, tmp_path):
     distributed = pytest.importorskip("distributed")
     serial = run_batch(RECIPE, folder, tmp_path / "serial", progress=False, report=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         dask = run_batch(RECIPE, folder, tmp_path / "dask", scheduler=client, progress=False, report=False)
         assert len(client.scheduler_info()["workers"]) == 2
     pd.testing.assert_frame_equal(_comparable(serial.summary), _comparable(dask.summary))
@@ -189,7 +194,8 @@ def test_local_cluster_run_equals_serial_run(folder, tmp_path):
         b = tifffile.imread(tmp_path / "dask" / "labels" / f"{name}_labels.tif")
         np.testing.assert_array_equal(a, b)
         assert (tmp_path / "serial" / "tables" / f"{name}.csv").read_bytes() == (
-            tmp_path / "dask" / "tables" / f"{name}.csv").read_bytes()
+            tmp_path / "dask" / "tables" / f"{name}.csv"
+        ).read_bytes()
 
 
 def test_local_processes_equal_serial_run(folder, tmp_path):
@@ -307,10 +313,18 @@ def test_a_failing_worker_is_reported_not_fatal(folder, tmp_path, monkeypatch):
 
     monkeypatch.setattr(batch, "_process_task", flaky)
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        res = run_batch(RECIPE, [folder / "a.tif", folder / "b.tif"], tmp_path / "out", scheduler=client,
-                        progress=False, report=False)
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        res = run_batch(
+            RECIPE,
+            [folder / "a.tif", folder / "b.tif"],
+            tmp_path / "out",
+            scheduler=client,
+            progress=False,
+            report=False,
+        )
     assert sorted(res.processed) == ["a"]
     assert "worker lost" in res.errors["b"]
 
@@ -320,8 +334,21 @@ def test_cli_scheduler_local_uses_a_process_cluster(folder, tmp_path, capsys):
     recipe = tmp_path / "recipe.json"
     Workflow.from_dict(RECIPE).save(recipe)
     files = [str(folder / "a.tif"), str(folder / "d.tif")]
-    rc = cli.main(["batch", str(recipe), *files, "--out", str(tmp_path / "out"), "--scheduler", "local",
-                   "--jobs", "1", "-q", "--no-report"])
+    rc = cli.main(
+        [
+            "batch",
+            str(recipe),
+            *files,
+            "--out",
+            str(tmp_path / "out"),
+            "--scheduler",
+            "local",
+            "--jobs",
+            "1",
+            "-q",
+            "--no-report",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     s = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("name")
     assert s.loc["a", "count"] == COUNTS["a"] and s.loc["d", "count"] == COUNTS["d"]
@@ -409,8 +436,17 @@ def test_tile_classifier_recipe_over_a_folder(tmp_path):
     layout = {"mostly_blobs": (0, 0, 0, 1), "mostly_grain": (1, 1, 1, 0)}
     for name, kinds in layout.items():
         tifffile.imwrite(d / f"{name}.tif", np.concatenate([texture(k, rng, 32) for k in kinds], axis=1))
-    recipe = {"name": "tiles", "steps": [{"function": "classify_tiles", "params": {"model": str(model), "tile_size": 32},
-                                          "inputs": {"image": "image"}, "output": "tile classes"}]}
+    recipe = {
+        "name": "tiles",
+        "steps": [
+            {
+                "function": "classify_tiles",
+                "params": {"model": str(model), "tile_size": 32},
+                "inputs": {"image": "image"},
+                "output": "tile classes",
+            }
+        ],
+    }
     out = tmp_path / "out"
     res = run_batch(recipe, d, out, progress=False)
     s = pd.read_csv(out / "summary.csv").set_index("name")

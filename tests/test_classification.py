@@ -320,7 +320,18 @@ def test_image_classifier_features_grouped_cv_and_tiles(textures):
     rng = np.random.default_rng(9)
     mosaic = np.concatenate([np.concatenate([texture(0, rng), texture(1, rng)], axis=1)] * 2, axis=0)
     tiles = clf.predict_tiles(mosaic, stride=32)
-    assert list(tiles.columns) == ["row", "col", "y0", "x0", "y1", "x1", "class", "prob_blobs", "prob_grain", "prob_fibres"]
+    assert list(tiles.columns) == [
+        "row",
+        "col",
+        "y0",
+        "x0",
+        "y1",
+        "x1",
+        "class",
+        "prob_blobs",
+        "prob_grain",
+        "prob_fibres",
+    ]
     assert len(tiles) == 3 * 3
     assert ((tiles.y1 - tiles.y0) == 64).all() and ((tiles.x1 - tiles.x0) == 64).all()
     left = tiles[tiles.x1 <= 64]
@@ -555,7 +566,9 @@ def test_fit_and_cross_validate_equals_the_two_calls_and_reports_whole_progress(
     monkeypatch.setattr(cm, "image_features", lambda im, **k: calls.append(1) or real(im, **k))
     seen = []
     both = ImageClassifier("features", **kw)
-    result = both.fit_and_cross_validate(images, y, groups=groups, n_splits=4, progress=lambda d, t: seen.append((d, t)))
+    result = both.fit_and_cross_validate(
+        images, y, groups=groups, n_splits=4, progress=lambda d, t: seen.append((d, t))
+    )
     assert len(calls) == len(images)  # features computed once for the folds and the final model
     assert result.accuracy == cv.accuracy and (result.folds == cv.folds).all()
     np.testing.assert_array_equal(result.confusion_matrix, cv.confusion_matrix)

@@ -125,7 +125,7 @@ def test_rgb_equal_channels_become_gray_and_16bit_stays(tmp_path, content):
     assert img.data.ndim == 2
     np.testing.assert_array_equal(img.data, content)
 
-    data16 = (content.astype(np.uint16) * 257)
+    data16 = content.astype(np.uint16) * 257
     path16 = tmp_path / "deep.tif"
     tifffile.imwrite(path16, data16)
     img16 = sem.read_sem(path16)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import napari_sem_analysis as sem
-
 from _tiffs import with_band, zeiss_tiff
 
 PLUGIN = "napari-sem-analysis"

@@ -42,7 +42,18 @@ def test_public_api_names_resolve():
 def test_wheel_contains_manifest_and_npe2_finds_it(tmp_path):
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
     )
@@ -70,7 +81,9 @@ def test_wheel_contains_manifest_and_npe2_finds_it(tmp_path):
         " napari_sem_analysis.__file__]))"
     )
     env = dict(os.environ, PYTHONPATH=str(target))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
+    )
     location, name, n_widgets, module_file = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(location).resolve() == target.resolve()
     assert Path(module_file).resolve().is_relative_to(target.resolve())

@@ -257,9 +257,10 @@ def test_cli_batch_pixel_size_from_scale_bar(tmp_path):
     without a readable bar is an error row, the others are written."""
     import imageio.v3 as iio
     import pandas as pd
-    from _tiffs import zeiss_tiff
 
     from napari_sem_analysis import cli
+
+    from _tiffs import zeiss_tiff
 
     folder = tmp_path / "in"
     folder.mkdir()

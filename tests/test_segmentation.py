@@ -208,8 +208,9 @@ def test_split_touching_uses_edges_between_overlapping_particles(rng):
     img[(truth == 2) & near_front] = 110
     img = cv2.GaussianBlur(img, (0, 0), 1.0) + rng.normal(0, 3, img.shape).astype(np.float32)
     plain = split_touching(truth > 0, min_distance=15)
-    edges = split_touching(truth > 0, min_distance=5, intensity_image=img, edge_quantile=0.5,
-                           boundary_weight=0.5, min_size=50)
+    edges = split_touching(
+        truth > 0, min_distance=5, intensity_image=img, edge_quantile=0.5, boundary_weight=0.5, min_size=50
+    )
     assert plain.max() == 1
     assert edges.max() == 2
     share = [np.bincount(edges[truth == i]).max() / (truth == i).sum() for i in (1, 2)]
@@ -263,6 +264,7 @@ def test_superpixels_follow_edges_like_skimage(rng):
     f = img.astype(np.float32) / 255
     ours = superpixels(img, n_segments=150, compactness=0.1)
     ref = slic(f, n_segments=150, compactness=0.1, channel_axis=None, start_label=1)
+
     # boundary adherence: few superpixels straddle particle and substrate
     def straddle(lab):
         frac = ndi.mean(truth > 0, lab, np.arange(1, lab.max() + 1))

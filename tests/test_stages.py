@@ -92,7 +92,16 @@ def test_particle_recipe_stages():
     smooth, mask, min_area = _particle_mask(arr, units, None, "otsu", 0.0, False, None)
     assert mask.sum() == pytest.approx(np.sum(img > 100), rel=0.05) and min_area == pytest.approx(np.pi * 4)
     labels = _split_particles(
-        mask, smooth, units, min_area, split_min_distance=None, split_fraction=0.25, edge_quantile=0.5,
-        boundary_weight=0.5, merge_fraction=0.0, merge_slivers=True, separate=True,
+        mask,
+        smooth,
+        units,
+        min_area,
+        split_min_distance=None,
+        split_fraction=0.25,
+        edge_quantile=0.5,
+        boundary_weight=0.5,
+        merge_fraction=0.0,
+        merge_slivers=True,
+        separate=True,
     )
     assert labels.max() == 2  # the touching pair is split in two

@@ -34,8 +34,12 @@ def test_a_registered_step_runs_in_a_recipe_and_is_listed(registry, capsys):
     image[10:20, 10:30] = 200  # one bright object: dark after inverting
     recipe = [
         {"function": "toy_invert", "params": {"maximum": 255}, "inputs": {"image": "image"}, "output": "inverted"},
-        {"function": "threshold", "params": {"method": "otsu", "dark_objects": True},
-         "inputs": {"image": "inverted"}, "output": "mask"},
+        {
+            "function": "threshold",
+            "params": {"method": "otsu", "dark_objects": True},
+            "inputs": {"image": "inverted"},
+            "output": "mask",
+        },
     ]
     result = run_workflow(recipe, image)
     assert result.summary["count"] == 1
@@ -58,9 +62,24 @@ def test_a_table_entry_names_its_function_by_dotted_path(registry):
 def test_every_preset_step_and_widget_step_is_registered():
     for recipe in PRESETS.values():
         Workflow.from_dict(recipe).validate()
-    for name in ("clahe", "denoise", "correct_background", "threshold", "clean_mask", "multi_threshold",
-                 "split_touching", "watershed_from_seeds", "superpixels", "measure", "glcm_features",
-                 "classify_objects", "classify_tiles", "unet_predict", "predict_unet", "coating_layers"):
+    for name in (
+        "clahe",
+        "denoise",
+        "correct_background",
+        "threshold",
+        "clean_mask",
+        "multi_threshold",
+        "split_touching",
+        "watershed_from_seeds",
+        "superpixels",
+        "measure",
+        "glcm_features",
+        "classify_objects",
+        "classify_tiles",
+        "unet_predict",
+        "predict_unet",
+        "coating_layers",
+    ):
         assert callable(get_step(name).load()), name
 
 
@@ -84,8 +103,10 @@ def test_summaries_and_filters_come_from_the_registry():
     assert Workflow([{"function": "segment_pores"}]).summary == "porosity"
     assert Workflow([{"function": "multi_threshold"}]).summary == "phases"
     # classify_objects only annotates: the summary follows the step before it
-    steps_ = [{"function": "segment_pores", "output": "pores"},
-              {"function": "classify_objects", "params": {"model": "m.semclf"}, "inputs": {"labels": "pores"}}]
+    steps_ = [
+        {"function": "segment_pores", "output": "pores"},
+        {"function": "classify_objects", "params": {"model": "m.semclf"}, "inputs": {"labels": "pores"}},
+    ]
     assert Workflow(steps_).summary == "porosity"
     assert get_step("clahe").filter and not get_step("threshold").filter
 

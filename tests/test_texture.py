@@ -37,7 +37,14 @@ def test_glcm_equals_skimage_per_region(rng, symmetric, levels):
     image, labels = _random_case(rng)
     props = [p.lower() for p in SK_PROPS]
     table = glcm_features(
-        image, labels, distances=DISTANCES, angles=ANGLES, levels=levels, symmetric=symmetric, properties=props, average=False
+        image,
+        labels,
+        distances=DISTANCES,
+        angles=ANGLES,
+        levels=levels,
+        symmetric=symmetric,
+        properties=props,
+        average=False,
     )
     q, _ = quantize(image, levels)
     assert list(table["label"]) == sorted(np.unique(labels[labels > 0]))
@@ -65,7 +72,10 @@ def test_glcm_average_is_mean_over_offsets(rng):
     big = avg["label"] != 97
     np.testing.assert_allclose(avg.loc[big, "glcm_entropy"], per.loc[big, cols].mean(axis=1), rtol=1e-12)
     assert np.isnan(avg.loc[avg["label"] == 97, "glcm_entropy"]).all()
-    assert set(avg.columns) == {"label", *(f"glcm_{p}" for p in ("contrast", "dissimilarity", "homogeneity", "energy", "asm", "correlation", "entropy"))}
+    assert set(avg.columns) == {
+        "label",
+        *(f"glcm_{p}" for p in ("contrast", "dissimilarity", "homogeneity", "energy", "asm", "correlation", "entropy")),
+    }
 
 
 def test_glcm_whole_image_and_tiles_equal_skimage(rng):
@@ -99,19 +109,39 @@ def test_glcm_properties_of_the_whole_image_equal_skimage_and_the_region_path(rn
 
     image = rng.integers(0, levels, (37, 45)).astype(np.uint16)
     props = [p.lower() for p in SK_PROPS]
-    got = glcm_properties(image, distances=DISTANCES, angles=ANGLES, levels=levels, value_range=(0, levels),
-                          symmetric=symmetric, properties=props)
+    got = glcm_properties(
+        image,
+        distances=DISTANCES,
+        angles=ANGLES,
+        levels=levels,
+        value_range=(0, levels),
+        symmetric=symmetric,
+        properties=props,
+    )
     P = graycomatrix(image, DISTANCES, np.deg2rad(ANGLES), levels=levels, symmetric=symmetric, normed=True)
-    region = glcm_features(image, np.ones(image.shape, int), distances=DISTANCES, angles=ANGLES, levels=levels,
-                           value_range=(0, levels), symmetric=symmetric, properties=props, average=False)
+    region = glcm_features(
+        image,
+        np.ones(image.shape, int),
+        distances=DISTANCES,
+        angles=ANGLES,
+        levels=levels,
+        value_range=(0, levels),
+        symmetric=symmetric,
+        properties=props,
+        average=False,
+    )
     for p in SK_PROPS:
         assert got[p.lower()].shape == (len(DISTANCES), len(ANGLES))
         np.testing.assert_allclose(got[p.lower()], graycoprops(P, p), rtol=1e-9, atol=1e-9)
         for di, d in enumerate(DISTANCES):
             for ai, a in enumerate(ANGLES):
-                assert got[p.lower()][di, ai] == pytest.approx(region[f"glcm_{p.lower()}_d{d}_a{a}"][0], rel=1e-9, abs=1e-12)
+                assert got[p.lower()][di, ai] == pytest.approx(
+                    region[f"glcm_{p.lower()}_d{d}_a{a}"][0], rel=1e-9, abs=1e-12
+                )
     # an offset longer than the image has no pixel pair: NaN, as in glcm_features
-    assert np.isnan(glcm_properties(image[:3], distances=(5,), angles=(90,), levels=levels, value_range=(0, levels))["contrast"]).all()
+    assert np.isnan(
+        glcm_properties(image[:3], distances=(5,), angles=(90,), levels=levels, value_range=(0, levels))["contrast"]
+    ).all()
 
 
 def test_quantize_and_offsets(rng):

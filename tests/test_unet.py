@@ -112,7 +112,9 @@ def test_tiled_equals_untiled_away_from_borders(trained):
     model, _ = trained
     img, _ = disks((200, 232), seed=7, n=20)
     lab_full, p_full = model.predict(img, tile_size=None, device="cpu", return_probabilities=True)
-    lab_tile, p_tile = model.predict(img, tile_size=64, overlap=24, batch_size=3, device="cpu", return_probabilities=True)
+    lab_tile, p_tile = model.predict(
+        img, tile_size=64, overlap=24, batch_size=3, device="cpu", return_probabilities=True
+    )
     assert p_tile.shape == (2, 200, 232)
     np.testing.assert_allclose(p_tile.sum(0), 1.0, atol=1e-5)
     inner = (slice(None), slice(16, -16), slice(16, -16))
@@ -242,8 +244,16 @@ def test_callback_stop_keeps_best_checkpoint():
         return info["stage"] == "epoch" and info["epoch"] == 2
 
     model = train_unet(
-        img, mask, **TINY, patch_size=32, epochs=10, batch_size=2, steps_per_epoch=3,
-        val_fraction=0.3, device="cpu", callback=stop_after_two,
+        img,
+        mask,
+        **TINY,
+        patch_size=32,
+        epochs=10,
+        batch_size=2,
+        steps_per_epoch=3,
+        val_fraction=0.3,
+        device="cpu",
+        callback=stop_after_two,
     )
     assert len(model.history) == 2
     assert model.stopped_early
@@ -251,8 +261,16 @@ def test_callback_stop_keeps_best_checkpoint():
     assert model.best_epoch == 1 + int(np.argmin(losses))
     # a stop request in the middle of the first epoch still returns a usable model
     model2 = train_unet(
-        img, mask, **TINY, patch_size=32, epochs=3, batch_size=2, steps_per_epoch=4,
-        val_fraction=0.3, device="cpu", callback=lambda info: info["step"] >= 2,
+        img,
+        mask,
+        **TINY,
+        patch_size=32,
+        epochs=3,
+        batch_size=2,
+        steps_per_epoch=4,
+        val_fraction=0.3,
+        device="cpu",
+        callback=lambda info: info["step"] >= 2,
     )
     assert model2.stopped_early
     assert model2.predict(img, device="cpu").shape == img.shape
@@ -269,11 +287,20 @@ def test_local_encoder_weights(tmp_path):
     save_file(state, str(wfile))
     img, mask = disks((64, 64), seed=2)
     model = train_unet(
-        img, mask, **TINY, patch_size=32, epochs=1, batch_size=2, steps_per_epoch=1,
-        learning_rate=0.0, val_fraction=0, device="cpu", encoder_weights=wfile,
+        img,
+        mask,
+        **TINY,
+        patch_size=32,
+        epochs=1,
+        batch_size=2,
+        steps_per_epoch=1,
+        learning_rate=0.0,
+        val_fraction=0,
+        device="cpu",
+        encoder_weights=wfile,
     )
     conv = [k for k in model.state_dict if k.startswith("encoder.") and k.endswith("conv1.0.weight")][0]
-    src = conv[len("encoder.model."):] if conv.startswith("encoder.model.") else conv[len("encoder."):]
+    src = conv[len("encoder.model.") :] if conv.startswith("encoder.model.") else conv[len("encoder.") :]
     np.testing.assert_allclose(model.state_dict[conv].numpy(), state[src].sum(1, keepdim=True).numpy(), rtol=1e-6)
     with pytest.raises(SEMAnalysisError, match="does not exist"):
         train_unet(img, mask, **TINY, patch_size=32, epochs=1, encoder_weights=tmp_path / "nope.pth", device="cpu")
@@ -286,8 +313,18 @@ def test_other_architecture_and_ignore_index():
     sparse = mask + 1  # 1 = background, 2 = particle, 0 = unlabelled
     sparse[:, 32:] = 0
     model = train_unet(
-        img, sparse, architecture="unet++", n_classes=3, ignore_index=0, **TINY, patch_size=32,
-        epochs=1, batch_size=2, steps_per_epoch=2, val_fraction=0, device="cpu",
+        img,
+        sparse,
+        architecture="unet++",
+        n_classes=3,
+        ignore_index=0,
+        **TINY,
+        patch_size=32,
+        epochs=1,
+        batch_size=2,
+        steps_per_epoch=2,
+        val_fraction=0,
+        device="cpu",
     )
     assert model.architecture == "unet++"
     assert model.predict(img, device="cpu").shape == img.shape
@@ -375,8 +412,18 @@ def test_stop_returns_the_weights_of_the_best_epoch_not_the_last():
         return len(v) >= 2 and v[-1] > min(v[:-1])
 
     model = train_unet(
-        img, mask, **TINY, patch_size=64, epochs=15, batch_size=2, steps_per_epoch=2, learning_rate=1e-2,
-        validation=([vimg], [vmask]), patience=None, device="cpu", callback=stop_when_worse,
+        img,
+        mask,
+        **TINY,
+        patch_size=64,
+        epochs=15,
+        batch_size=2,
+        steps_per_epoch=2,
+        learning_rate=1e-2,
+        validation=([vimg], [vmask]),
+        patience=None,
+        device="cpu",
+        callback=stop_when_worse,
     )
     h = [e["val_loss"] for e in model.history]
     assert model.stopped_early and len(h) < 15
@@ -391,8 +438,17 @@ def test_early_stopping_patience():
     """Training stops once the validation loss has not improved for ``patience`` epochs."""
     img, mask = disks((96, 96), seed=1)
     model = train_unet(
-        img, mask, **TINY, patch_size=32, epochs=40, batch_size=2, steps_per_epoch=2, learning_rate=0.0,
-        val_fraction=0.4, patience=2, device="cpu",
+        img,
+        mask,
+        **TINY,
+        patch_size=32,
+        epochs=40,
+        batch_size=2,
+        steps_per_epoch=2,
+        learning_rate=0.0,
+        val_fraction=0.4,
+        patience=2,
+        device="cpu",
     )
     h = [e["val_loss"] for e in model.history]
     assert model.stopped_early and len(h) < 40
@@ -411,7 +467,7 @@ def test_early_stopping_patience():
 
 
 def test_device_priority_cuda_then_mps_then_cpu(monkeypatch):
-    """"auto" picks CUDA when present, else Apple MPS, else the CPU; the name reported says which."""
+    """ "auto" picks CUDA when present, else Apple MPS, else the CPU; the name reported says which."""
     from napari_sem_analysis import _device
 
     mps = getattr(torch.backends, "mps", None)
@@ -557,8 +613,18 @@ def test_class_weights_help_a_rare_thin_class():
     for seed in range(3):
         pairs = [thin_lines(seed=s + 10 * seed) for s in range(3)]
         kw = dict(
-            **TINY, patch_size=64, epochs=3, batch_size=4, steps_per_epoch=6, learning_rate=3e-3,
-            val_fraction=0, patience=None, dice_weight=0.0, class_balance=0.0, device="cpu", seed=seed,
+            **TINY,
+            patch_size=64,
+            epochs=3,
+            batch_size=4,
+            steps_per_epoch=6,
+            learning_rate=3e-3,
+            val_fraction=0,
+            patience=None,
+            dice_weight=0.0,
+            class_balance=0.0,
+            device="cpu",
+            seed=seed,
         )
         recall = []
         for weights in (None, "auto"):
@@ -617,7 +683,9 @@ def test_tiled_prediction_memory_is_bounded_by_the_tiles(trained, tmp_path):
     model, _ = trained
     path = model.save(tmp_path / "m.safetensors")
     env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, path], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, path], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     growth = int(proc.stdout.split("GROWTH")[1])
     full_probabilities = 2 * 4096 * 4096 * 4  # what an untiled (C, Y, X) float32 result would need: 134 MB

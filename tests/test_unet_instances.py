@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
-import napari_sem_analysis as sem
-from napari_sem_analysis._validation import SEMAnalysisError
-from napari_sem_analysis.unet import load_model, train_unet
+import napari_sem_analysis as sem  # noqa: E402
+from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
+from napari_sem_analysis.unet import load_model, train_unet  # noqa: E402
 
 TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
 

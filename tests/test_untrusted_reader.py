@@ -9,12 +9,13 @@ import warnings
 import numpy as np
 import pytest
 import tifffile
-from _tiffs import fei_tiff, raw_tiff, with_band, zeiss_text
 
 import napari_sem_analysis as sem
 from napari_sem_analysis import io as sem_io
 from napari_sem_analysis._validation import SEMAnalysisError
 from napari_sem_analysis.io import SEMReadError
+
+from _tiffs import fei_tiff, raw_tiff, with_band, zeiss_text
 
 
 @pytest.fixture

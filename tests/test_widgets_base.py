@@ -57,8 +57,14 @@ def test_widget_on_the_base_runs_writes_and_records(make_napari_viewer, toy_step
     np.testing.assert_allclose(out.data, toy_box_blur(img, size=2))
     assert tuple(out.scale) == (4.0, 4.0)
     assert finished and finished[0] is not None
-    assert recorded_steps(viewer) == [{"function": "toy_box_blur", "params": {"size": 8.0, "unit": "nm",
-                                        "invert": False}, "inputs": {"image": "sem"}, "output": "toy_box_blur"}]
+    assert recorded_steps(viewer) == [
+        {
+            "function": "toy_box_blur",
+            "params": {"size": 8.0, "unit": "nm", "invert": False},
+            "inputs": {"image": "sem"},
+            "output": "toy_box_blur",
+        }
+    ]
     # a re-run updates the same layer; wait() is the public wait for scripts
     widget._invert.value = True
     widget.run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_classification import CLASSES, make_pores, texture
 
 from napari_sem_analysis.widgets import _base, _classify
@@ -430,12 +429,14 @@ def test_object_widget_prediction_is_recorded_and_replays(pore_viewer, qtbot, er
     widget._save_path.value = tmp_path / "pores.semclf"
     widget.save_model()
     steps = recorded_steps(viewer)
-    assert steps == [{
-        "function": "classify_objects",
-        "params": {"model": str((tmp_path / "pores.semclf").resolve())},
-        "inputs": {"labels": "pores labels", "image": "pores"},
-        "output": "classes",
-    }]
+    assert steps == [
+        {
+            "function": "classify_objects",
+            "params": {"model": str((tmp_path / "pores.semclf").resolve())},
+            "inputs": {"labels": "pores labels", "image": "pores"},
+            "output": "classes",
+        }
+    ]
     widget.predict()  # predicting again records the same step once
     wait_run(widget, runs=3)
     assert recorded_steps(viewer) == steps
@@ -497,12 +498,14 @@ def test_tile_widget_prediction_is_recorded_and_runs_in_batch(
     widget.predict()
     wait_run(widget, runs=2)
     steps = recorded_steps(viewer)
-    assert steps == [{
-        "function": "classify_tiles",
-        "params": {"model": str((tmp_path / "tiles.semclf").resolve()), "tile_size": 64},
-        "inputs": {"image": "sample"},
-        "output": "tile classes",
-    }]
+    assert steps == [
+        {
+            "function": "classify_tiles",
+            "params": {"model": str((tmp_path / "tiles.semclf").resolve()), "tile_size": 64},
+            "inputs": {"image": "sample"},
+            "output": "tile classes",
+        }
+    ]
     # saved from the Workflow widget, run over a folder
     recipe = WorkflowWidget(viewer).save_recipe(tmp_path / "tiles.yaml")
     d = tmp_path / "images"

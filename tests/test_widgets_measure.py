@@ -79,7 +79,7 @@ def test_measure_writes_features_points_shapes(scene, qtbot, errors, wait_run):
     assert shp.nshapes == 4 and list(shp.features["label"]) == [2, 4, 6, 8]
     assert tuple(shp.scale) == (PS, PS)
     # each outline surrounds its disc
-    for poly, (cy, cx), r in zip(shp.data, [(25, 25), (25, 80), (70, 30), (70, 85)], RADII):
+    for poly, (cy, _cx), r in zip(shp.data, [(25, 25), (25, 80), (70, 30), (70, 85)], RADII):
         assert np.ptp(poly[:, 0]) == pytest.approx(2 * r, abs=1.5) and poly[:, 0].mean() == pytest.approx(cy, abs=1)
 
     steps = [s for s in recorded_steps(viewer) if s["function"] == "measure"]
@@ -342,7 +342,9 @@ def test_tile_table_export_has_pixel_units(scene, qtbot, errors, tmp_path, wait_
 def test_measuring_a_thresholded_mask_says_it_is_one_object(scene, qtbot, errors, wait_run):
     """Threshold writes a 0/1 Labels layer; measuring it directly gives one object, and the widget says so."""
     viewer, img_layer, lab_layer = scene
-    mask = viewer.add_labels((lab_layer.data > 0).astype(np.uint8), name="threshold", scale=(PS, PS), units=("nm", "nm"))
+    mask = viewer.add_labels(
+        (lab_layer.data > 0).astype(np.uint8), name="threshold", scale=(PS, PS), units=("nm", "nm")
+    )
     widget = _measure_widget(viewer, img_layer, mask)
     widget._show_table.value = False
     widget.run()

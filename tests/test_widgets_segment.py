@@ -124,8 +124,10 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     widget._method.value = "local_mean"
     widget._window.widget.value = 255.0  # 51 px
     np.testing.assert_array_equal(
-        out.data > 0, clean_mask(threshold(smooth, "local_mean", window_size=51), opening=1, min_size=20,
-                                 fill_holes=True, max_hole_size=100)
+        out.data > 0,
+        clean_mask(
+            threshold(smooth, "local_mean", window_size=51), opening=1, min_size=20, fill_holes=True, max_hole_size=100
+        ),
     )
     # recorded as denoise + threshold + clean_mask
     funcs = [s["function"] for s in recorded_steps(viewer)]
@@ -292,8 +294,14 @@ def test_threshold_widget_with_nan_layer_and_stack(make_napari_viewer, qtbot, er
     widget.run()
     wait_run(widget)
     out = _layer(viewer, "threshold")
-    expected = np.stack([clean_mask(threshold(denoise(p, "gaussian", size=1.0), "otsu"), opening=1, min_size=12.57,
-                                    max_hole_size=100) for p in stack])
+    expected = np.stack(
+        [
+            clean_mask(
+                threshold(denoise(p, "gaussian", size=1.0), "otsu"), opening=1, min_size=12.57, max_hole_size=100
+            )
+            for p in stack
+        ]
+    )
     np.testing.assert_array_equal(out.data > 0, expected)
     assert tuple(out.scale) == (1.0, 5.0, 5.0)
 

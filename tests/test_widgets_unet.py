@@ -184,8 +184,17 @@ def test_train_from_folders(make_napari_viewer, qtbot, tmp_path, errors, wait_ru
 def test_predict_from_file_cancel_and_errors(make_napari_viewer, qtbot, tmp_path, errors, wait_run):
     img, mask = disks((64, 64), seed=3)
     model = train_unet(
-        img, mask, encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(16, 8, 8), patch_size=32,
-        epochs=1, batch_size=2, steps_per_epoch=2, val_fraction=0, device="cpu",
+        img,
+        mask,
+        encoder="tu-resnet10t",
+        encoder_depth=3,
+        decoder_channels=(16, 8, 8),
+        patch_size=32,
+        epochs=1,
+        batch_size=2,
+        steps_per_epoch=2,
+        val_fraction=0,
+        device="cpu",
     )
     path = model.save(tmp_path / "m.safetensors")
     viewer = make_napari_viewer()
@@ -317,7 +326,7 @@ def test_train_and_predict_in_a_fresh_napari_process():
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
-    res = json.loads(line[0][len("RESULT "):])
+    res = json.loads(line[0][len("RESULT ") :])
     assert not res["torch_before"] and not res["triton_before"]  # nothing of torch loaded before the viewer
     assert res["epochs"] == 2 and "trained 2 epoch" in res["status"] and "on cpu" in res["status"]
     assert res["triton_blocked"] == res["llvm_loaded"]

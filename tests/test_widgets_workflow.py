@@ -31,8 +31,9 @@ def errors(errors, monkeypatch):
 def _record(viewer):
     # what the threshold and split widgets record after a user runs them on layer "tuned"
     record_step(viewer, "threshold", params={"method": "otsu"}, inputs={"image": "tuned"}, output="tuned mask")
-    record_step(viewer, "split_touching", params={"min_distance": 4}, inputs={"mask": "tuned mask"},
-                output="tuned objects")
+    record_step(
+        viewer, "split_touching", params={"min_distance": 4}, inputs={"mask": "tuned mask"}, output="tuned objects"
+    )
 
 
 def _run(widget, wait_run):
@@ -130,7 +131,11 @@ def test_steps_recorded_by_real_widgets_replay_on_new_image(make_napari_viewer, 
 
     widget = WorkflowWidget(viewer)
     assert [s["function"] for s in Workflow.from_dict(__import__("yaml").safe_load(widget._text.value)).steps] == [
-        "denoise", "threshold", "clean_mask", "split_particles"]  # the Threshold widget smooths first
+        "denoise",
+        "threshold",
+        "clean_mask",
+        "split_particles",
+    ]  # the Threshold widget smooths first
     new = viewer.add_image(_disks([(30, 30), (90, 40), (60, 120), (95, 130)], seed=3), name="new")
     widget._image.value = new
     _run(widget, wait_run)
@@ -204,7 +209,13 @@ def test_recipe_recorded_with_several_widgets_replays_on_the_command_line(
     recipe = widget.save_recipe(tmp_path / "tuned.yaml")
     assert recipe is not None
     assert [s["function"] for s in Workflow.load(recipe).steps] == [
-        "denoise", "denoise", "threshold", "clean_mask", "split_particles", "measure"]
+        "denoise",
+        "denoise",
+        "threshold",
+        "clean_mask",
+        "split_particles",
+        "measure",
+    ]
 
     out = tmp_path / "out"
     assert cli.main(["batch", str(recipe), str(path.parent), "--out", str(out), "-q"]) == 0
@@ -255,7 +266,9 @@ def test_rerun_writing_the_same_layer_replaces_the_record():
     record_step(v, "split_touching", params={"min_distance": 7}, inputs={"mask": "threshold"}, output="split")
     steps = _workflow.recorded_steps(v)
     assert [(s["function"], s["params"]) for s in steps] == [
-        ("threshold", {"method": "otsu"}), ("split_touching", {"min_distance": 7})]
+        ("threshold", {"method": "otsu"}),
+        ("split_touching", {"min_distance": 7}),
+    ]
 
 
 def test_pixel_size_set_by_hand_goes_into_the_recipe_for_files_without_one(

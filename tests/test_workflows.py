@@ -117,8 +117,14 @@ def test_recipe_pixel_size_calibrates_images_without_one(tmp_path):
 
 
 def test_recipe_params_numpy_types_are_saved_plainly(tmp_path):
-    steps = [{"function": "t_bright", "params": {"level": np.float32(100.5), "xs": (1, 2)},
-              "inputs": {"image": "image"}, "output": "m"}]
+    steps = [
+        {
+            "function": "t_bright",
+            "params": {"level": np.float32(100.5), "xs": (1, 2)},
+            "inputs": {"image": "image"},
+            "output": "m",
+        }
+    ]
     wf = Workflow.from_steps(steps)
     back = Workflow.load(wf.save(tmp_path / "r.yml"))
     assert back.steps[0]["params"] == {"level": 100.5, "xs": [1, 2]}
@@ -166,8 +172,13 @@ def test_run_on_path_reads_pixel_size_from_metadata(tmp_path):
         ([{"function": "no_such_step", "inputs": {"image": "image"}, "output": "x"}], "unknown step"),
         ([{"function": "_private", "inputs": {"image": "image"}, "output": "x"}], "not a public"),
         ([{"params": {}}], "no 'function'"),
-        ([{"function": "t_label", "inputs": {"mask": "later"}, "output": "x"},
-          {"function": "t_bright", "inputs": {"image": "image"}, "output": "later"}], "needs 'later'"),
+        (
+            [
+                {"function": "t_label", "inputs": {"mask": "later"}, "output": "x"},
+                {"function": "t_bright", "inputs": {"image": "image"}, "output": "later"},
+            ],
+            "needs 'later'",
+        ),
         ([], "at least one step"),
     ],
 )
@@ -272,10 +283,13 @@ def test_coating_preset_and_bad_input():
         coating_layers(img, coating_on="left")
 
 
-@pytest.mark.parametrize("function, params", [
-    ("unet_predict", {}),
-    ("predict_unet", {"tile_size": 256, "overlap": 32, "batch_size": 2}),  # as the U-Net widget records it
-])
+@pytest.mark.parametrize(
+    "function, params",
+    [
+        ("unet_predict", {}),
+        ("predict_unet", {"tile_size": 256, "overlap": 32, "batch_size": 2}),  # as the U-Net widget records it
+    ],
+)
 def test_unet_model_loaded_once_per_process(monkeypatch, function, params):
     import napari_sem_analysis.unet as unet
 
@@ -292,8 +306,14 @@ def test_unet_model_loaded_once_per_process(monkeypatch, function, params):
 
     monkeypatch.setattr(unet, "load_model", fake_load)
     wfm._cached_model.cache_clear()
-    steps = [{"function": function, "params": {"model": "/models/m.safetensors", **params},
-              "inputs": {"image": "image"}, "output": "seg"}]
+    steps = [
+        {
+            "function": function,
+            "params": {"model": "/models/m.safetensors", **params},
+            "inputs": {"image": "image"},
+            "output": "seg",
+        }
+    ]
     img, truth = disks_image()
     for _ in range(3):
         res = run_workflow(steps, img)
@@ -371,8 +391,12 @@ def test_porosity_recipe_with_trained_pore_classifier(tmp_path):
         "name": "am pores",
         "steps": [
             {"function": "segment_pores", "inputs": {"image": "image"}, "output": "pores"},
-            {"function": "classify_objects", "params": {"model": str(model)},
-             "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
+            {
+                "function": "classify_objects",
+                "params": {"model": str(model)},
+                "inputs": {"labels": "pores", "image": "image"},
+                "output": "classes",
+            },
         ],
         "labels": "pores",
         "summary": "porosity",
@@ -390,8 +414,12 @@ def test_recipe_measure_step_settings_define_the_table():
     """A recorded Measure step (texture off) gives the per-object table, not a default re-measure."""
     img, truth = disks_image()
     steps = RECORDED + [
-        {"function": "measure", "params": {"texture": False, "intensity": True, "shape": True},
-         "inputs": {"labels": "objects", "image": "my sample"}, "output": "measurements"},
+        {
+            "function": "measure",
+            "params": {"texture": False, "intensity": True, "shape": True},
+            "inputs": {"labels": "objects", "image": "my sample"},
+            "output": "measurements",
+        },
     ]
     res = run_workflow(Workflow.from_steps(steps, summary="particles"), img, pixel_size=10.0)
     direct = sem.measure(res.labels, image=img, pixel_size=10.0, texture=False)
@@ -433,13 +461,23 @@ def test_classify_objects_reports_every_class(tmp_path):
     one = np.where(s.labels == 1, 1, 0).astype(np.int32)
     out = wfm.classify_objects(one, image, model=str(model), pixel_size=s.pixel_size)
     assert out.attrs["class_names"] == list(s.class_names)
-    res = run_workflow({
-        "steps": [
-            {"function": "t_label", "inputs": {"mask": "image"}, "output": "pores"},
-            {"function": "classify_objects", "params": {"model": str(model)},
-             "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
-        ],
-        "labels": "pores", "summary": "porosity"}, one.astype(bool), pixel_size=s.pixel_size)
+    res = run_workflow(
+        {
+            "steps": [
+                {"function": "t_label", "inputs": {"mask": "image"}, "output": "pores"},
+                {
+                    "function": "classify_objects",
+                    "params": {"model": str(model)},
+                    "inputs": {"labels": "pores", "image": "image"},
+                    "output": "classes",
+                },
+            ],
+            "labels": "pores",
+            "summary": "porosity",
+        },
+        one.astype(bool),
+        pixel_size=s.pixel_size,
+    )
     counts = [res.summary[f"pores_{n}"] for n in s.class_names]
     assert sum(counts) == 1 and sorted(counts) == [0] * (len(counts) - 1) + [1]
 
@@ -466,8 +504,14 @@ def test_classify_tiles_step_and_tiles_summary(tmp_path):
     rng = np.random.default_rng(7)
     # a strip of 8 tiles of 32 px: the left half coarse blobs, the right half fine grain
     img = np.concatenate([texture(k, rng, 32) for k in (0, 0, 0, 0, 1, 1, 1, 1)], axis=1)
-    steps = [{"function": "classify_tiles", "params": {"model": str(path), "tile_size": 32},
-              "inputs": {"image": "sample"}, "output": "tile classes"}]
+    steps = [
+        {
+            "function": "classify_tiles",
+            "params": {"model": str(path), "tile_size": 32},
+            "inputs": {"image": "sample"},
+            "output": "tile classes",
+        }
+    ]
     wf = Workflow.from_steps(steps)
     assert wf.summary == "tiles"  # from the step
     res = run_workflow(wf, img, pixel_size=4.0)
@@ -489,8 +533,12 @@ def test_objects_summary_counts_classes_and_recipe_summary_follows_the_segmentat
     model = clf.save(tmp_path / "pores.semclf")
     steps = [
         {"function": "segment_pores", "inputs": {"image": "image"}, "output": "pores"},
-        {"function": "classify_objects", "params": {"model": str(model)},
-         "inputs": {"labels": "pores", "image": "image"}, "output": "classes"},
+        {
+            "function": "classify_objects",
+            "params": {"model": str(model)},
+            "inputs": {"labels": "pores", "image": "image"},
+            "output": "classes",
+        },
     ]
     assert Workflow.from_steps(steps).summary == "porosity"  # not "objects": classify_objects annotates
     # a Labels layer the user drew, classified (no segmentation step): the objects are that layer
@@ -511,8 +559,14 @@ def test_saved_again_classifier_is_reloaded(tmp_path):
     _, path = _two_texture_classifier(tmp_path, "m.semclf", seed=0)
     rng = np.random.default_rng(3)
     img = np.concatenate([texture(0, rng, 32), texture(1, rng, 32)], axis=1)
-    steps = [{"function": "classify_tiles", "params": {"model": str(path), "tile_size": 32},
-              "inputs": {"image": "image"}, "output": "t"}]
+    steps = [
+        {
+            "function": "classify_tiles",
+            "params": {"model": str(path), "tile_size": 32},
+            "inputs": {"image": "image"},
+            "output": "t",
+        }
+    ]
     first = run_workflow(steps, img)
     assert first.summary["tiles_blobs"] == 1
     # retrained with the class names swapped, saved to the same file

@@ -66,10 +66,10 @@ def run_headless(out_dir) -> dict:
 
 
 def _overlay_png(image, labels, path) -> None:
+    import imageio.v3 as iio
     import numpy as np
     from skimage.color import label2rgb
     from skimage.segmentation import find_boundaries
-    import imageio.v3 as iio
 
     rgb = label2rgb(labels, image=image, bg_label=0, alpha=0.25)
     rgb[find_boundaries(labels, mode="outer")] = (1.0, 1.0, 0.0)
@@ -160,8 +160,14 @@ def main(args=None) -> int:
         print(f"  pixel size {summary['pixel_size_nm']:g} nm, info band cropped at row {summary['info_band_row']}")
         print(f"  particles: {summary['particle_count']} found ({summary['true_particle_count']} in the ground truth)")
         for key in ("d10", "d50", "d90"):
-            print(f"  {key.upper()} equivalent diameter: {summary[key + '_nm']:.1f} nm (truth {summary['true_' + key + '_nm']:.1f} nm)")
-        print(f"  area fraction: {100 * summary['area_fraction']:.1f} % (truth {100 * summary['true_area_fraction']:.1f} %)")
+            print(
+                f"  {key.upper()} equivalent diameter: {summary[key + '_nm']:.1f} nm (truth "
+                f"{summary['true_' + key + '_nm']:.1f} nm)"
+            )
+        print(
+            f"  area fraction: {100 * summary['area_fraction']:.1f} % (truth "
+            f"{100 * summary['true_area_fraction']:.1f} %)"
+        )
         return 0
     run_gui()
     return 0

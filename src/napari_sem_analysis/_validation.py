@@ -74,9 +74,7 @@ def check_image(
     if arr.size == 0:
         raise SEMAnalysisError(f"{name} is empty (shape {arr.shape})")
     if min(arr.shape[-2:]) < min_size:
-        raise SEMAnalysisError(
-            f"{name} of shape {arr.shape} is smaller than the required {min_size} pixels"
-        )
+        raise SEMAnalysisError(f"{name} of shape {arr.shape} is smaller than the required {min_size} pixels")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise SEMAnalysisError(f"{name} contains NaN or infinite values")
     if not allow_constant and arr.min() == arr.max():

@@ -1,4 +1,7 @@
-"""Vendor metadata of SEM files (Zeiss, FEI/Thermo Fisher, TESCAN, JEOL, Hitachi, ImageJ) -> normalised keys and the pixel size in nm."""
+"""Vendor metadata of SEM files -> normalised keys and the pixel size in nm.
+
+Zeiss, FEI/Thermo Fisher, TESCAN, JEOL, Hitachi and ImageJ.
+"""
 
 from __future__ import annotations
 
@@ -125,9 +128,7 @@ def _zeiss_metadata(md: dict) -> dict[str, Any]:
         else:
             out.setdefault("_ignored", []).append(f"working_distance={str(v[0])[:40]!r}")
     out["raw"] = {
-        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item)
-        for k, item in md.items()
-        if k
+        k: " ".join(str(x) for x in item[1:]) if isinstance(item, tuple) else str(item) for k, item in md.items() if k
     }
     return out
 

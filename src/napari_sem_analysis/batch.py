@@ -35,9 +35,10 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,14 +138,10 @@ def _dedupe_inputs(inputs, files: list[Path]) -> list[Path]:
             out.append(f)
     if not out:
         hint = ""
-        subdirs = sorted(
-            d.name for item in inputs if Path(item).is_dir() for d in Path(item).iterdir() if d.is_dir()
-        )
+        subdirs = sorted(d.name for item in inputs if Path(item).is_dir() for d in Path(item).iterdir() if d.is_dir())
         if subdirs:
             hint = f" (folders are not searched recursively; subfolders: {', '.join(subdirs[:8])})"
-        raise SEMAnalysisError(
-            f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}"
-        )
+        raise SEMAnalysisError(f"no image files ({' '.join(IMAGE_SUFFIXES)}) found in the inputs{hint}")
     return out
 
 
@@ -571,9 +568,7 @@ def _dask_client(scheduler, jobs: int):
         client = Client(scheduler)
         return client, [client]
     if scheduler in ("local", "", True):
-        cluster = LocalCluster(
-            n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         return client, [client, cluster]
     try:
@@ -664,8 +659,9 @@ def run_batch(
     """
     plan = _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite)
     try:
-        return _run_plan(plan, scheduler=scheduler, jobs=jobs, overwrite=overwrite, resume=resume,
-                         progress=progress, report=report)
+        return _run_plan(
+            plan, scheduler=scheduler, jobs=jobs, overwrite=overwrite, resume=resume, progress=progress, report=report
+        )
     except OSError as exc:
         # a read-only or full disk, a folder removed under the run: one clear message (CLI exit code 3)
         where = getattr(exc, "filename", None) or plan.out_dir
@@ -674,8 +670,9 @@ def run_batch(
         plan.lock.close()
 
 
-def _run_plan(plan: _Plan, *, scheduler, jobs: int, overwrite: bool, resume: bool, progress: bool,
-              report: bool) -> BatchResult:
+def _run_plan(
+    plan: _Plan, *, scheduler, jobs: int, overwrite: bool, resume: bool, progress: bool, report: bool
+) -> BatchResult:
     """:func:`run_batch` once the output folder is planned and locked."""
     done, todo = _pending(plan, overwrite, resume)
     # written once the folder is known to hold nothing of another recipe (a refused run changes nothing)
@@ -740,8 +737,17 @@ def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
         lock = _lock_output(out_dir)
     except OSError as exc:
         raise BatchOutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc}") from exc
-    plan = _Plan(wf, recipe_dict, _recipe_hash(recipe_dict, pixel_size), files, _output_names(files), out_dir,
-                 pixel_size, special, lock)
+    plan = _Plan(
+        wf,
+        recipe_dict,
+        _recipe_hash(recipe_dict, pixel_size),
+        files,
+        _output_names(files),
+        out_dir,
+        pixel_size,
+        special,
+        lock,
+    )
     # the recipe used: a different recipe in an existing folder needs overwrite
     recipe_file = out_dir / "recipe.yaml"
     existing_records = list((out_dir / "records").glob("*.json")) if (out_dir / "records").is_dir() else []
@@ -752,9 +758,7 @@ def _plan(recipe, inputs, out_dir, jobs, pixel_size, overwrite) -> _Plan:
             old = None
         if old != recipe_dict:
             lock.close()
-            raise SEMAnalysisError(
-                f"{out_dir} holds results of a different recipe; choose another folder or overwrite"
-            )
+            raise SEMAnalysisError(f"{out_dir} holds results of a different recipe; choose another folder or overwrite")
     return plan
 
 
@@ -870,10 +874,11 @@ def _summary_frame(rows: list[dict]) -> pd.DataFrame:
     for col in df.columns:
         values = [r[col] for r in rows if r.get(col) is not None]
         values = [v for v in values if not (isinstance(v, float) and np.isnan(v))]
-        if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                          for v in values):
-            df[col] = pd.array([int(v) if isinstance(v, (int, np.integer)) else None
-                                for v in (r.get(col) for r in rows)], dtype="Int64")
+        if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+            df[col] = pd.array(
+                [int(v) if isinstance(v, (int, np.integer)) else None for v in (r.get(col) for r in rows)],
+                dtype="Int64",
+            )
     return df
 
 

@@ -219,14 +219,15 @@ def write_report(out_dir, summary: pd.DataFrame, workflow: Workflow) -> Path:
         f" in <code>{html.escape(str(out_dir.resolve()))}</code>.</p>",
     ]
     for title, fig in figs:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{_fig_png(fig)}'>")
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{_fig_png(fig)}'>"
+        )
     if n_err:
         parts.append("<h2>Failed images</h2><ul>")
         for _, r in summary[summary["status"] != "ok"].iterrows():
             file, error = str(r["file"]), str(r.get("error", ""))
             if error.startswith(f"{file}: "):  # the reader's messages start with the file name
-                error = error[len(file) + 2:]
+                error = error[len(file) + 2 :]
             parts.append(f"<li class='err'>{html.escape(file)}: {html.escape(error)}</li>")
         parts.append("</ul>")
     show = summary.drop(columns=[c for c in ("error",) if c in summary and not n_err])

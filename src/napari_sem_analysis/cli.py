@@ -55,11 +55,20 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     b.add_argument("--overwrite", action="store_true", help="recompute and replace existing results")
-    b.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="do not skip finished images (an error unless --overwrite)")
-    b.add_argument("--pixel-size", type=_pixel_size_arg, default=None, metavar="NM|from-scale-bar",
-                   help="pixel size in nm for every image, or 'from-scale-bar' to read each image's scale bar "
-                        "(default: from each file's metadata, else its scale bar)")
+    b.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="do not skip finished images (an error unless --overwrite)",
+    )
+    b.add_argument(
+        "--pixel-size",
+        type=_pixel_size_arg,
+        default=None,
+        metavar="NM|from-scale-bar",
+        help="pixel size in nm for every image, or 'from-scale-bar' to read each image's scale bar "
+        "(default: from each file's metadata, else its scale bar)",
+    )
     b.add_argument("--no-report", dest="report", action="store_false", help="do not write report.html")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -175,8 +184,7 @@ def main(argv=None) -> int:
             rc = _demo.main(argv_demo)
             return int(rc or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted; finished images are kept, run the same command again to resume",
-              file=sys.stderr)
+        print("\ninterrupted; finished images are kept, run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     parser.print_help()
     return EXIT_USAGE

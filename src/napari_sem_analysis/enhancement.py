@@ -177,9 +177,7 @@ def denoise(
     if s <= 0:
         raise SEMAnalysisError(f"size must be > 0, got {size!r}")
     if s > max(arr.shape):
-        raise SEMAnalysisError(
-            f"filter size {s:.3g} px is larger than the image ({arr.shape[0]}x{arr.shape[1]} px)"
-        )
+        raise SEMAnalysisError(f"filter size {s:.3g} px is larger than the image ({arr.shape[0]}x{arr.shape[1]} px)")
     is_float = np.issubdtype(arr.dtype, np.floating)
     if method == "gaussian":
         work = arr.astype(np.float32) if arr.dtype == np.float64 else arr

@@ -57,7 +57,15 @@ _LENGTH_COLUMNS = (
     "centroid_x",
 )
 
-__all__ = ["measure", "summarize", "mask_warning", "object_outlines", "oriented_boxes", "SHAPE_COLUMNS", "INTENSITY_COLUMNS"]
+__all__ = [
+    "measure",
+    "summarize",
+    "mask_warning",
+    "object_outlines",
+    "oriented_boxes",
+    "SHAPE_COLUMNS",
+    "INTENSITY_COLUMNS",
+]
 
 # skimage.measure.perimeter (4-neighbourhood) weights, indexed by the border code
 _PERIMETER_WEIGHTS = np.zeros(50)
@@ -484,7 +492,9 @@ def _outline_columns(labels: np.ndarray, sums: _LabelSums, ps: float, *, shape: 
     border = _border_mask(labels)
     perim = _perimeters(labels, border, sums.lut_index, n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        circ = np.where(perim > 0, np.minimum(4.0 * np.pi * area_px / np.where(perim > 0, perim, 1.0) ** 2, 1.0), np.nan)
+        circ = np.where(
+            perim > 0, np.minimum(4.0 * np.pi * area_px / np.where(perim > 0, perim, 1.0) ** 2, 1.0), np.nan
+        )
     out = {"perimeter": perim * ps, "circularity": circ}
     if shape:
         fmax, fmin, conv, _ = _hull_stats(border, labels, sums.present, sums.lut_index)
@@ -521,9 +531,7 @@ def _object_classes(classes, labels, present, idx, n):
         return [mapping.get(int(v), mapping.get(v)) for v in present]
     cls = np.asarray(classes)
     if cls.shape != labels.shape:
-        raise SEMAnalysisError(
-            f"class map of shape {cls.shape} does not match labels of shape {labels.shape}"
-        )
+        raise SEMAnalysisError(f"class map of shape {cls.shape} does not match labels of shape {labels.shape}")
     if not np.issubdtype(cls.dtype, np.integer) or (cls.size and cls.min() < 0):
         raise SEMAnalysisError("the class map must hold non-negative integers")
     nc = int(cls.max()) + 1

@@ -163,7 +163,7 @@ def _stats(pieces: list[tuple], pixel_size: float | None) -> dict:
         "fp": fp,
         "fn": fn,
     }
-    for name, q, key in (("pred", qp, "d{}_pred"), ("true", qt, "d{}_true")):
+    for _name, q, key in (("pred", qp, "d{}_pred"), ("true", qt, "d{}_true")):
         for v, pct in zip(q, (10, 50, 90)):
             out[key.format(pct)] = v * ps
     return out

@@ -104,7 +104,9 @@ def _disk_distance(shape, cy, cx, ry, rx, angle):
 # ---------------------------------------------------------------------------
 
 
-def sample_particles(seed: int = 0, *, shape=(512, 512), n_particles: int = 60, pixel_size: float = 5.0) -> SyntheticSample:
+def sample_particles(
+    seed: int = 0, *, shape=(512, 512), n_particles: int = 60, pixel_size: float = 5.0
+) -> SyntheticSample:
     """Bright particles on a darker substrate, some touching, as in SE imaging.
 
     Particles have SEM edge brightening (a bright rim), the substrate a slow
@@ -586,9 +588,7 @@ def _sample_am_pores():
     import pandas as pd
 
     ids = np.array(sorted(sample.classes))
-    layers[1][1]["features"] = pd.DataFrame(
-        {"label": ids, "class": [AM_PORE_CLASSES[sample.classes[i]] for i in ids]}
-    )
+    layers[1][1]["features"] = pd.DataFrame({"label": ids, "class": [AM_PORE_CLASSES[sample.classes[i]] for i in ids]})
     return layers
 
 

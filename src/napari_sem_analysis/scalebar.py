@@ -608,7 +608,7 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
             continue
         bars = _bars(mask, max_width=0.6 * w, min_width=max(10, w // 100))
         bars.sort(key=lambda b: -b[2])
-        for box, _, length in bars[:20]:
+        for box, _, _length in bars[:20]:
             bw = box[3] - box[1]
             r0 = max(box[0] - int(0.6 * bw) - 20, 0)
             r1 = min(box[2] + int(0.6 * bw) + 20, h)

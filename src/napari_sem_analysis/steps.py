@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ._validation import SEMAnalysisError
 
@@ -102,7 +103,7 @@ class Step:
         raise SEMAnalysisError(f"step {self.name!r}: cannot load {func}: {error}")
 
     @property
-    def target(self) -> "Step":
+    def target(self) -> Step:
         """The step this one runs (itself unless it is an alias)."""
         return get_step(self.alias_of) if self.alias_of is not None else self
 
@@ -111,8 +112,9 @@ class Step:
         return param in _parameters(self.load())
 
     # -- running ----------------------------------------------------------
-    def __call__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None, *,
-                 pixel_size: float | None = None):
+    def __call__(
+        self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None, *, pixel_size: float | None = None
+    ):
         """Run the step: ``inputs`` (argument -> data) and ``params`` as keyword arguments.
 
         ``pixel_size`` (nm) is given when the function takes it and ``params``
@@ -167,64 +169,193 @@ def _parameters(func: Callable) -> list[str]:
 # --------------------------------------------------------------------------- the built-in steps
 STEPS: list[Step] = [
     # enhancement: image -> image
-    Step("clahe", "enhancement:clahe", writes="image", lengths=("tile_size",), filter=True,
-         description="contrast-limited adaptive histogram equalisation"),
-    Step("denoise", "enhancement:denoise", writes="image", lengths=("size",), filter=True,
-         description="gaussian, median, bilateral or non-local-means denoising"),
-    Step("correct_background", "enhancement:correct_background", writes="image", lengths=("size",), filter=True,
-         description="remove uneven illumination (gaussian, rolling ball, polynomial)"),
+    Step(
+        "clahe",
+        "enhancement:clahe",
+        writes="image",
+        lengths=("tile_size",),
+        filter=True,
+        description="contrast-limited adaptive histogram equalisation",
+    ),
+    Step(
+        "denoise",
+        "enhancement:denoise",
+        writes="image",
+        lengths=("size",),
+        filter=True,
+        description="gaussian, median, bilateral or non-local-means denoising",
+    ),
+    Step(
+        "correct_background",
+        "enhancement:correct_background",
+        writes="image",
+        lengths=("size",),
+        filter=True,
+        description="remove uneven illumination (gaussian, rolling ball, polynomial)",
+    ),
     # classical segmentation
-    Step("threshold", "segmentation:threshold", writes="labels", lengths=("window_size",),
-         description="global or local threshold: binary mask"),
-    Step("multi_threshold", "segmentation:multi_threshold", writes="labels", summary="phases",
-         description="multi-level Otsu: phase map 1..N"),
-    Step("clean_mask", "segmentation:clean_mask", takes=("mask",), writes="labels",
-         lengths=("opening", "closing"), areas=("min_size", "max_hole_size"),
-         description="remove specks, fill holes, open/close a mask"),
-    Step("split_touching", "segmentation:split_touching", takes=("mask", "intensity_image"), writes="labels",
-         lengths=("min_distance",), areas=("min_size",),
-         description="split touching objects (distance-transform watershed)"),
-    Step("split_particles", "segmentation:split_particles", takes=("mask", "intensity_image"), writes="labels",
-         lengths=("split_min_distance",), areas=("min_size",),
-         description="split touching particles as the particles preset does (adaptive, slivers merged)"),
-    Step("label_components", "segmentation:label_components", takes=("mask",), writes="labels",
-         areas=("min_size",), description="one label per connected object of a mask (no splitting)"),
-    Step("watershed_from_seeds", "segmentation:watershed_from_seeds", takes=("image_or_mask", "seeds", "mask"),
-         writes="labels", description="one object grown from each seed point"),
-    Step("superpixels", "segmentation:superpixels", takes=("image", "mask"), writes="labels",
-         lengths=("region_size",), description="SLIC superpixels (CPU or CUDA)"),
-    Step("segment_particles", "segmentation:segment_particles", writes="labels", summary="particles",
-         description="tuned particle segmentation"),
-    Step("segment_pores", "segmentation:segment_pores", writes="labels", summary="porosity",
-         description="tuned pore segmentation"),
+    Step(
+        "threshold",
+        "segmentation:threshold",
+        writes="labels",
+        lengths=("window_size",),
+        description="global or local threshold: binary mask",
+    ),
+    Step(
+        "multi_threshold",
+        "segmentation:multi_threshold",
+        writes="labels",
+        summary="phases",
+        description="multi-level Otsu: phase map 1..N",
+    ),
+    Step(
+        "clean_mask",
+        "segmentation:clean_mask",
+        takes=("mask",),
+        writes="labels",
+        lengths=("opening", "closing"),
+        areas=("min_size", "max_hole_size"),
+        description="remove specks, fill holes, open/close a mask",
+    ),
+    Step(
+        "split_touching",
+        "segmentation:split_touching",
+        takes=("mask", "intensity_image"),
+        writes="labels",
+        lengths=("min_distance",),
+        areas=("min_size",),
+        description="split touching objects (distance-transform watershed)",
+    ),
+    Step(
+        "split_particles",
+        "segmentation:split_particles",
+        takes=("mask", "intensity_image"),
+        writes="labels",
+        lengths=("split_min_distance",),
+        areas=("min_size",),
+        description="split touching particles as the particles preset does (adaptive, slivers merged)",
+    ),
+    Step(
+        "label_components",
+        "segmentation:label_components",
+        takes=("mask",),
+        writes="labels",
+        areas=("min_size",),
+        description="one label per connected object of a mask (no splitting)",
+    ),
+    Step(
+        "watershed_from_seeds",
+        "segmentation:watershed_from_seeds",
+        takes=("image_or_mask", "seeds", "mask"),
+        writes="labels",
+        description="one object grown from each seed point",
+    ),
+    Step(
+        "superpixels",
+        "segmentation:superpixels",
+        takes=("image", "mask"),
+        writes="labels",
+        lengths=("region_size",),
+        description="SLIC superpixels (CPU or CUDA)",
+    ),
+    Step(
+        "segment_particles",
+        "segmentation:segment_particles",
+        writes="labels",
+        summary="particles",
+        description="tuned particle segmentation",
+    ),
+    Step(
+        "segment_pores",
+        "segmentation:segment_pores",
+        writes="labels",
+        summary="porosity",
+        description="tuned pore segmentation",
+    ),
     # measurement and texture
-    Step("measure", "measurement:measure", takes=("labels", "image"), writes="table",
-         description="per-object morphology (nm), intensity and texture"),
-    Step("object_features", "classification:object_features", takes=("labels", "image"), writes="table",
-         description="per-object features for the object classifier"),
-    Step("glcm_features", "texture:glcm_features", takes=("image", "labels"), writes="table",
-         description="GLCM texture per object or per tile"),
-    Step("lbp_features", "texture:lbp_features", takes=("image", "labels"), writes="table",
-         description="local-binary-pattern texture per object or per tile"),
+    Step(
+        "measure",
+        "measurement:measure",
+        takes=("labels", "image"),
+        writes="table",
+        description="per-object morphology (nm), intensity and texture",
+    ),
+    Step(
+        "object_features",
+        "classification:object_features",
+        takes=("labels", "image"),
+        writes="table",
+        description="per-object features for the object classifier",
+    ),
+    Step(
+        "glcm_features",
+        "texture:glcm_features",
+        takes=("image", "labels"),
+        writes="table",
+        description="GLCM texture per object or per tile",
+    ),
+    Step(
+        "lbp_features",
+        "texture:lbp_features",
+        takes=("image", "labels"),
+        writes="table",
+        description="local-binary-pattern texture per object or per tile",
+    ),
     Step("texture_map", "texture:texture_map", writes="image", description="GLCM feature map (sliding window)"),
     # fibre mats and networks
-    Step("measure_fibers", "fibers:measure_fibers", takes=("image", "mask"), writes="labels", summary="fibers",
-         description="fibre diameters, orientation, junctions, beads and mesh pores (fibre mats)"),
-    Step("local_thickness", "thickness:thickness_map", takes=("mask",), writes="image",
-         description="local thickness (width) map of a phase: ligaments, pores, fibres, coatings"),
+    Step(
+        "measure_fibers",
+        "fibers:measure_fibers",
+        takes=("image", "mask"),
+        writes="labels",
+        summary="fibers",
+        description="fibre diameters, orientation, junctions, beads and mesh pores (fibre mats)",
+    ),
+    Step(
+        "local_thickness",
+        "thickness:thickness_map",
+        takes=("mask",),
+        writes="image",
+        description="local thickness (width) map of a phase: ligaments, pores, fibres, coatings",
+    ),
     # coating cross-sections
-    Step("coating_layers", "coating:coating_layers", writes="labels", summary="coating",
-         description="coating/oxide thickness profile and cracks"),
+    Step(
+        "coating_layers",
+        "coating:coating_layers",
+        writes="labels",
+        summary="coating",
+        description="coating/oxide thickness profile and cracks",
+    ),
     # steps that wrap saved models (loaded once per process)
-    Step("unet_predict", "workflows.model_steps:unet_predict", writes="labels",
-         description="segment with a saved U-Net model (two-class maps as objects)"),
+    Step(
+        "unet_predict",
+        "workflows.model_steps:unet_predict",
+        writes="labels",
+        description="segment with a saved U-Net model (two-class maps as objects)",
+    ),
     Step("predict_unet", alias_of="unet_predict", defaults={"instances": False}),
-    Step("classify_objects", "workflows.model_steps:classify_objects", takes=("labels", "image"),
-         writes="annotation", annotates=True, description="class of every object from a saved ObjectClassifier"),
-    Step("classify_tiles", "workflows.model_steps:classify_tiles", writes="labels", summary="tiles",
-         description="class of every tile from a saved ImageClassifier"),
-    Step("pixel_classify", "pixel_classifier:pixel_classify", writes="labels", summary="phases",
-         description="class of every pixel from a saved PixelClassifier (trained from scribbles)"),
+    Step(
+        "classify_objects",
+        "workflows.model_steps:classify_objects",
+        takes=("labels", "image"),
+        writes="annotation",
+        annotates=True,
+        description="class of every object from a saved ObjectClassifier",
+    ),
+    Step(
+        "classify_tiles",
+        "workflows.model_steps:classify_tiles",
+        writes="labels",
+        summary="tiles",
+        description="class of every tile from a saved ImageClassifier",
+    ),
+    Step(
+        "pixel_classify",
+        "pixel_classifier:pixel_classify",
+        writes="labels",
+        summary="phases",
+        description="class of every pixel from a saved PixelClassifier (trained from scribbles)",
+    ),
 ]
 
 _REGISTRY: dict[str, Step] = {}
@@ -267,8 +398,9 @@ def resolve_step(name: str) -> Callable:
     return get_step(name).load()
 
 
-def call_step(name: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None, *,
-              pixel_size: float | None = None):
+def call_step(
+    name: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None, *, pixel_size: float | None = None
+):
     """Run the registered step ``name`` (see :meth:`Step.__call__`)."""
     return get_step(name)(inputs, params, pixel_size=pixel_size)
 
@@ -301,4 +433,3 @@ def register_step(name: str, function: Callable | None = None, **fields):
     if function is not None:
         return deco(function)
     return deco
-

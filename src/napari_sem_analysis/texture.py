@@ -192,9 +192,7 @@ def _regions(image_shape, labels, tile_size):
         return labels, table["label"].to_numpy(), table
     labels = check_labels(labels)
     if labels.shape != tuple(image_shape):
-        raise SEMAnalysisError(
-            f"labels of shape {labels.shape} do not match the image of shape {tuple(image_shape)}"
-        )
+        raise SEMAnalysisError(f"labels of shape {labels.shape} do not match the image of shape {tuple(image_shape)}")
     present = _present_labels(labels)
     return labels, present, pd.DataFrame({"label": present})
 

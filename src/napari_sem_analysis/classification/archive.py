@@ -89,9 +89,7 @@ def _read_archive(path, expected_class: str) -> tuple[dict, bytes]:
             f"{path.name} was written by a newer version (format {meta.get('format_version')}); update the plugin"
         )
     if meta.get("classifier") != expected_class:
-        raise SEMAnalysisError(
-            f"{path.name} holds a {meta.get('classifier')!r} model, not an {expected_class}"
-        )
+        raise SEMAnalysisError(f"{path.name} holds a {meta.get('classifier')!r} model, not an {expected_class}")
     _check_description(meta, path.name)
     if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
         raise SEMAnalysisError(f"{path.name} is corrupt or was modified: the model data does not match its checksum")

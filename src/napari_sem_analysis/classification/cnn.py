@@ -8,7 +8,6 @@ from .._validation import SEMAnalysisError, check_image, to_grayscale
 from .features import _to_unit_float
 from .validation import _Cancelled
 
-
 #: networks an :class:`ImageClassifier` may use: "small" (built here) and timm models built locally
 #: (never downloaded). A model file naming anything else (``hf-hub:org/name``, a large ViT) is refused.
 CNN_ARCHS = (
@@ -155,7 +154,9 @@ class _CNN:
         xt = torch.from_numpy(X)
         yt = torch.from_numpy(y.astype(np.int64))
         counts = np.bincount(y, minlength=self.n_classes).astype(np.float32)
-        weights = torch.from_numpy(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / self.n_classes, 0.0).astype(np.float32)).to(dev)
+        weights = torch.from_numpy(
+            np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / self.n_classes, 0.0).astype(np.float32)
+        ).to(dev)
         avoid_triton_crash()  # torch.optim imports torch._dynamo (and triton, when allowed)
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=self.lr, weight_decay=1e-4)
         steps_per_epoch = max(1, int(np.ceil(len(X) / self.batch_size)))

@@ -108,8 +108,10 @@ def _int_list(values, name: str, lo: int, hi: int) -> tuple[int, ...]:
         out = tuple(values)
     except TypeError:
         raise SEMAnalysisError(f"{name} must be a list of integers, got {values!r}") from None
-    if not out or len(out) > 16 or not all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi for v in out
+    if (
+        not out
+        or len(out) > 16
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi for v in out)
     ):
         raise SEMAnalysisError(f"{name} must be 1 to 16 integers in {lo}..{hi}, got {values!r}")
     return tuple(int(v) for v in out)

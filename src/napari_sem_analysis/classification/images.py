@@ -138,7 +138,15 @@ class ImageClassifier:
         if self.backend == "features":
             return _make_sklearn_model(self.model, self.seed, self.n_estimators)
         return _CNN(
-            self.arch, n_classes, self.input_size, self.width, self.epochs, self.batch_size, self.lr, self.device, self.seed
+            self.arch,
+            n_classes,
+            self.input_size,
+            self.width,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.device,
+            self.seed,
         )
 
     def _prepare(self, images, progress=None, cancel=None):
@@ -164,7 +172,9 @@ class ImageClassifier:
             raise SEMAnalysisError("the classifier is not trained yet: call fit() or load() first")
 
     # -- API -----------------------------------------------------------
-    def fit(self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None) -> ImageClassifier:
+    def fit(
+        self, images, y, *, groups=None, progress: Callable | None = None, cancel: Callable | None = None
+    ) -> ImageClassifier:
         """Train on a list of 2-D images (or tiles) with one class label each.
 
         ``groups`` is accepted for symmetry with :meth:`cross_validate` and

@@ -167,7 +167,9 @@ class ObjectClassifier:
             raise SEMAnalysisError(f"model must be one of {_SKLEARN_MODELS}, got {model!r}")
         if isinstance(features, str):
             if features not in _FEATURE_SETS:
-                raise SEMAnalysisError(f"features must be a list of column names or one of {_FEATURE_SETS}, got {features!r}")
+                raise SEMAnalysisError(
+                    f"features must be a list of column names or one of {_FEATURE_SETS}, got {features!r}"
+                )
             self.features = features
         else:
             self.features = [str(f) for f in features] if features is not None else None
@@ -277,9 +279,7 @@ class ObjectClassifier:
             raise SEMAnalysisError(f"{len(y_idx)} labels for {len(table)} objects")
 
         def make():
-            return ObjectClassifier(
-                self.features, self.model, names, n_estimators=self.n_estimators, seed=self.seed
-            )
+            return ObjectClassifier(self.features, self.model, names, n_estimators=self.n_estimators, seed=self.seed)
 
         return _cross_validate(
             make,

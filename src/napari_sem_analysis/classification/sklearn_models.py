@@ -20,15 +20,11 @@ def _make_sklearn_model(model: str, seed: int, n_estimators: int):
     if model == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
-        return RandomForestClassifier(
-            n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1
-        )
+        return RandomForestClassifier(n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1)
     if model == "extra_trees":
         from sklearn.ensemble import ExtraTreesClassifier
 
-        return ExtraTreesClassifier(
-            n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1
-        )
+        return ExtraTreesClassifier(n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1)
     if model == "gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -16,7 +16,9 @@ from ._common import _check_mask, _disk
 def _remove_small(mask: np.ndarray, min_size: float, connectivity: int = 8) -> np.ndarray:
     if min_size <= 0:
         return mask
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(
+        mask.view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S
+    )
     keep = stats[:, cv2.CC_STAT_AREA] >= min_size
     keep[0] = False
     return keep[lab]
@@ -90,7 +92,11 @@ def clean_mask(
     if connectivity not in (4, 8):
         raise SEMAnalysisError(f"connectivity must be 4 or 8, got {connectivity!r}")
     ms = to_pixels(min_size, pixel_size, unit=unit, name="min_size", power=2)
-    hs = None if max_hole_size is None else to_pixels(max_hole_size, pixel_size, unit=unit, name="max_hole_size", power=2)
+    hs = (
+        None
+        if max_hole_size is None
+        else to_pixels(max_hole_size, pixel_size, unit=unit, name="max_hole_size", power=2)
+    )
     ro = int(round(to_pixels(opening, pixel_size, unit=unit, name="opening")))
     rc = int(round(to_pixels(closing, pixel_size, unit=unit, name="closing")))
     if max(ro, rc) > max(m.shape):

@@ -144,12 +144,20 @@ def segment_particles(
     arr = np.asarray(image)
     if _is_stack(arr):
         kw = dict(
-            pixel_size=pixel_size, dark_particles=dark_particles, denoise_size=denoise_size,
-            threshold_method=threshold_method, threshold_offset=threshold_offset,
-            min_particle_diameter=min_particle_diameter, split=split,
-            split_min_distance=split_min_distance, split_fraction=split_fraction,
-            edge_quantile=edge_quantile, boundary_weight=boundary_weight,
-            merge_fraction=merge_fraction, merge_slivers=merge_slivers, separate=separate,
+            pixel_size=pixel_size,
+            dark_particles=dark_particles,
+            denoise_size=denoise_size,
+            threshold_method=threshold_method,
+            threshold_offset=threshold_offset,
+            min_particle_diameter=min_particle_diameter,
+            split=split,
+            split_min_distance=split_min_distance,
+            split_fraction=split_fraction,
+            edge_quantile=edge_quantile,
+            boundary_weight=boundary_weight,
+            merge_fraction=merge_fraction,
+            merge_slivers=merge_slivers,
+            separate=separate,
         )
         return np.stack([segment_particles(p, **kw) for p in arr]).astype(np.int32)
     arr, units = _preset_input(arr, threshold_method, pixel_size)
@@ -278,10 +286,19 @@ def split_particles(
 
     arr = np.asarray(mask)
     if arr.ndim == 3:
-        kw = dict(min_size=min_size, split_min_distance=split_min_distance, split_fraction=split_fraction,
-                  edge_quantile=edge_quantile, boundary_weight=boundary_weight, merge_fraction=merge_fraction,
-                  merge_slivers=merge_slivers, separate=separate, smooth_image=smooth_image,
-                  pixel_size=pixel_size, unit=unit)
+        kw = dict(
+            min_size=min_size,
+            split_min_distance=split_min_distance,
+            split_fraction=split_fraction,
+            edge_quantile=edge_quantile,
+            boundary_weight=boundary_weight,
+            merge_fraction=merge_fraction,
+            merge_slivers=merge_slivers,
+            separate=separate,
+            smooth_image=smooth_image,
+            pixel_size=pixel_size,
+            unit=unit,
+        )
         planes = [np.asarray(intensity_image)[i] if intensity_image is not None else None for i in range(len(arr))]
         return np.stack([split_particles(p, im, **kw) for p, im in zip(arr, planes)]).astype(np.int32)
     m = _check_mask(arr)
@@ -305,9 +322,17 @@ def split_particles(
             ks = int(2 * np.ceil(3 * sigma) + 1)
             img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
     return _split_particles(
-        m, img, units, ms, split_min_distance=split_min_distance, split_fraction=split_fraction,
-        edge_quantile=edge_quantile if use_edges else None, boundary_weight=boundary_weight if use_edges else 0.0,
-        merge_fraction=merge_fraction, merge_slivers=merge_slivers, separate=separate,
+        m,
+        img,
+        units,
+        ms,
+        split_min_distance=split_min_distance,
+        split_fraction=split_fraction,
+        edge_quantile=edge_quantile if use_edges else None,
+        boundary_weight=boundary_weight if use_edges else 0.0,
+        merge_fraction=merge_fraction,
+        merge_slivers=merge_slivers,
+        separate=separate,
     )
 
 
@@ -403,9 +428,15 @@ def segment_pores(
     """
     arr = np.asarray(image)
     if _is_stack(arr):
-        kw = dict(pixel_size=pixel_size, denoise_size=denoise_size, threshold_method=threshold_method,
-                  threshold_offset=threshold_offset, min_pore_diameter=min_pore_diameter,
-                  fill_holes=fill_holes, split=split)
+        kw = dict(
+            pixel_size=pixel_size,
+            denoise_size=denoise_size,
+            threshold_method=threshold_method,
+            threshold_offset=threshold_offset,
+            min_pore_diameter=min_pore_diameter,
+            fill_holes=fill_holes,
+            split=split,
+        )
         return np.stack([segment_pores(p, **kw) for p in arr]).astype(np.int32)
     arr, units = _preset_input(arr, threshold_method, pixel_size)
     r = units.px(denoise_size, 1.0, "denoise_size")

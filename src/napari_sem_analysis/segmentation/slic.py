@@ -67,18 +67,23 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     fdt = np.float32 if h2 <= 4096 else np.float64  # exact integer sums in the matrix product
     rw = np.stack([np.ones(h2), np.arange(h2)]).astype(fdt)  # (2, h2): sum, sum of r
     colw = np.arange(h2, dtype=np.float64)
-    lbase = (np.arange(nr, dtype=np.intp)[:, None, None, None] * gw
-             + np.arange(gw, dtype=np.intp)[None, None, :, None] + (gw + 1))
+    lbase = (
+        np.arange(nr, dtype=np.intp)[:, None, None, None] * gw
+        + np.arange(gw, dtype=np.intp)[None, None, :, None]
+        + (gw + 1)
+    )
     carry = np.arange(M, dtype=np.intp)
     quads = []
     for qy in (0, 1):
         for qx in (0, 1):
             Iq = np.ascontiguousarray(I6[:, qy, :, :, qx, :])  # (gh, h2, gw, h2)
             Vq = np.ascontiguousarray(V6[:, qy, :, :, qx, :]) if any_invalid else None
-            yq = (np.arange(gh, dtype=np.float32)[:, None] * S + qy * h2
-                  + np.arange(h2, dtype=np.float32)[None, :]).reshape(gh, h2, 1, 1)
-            xq = (np.arange(gw, dtype=np.float32)[:, None] * S + qx * h2
-                  + np.arange(h2, dtype=np.float32)[None, :]).reshape(1, 1, gw, h2)
+            yq = (
+                np.arange(gh, dtype=np.float32)[:, None] * S + qy * h2 + np.arange(h2, dtype=np.float32)[None, :]
+            ).reshape(gh, h2, 1, 1)
+            xq = (
+                np.arange(gw, dtype=np.float32)[:, None] * S + qx * h2 + np.arange(h2, dtype=np.float32)[None, :]
+            ).reshape(1, 1, gw, h2)
             c0 = (qy - 1) * gw + qx - 1
             # intensity weights of each band as float64, after room for the carry
             wts = []
@@ -90,15 +95,27 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
                 vstats = None
             else:  # valid pixels per quarter cell: count, sum of rows, sum of columns
                 vr = np.matmul(rw, Vq.reshape(gh, h2, gw * h2).astype(fdt)).reshape(gh, 2, gw, h2)
-                vstats = (vr[:, 0].sum(-1, dtype=np.float64), vr[:, 1].sum(-1, dtype=np.float64),
-                          vr[:, 0].astype(np.float64) @ colw)
-            quads.append(dict(
-                q=(qy, qx), I=Iq, V=Vq, y=yq, x=xq, c0=c0, wts=wts, vstats=vstats,
-                offs=[(dy, dx) for dy in (qy - 1, qy) for dx in (qx - 1, qx)],
-                lbase=lbase + c0,
-                y0=(np.arange(gh, dtype=np.float64) * S + qy * h2)[:, None],
-                x0=(np.arange(gw, dtype=np.float64) * S + qx * h2)[None, :],
-            ))
+                vstats = (
+                    vr[:, 0].sum(-1, dtype=np.float64),
+                    vr[:, 1].sum(-1, dtype=np.float64),
+                    vr[:, 0].astype(np.float64) @ colw,
+                )
+            quads.append(
+                dict(
+                    q=(qy, qx),
+                    I=Iq,
+                    V=Vq,
+                    y=yq,
+                    x=xq,
+                    c0=c0,
+                    wts=wts,
+                    vstats=vstats,
+                    offs=[(dy, dx) for dy in (qy - 1, qy) for dx in (qx - 1, qx)],
+                    lbase=lbase + c0,
+                    y0=(np.arange(gh, dtype=np.float64) * S + qy * h2)[:, None],
+                    x0=(np.arange(gw, dtype=np.float64) * S + qx * h2)[None, :],
+                )
+            )
     full = float(h2 * h2), float(h2 * h2 * (h2 - 1) // 2)
 
     def run_quad(Q, cyP, cxP, ciP, out_q):
@@ -138,7 +155,7 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             np.minimum(D[2], D[3], out=D[2])
             np.less(D[2], D[0], out=hin)
             np.copyto(col, m23n, where=hin)
-            lab = idx[M:M + sz].reshape(n, h2, gw, h2)
+            lab = idx[M : M + sz].reshape(n, h2, gw, h2)
             np.multiply(hin, gw, out=lab)
             np.add(lab, col, out=lab)
             np.add(lab, Q["lbase"][:n], out=lab)  # cluster - lo
@@ -153,8 +170,8 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
                 np.copyto(lab, M, where=~Vc)  # outside the mask: a bin that is dropped
                 np.logical_and(hin, Vc, out=hin)
                 np.logical_and(col, Vc, out=col)
-            w[:M] = acc[3, s0:s0 + M]
-            acc[3, s0:s0 + M] = np.bincount(idx[:M + sz], weights=w, minlength=M + 1)[:M]
+            w[:M] = acc[3, s0 : s0 + M]
+            acc[3, s0 : s0 + M] = np.bincount(idx[: M + sz], weights=w, minlength=M + 1)[:M]
             # counts and coordinate sums per (quarter cell, winner): integer sums of the bits
             np.logical_and(hin, col, out=hcn)
             Fn = F[:, :n]
@@ -170,17 +187,19 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             else:
                 tc, tr, tx = (v[a:b] for v in Q["vstats"])
             y0 = Q["y0"][a:b]
-            for k, (sc, sr, sx_) in enumerate((
-                (tc - c_[0] - c_[1] + c_[2], tr - r_[0] - r_[1] + r_[2], tx - x_[0] - x_[1] + x_[2]),
-                (c_[1] - c_[2], r_[1] - r_[2], x_[1] - x_[2]),
-                (c_[0] - c_[2], r_[0] - r_[2], x_[0] - x_[2]),
-                (c_[2], r_[2], x_[2]),
-            )):
+            for k, (sc, sr, sx_) in enumerate(
+                (
+                    (tc - c_[0] - c_[1] + c_[2], tr - r_[0] - r_[1] + r_[2], tx - x_[0] - x_[1] + x_[2]),
+                    (c_[1] - c_[2], r_[1] - r_[2], x_[1] - x_[2]),
+                    (c_[0] - c_[2], r_[0] - r_[2], x_[0] - x_[2]),
+                    (c_[2], r_[2], x_[2]),
+                )
+            ):
                 st = P + a * gw + Q["c0"] + (k >> 1) * gw + (k & 1)
-                acc[0, st:st + n * gw] += sc.ravel()
-                acc[1, st:st + n * gw] += (y0 * sc + sr).ravel()
-                acc[2, st:st + n * gw] += (Q["x0"] * sc + sx_).ravel()
-        return None if out_q is not None else acc[:, P:P + K]
+                acc[0, st : st + n * gw] += sc.ravel()
+                acc[1, st : st + n * gw] += (y0 * sc + sr).ravel()
+                acc[2, st : st + n * gw] += (Q["x0"] * sc + sx_).ravel()
+        return None if out_q is not None else acc[:, P : P + K]
 
     def update(sums, cy, cx, ci):
         tot = np.zeros((4, K))
@@ -199,8 +218,7 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
     cy = np.ascontiguousarray(np.broadcast_to(cy[:, None], (gh, gw)))
     cx = np.ascontiguousarray(np.broadcast_to(cx[None, :], (gh, gw)))
     # initial intensities: mean of each cell
-    base = (np.arange(gh, dtype=np.intp)[:, None, None, None] * gw
-            + np.arange(gw, dtype=np.intp)[None, None, :, None])
+    base = np.arange(gh, dtype=np.intp)[:, None, None, None] * gw + np.arange(gw, dtype=np.intp)[None, None, :, None]
     cnt = np.zeros(K + 1)
     si = np.zeros(K + 1)
     for Q in quads:
@@ -220,11 +238,14 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             ciP = np.zeros((gh + 2, gw + 2), np.float32)
             cyP[1:-1, 1:-1], cxP[1:-1, 1:-1], ciP[1:-1, 1:-1] = cy, cx, ci
             final = it == max_iter
-            sums = list(pool.map(
-                lambda Q, cyP=cyP, cxP=cxP, ciP=ciP, final=final: run_quad(
-                    Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None
-                ),
-                quads))
+            sums = list(
+                pool.map(
+                    lambda Q, cyP=cyP, cxP=cxP, ciP=ciP, final=final: run_quad(
+                        Q, cyP, cxP, ciP, out[:, Q["q"][0], :, :, Q["q"][1], :] if final else None
+                    ),
+                    quads,
+                )
+            )
             if not final:
                 cy, cx, ci = update(sums, cy, cx, ci)
             if callback is not None:
@@ -233,8 +254,9 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
 
 
 # one long function on purpose, as _slic_numpy: the same algorithm, step by step, in torch
-def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu",
-               callback=None) -> np.ndarray:
+def _slic_grid(
+    img: np.ndarray, step: int, compactness: float, max_iter: int, mask, device="cpu", callback=None
+) -> np.ndarray:
     """Grid-local SLIC, vectorised with torch (runs on CPU or CUDA).
 
     The image is padded to whole grid cells of even size S and viewed as
@@ -261,18 +283,32 @@ def _slic_grid(img: np.ndarray, step: int, compactness: float, max_iter: int, ma
         for qx in (0, 1):
             Iq = I6[:, qy, :, :, qx, :].contiguous()  # (gh, h2, gw, h2)
             Vq = V6[:, qy, :, :, qx, :].reshape(-1)
-            yq = (torch.arange(gh, device=dev, dtype=torch.float32).view(gh, 1) * S + qy * h2
-                  + torch.arange(h2, device=dev, dtype=torch.float32).view(1, h2)).view(gh, h2, 1, 1)
-            xq = (torch.arange(gw, device=dev, dtype=torch.float32).view(gw, 1) * S + qx * h2
-                  + torch.arange(h2, device=dev, dtype=torch.float32).view(1, h2)).view(1, 1, gw, h2)
+            yq = (
+                torch.arange(gh, device=dev, dtype=torch.float32).view(gh, 1) * S
+                + qy * h2
+                + torch.arange(h2, device=dev, dtype=torch.float32).view(1, h2)
+            ).view(gh, h2, 1, 1)
+            xq = (
+                torch.arange(gw, device=dev, dtype=torch.float32).view(gw, 1) * S
+                + qx * h2
+                + torch.arange(h2, device=dev, dtype=torch.float32).view(1, h2)
+            ).view(1, 1, gw, h2)
             offs = [(dy, dx) for dy in (qy - 1, qy) for dx in (qx - 1, qx)]
             code = torch.tensor([dy * gw + dx for dy, dx in offs], device=dev)
-            quads.append(dict(
-                q=(qy, qx), I=Iq, V=Vq, y=yq, x=xq, offs=offs, code=code,
-                Yf=yq.expand(gh, h2, gw, h2).reshape(-1)[Vq],
-                Xf=xq.expand(gh, h2, gw, h2).reshape(-1)[Vq],
-                If=Iq.reshape(-1)[Vq],
-            ))
+            quads.append(
+                dict(
+                    q=(qy, qx),
+                    I=Iq,
+                    V=Vq,
+                    y=yq,
+                    x=xq,
+                    offs=offs,
+                    code=code,
+                    Yf=yq.expand(gh, h2, gw, h2).reshape(-1)[Vq],
+                    Xf=xq.expand(gh, h2, gw, h2).reshape(-1)[Vq],
+                    If=Iq.reshape(-1)[Vq],
+                )
+            )
     Yf = torch.cat([q["Yf"] for q in quads])
     Xf = torch.cat([q["Xf"] for q in quads])
     If = torch.cat([q["If"] for q in quads])

@@ -109,9 +109,7 @@ def threshold(
         if w < 3:
             raise SEMAnalysisError(f"window_size must be at least 3 pixels, got {w}")
         if w > min(arr.shape):
-            raise SEMAnalysisError(
-                f"window_size ({w} px) is larger than the image ({arr.shape[0]}x{arr.shape[1]} px)"
-            )
+            raise SEMAnalysisError(f"window_size ({w} px) is larger than the image ({arr.shape[0]}x{arr.shape[1]} px)")
         img = arr.astype(np.float64)
         mean, std = _local_stats(img, w)
         if method == "local_mean":
@@ -136,9 +134,7 @@ def threshold(
             f"{not dark_objects}, or a different offset"
         )
     if mask.all():
-        raise SEMAnalysisError(
-            f"threshold ({method}) selected every pixel; try another method or a different offset"
-        )
+        raise SEMAnalysisError(f"threshold ({method}) selected every pixel; try another method or a different offset")
     if return_threshold:
         return mask, t
     return mask

@@ -259,8 +259,11 @@ def _merge_small(labels: np.ndarray, min_size: float, *, drop_isolated: bool = T
             src, dst = key // n, key % n
             big = ~small[dst]
             # large neighbours by shared boundary first, then bigger small neighbours by size
-            score = np.where(big, 1e12 + counts, np.where(
-                (sizes[dst] > sizes[src]) | ((sizes[dst] == sizes[src]) & (dst < src)), sizes[dst], -1.0))
+            score = np.where(
+                big,
+                1e12 + counts,
+                np.where((sizes[dst] > sizes[src]) | ((sizes[dst] == sizes[src]) & (dst < src)), sizes[dst], -1.0),
+            )
             order = np.lexsort((-score, src))
             src, dst, score = src[order], dst[order], score[order]
             first = np.r_[True, src[1:] != src[:-1]]
@@ -358,7 +361,9 @@ def _merge_slivers(
             boxes = ndi.find_objects(labels)
             for k in np.flatnonzero(cand):
                 s, t = int(src[k]), int(dst[k])
-                box = tuple(slice(min(u.start, v.start), max(u.stop, v.stop)) for u, v in zip(boxes[s - 1], boxes[t - 1]))
+                box = tuple(
+                    slice(min(u.start, v.start), max(u.stop, v.stop)) for u, v in zip(boxes[s - 1], boxes[t - 1])
+                )
                 sub = labels[box]
                 if (area[s] + area[t]) < min_solidity * _hull_area((sub == s) | (sub == t)):
                     cand[k] = False

@@ -36,7 +36,11 @@ class _PatchSampler:
         H, W = img.shape
         py, px = max(0, size - H), max(0, size - W)
         if py or px:
-            img = np.pad(img, ((py // 2, py - py // 2), (px // 2, px - px // 2)), mode="reflect" if (py < H and px < W) else "symmetric")
+            img = np.pad(
+                img,
+                ((py // 2, py - py // 2), (px // 2, px - px // 2)),
+                mode="reflect" if (py < H and px < W) else "symmetric",
+            )
             msk = np.pad(msk, ((py // 2, py - py // 2), (px // 2, px - px // 2)), constant_values=_IGNORE)
             if center is not None:
                 center = (center[0] + py // 2, center[1] + px // 2)
@@ -96,8 +100,12 @@ def _split_validation(images, masks, val_fraction, rng, min_size):
         order = rng.permutation(n)
         val_idx = set(order[:n_val].tolist())
         tr = [i for i in range(n) if i not in val_idx]
-        return ([images[i] for i in tr], [masks[i] for i in tr],
-                [images[i] for i in sorted(val_idx)], [masks[i] for i in sorted(val_idx)])
+        return (
+            [images[i] for i in tr],
+            [masks[i] for i in tr],
+            [images[i] for i in sorted(val_idx)],
+            [masks[i] for i in sorted(val_idx)],
+        )
     ti, tm, vi, vm = [], [], [], []
     for img, msk in zip(images, masks):
         axis = 0 if img.shape[0] >= img.shape[1] else 1

@@ -297,7 +297,9 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
         raise SEMAnalysisError(f"task must be 'semantic' or 'instances', got {s.task!r}")
     if s.task == "semantic":
         if s.unlabelled is not None or s.background is not None or s.regions is not None:
-            raise SEMAnalysisError("unlabelled, background and regions are for task='instances' (else use ignore_index)")
+            raise SEMAnalysisError(
+                "unlabelled, background and regions are for task='instances' (else use ignore_index)"
+            )
         return None
     from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
 
@@ -442,9 +444,7 @@ def _prepare_data(s: _TrainSettings, data: _TrainData, config: dict, rng) -> _Pr
     if steps is None:
         px = sum(x.size for x in tr_x)
         steps = int(np.clip(math.ceil(2 * px / (s.patch_size**2 * s.batch_size)), 10, 200))
-    return _Prepared(
-        tr_x, tr_y, sampler, vx, vy, weights, int(steps), s.patch_size, s.epochs, s.batch_size, n_classes
-    )
+    return _Prepared(tr_x, tr_y, sampler, vx, vy, weights, int(steps), s.patch_size, s.epochs, s.batch_size, n_classes)
 
 
 def _setup_training(s: _TrainSettings, config: dict, prep: _Prepared, dev) -> _Setup:
@@ -471,9 +471,7 @@ def _setup_training(s: _TrainSettings, config: dict, prep: _Prepared, dev) -> _S
     )
     weights = prep.class_weights
     ce_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
-    return _Setup(
-        net, opt, sched, scaler, dev, describe_device(dev), use_amp, amp_dtype, channels_last, ce_weight
-    )
+    return _Setup(net, opt, sched, scaler, dev, describe_device(dev), use_amp, amp_dtype, channels_last, ce_weight)
 
 
 def _finish(

@@ -56,8 +56,9 @@ import inspect
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
@@ -232,8 +233,9 @@ def nice_value(value: float) -> float:
 class LengthBox:
     """A length (or, with ``power=2``, an area) shown in nm when the layer has a scale, in px otherwise."""
 
-    def __init__(self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0,
-                 power: int = 1):
+    def __init__(
+        self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0, power: int = 1
+    ):
         self.name = label
         self.default_px = default_px
         self.power = int(power)
@@ -335,8 +337,9 @@ class SEMWidget(Container):
         return root
 
     # -- layer choice ------------------------------------------------------
-    def layer_box(self, label: str, *kinds: str, optional: bool = False, arg: str | None = None,
-                  widget=ComboBox) -> ComboBox:
+    def layer_box(
+        self, label: str, *kinds: str, optional: bool = False, arg: str | None = None, widget=ComboBox
+    ) -> ComboBox:
         """A combo box of the viewer's layers of ``kinds`` (refreshed with the layer list).
 
         ``arg`` (default ``label``) is the step input it fills (see
@@ -361,8 +364,9 @@ class SEMWidget(Container):
         show_scale_bar(self.viewer)
 
     # -- units ---------------------------------------------------------------
-    def length_box(self, param: str, default_px: float, *, label: str | None = None, of: str | None = None,
-                   **kwargs) -> LengthBox:
+    def length_box(
+        self, param: str, default_px: float, *, label: str | None = None, of: str | None = None, **kwargs
+    ) -> LengthBox:
         """A :class:`LengthBox` for the parameter ``param`` of the step ``of`` (default: the widget's step).
 
         It is an area (px² / nm²) when the step's registry entry lists
@@ -471,8 +475,15 @@ class SEMWidget(Container):
         QApplication.processEvents()
         return True
 
-    def start(self, work: Callable, done: Callable[[Any], Any], *, desc: str, total: int = 0,
-              on_progress: Callable | None = None):
+    def start(
+        self,
+        work: Callable,
+        done: Callable[[Any], Any],
+        *,
+        desc: str,
+        total: int = 0,
+        on_progress: Callable | None = None,
+    ):
         """Run ``work()`` in a napari thread worker; ``done(result)`` in the GUI thread.
 
         ``work`` is best a generator function: every ``yield`` advances the
@@ -519,8 +530,9 @@ class SEMWidget(Container):
                 self._completed += 1
                 self.finished.emit(value)
 
-        return start_worker(self, wrapped, on_returned=returned, on_yielded=on_progress, on_finished=finish,
-                            total=total, desc=desc)
+        return start_worker(
+            self, wrapped, on_returned=returned, on_yielded=on_progress, on_finished=finish, total=total, desc=desc
+        )
 
     def cancel(self, _event=None):
         """Stop the running step; its result is not written."""
@@ -538,7 +550,7 @@ class SEMWidget(Container):
         notify_error(error)
 
     # -- recording -------------------------------------------------------------
-    def record(self, *calls: "StepCall") -> None:
+    def record(self, *calls: StepCall) -> None:
         """Record steps into the viewer's workflow (checked against their registry entries)."""
         for call in calls:
             entry = call.entry.target
@@ -649,8 +661,13 @@ class StepWidget(SEMWidget):
         if main is not None and main.ndim == 3 and main.shape[-1] not in (3, 4):
             out = []
             for i in range(main.shape[0]):
-                out.append((yield from one({k: (v[i] if v.ndim == 3 and v.shape[0] == main.shape[0] else v)
-                                            for k, v in data.items()})))
+                out.append(
+                    (
+                        yield from one(
+                            {k: (v[i] if v.ndim == 3 and v.shape[0] == main.shape[0] else v) for k, v in data.items()}
+                        )
+                    )
+                )
                 yield
             return np.stack(out)
         result = yield from one(data)
@@ -670,8 +687,14 @@ class StepWidget(SEMWidget):
         if kind is None:
             raise SEMAnalysisError(f"step {call.step!r} writes {call.entry.target.writes}: override write()")
         like = next((s for s in calls[0].inputs.values() if s is not None and not isinstance(s, str)), None)
-        layer = write_layer(self.viewer, result, name=call.output, kind=kind, like=like,
-                            metadata={"step": call.step, "params": call.params})
+        layer = write_layer(
+            self.viewer,
+            result,
+            name=call.output,
+            kind=kind,
+            like=like,
+            metadata={"step": call.step, "params": call.params},
+        )
         self._status.value = f"{call.output}: done"
         return layer
 

@@ -74,18 +74,22 @@ def _show_confusion(canvas, result):
     fig = canvas.figure
     fig.clear()
     ax = fig.add_subplot(1, 1, 1)
-    confusion_matrix_figure(result.confusion_matrix, result.class_names, ax=ax, title=f"CV accuracy {result.accuracy:.2f}")
+    confusion_matrix_figure(
+        result.confusion_matrix, result.class_names, ax=ax, title=f"CV accuracy {result.accuracy:.2f}"
+    )
     canvas.draw_idle()
 
 
 def _cv_text(result) -> str:
     kind = "grouped " if result.grouped else ""
-    lines = [f"{result.n_splits}-fold {kind}CV accuracy: {result.accuracy:.3f} (balanced {result.balanced_accuracy:.3f})"]
+    lines = [
+        f"{result.n_splits}-fold {kind}CV accuracy: {result.accuracy:.3f} (balanced {result.balanced_accuracy:.3f})"
+    ]
     for name, row in result.per_class.iterrows():
-        lines.append(f"  {name}: P {row['precision']:.2f}  R {row['recall']:.2f}  F1 {row['f1']:.2f}  n={int(row['support'])}")
+        lines.append(
+            f"  {name}: P {row['precision']:.2f}  R {row['recall']:.2f}  F1 {row['f1']:.2f}  n={int(row['support'])}"
+        )
     return "\n".join(lines)
-
-
 
 
 class _StepRecorder:

@@ -189,7 +189,11 @@ class ObjectClassifierWidget(SEMWidget):
         labels = as_array(labels_layer.data)
         found: dict[int, str] = {}
         conflicts = set()
-        points = {layer.name[len(_EXAMPLE_PREFIX) :]: layer for layer in layers_of(self.viewer, "Points") if layer.name.startswith(_EXAMPLE_PREFIX)}
+        points = {
+            layer.name[len(_EXAMPLE_PREFIX) :]: layer
+            for layer in layers_of(self.viewer, "Points")
+            if layer.name.startswith(_EXAMPLE_PREFIX)
+        }
         for name in self.class_names:
             layer = points.get(name)
             if layer is None or len(layer.data) == 0:
@@ -249,7 +253,8 @@ class ObjectClassifierWidget(SEMWidget):
             image = to_grayscale(as_array(image_layer.data))
             if image.shape != labels.shape:
                 raise SEMAnalysisError(
-                    f"image {image_layer.name!r} {image.shape} and labels {labels_layer.name!r} {labels.shape} differ in shape"
+                    f"image {image_layer.name!r} {image.shape} and labels {labels_layer.name!r} "
+                    f"{labels.shape} differ in shape"
                 )
         return labels, image, layer_pixel_size(labels_layer)
 

@@ -16,7 +16,8 @@ Conventions every widget follows:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -194,9 +195,9 @@ def as_array(layer_data) -> np.ndarray:
 #    "params": {<JSON-serialisable keyword arguments>},
 #    "inputs": {<argument name>: <input layer name>},
 #    "output": <output layer name>}
-import weakref
+import weakref  # noqa: E402
 
-_RECORDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def record_step(viewer, function: str, *, params: dict, inputs: dict[str, str], output: str) -> None:

@@ -40,7 +40,9 @@ class EnhanceWidget(StepWidget):
         self._size = self.length_box("size", 1.0, label="filter size", step=0.5)
         self._strength = FloatSpinBox(label="strength (0 = auto)", min=0, max=1e6, value=0, step=0.05)
         # background
-        self._bg_method = ComboBox(label="background", choices=["gaussian", "rolling_ball", "polynomial"], value="gaussian")
+        self._bg_method = ComboBox(
+            label="background", choices=["gaussian", "rolling_ball", "polynomial"], value="gaussian"
+        )
         self._bg_size = self.length_box("size", 50.0, label="background scale")
         self._mode = ComboBox(label="mode", choices=["subtract", "divide"], value="subtract")
         self._light = CheckBox(text="objects darker than background", value=False)
@@ -49,9 +51,7 @@ class EnhanceWidget(StepWidget):
             "denoise": [self._method, self._size.widget, self._strength],
             "background": [self._bg_method, self._bg_size.widget, self._mode, self._light],
         }
-        self.extend(
-            [self._image, self._step, *[w for g in self._groups.values() for w in g], *self.run_controls()]
-        )
+        self.extend([self._image, self._step, *[w for g in self._groups.values() for w in g], *self.run_controls()])
         self._step.changed.connect(self._show_step)
         self._clip.changed.connect(self._live)
         self._tile.widget.changed.connect(self._live)

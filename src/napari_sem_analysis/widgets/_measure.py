@@ -64,9 +64,7 @@ def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame
 
     ours = {"label", *SHAPE_COLUMNS, *INTENSITY_COLUMNS}
     keep = [
-        c
-        for c in old.columns
-        if c not in new.columns and c not in ours and not str(c).startswith(("glcm_", "lbp_"))
+        c for c in old.columns if c not in new.columns and c not in ours and not str(c).startswith(("glcm_", "lbp_"))
     ]
     if not keep:
         return new
@@ -209,7 +207,9 @@ class MeasureWidget(StepWidget):
         yield 1
         geometry = None
         if shapes != "none" and len(table) > MAX_SHAPES:
-            table.attrs["shapes_skipped"] = _too_many_shapes(len(table), "objects") + " (the Points layer can show them)"
+            table.attrs["shapes_skipped"] = (
+                _too_many_shapes(len(table), "objects") + " (the Points layer can show them)"
+            )
         elif shapes == "outlines":
             geometry = object_outlines(labels)[1]
         elif shapes == "oriented boxes":
@@ -307,8 +307,12 @@ class MeasureWidget(StepWidget):
         except SEMAnalysisError as exc:
             notify_error(exc)
             return None
-        call = StepCall("glcm_features", {"tile_size": tile_px, "levels": int(self._levels.value) or None},
-                        {"image": image_layer}, TILES_NAME)
+        call = StepCall(
+            "glcm_features",
+            {"tile_size": tile_px, "levels": int(self._levels.value) or None},
+            {"image": image_layer},
+            TILES_NAME,
+        )
 
         def work():
             from ..texture import lbp_features

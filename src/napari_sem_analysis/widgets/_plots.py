@@ -32,7 +32,9 @@ class PlotWidget(SEMWidget):
         self._log = CheckBox(text="log x", value=False)
         self._plot_btn = PushButton(text="Plot")
         self._save_btn = PushButton(text="Save PNG")
-        self.extend([self._layer_box, self._kind, self._x, self._y, self._bins, self._log, self._plot_btn, self._save_btn])
+        self.extend(
+            [self._layer_box, self._kind, self._x, self._y, self._bins, self._log, self._plot_btn, self._save_btn]
+        )
         self.figure = Figure(figsize=(4.5, 3.4), dpi=100)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(300)
@@ -123,7 +125,11 @@ class PlotWidget(SEMWidget):
             v = v[np.isfinite(v)]
             if v.size == 0:
                 raise SEMAnalysisError("no finite equivalent diameters to plot")
-            edges = np.geomspace(max(v.min(), 1e-9), v.max() * 1.0001, bins + 1) if self._log.value and v.min() > 0 else bins
+            edges = (
+                np.geomspace(max(v.min(), 1e-9), v.max() * 1.0001, bins + 1)
+                if self._log.value and v.min() > 0
+                else bins
+            )
             ax.hist(v, bins=edges, color="#4C72B0", alpha=0.85)
             # the same D10/D50/D90 as summarize() and the Measure widget's summary line
             from ..measurement import _weighted_quantiles

@@ -49,25 +49,56 @@ class ThresholdWidget(StepWidget):
         self._k = FloatSpinBox(label="k (Sauvola/Niblack)", min=-2, max=2, value=0.2, step=0.05)
         self._classes = SpinBox(label="classes", min=2, max=7, value=3)
         self._opening = self.length_box("opening", 1.0, label="opening radius", of="clean_mask")
-        self._min_size = self.length_box("min_size", float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2),
-                                         label="min size", maximum=1e12, of="clean_mask")
+        self._min_size = self.length_box(
+            "min_size",
+            float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2),
+            label="min size",
+            maximum=1e12,
+            of="clean_mask",
+        )
         self._fill = CheckBox(text="fill holes up to the max hole size", value=True)
-        self._max_hole = self.length_box("max_hole_size", MAX_HOLE_PX, label="max hole size", maximum=1e12,
-                                         of="clean_mask")
-        self._max_hole.widget.tooltip = ("only holes up to this area are filled (0 = every hole): "
-                                         "the pores of a network stay open")
+        self._max_hole = self.length_box(
+            "max_hole_size", MAX_HOLE_PX, label="max hole size", maximum=1e12, of="clean_mask"
+        )
+        self._max_hole.widget.tooltip = (
+            "only holes up to this area are filled (0 = every hole): the pores of a network stay open"
+        )
         self._preview = CheckBox(text="live preview", value=False)
         self.extend(
-            [self._image, self._smooth.widget, self._method, self._dark, self._offset, self._window.widget, self._k,
-             self._classes, self._opening.widget, self._min_size.widget, self._fill, self._max_hole.widget,
-             self._preview, *self.run_controls()]
+            [
+                self._image,
+                self._smooth.widget,
+                self._method,
+                self._dark,
+                self._offset,
+                self._window.widget,
+                self._k,
+                self._classes,
+                self._opening.widget,
+                self._min_size.widget,
+                self._fill,
+                self._max_hole.widget,
+                self._preview,
+                *self.run_controls(),
+            ]
         )
         self._image.changed.connect(self._image_changed)
         self._method.changed.connect(self._show)
         self._fill.changed.connect(self._show)
-        for w in (self._smooth.widget, self._method, self._dark, self._offset, self._window.widget, self._k,
-                  self._classes, self._opening.widget, self._min_size.widget, self._fill, self._max_hole.widget,
-                  self._preview):
+        for w in (
+            self._smooth.widget,
+            self._method,
+            self._dark,
+            self._offset,
+            self._window.widget,
+            self._k,
+            self._classes,
+            self._opening.widget,
+            self._min_size.widget,
+            self._fill,
+            self._max_hole.widget,
+            self._preview,
+        ):
             w.changed.connect(self._live)
         self._preview.changed.connect(self._preview_toggled)
         self._previewed = False
@@ -102,8 +133,14 @@ class ThresholdWidget(StepWidget):
         self._window.widget.visible = m in LOCAL
         self._k.visible = m in ("sauvola", "niblack")
         self._classes.visible = m == "multi-otsu"
-        for w in (self._dark, self._offset, self._opening.widget, self._min_size.widget, self._fill,
-                  self._max_hole.widget):
+        for w in (
+            self._dark,
+            self._offset,
+            self._opening.widget,
+            self._min_size.widget,
+            self._fill,
+            self._max_hole.widget,
+        ):
             w.visible = m != "multi-otsu"
         self._max_hole.widget.enabled = bool(self._fill.value)
 
@@ -118,9 +155,14 @@ class ThresholdWidget(StepWidget):
             p.update(window_size=self._window.value)
             if m in ("sauvola", "niblack"):
                 p["k"] = float(self._k.value)
-        p.update(min_size=float(self._min_size.value), fill_holes=bool(self._fill.value),
-                 max_hole_size=(self._max_hole.value or None) if self._fill.value else None,
-                 opening=self._opening.value, unit=unit, smooth=self._smooth.value)
+        p.update(
+            min_size=float(self._min_size.value),
+            fill_holes=bool(self._fill.value),
+            max_hole_size=(self._max_hole.value or None) if self._fill.value else None,
+            opening=self._opening.value,
+            unit=unit,
+            smooth=self._smooth.value,
+        )
         return p
 
     def calls(self) -> list[StepCall]:
@@ -131,8 +173,14 @@ class ThresholdWidget(StepWidget):
         first: list[StepCall] = []
         source = layer
         if smooth and smooth > 0:
-            first = [StepCall("denoise", {"method": "gaussian", "size": smooth, "unit": p["unit"]},
-                              {"image": layer}, "threshold smoothed")]
+            first = [
+                StepCall(
+                    "denoise",
+                    {"method": "gaussian", "size": smooth, "unit": p["unit"]},
+                    {"image": layer},
+                    "threshold smoothed",
+                )
+            ]
             source = "threshold smoothed"
         if "classes" in p:
             return [*first, StepCall("multi_threshold", {"classes": p["classes"]}, {"image": source}, "phases")]
@@ -140,8 +188,11 @@ class ThresholdWidget(StepWidget):
         if "window_size" in t:
             t["unit"] = p["unit"]
         clean = {k: p[k] for k in _CLEAN_KEYS if p.get(k) is not None}
-        return [*first, StepCall("threshold", t, {"image": source}, "threshold raw"),
-                StepCall("clean_mask", clean, {"mask": "threshold raw"}, "threshold")]
+        return [
+            *first,
+            StepCall("threshold", t, {"image": source}, "threshold raw"),
+            StepCall("clean_mask", clean, {"mask": "threshold raw"}, "threshold"),
+        ]
 
     def read(self, calls) -> dict:
         data = super().read(calls)
@@ -149,7 +200,7 @@ class ThresholdWidget(StepWidget):
         # checked before smoothing, which would hide a constant image behind rounding noise
         from .._validation import check_image
 
-        for plane in (image if image.ndim == 3 else [image]):
+        for plane in image if image.ndim == 3 else [image]:
             check_image(plane, allow_constant=False)
         return data
 
@@ -160,8 +211,14 @@ class ThresholdWidget(StepWidget):
         if not multi and not result.any():
             raise SEMAnalysisError("the clean-up removed every object; lower min size or opening")
         fractions = np.bincount(result.ravel(), minlength=2)[1:] / result.size
-        out = write_layer(self.viewer, result, name=calls[-1].output, kind="labels", like=self._image.value,
-                          metadata={"fractions": fractions.tolist()})
+        out = write_layer(
+            self.viewer,
+            result,
+            name=calls[-1].output,
+            kind="labels",
+            like=self._image.value,
+            metadata={"fractions": fractions.tolist()},
+        )
         if multi:
             self._status.value = "phase fractions: " + ", ".join(f"{100 * f:.1f}%" for f in fractions)
         else:
@@ -213,26 +270,46 @@ class SplitWidget(StepWidget):
         self._min_distance = self.length_box("split_min_distance", 0.0, label="min distance (0 = auto)", step=0.5)
         self._min_distance.widget.tooltip = (
             f"distance between two particle centres; 0 = {PARTICLE_SPLIT['split_fraction']:g} x the median "
-            "particle radius measured on the mask")
-        self._edge = FloatSpinBox(label="edge quantile (0 = off)", min=0, max=1,
-                                  value=PARTICLE_SPLIT["edge_quantile"], step=0.05)
-        self._weight = FloatSpinBox(label="edge weight (0..1)", min=0, max=1,
-                                    value=PARTICLE_SPLIT["boundary_weight"], step=0.05)
-        self._min_size = self.length_box("min_size", float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2),
-                                         label="min size", maximum=1e12)
+            "particle radius measured on the mask"
+        )
+        self._edge = FloatSpinBox(
+            label="edge quantile (0 = off)", min=0, max=1, value=PARTICLE_SPLIT["edge_quantile"], step=0.05
+        )
+        self._weight = FloatSpinBox(
+            label="edge weight (0..1)", min=0, max=1, value=PARTICLE_SPLIT["boundary_weight"], step=0.05
+        )
+        self._min_size = self.length_box(
+            "min_size", float(np.pi * (PARTICLE_MIN_DIAMETER_PX / 2) ** 2), label="min size", maximum=1e12
+        )
         self._min_size.widget.tooltip = "smaller pieces are merged into their neighbour (or dropped when alone)"
         self._slivers = CheckBox(text="merge rim slivers into their particle", value=PARTICLE_SPLIT["merge_slivers"])
         self._separate = CheckBox(text="separate touching objects", value=PARTICLE_SPLIT["separate"])
-        self.extend([self._mask, self._image, self._seeds, self._min_distance.widget, self._edge, self._weight,
-                     self._min_size.widget, self._slivers, self._separate, *self.run_controls()])
+        self.extend(
+            [
+                self._mask,
+                self._image,
+                self._seeds,
+                self._min_distance.widget,
+                self._edge,
+                self._weight,
+                self._min_size.widget,
+                self._slivers,
+                self._separate,
+                *self.run_controls(),
+            ]
+        )
         self._reset()
         images = [c for c in self._image.choices if c is not None]
         if images:  # the edges of the image the mask was made from
             self._image.value = images[0]
 
     def params(self) -> dict:
-        p = {"min_size": float(self._min_size.value), "merge_slivers": bool(self._slivers.value),
-             "separate": bool(self._separate.value), "unit": self.unit()}
+        p = {
+            "min_size": float(self._min_size.value),
+            "merge_slivers": bool(self._slivers.value),
+            "separate": bool(self._separate.value),
+            "unit": self.unit(),
+        }
         if self._min_distance.value > 0:
             p["split_min_distance"] = self._min_distance.value
         if self._image.value is not None:
@@ -249,8 +326,11 @@ class SplitWidget(StepWidget):
             inputs = {"mask": mask, **({"intensity_image": image} if image is not None else {})}
             return [StepCall("split_particles", self.params(), inputs, "split")]
         # flood the image's edges from the seeds inside the mask, or the mask's distance map
-        inputs = {"image_or_mask": image, "seeds": seeds, "mask": mask} if image is not None else {
-            "image_or_mask": mask, "seeds": seeds}
+        inputs = (
+            {"image_or_mask": image, "seeds": seeds, "mask": mask}
+            if image is not None
+            else {"image_or_mask": mask, "seeds": seeds}
+        )
         return [StepCall("watershed_from_seeds", {}, inputs, "split")]
 
     def read(self, calls) -> dict:
@@ -307,15 +387,19 @@ class ComponentsWidget(StepWidget):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self._mask = self.layer_box("mask", "Labels")
-        self._connectivity = ComboBox(label="connectivity", choices=[("4 (sides)", 4), ("8 (sides and corners)", 8)],
-                                      value=8)
+        self._connectivity = ComboBox(
+            label="connectivity", choices=[("4 (sides)", 4), ("8 (sides and corners)", 8)], value=8
+        )
         self._min_size = self.length_box("min_size", 0.0, label="min size", maximum=1e12)
         self.extend([self._mask, self._connectivity, self._min_size.widget, *self.run_controls()])
         self._reset()
 
     def params(self) -> dict:
-        return {"connectivity": int(self._connectivity.value), "min_size": float(self._min_size.value),
-                "unit": self.unit()}
+        return {
+            "connectivity": int(self._connectivity.value),
+            "min_size": float(self._min_size.value),
+            "unit": self.unit(),
+        }
 
     def read(self, calls) -> dict:
         layer = self._mask.value
@@ -346,13 +430,27 @@ class SuperpixelWidget(StepWidget):
         self._compactness = FloatSpinBox(label="compactness", min=0.001, max=1000, value=0.1, step=0.01)
         self._iters = SpinBox(label="iterations", min=1, max=100, value=10)
         self._device = ComboBox(label="device", choices=["cpu", "auto"], value="cpu")
-        self.extend([self._image, self._mask, self._region.widget, self._compactness, self._iters, self._device,
-                     *self.run_controls()])
+        self.extend(
+            [
+                self._image,
+                self._mask,
+                self._region.widget,
+                self._compactness,
+                self._iters,
+                self._device,
+                *self.run_controls(),
+            ]
+        )
         self._reset()
 
     def params(self) -> dict:
-        return {"region_size": self._region.value, "compactness": float(self._compactness.value),
-                "max_iter": int(self._iters.value), "unit": self.unit(), "device": self._device.value}
+        return {
+            "region_size": self._region.value,
+            "compactness": float(self._compactness.value),
+            "max_iter": int(self._iters.value),
+            "unit": self.unit(),
+            "device": self._device.value,
+        }
 
     def read(self, calls) -> dict:
         image = check_gray(self._image.value)

@@ -138,7 +138,9 @@ class FeatureTableWidget(SEMWidget):
         self._xlsx_btn.enabled = importlib.util.find_spec("openpyxl") is not None
         if not self._xlsx_btn.enabled:
             self._xlsx_btn.tooltip = "install openpyxl to export Excel files"
-        self.extend([self._layer_box, self._filter, self._highlight, self._center, self._count, self._csv_btn, self._xlsx_btn])
+        self.extend(
+            [self._layer_box, self._filter, self._highlight, self._center, self._count, self._csv_btn, self._xlsx_btn]
+        )
 
         self.model = _table_model_class()()
         self.model.on_edit = self._cell_edited

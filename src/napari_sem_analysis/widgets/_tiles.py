@@ -247,11 +247,13 @@ class TileClassifierWidget(SEMWidget):
             _prepare_torch()
 
         def work():
-            return (yield from in_thread(
-                lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
-                cancelled=lambda: self._cancel_requested,
-                name=_THREAD,
-            ))
+            return (
+                yield from in_thread(
+                    lambda progress, cancel: clf.predict_tiles(image, tile, stride, progress=progress, cancel=cancel),
+                    cancelled=lambda: self._cancel_requested,
+                    name=_THREAD,
+                )
+            )
 
         def done(table):
             self.write_tiles(layer, table, image.shape)

@@ -49,7 +49,7 @@ ENCODERS = [
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 # the model most recently trained in each viewer (for the predict widget)
-_LAST_MODEL: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LAST_MODEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def last_trained_model(viewer):
@@ -154,13 +154,21 @@ class _Plot:
         self.ax_loss.plot(ep, [h["train_loss"] for h in history], "o-", ms=3, color="tab:blue", label="train loss")
         if any(h.get("val_loss") is not None for h in history):
             self.ax_loss.plot(
-                ep, [np.nan if h.get("val_loss") is None else h["val_loss"] for h in history],
-                "s-", ms=3, color="tab:orange", label="val loss",
+                ep,
+                [np.nan if h.get("val_loss") is None else h["val_loss"] for h in history],
+                "s-",
+                ms=3,
+                color="tab:orange",
+                label="val loss",
             )
         if any(h.get("mean_iou") is not None for h in history):
             self.ax_iou.plot(
-                ep, [np.nan if h.get("mean_iou") is None else h["mean_iou"] for h in history],
-                "^--", ms=3, color="tab:green", label="val mean IoU",
+                ep,
+                [np.nan if h.get("mean_iou") is None else h["mean_iou"] for h in history],
+                "^--",
+                ms=3,
+                color="tab:green",
+                label="val mean IoU",
             )
             self.ax_iou.set_ylim(0, 1)
         lines = self.ax_loss.get_lines() + self.ax_iou.get_lines()
@@ -243,11 +251,33 @@ class TrainUNetWidget(SEMWidget):
         self._save = PushButton(text="Save model")
         self.extend(
             [
-                self._source, self._image, self._labels, self._fit, self._add, self._clear, self._pairs_label,
-                self._image_dir, self._mask_dir, self._task, self._sparse, self._background, self._n_classes,
+                self._source,
+                self._image,
+                self._labels,
+                self._fit,
+                self._add,
+                self._clear,
+                self._pairs_label,
+                self._image_dir,
+                self._mask_dir,
+                self._task,
+                self._sparse,
+                self._background,
+                self._n_classes,
                 self._class_names,
-                self._arch, self._encoder, self._weights, self._balance, self._patch, self._epochs, self._batch,
-                self._val, self._patience, self._device, self._train, self._stop, self._progress,
+                self._arch,
+                self._encoder,
+                self._weights,
+                self._balance,
+                self._patch,
+                self._epochs,
+                self._batch,
+                self._val,
+                self._patience,
+                self._device,
+                self._train,
+                self._stop,
+                self._progress,
                 self._status,
             ]
         )
@@ -303,8 +333,10 @@ class TrainUNetWidget(SEMWidget):
             return
         if tuple(img.data.shape[-2:]) != tuple(lab.data.shape[-2:]) or img.data.ndim != lab.data.ndim:
             if not self._fit.value or img.data.ndim != 2 or lab.data.ndim != 2:
-                notify_error(f"{img.name} {img.data.shape} and {lab.name} {lab.data.shape} do not have the same "
-                             "shape (tick 'fit masks to their image' to crop or scale the mask)")
+                notify_error(
+                    f"{img.name} {img.data.shape} and {lab.name} {lab.data.shape} do not have the same "
+                    "shape (tick 'fit masks to their image' to crop or scale the mask)"
+                )
                 return
             lab = self.fit_mask(img, lab)
         if any(a is img and b is lab for a, b in self._pairs):
@@ -342,8 +374,12 @@ class TrainUNetWidget(SEMWidget):
             img, lab = self._image.value, self._labels.value
             if img is None or lab is None:
                 raise SEMAnalysisError("Choose an Image layer and a Labels layer (or add pairs) first")
-            if (self._fit.value and img.data.ndim == 2 and lab.data.ndim == 2
-                    and tuple(img.data.shape) != tuple(lab.data.shape)):
+            if (
+                self._fit.value
+                and img.data.ndim == 2
+                and lab.data.ndim == 2
+                and tuple(img.data.shape) != tuple(lab.data.shape)
+            ):
                 lab = self.fit_mask(img, lab)
             pairs = [(img, lab)]
         images, masks = [], []
@@ -499,8 +535,15 @@ class TrainUNetWidget(SEMWidget):
         previous = self.model
         new, old = _best_score(model), _best_score(previous)
         self.latest_run_model = model
-        if (self._stop_requested and previous is not None and new is not None and old is not None
-                and new[0] == old[0] and new[1] < old[1] and previous.class_names == model.class_names):
+        if (
+            self._stop_requested
+            and previous is not None
+            and new is not None
+            and old is not None
+            and new[0] == old[0]
+            and new[1] < old[1]
+            and previous.class_names == model.class_names
+        ):
             # a stopped run that did worse never replaces the better model trained before
             self._status.value = (
                 f"stopped; this run's best ({new[0]} {abs(new[1]):.3f}) is worse than the earlier model's "
@@ -578,8 +621,19 @@ class PredictUNetWidget(SEMWidget):
         self._status = Label(value="")
         self.extend(
             [
-                self._source, self._model_file, self._model_info, self._image, self._tile, self._overlap,
-                self._batch, self._device, self._probs, self._run, self._cancel, self._progress, self._status,
+                self._source,
+                self._model_file,
+                self._model_info,
+                self._image,
+                self._tile,
+                self._overlap,
+                self._batch,
+                self._device,
+                self._probs,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
             ]
         )
         self._run.changed.connect(self.run)
@@ -722,8 +776,11 @@ class PredictUNetWidget(SEMWidget):
         else:
             counts = np.bincount(labels.reshape(-1), minlength=model.n_classes)[: model.n_classes]
             out.features = pd.DataFrame(
-                {"index": np.arange(model.n_classes), "class_name": model.class_names,
-                 "area_fraction": counts / max(1, labels.size)}
+                {
+                    "index": np.arange(model.n_classes),
+                    "class_name": model.class_names,
+                    "area_fraction": counts / max(1, labels.size),
+                }
             )
         if probs is not None:
             pname = f"{layer.name} U-Net probabilities"
@@ -736,8 +793,13 @@ class PredictUNetWidget(SEMWidget):
             if units:
                 units.insert(axis, "pixel")
             player = write_layer(
-                self.viewer, probs, name=pname, kind="image", colormap="magma",
-                contrast_limits=(0.0, 1.0), metadata={"class_names": model.class_names},
+                self.viewer,
+                probs,
+                name=pname,
+                kind="image",
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                metadata={"class_names": model.class_names},
             )
             player.scale = scale
             player.translate = translate

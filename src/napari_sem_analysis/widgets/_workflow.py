@@ -20,7 +20,6 @@ RECORDED = "recorded steps"
 LOADED = "loaded recipe"
 
 
-
 def _is_filter(function: str) -> bool:
     """Image-to-image filter steps (registry ``filter``): when nothing uses their output they add
     nothing to a recipe's results (e.g. the CLAHE live preview, which runs as soon as the Enhance
@@ -50,7 +49,7 @@ def recipe_steps(steps: list[dict]) -> list[dict]:
     ordered: list[dict] = []
     while remaining:
         produced_later = {o for s in remaining for o in _outputs(s)}
-        for i, step in enumerate(remaining):
+        for i, step in enumerate(remaining):  # noqa: B007 - i is used after the loop
             own = set(_outputs(step))
             needs = {v for v in step["inputs"].values() if v in produced_later and v not in own}
             if not needs:
@@ -64,7 +63,7 @@ def recipe_steps(steps: list[dict]) -> list[dict]:
         for i, step in enumerate(ordered[:-1]):
             if not _is_filter(step["function"]):
                 continue
-            used = any(v in _outputs(step) for later in ordered[i + 1:] for v in later["inputs"].values())
+            used = any(v in _outputs(step) for later in ordered[i + 1 :] for v in later["inputs"].values())
             if not used:
                 del ordered[i]
                 changed = True
@@ -320,9 +319,10 @@ class WorkflowWidget(SEMWidget):
             )
         self._result.value = _summary_text(summary)
         self.last_result = result
-        notify_info(f"{wf.name} on {layer.name}: " + ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(summary.items())[:3]
-        ))
+        notify_info(
+            f"{wf.name} on {layer.name}: "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(summary.items())[:3])
+        )
 
     def on_cancelled(self, desc: str) -> None:
         self._result.value = f"{desc}: cancelled"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -206,21 +207,19 @@ class Workflow:
 
     # --- construction -------------------------------------------------------
     @classmethod
-    def from_steps(cls, steps: Sequence[Mapping], **kwargs) -> "Workflow":
+    def from_steps(cls, steps: Sequence[Mapping], **kwargs) -> Workflow:
         """Build a workflow from recorded steps (``recorded_steps(viewer)``)."""
         return cls(steps, **kwargs)
 
     @classmethod
-    def from_dict(cls, recipe: Mapping) -> "Workflow":
+    def from_dict(cls, recipe: Mapping) -> Workflow:
         if not isinstance(recipe, Mapping):
             raise SEMAnalysisError("a recipe must be a mapping with a 'steps' list")
         if "steps" not in recipe or not isinstance(recipe["steps"], (list, tuple)):
             raise SEMAnalysisError("a recipe needs a 'steps' list")
         version = recipe.get("version", RECIPE_VERSION)
         if int(version) > RECIPE_VERSION:
-            raise SEMAnalysisError(
-                f"recipe version {version} is newer than this napari-sem-analysis understands"
-            )
+            raise SEMAnalysisError(f"recipe version {version} is newer than this napari-sem-analysis understands")
         return cls(
             recipe["steps"],
             name=recipe.get("name", "workflow"),
@@ -272,7 +271,7 @@ class Workflow:
         return path
 
     @classmethod
-    def load(cls, path) -> "Workflow":
+    def load(cls, path) -> Workflow:
         """Read a recipe from a YAML or JSON file."""
         path = Path(path)
         if not path.is_file():
@@ -418,8 +417,7 @@ class Workflow:
         if isinstance(outs, list):
             if not isinstance(out, (tuple, list)) or len(out) != len(outs):
                 raise SEMAnalysisError(
-                    f"step {i + 1} ({step['function']}) returned {type(out).__name__}, "
-                    f"expected {len(outs)} outputs"
+                    f"step {i + 1} ({step['function']}) returned {type(out).__name__}, expected {len(outs)} outputs"
                 )
             ctx.update(zip(outs, out))
         else:
@@ -479,9 +477,7 @@ def load_recipe(recipe) -> Workflow:
         path = Path(key)
         if path.is_file():
             return Workflow.load(path)
-        raise SEMAnalysisError(
-            f"{key!r} is neither a preset ({', '.join(PRESETS)}) nor an existing recipe file"
-        )
+        raise SEMAnalysisError(f"{key!r} is neither a preset ({', '.join(PRESETS)}) nor an existing recipe file")
     raise SEMAnalysisError(f"cannot make a workflow from {type(recipe).__name__}")
 
 

@@ -9,7 +9,8 @@ the package); a recipe names its summary, or gets the one of its last step
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,9 +45,7 @@ def summary_function(name: str) -> Callable:
     try:
         return _SUMMARIES[name]
     except KeyError:
-        raise SEMAnalysisError(
-            f"unknown summary {name!r}; known: {', '.join(sorted(_SUMMARIES))}"
-        ) from None
+        raise SEMAnalysisError(f"unknown summary {name!r}; known: {', '.join(sorted(_SUMMARIES))}") from None
 
 
 def _result_table(result: WorkflowResult) -> pd.DataFrame:
