@@ -52,6 +52,11 @@ def select_device(device: str | None = "auto"):
     An explicit ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"cpu"`` is honoured
     when available; asking for an unavailable device raises
     :class:`SEMAnalysisError` with a clear message.
+
+    Parameters
+    ----------
+    device : str or None
+        ``"auto"`` (or None), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     """
     avoid_triton_crash()
     import torch

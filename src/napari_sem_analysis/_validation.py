@@ -27,6 +27,11 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
 
     Equal channels (grayscale saved as colour, common for SEM) are taken as
     they are, keeping the dtype; otherwise the luminance (ITU-R 601) is used.
+
+    Parameters
+    ----------
+    image : ndarray
+        A 2-D image (returned as it is) or an (Y, X, 3|4) colour image.
     """
     image = np.asarray(image)
     if not is_rgb(image):

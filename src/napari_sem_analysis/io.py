@@ -369,6 +369,15 @@ def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: in
     text (pixels of another value). Binary masks and uniform padding strips
     are therefore not cut.
 
+    Parameters
+    ----------
+    image : ndarray
+        The 2-D image, band included.
+    max_fraction : float
+        The band must start within this bottom fraction of the image.
+    min_rows : int
+        Fewest rows a band may have.
+
     Returns
     -------
     int or None

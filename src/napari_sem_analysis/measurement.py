@@ -549,6 +549,11 @@ def _object_classes(classes, labels, present, idx, n):
 def oriented_boxes(labels) -> tuple[np.ndarray, np.ndarray]:
     """Minimum-area oriented bounding boxes of every object.
 
+    Parameters
+    ----------
+    labels : ndarray of int
+        2-D label image (0 = background).
+
     Returns
     -------
     present : (n,) ndarray of int
@@ -571,6 +576,13 @@ def object_outlines(labels, *, tolerance: float = 0.5) -> tuple[np.ndarray, list
 
     Uses OpenCV contour tracing on each object's bounding box; polygons are
     simplified with ``tolerance`` pixels (Douglas-Peucker).
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        2-D label image (0 = background).
+    tolerance : float
+        Douglas-Peucker simplification tolerance in pixels.
     """
     import cv2
     from scipy import ndimage as ndi

@@ -115,6 +115,17 @@ def sample_particles(
 
     ``labels`` are instance labels, one per particle (touching particles
     have different labels).
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same sample.
+    shape : tuple of int
+        Image shape (rows, columns) without the info band.
+    n_particles : int
+        Number of particles placed.
+    pixel_size : float
+        Nanometres per pixel stated in the sample.
     """
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -185,6 +196,15 @@ def sample_porous_coating(seed: int = 0, *, shape=(512, 512), pixel_size: float 
     ``labels`` is a class map with values 1..5 for ``class_names``
     (mount, coating, substrate, pore, crack). ``info`` holds the true mean
     coating thickness in nm and the number of cracks.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same sample.
+    shape : tuple of int
+        Image shape (rows, columns).
+    pixel_size : float
+        Nanometres per pixel stated in the sample.
     """
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -251,6 +271,15 @@ def sample_multiphase(seed: int = 0, *, shape=(512, 512), pixel_size: float = 20
     The lamellar phase has about the mean gray level of the matrix, so only
     texture (e.g. GLCM contrast) separates them. ``labels`` is a class map
     with values 1..3 for ``class_names``.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same sample.
+    shape : tuple of int
+        Image shape (rows, columns).
+    pixel_size : float
+        Nanometres per pixel stated in the sample.
     """
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -334,6 +363,17 @@ def sample_am_pores(
     lack-of-fusion voids irregular with jagged outlines. ``labels`` holds one
     label per pore, ``classes`` maps each label to its class index in
     ``class_names`` = ("gas", "keyhole", "lack-of-fusion").
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same sample.
+    n_pores : int
+        Number of pores placed (of the three kinds together).
+    shape : tuple of int
+        Image shape (rows, columns).
+    pixel_size : float
+        Nanometres per pixel stated in the sample.
     """
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -431,6 +471,27 @@ def sample_fibers(
     apart, so that every crossing is a clear junction. Beads are spindles on
     fibres, ``bead_factor`` times the fibre diameter wide and placed away from
     crossings; ``n_blobs`` round blobs lie free between fibres.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same sample.
+    shape : tuple of int
+        Image shape (rows, columns).
+    n_fibers : int
+        Number of fibres drawn.
+    diameter : tuple of float
+        Range (min, max) of fibre diameters in pixels.
+    orientation : float
+        Mean fibre orientation, degrees counter-clockwise from +x.
+    alignment : float
+        0 (random orientations) .. 1 (all parallel).
+    n_beads, n_blobs : int
+        Number of beads on fibres and of loose blobs.
+    bead_factor : tuple of float
+        Range of bead diameters as multiples of the fibre diameter.
+    pixel_size : float
+        Nanometres per pixel stated in the sample.
 
     Returns
     -------

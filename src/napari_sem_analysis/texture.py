@@ -152,6 +152,13 @@ def tile_labels(shape: Sequence[int], tile_size) -> tuple[np.ndarray, pd.DataFra
     Tiles are numbered from 1 row by row; partial tiles at the right and
     bottom edges are kept. The table has ``label``, ``tile_row``,
     ``tile_col``, ``y``, ``x``, ``height``, ``width`` (pixels).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape (rows, columns) of the image to tile.
+    tile_size : int or (int, int)
+        Tile height and width in pixels.
     """
     h, w = check_shape(shape)
     if np.ndim(tile_size) == 0:

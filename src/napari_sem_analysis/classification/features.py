@@ -134,6 +134,17 @@ def image_features(
     orientation-anisotropy measure. Texture is computed on a 1-99 percentile
     stretched copy at each of ``scales`` (block-mean downsampling factors).
 
+    Parameters
+    ----------
+    image : ndarray
+        2-D image or tile.
+    scales : sequence of int
+        Block-mean downsampling factors at which texture is computed.
+    glcm_distances : sequence of int
+        Pixel distances of the GLCM.
+    levels : int
+        Gray levels the image is quantised to for the GLCM.
+
     Returns
     -------
     dict

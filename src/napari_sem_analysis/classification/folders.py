@@ -113,6 +113,18 @@ def load_image_folder(
     the result's ``specimen_rule`` says which one applied, and
     ``cv_groups`` groups by specimen when one was found, so that
     cross-validation tells how a classifier does on new specimens.
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder with one sub-folder per class.
+    tile_size : int, optional
+        Cut every image into tiles of this size.
+    stride : int, optional
+        Step between tiles (default ``tile_size``).
+    specimen : str or None
+        Rule naming the specimen of each image (see :func:`specimens_from_paths`);
+        ``"auto"`` picks one, None uses none.
     """
     root = Path(path)
     if not root.is_dir():

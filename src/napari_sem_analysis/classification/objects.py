@@ -37,6 +37,15 @@ def object_features(labels, image=None, *, pixel_size: float | None = None) -> p
     moments and, with an image, intensity mean/std/min/max).
 
     Returns a DataFrame with a ``label`` column, one row per object.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        2-D label image (0 = background).
+    image : ndarray, optional
+        The intensity image, for intensity features.
+    pixel_size : float, optional
+        Nanometres per pixel; sizes are then in nm.
     """
     labels = check_labels(labels)
     if image is not None:

@@ -41,6 +41,17 @@ def extract_tiles(images, y=None, *, tile_size: int = 256, stride: int | None = 
     ``groups[i]`` is the index of the source image of tile ``i``: pass it as
     ``groups=`` to :meth:`ImageClassifier.cross_validate` so that tiles of one
     image stay in one fold. ``tile_labels`` is None when ``y`` is None.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        2-D images.
+    y : sequence, optional
+        One class label per image, given to each of its tiles.
+    tile_size : int
+        Tile height and width in pixels.
+    stride : int, optional
+        Step between tiles (default ``tile_size``, no overlap).
     """
     if isinstance(images, np.ndarray) and images.ndim == 2:
         images = [images]
@@ -56,7 +67,18 @@ def extract_tiles(images, y=None, *, tile_size: int = 256, stride: int | None = 
 
 
 def tile_probability_map(tiles: pd.DataFrame, shape, class_names: Sequence[str]) -> np.ndarray:
-    """Per-pixel class probabilities (K, Y, X) averaged over the tiles that cover each pixel."""
+    """Per-pixel class probabilities (K, Y, X) averaged over the tiles that cover each pixel.
+
+    Parameters
+    ----------
+    tiles : pandas.DataFrame
+        One row per tile with its box ``y0``, ``x0``, ``y1``, ``x1`` and a
+        ``prob_<class name>`` column per class.
+    shape : tuple of int
+        Shape (Y, X) of the image the tiles were cut from.
+    class_names : sequence of str
+        The classes, in the order of the output planes.
+    """
     if not isinstance(tiles, pd.DataFrame):
         raise SEMAnalysisError(f"tiles must be a table (DataFrame) of tiles, got {type(tiles).__name__}")
     if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):

@@ -331,6 +331,11 @@ def load_model(path) -> UNetModel:
     Only ``safetensors`` files are read: no pickle is ever unpickled, so a
     model file cannot run code. A file that is not a model of this plugin,
     a truncated file or a pickle gives a :class:`SEMAnalysisError`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.safetensors`` file written by :meth:`UNetModel.save`.
     """
     from safetensors import safe_open
 

@@ -202,6 +202,21 @@ def predict_unet(image, *, model, tile_size: int | None = 512, overlap: int = 64
     """Segment ``image`` with a U-Net model (a :class:`UNetModel` or a model file path).
 
     A function form of :meth:`UNetModel.predict` for recorded workflows.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image.
+    model : UNetModel or str or Path
+        The model, or the path of a model file.
+    tile_size : int or None
+        Tile size in pixels for tiled prediction; None predicts the whole image at once.
+    overlap : int
+        Overlap between tiles in pixels.
+    batch_size : int
+        Tiles per forward pass.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     """
     if model is None:
         raise SEMAnalysisError("no U-Net model given (save the trained model to a file first)")

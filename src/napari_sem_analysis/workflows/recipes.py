@@ -463,7 +463,14 @@ class Workflow:
 
 
 def load_recipe(recipe) -> Workflow:
-    """A :class:`Workflow` from a preset name, a recipe file, a dict, a step list or a Workflow."""
+    """A :class:`Workflow` from a preset name, a recipe file, a dict, a step list or a Workflow.
+
+    Parameters
+    ----------
+    recipe : str, Path, dict, list or Workflow
+        A preset name, a recipe file (JSON/YAML), a recipe dict, a list of steps
+        or a Workflow (returned as it is).
+    """
     if isinstance(recipe, Workflow):
         return recipe
     if isinstance(recipe, Mapping):
