@@ -268,7 +268,7 @@ def test_huge_and_sparse_label_values(rng):
 
 @pytest.mark.parametrize("levels", [8, 20])
 def test_dense_and_sorted_paths_agree(rng, monkeypatch, levels):
-    from napari_sem_analysis import texture
+    from napari_sem_analysis.texture import glcm as texture
 
     image, labels = _random_case(rng)
     props = ["contrast", "dissimilarity", "homogeneity", "energy", "asm", "correlation", "entropy", "mean", "variance"]
@@ -283,7 +283,7 @@ def test_dense_and_sorted_paths_agree(rng, monkeypatch, levels):
 @pytest.mark.parametrize("feature", ["contrast", "correlation", "entropy"])
 def test_texture_map_work_does_not_grow_with_the_window(rng, monkeypatch, feature):
     """Dense maps cost O(pixels) whatever the window: count the pixels every pass touches."""
-    from napari_sem_analysis import texture
+    from napari_sem_analysis.texture import maps as texture
 
     touched = []
     box_sums, glcm = texture._box_sums, texture.glcm_features
@@ -315,7 +315,7 @@ def test_threaded_offsets_give_the_sequential_result(rng, monkeypatch, levels, p
     """Large images run their offsets in threads: the numbers must not depend on it."""
     from concurrent import futures
 
-    from napari_sem_analysis import texture
+    from napari_sem_analysis.texture import glcm as texture
 
     monkeypatch.setattr(texture, "_DENSE_BINS", 1 << 40 if path == "dense" else 0)
     image, labels = _random_case(rng, shape=(200, 240), n_labels=40, block=10)
