@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._validation import SEMAnalysisError, check_labels, check_positive
+from .segmentation._common import _relabel
 
 #: value of the target where the loss must not look (unlabelled / outside the region)
 IGNORE = -1
@@ -220,14 +221,6 @@ def instances_from_maps(
 
         labels = _separate(labels, 4)
     return labels
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
-    return lut[labels]
 
 
 def instances_from_targets(target, **kwargs) -> np.ndarray:
