@@ -428,17 +428,8 @@ class TrainUNetWidget(SEMWidget):
         return dict(
             n_classes=n,
             class_names=names or None,
-            architecture=self._arch.value,
-            encoder=self._encoder.value,
-            encoder_weights=_optional_path(self._weights.value),
-            patch_size=int(self._patch.value),
-            epochs=int(self._epochs.value),
-            batch_size=int(self._batch.value),
-            val_fraction=float(self._val.value),
-            patience=int(self._patience.value) or None,
-            device=self._device.value,
             ignore_index=0 if self._sparse.value else None,
-            class_weights="auto" if self._balance.value else None,
+            **common,
         )
 
     # -- training ----------------------------------------------------------
