@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._validation import SEMAnalysisError, check_positive
+from ._validation import check_positive
+from .segmentation._common import _check_mask
 
 __all__ = ["LocalThickness", "local_thickness", "thickness_map"]
 
@@ -56,23 +57,6 @@ class LocalThickness:
     histogram: tuple[np.ndarray, np.ndarray]
     pixel_size: float | None = None
     info: dict = field(default_factory=dict)
-
-
-def _check_mask(mask, name: str = "mask") -> np.ndarray:
-    if mask is None:
-        raise SEMAnalysisError(f"{name} is missing")
-    arr = np.asarray(mask)
-    if arr.dtype != bool:
-        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise SEMAnalysisError(f"{name} must be a boolean or label image, got dtype {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-            raise SEMAnalysisError(f"{name} contains NaN or infinite values")
-        arr = arr > 0
-    if arr.ndim != 2:
-        raise SEMAnalysisError(f"{name} must be a 2-D mask, got shape {arr.shape}")
-    if arr.size == 0:
-        raise SEMAnalysisError(f"{name} is empty (shape {arr.shape})")
-    return arr
 
 
 def _inside_distance(mask: np.ndarray) -> np.ndarray:

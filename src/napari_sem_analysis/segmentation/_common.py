@@ -10,16 +10,19 @@ from .._validation import (
 )
 
 
-def _check_mask(mask, name="mask") -> np.ndarray:
+def _check_mask(mask, name: str = "mask") -> np.ndarray:
+    """A 2-D boolean mask from a boolean, integer or float array (nonzero = inside); bad input raises."""
+    if mask is None:
+        raise SEMAnalysisError(f"{name} is missing")
     arr = np.asarray(mask)
     if arr.dtype != bool:
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise SEMAnalysisError(f"{name} has unsupported dtype {arr.dtype}")
+            raise SEMAnalysisError(f"{name} must be a boolean or label image, got dtype {arr.dtype}")
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
             raise SEMAnalysisError(f"{name} contains NaN or infinite values")
         arr = arr > 0
     if arr.ndim != 2:
-        raise SEMAnalysisError(f"{name} must be 2-D, got shape {arr.shape}")
+        raise SEMAnalysisError(f"{name} must be a 2-D mask, got shape {arr.shape}")
     if arr.size == 0:
         raise SEMAnalysisError(f"{name} is empty (shape {arr.shape})")
     return arr
