@@ -72,3 +72,26 @@ def test_am_pores_classes_and_shapes():
     elong = {k: np.mean([props[i].eccentricity for i, c in s.classes.items() if c == k]) for k in range(3)}
     assert solidity[2] < solidity[0] - 0.1  # lack-of-fusion voids are irregular
     assert elong[1] > elong[0] + 0.3  # keyholes are elongated, gas pores round
+
+
+def test_sem_particles_sample_looks_like_a_micrograph_and_keeps_its_ground_truth():
+    import napari_sem_analysis as sem
+
+    s = sem.sample_sem_particles(seed=0)
+    again = sem.sample_sem_particles(seed=0)
+    np.testing.assert_array_equal(s.image, again.image)
+    assert s.image.dtype == np.uint8 and s.image.shape == s.labels.shape == (600, 800)
+    assert s.raw.shape[0] > s.image.shape[0] and s.info["databar_row"] == 600
+    ids, counts = np.unique(s.labels[s.labels > 0], return_counts=True)
+    assert ids.tolist() == list(range(1, s.labels.max() + 1)) and counts.min() >= 20  # visible parts, 1..n
+    # size dispersion: the largest particle several times the smallest
+    assert counts.max() > 5 * counts.min()
+    # particles brighter than the substrate; uneven illumination: top left brighter than bottom right
+    bg = s.labels == 0
+    assert s.image[~bg].mean() > s.image[bg].mean() + 20
+    assert s.image[:150, :200][bg[:150, :200]].mean() > s.image[-150:, -200:][bg[-150:, -200:]].mean()
+    # the particles preset recovers the ground truth (count and median size) on it
+    found = sem.summarize(sem.measure(sem.segment_particles(s.image, pixel_size=5.0), pixel_size=5.0)).loc["all"]
+    truth = sem.summarize(sem.measure(s.labels, pixel_size=5.0)).loc["all"]
+    assert found["count"] == pytest.approx(truth["count"], rel=0.15)
+    assert found["d50"] == pytest.approx(truth["d50"], rel=0.1)

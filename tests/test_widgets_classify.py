@@ -162,7 +162,10 @@ def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, tex
     viewer.window.add_dock_widget(widget)
     widget._source.value = "folder"
     widget._folder.value = texture_folder
-    widget._tile.value = 64
+    # the image has 2 nm/px: the tile size is given in nm (128 nm = 64 px)
+    assert widget._tile.widget.label == "tile size (nm)"
+    widget._tile.value = 128
+    assert widget.tile_px() == 64
     widget._cv.value = True
     widget.train()
     wait_run(widget)
@@ -192,6 +195,17 @@ def test_tile_widget_folder_train_predict(make_napari_viewer, qtbot, errors, tex
     heat = viewer.layers["tile probability"]
     assert heat.data.shape == mosaic.shape and tuple(heat.scale) == (2.0, 2.0)
     assert heat.data[:, 128:].mean() > 0.5 > heat.data[:, :128].mean()
+    # the heat-map does not wash out the class colours: translucent grey under the rectangles
+    assert heat.blending == "translucent" and heat.opacity <= 0.6
+    assert viewer.layers.index(heat) < viewer.layers.index(shapes)
+    # legend: a swatch in each class colour and the class name
+    for i, name in enumerate(["blobs", "grain"]):
+        r, g, b = (int(round(255 * float(c))) for c in _classify.class_color(i)[:3])
+        assert f"#{r:02x}{g:02x}{b:02x}" in widget._legend.value and name in widget._legend.value
+    # per-image verdict: half the tiles of each class, in the widget and in the layer's metadata
+    verdict = shapes.metadata["verdict"]
+    assert verdict["fractions"] == {"blobs": 0.5, "grain": 0.5} and verdict["tiles"] == 8
+    assert "blobs 50 %" in widget._verdict.value and "grain 50 %" in widget._verdict.value
     n_layers = len(viewer.layers)
     widget.predict()
     wait_run(widget, runs=3)
@@ -550,3 +564,79 @@ def test_tile_widget_progress_covers_cross_validation(
     assert seen["total"] == 24 + 3 + 1  # tiles' features, 3 folds, final training
     assert seen["items"][-1] == (28, 28) and len(seen["items"]) == 28
     assert errors == []
+
+
+def test_image_verdict_majority_and_mean_probability():
+    from napari_sem_analysis._validation import SEMAnalysisError
+    from napari_sem_analysis.widgets._tiles import image_verdict
+
+    table = pd.DataFrame(
+        {
+            "class": ["a", "a", "b"],
+            "prob_a": [0.55, 0.55, 0.0],
+            "prob_b": [0.45, 0.45, 1.0],
+        }
+    )
+    v = image_verdict(table, ["a", "b"])
+    # two tiles of three say "a", but b's mean probability (0.633) is higher
+    assert v["majority"] == "a" and v["mean_probability"] == "b"
+    assert v["fractions"] == pytest.approx({"a": 2 / 3, "b": 1 / 3})
+    with pytest.raises(SEMAnalysisError):
+        image_verdict(table.iloc[:0], ["a", "b"])
+
+
+def test_tile_widget_folder_prediction_table_csv_and_cancel(
+    make_napari_viewer, qtbot, errors, texture_folder, tmp_path, wait_run
+):
+    from skimage.io import imsave
+
+    viewer = make_napari_viewer()
+    widget = TileClassifierWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._folder.value = texture_folder
+    assert widget._tile.widget.label == "tile size (px)"  # no image with a pixel size: px
+    widget._tile.value = 64
+    widget._cv.value = False
+    widget.train()
+    wait_run(widget)
+    rng = np.random.default_rng(21)
+    unseen = tmp_path / "unseen"
+    unseen.mkdir()
+    imsave(unseen / "a_blobs.png", texture(0, rng, 128), check_contrast=False)
+    imsave(unseen / "b_grain.png", texture(1, rng, 128), check_contrast=False)
+    mixed = np.concatenate([texture(0, rng, 128), texture(1, rng, 128), texture(1, rng, 128)], axis=1)
+    imsave(unseen / "c_mixed.png", mixed, check_contrast=False)
+    (unseen / "d_broken.png").write_bytes(b"not a png")
+    (unseen / "notes.txt").write_text("skipped")
+    widget._predict_folder.value = unseen
+    widget.predict_folder()
+    wait_run(widget, runs=2)
+    table = widget.folder_table
+    assert table["file"].tolist() == ["a_blobs.png", "b_grain.png", "c_mixed.png", "d_broken.png"]
+    by_file = table.set_index("file")
+    assert by_file.loc["a_blobs.png", "verdict"] == "blobs" and by_file.loc["b_grain.png", "verdict"] == "grain"
+    assert by_file.loc["c_mixed.png", "verdict"] == "grain"
+    assert by_file.loc["c_mixed.png", "fraction_grain"] == pytest.approx(4 / 6)
+    assert by_file.loc["c_mixed.png", "tiles"] == 12  # 2 rows x 6 columns of 64 px tiles
+    assert by_file.loc["d_broken.png", "error"] != ""  # an unreadable file is a row, not a crash
+    assert widget._folder_view.rowCount() == 4
+    widget._folder_csv.value = tmp_path / "verdicts.csv"
+    out = widget.export_verdicts()
+    back = pd.read_csv(out)
+    assert back["verdict"].tolist()[:3] == ["blobs", "grain", "grain"]
+    assert {"fraction_blobs", "fraction_grain", "mean_prob_grain"} <= set(back.columns)
+
+    # cancel: the previous table stays
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(40):
+        imsave(many / f"{i:02d}.png", texture(i % 2, rng, 256), check_contrast=False)
+    previous = widget.folder_table
+    widget._predict_folder.value = many
+    widget.predict_folder()
+    widget.cancel()
+    wait_run(widget, runs=3)
+    assert widget.folder_table is previous and widget._progress.value == "cancelled"
+    # no folder: a message
+    widget._predict_folder.value = tmp_path / "missing"
+    assert widget.predict_folder() is None and "folder" in errors[-1]

@@ -32,6 +32,7 @@ _API = {
     "to_grayscale": "_validation",
     # sample data
     "sample_particles": "sample_data",
+    "sample_sem_particles": "sample_data",
     "sample_porous_coating": "sample_data",
     "sample_multiphase": "sample_data",
     "sample_am_pores": "sample_data",

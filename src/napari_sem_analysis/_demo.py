@@ -104,7 +104,13 @@ def run_gui(block: bool = True, viewer=None, analyse: bool = True):
     screen = window.screen().availableGeometry() if window.screen() is not None else None
     if screen is not None:
         window.resize(min(1500, screen.width()), min(1000, screen.height() - 60))
-    viewer.open_sample("napari-sem-analysis", "particles")
+    # the micrograph-like sample (size dispersion, clusters, edge brightening, shadows, uneven illumination)
+    from napari.layers import Layer
+
+    from .sample_data import _layers, sample_sem_particles
+
+    for data, kwargs, kind in _layers(sample_sem_particles(), "particles ground truth"):
+        viewer.add_layer(Layer.create(data, kwargs, kind))
     image = next(layer for layer in viewer.layers if layer.name == "particles")
     truth = next((layer for layer in viewer.layers if layer.name != "particles"), None)
     if truth is not None:

@@ -10,7 +10,7 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Select, SpinBox
 
 from .._validation import SEMAnalysisError, to_grayscale
-from ._base import SEMWidget, in_thread
+from ._base import Cancelled, SEMWidget, in_thread
 from ._classifier_common import (
     _MODEL_FILTER,
     _MODELS,
@@ -49,7 +49,9 @@ class TileClassifierWidget(SEMWidget):
         self._train_layers = self.layer_box("image layers (class = layer name)", "Image", widget=Select)
         self._backend = ComboBox(label="backend", choices=["features", "cnn"], value="features")
         self._model = ComboBox(label="model", choices=_MODELS, value="random_forest")
-        self._tile = SpinBox(label="tile size (px)", min=16, max=4096, value=256)
+        # the image box first: the tile size is shown in its unit (nm with a pixel size, px without)
+        self._image = self.layer_box("classify image", "Image", arg="image")
+        self._tile = self.length_box("tile_size", 256, label="tile size", minimum=1.0, maximum=1e7)
         self._stride = SpinBox(label="stride (px, 0 = tile)", min=0, max=4096, value=0)
         self._epochs = SpinBox(label="CNN epochs", min=1, max=1000, value=20)
         self._input = SpinBox(label="CNN input size", min=16, max=1024, value=128)
@@ -58,11 +60,17 @@ class TileClassifierWidget(SEMWidget):
         self._cancel = PushButton(text="Cancel")
         self._progress = Label(value="")
         self._report = Label(value="not trained")
-        self._image = self.layer_box("classify image", "Image", arg="image")
         self._heatmap = CheckBox(text="probability heat-map", value=False)
         # choices from the classifier (a callable, so that napari's reset_choices on layer changes keeps them)
         self._heat_class = ComboBox(label="heat-map class", choices=self._heat_class_choices)
         self._predict = PushButton(text="Classify tiles")
+        self._legend = Label(value="")
+        self._verdict = Label(value="")
+        self._predict_folder = FileEdit(label="predict folder", mode="d")
+        self._predict_folder_btn = PushButton(text="Classify folder")
+        self._folder_csv = FileEdit(label="verdicts CSV", mode="w", filter="*.csv")
+        self._export = PushButton(text="Export verdicts CSV")
+        self.folder_table: pd.DataFrame | None = None
         self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
         self._save = PushButton(text="Save model")
         self._load_path = FileEdit(label="load file", mode="r", filter=_MODEL_FILTER)
@@ -74,7 +82,7 @@ class TileClassifierWidget(SEMWidget):
                 self._train_layers,
                 self._backend,
                 self._model,
-                self._tile,
+                self._tile.widget,
                 self._stride,
                 self._epochs,
                 self._input,
@@ -87,13 +95,25 @@ class TileClassifierWidget(SEMWidget):
                 self._heatmap,
                 self._heat_class,
                 self._predict,
+                self._legend,
+                self._verdict,
+                self._predict_folder,
+                self._predict_folder_btn,
+                self._folder_csv,
+                self._export,
                 self._save_path,
                 self._save,
                 self._load_path,
                 self._load,
             ]
         )
+        for label in (self._legend, self._verdict):
+            if hasattr(label.native, "setWordWrap"):
+                label.native.setWordWrap(True)
         self._canvas = _figure_canvas(self)
+        self._folder_view = None
+        self._predict_folder_btn.changed.connect(self.predict_folder)
+        self._export.changed.connect(self.export_verdicts)
         self._train.changed.connect(self.train)
         self._cancel.changed.connect(self.cancel)
         self._predict.changed.connect(self.predict)
@@ -116,6 +136,20 @@ class TileClassifierWidget(SEMWidget):
         self._epochs.visible = cnn
         self._input.visible = cnn
 
+    def tile_px(self, pixel_size: float | None = None) -> int:
+        """The tile size in px: the box's value, converted from nm with ``pixel_size`` (default: the
+        chosen image's) when the box shows nm."""
+        value = self._tile.value
+        if self.unit() == "nm":
+            ps = pixel_size or self.pixel_size()
+            if ps:
+                value = value / ps
+        return max(1, int(round(value)))
+
+    def _set_tile_px(self, px: int) -> None:
+        ps = self.pixel_size() if self.unit() == "nm" else None
+        self._tile.value = px * ps if ps else px
+
     def _stride_value(self):
         return int(self._stride.value) or None
 
@@ -123,7 +157,7 @@ class TileClassifierWidget(SEMWidget):
         """(tiles, labels, groups, class_names) from the folder or the chosen layers."""
         from ..classification import extract_tiles, load_image_folder
 
-        tile = int(self._tile.value)
+        tile = self.tile_px()
         if self._source.value == "folder":
             folder = str(self._folder.value)
             if not folder or not Path(folder).is_dir():
@@ -195,6 +229,7 @@ class TileClassifierWidget(SEMWidget):
             self._recorder.trained()
             self._progress.value = "done"
             self._heat_class.reset_choices()
+            self._show_legend()
             head = f"{trained.backend} classifier on {len(tiles)} tiles from {n_groups} images"
             if result is None or isinstance(result, str):
                 self.cv_result = None
@@ -233,7 +268,7 @@ class TileClassifierWidget(SEMWidget):
             notify_error("choose an Image layer to classify")
             return None
         image = to_grayscale(as_array(layer.data))
-        tile = int(self._tile.value)
+        tile = self.tile_px()
         stride = self._stride_value()
         clf = self.classifier
         if image.ndim != 2:
@@ -293,22 +328,149 @@ class TileClassifierWidget(SEMWidget):
         if self._heatmap.value:
             target = self._heat_class.value or names[-1]
             pmap = tile_probability_map(table, shape, names)[names.index(target)]
+            # a separate, translucent grey-scale layer *under* the class rectangles: the class hues stay
+            # readable (an additive colour map on top washed them out)
             heat = write_layer(
                 self.viewer,
                 pmap,
                 name="tile probability",
                 kind="image",
                 like=layer,
-                colormap="inferno",
+                colormap="gray",
                 opacity=0.5,
-                blending="additive",
+                blending="translucent",
                 contrast_limits=(0.0, 1.0),
                 metadata={"class": target},
             )
             heat.metadata["class"] = target
-        counts = table["class"].value_counts()
-        self._progress.value = "tiles: " + ", ".join(f"{counts.get(n, 0)} {n}" for n in names)
+            heat.blending = "translucent"
+            heat.colormap = "gray"
+            layers = self.viewer.layers
+            if layers.index(heat) > layers.index(shapes):
+                layers.move(layers.index(heat), layers.index(shapes))
+        verdict = image_verdict(table, names)
+        shapes.metadata["verdict"] = verdict
+        shapes.metadata["class_names"] = names
+        self._verdict.value = verdict_text(verdict)
+        self._show_legend()
         return shapes, heat
+
+    def _show_legend(self) -> None:
+        """The class colours (swatch and name) of the ``tile classes`` layer."""
+        clf = self.classifier
+        if clf is None or not clf.class_names:
+            self._legend.value = ""
+            return
+        rows = []
+        for i, name in enumerate(clf.class_names):
+            r, g, b = (int(round(255 * float(c))) for c in class_color(i)[:3])
+            rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}; font-size:14pt">&#9632;</span> {_html(name)}')
+        self._legend.value = "<b>classes</b><br>" + "<br>".join(rows)
+
+    # -- folder-wide prediction -------------------------------------------------------
+    def predict_folder(self, _event=None):
+        """Classify every image of a folder (thread worker): a table of per-image verdicts."""
+        from ..io import SUPPORTED_SUFFIXES, read_image
+
+        if self._running:
+            notify_error("a run is already under way: wait for it or cancel it")
+            return None
+        if self.classifier is None:
+            notify_error("train or load a classifier first")
+            return None
+        folder = Path(str(self._predict_folder.value or ""))
+        if not str(self._predict_folder.value or "") or not folder.is_dir():
+            notify_error("choose a folder of images to classify")
+            return None
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+        if not files:
+            notify_error(f"no images ({', '.join(SUPPORTED_SUFFIXES)}) in {folder}")
+            return None
+        clf = self.classifier
+        names = list(clf.class_names)
+        in_nm = self.unit() == "nm"
+        nm_value = self._tile.value
+        px_value = self.tile_px()
+        stride = self._stride_value()
+        if clf.backend == "cnn":
+            _prepare_torch()
+
+        def work():
+            rows = []
+            for i, path in enumerate(files):
+                if self._cancel_requested:
+                    raise Cancelled
+                row = {"file": path.name}
+                try:
+                    image, ps = read_image(path)
+                    image = to_grayscale(image)
+                    tile = max(1, int(round(nm_value / ps))) if in_nm and ps else px_value
+                    tile = min(tile, *image.shape[:2])
+                    table = clf.predict_tiles(image, tile, stride)
+                    verdict = image_verdict(table, names)
+                    row.update(
+                        tile_px=tile,
+                        tiles=verdict["tiles"],
+                        verdict=verdict["majority"],
+                        mean_probability_class=verdict["mean_probability"],
+                    )
+                    row.update({f"fraction_{n}": verdict["fractions"][n] for n in names})
+                    row.update({f"mean_prob_{n}": verdict["mean_probabilities"][n] for n in names})
+                    row["error"] = ""
+                except SEMAnalysisError as exc:  # an unreadable file: a row saying so, the others go on
+                    row["error"] = str(exc)
+                rows.append(row)
+                yield (i + 1, len(files))
+            return pd.DataFrame(rows)
+
+        def on_progress(item):
+            if item is not None and not self._cancel_requested:
+                self._progress.value = f"classifying folder: {item[0]}/{item[1]} images"
+
+        def done(table):
+            self.folder_table = table
+            self._progress.value = f"folder: {len(table)} images classified"
+            self._show_folder_table(table)
+
+        self._progress.value = "classifying folder..."
+        return self.start(work, done, on_progress=on_progress, total=len(files), desc="classifying folder")
+
+    def _show_folder_table(self, table: pd.DataFrame) -> None:
+        from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+
+        if self._folder_view is None:
+            self._folder_view = QTableWidget()
+            self._folder_view.setMinimumHeight(160)
+            self.native.layout().addWidget(self._folder_view)
+        view = self._folder_view
+        view.clear()
+        view.setRowCount(len(table))
+        view.setColumnCount(len(table.columns))
+        view.setHorizontalHeaderLabels([str(c) for c in table.columns])
+        for r, row in enumerate(table.itertuples(index=False)):
+            for c, value in enumerate(row):
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+                view.setItem(r, c, QTableWidgetItem(text))
+
+    def export_verdicts(self, _event=None):
+        """Write the folder's verdict table as CSV (the path in *verdicts CSV*)."""
+        if self.folder_table is None:
+            notify_error("classify a folder first")
+            return None
+        path = str(self._folder_csv.value or "")
+        if not path or Path(path).is_dir():
+            notify_error("choose a CSV file to write")
+            return None
+        out = Path(path)
+        if out.suffix.lower() != ".csv":
+            out = out.with_suffix(".csv")
+        try:
+            self.folder_table.to_csv(out, index=False)
+        except OSError as exc:
+            notify_error(f"cannot write {out}: {exc}")
+            return None
+        self._progress.value = f"verdicts written to {out.name}"
+        return out
 
     def save_model(self, _event=None):
         out = _save_classifier(self.classifier, self._save_path.value)
@@ -330,7 +492,56 @@ class TileClassifierWidget(SEMWidget):
         self._recorder.stored(path, clf)
         self._backend.value = clf.backend
         if clf.tile_size_:
-            self._tile.value = clf.tile_size_
+            self._set_tile_px(clf.tile_size_)
         self._heat_class.reset_choices()
+        self._show_legend()
         self._report.value = f"loaded {path.name}: {clf.backend}, classes {', '.join(clf.class_names)}"
         return clf
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def image_verdict(table: pd.DataFrame, class_names) -> dict:
+    """The verdict on one image from its tile table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :meth:`ImageClassifier.predict_tiles` output (``class`` and ``prob_<name>`` columns).
+    class_names : sequence of str
+
+    Returns
+    -------
+    dict
+        ``majority`` (the most frequent tile class; ties go to the higher mean
+        probability), ``mean_probability`` (the class of highest mean tile
+        probability), ``fractions`` and ``mean_probabilities`` (per class) and ``tiles``.
+    """
+    names = list(class_names)
+    n = len(table)
+    if n == 0:
+        raise SEMAnalysisError("no tiles to give a verdict on")
+    counts = table["class"].value_counts()
+    fractions = {c: float(counts.get(c, 0)) / n for c in names}
+    means = {c: float(table[f"prob_{c}"].mean()) if f"prob_{c}" in table else 0.0 for c in names}
+    majority = max(names, key=lambda c: (fractions[c], means[c]))
+    return {
+        "majority": majority,
+        "mean_probability": max(names, key=lambda c: means[c]),
+        "fractions": fractions,
+        "mean_probabilities": means,
+        "tiles": int(n),
+    }
+
+
+def verdict_text(verdict: dict) -> str:
+    """One line per verdict for the widget."""
+    parts = ", ".join(f"{c} {100 * f:.0f} %" for c, f in verdict["fractions"].items())
+    return (
+        f"image verdict: {verdict['majority']} (majority of {verdict['tiles']} tiles: {parts}); "
+        f"highest mean probability: {verdict['mean_probability']}"
+    )
