@@ -103,10 +103,15 @@ def test_glcm_whole_image_and_tiles_equal_skimage(rng):
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize("levels", [8, 4096])  # the one-bincount path and (too many levels for it) the region path
-def test_glcm_properties_of_the_whole_image_equal_skimage_and_the_region_path(rng, symmetric, levels):
-    from napari_sem_analysis.texture import glcm_properties
+@pytest.mark.parametrize("many_levels", [False, True])  # the one-bincount path, and the region path it falls back to
+def test_glcm_properties_of_the_whole_image_equal_skimage_and_the_region_path(rng, monkeypatch, symmetric, many_levels):
+    from napari_sem_analysis.texture import glcm, glcm_properties
 
+    levels = 16
+    if many_levels:
+        # "too many levels for one bincount" (over 2048 in use) made small: the same fallback path, without
+        # a 4096² x offsets co-occurrence matrix in scikit-image (minutes and gigabytes) as the reference
+        monkeypatch.setattr(glcm, "_DENSE_BINS", levels * levels - 1)
     image = rng.integers(0, levels, (37, 45)).astype(np.uint16)
     props = [p.lower() for p in SK_PROPS]
     got = glcm_properties(
