@@ -190,6 +190,23 @@ def sample_sem_particles(
     substrate around particles on the side away from the detector, a grainy
     substrate, uneven illumination, scan-line noise and shot noise, and an
     info band with a scale bar under the image (``raw``).
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives the same image and labels.
+    shape : (int, int)
+        Image shape (rows, columns) without the info band.
+    n_particles : int
+        How many particles are placed (fewer when no room is left).
+    pixel_size : float
+        Pixel size in nm.
+
+    Returns
+    -------
+    SyntheticSample
+        ``image``, ``labels`` (visible part of each particle, 1..n),
+        ``pixel_size`` and ``raw`` (the image with its info band).
     """
     rng = np.random.default_rng(seed)
     h, w = shape
