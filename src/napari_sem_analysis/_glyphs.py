@@ -313,14 +313,20 @@ def read_text(
 ) -> list[TextChunk]:
     """Read the text in a binary mask (True = ink) as chunks of glyphs (see :func:`segment`)."""
     chunks = []
-    for gboxes, top, baseline, feats in segment(
+    segs = segment(
         mask,
         exclude=exclude,
         gap_factor=gap_factor,
         keep=keep,
         max_components=max_components,
-    ):
-        res = classify(feats)
+    )
+    # one nearest-template search for every glyph of every chunk (the template matrix is large:
+    # reading it once instead of once per chunk is most of the time saved)
+    all_res = classify(np.concatenate([f for *_, f in segs])) if segs else []
+    start = 0
+    for gboxes, top, baseline, feats in segs:
+        res = all_res[start : start + len(feats)]
+        start += len(feats)
         glyphs = [Glyph(tuple(int(v) for v in b), c, m, d) for b, (c, m, d) in zip(gboxes, res)]
         height = baseline - top
         out: list[Glyph] = []
@@ -333,6 +339,8 @@ def read_text(
 def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float) -> list[Glyph]:
     """Two glyphs that touch (tight or serif fonts: "nm", "00") read as one wide glyph: split
     it at the thinnest column near its middle when both halves read more surely than the whole."""
+    if glyph.margin >= 0.15:  # a sure glyph is never split (see the test at the end)
+        return [glyph]
     r0, c0, r1, c1 = glyph.box
     crop = mask[r0:r1, c0:c1]
     w = c1 - c0
@@ -341,7 +349,7 @@ def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float)
     if hi - lo < 1:
         return [glyph]
     cols = crop.sum(0)[lo:hi]
-    best = None
+    splits = []
     for cut in (lo + np.flatnonzero(cols == cols.min()))[:4].tolist():
         parts = []
         for a, b in ((0, cut), (cut, w)):
@@ -350,13 +358,17 @@ def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float)
             if rows.size == 0 or b - a < 0.2 * height:
                 break
             parts.append((r0 + int(rows[0]), c0 + a, r0 + int(rows[-1]) + 1, c0 + b))
-        if len(parts) != 2:
-            continue
-        feats = np.stack([glyph_features(mask, box, top, baseline) for box in parts])
-        res = classify(feats)
-        score = min(m for _, m, _ in res)
-        if best is None or score > best[0]:
-            best = (score, [Glyph(box, c, m, d) for box, (c, m, d) in zip(parts, res)])
+        if len(parts) == 2:
+            splits.append(parts)
+    best = None
+    if splits:  # all candidate cuts in one template search
+        boxes = [box for parts in splits for box in parts]
+        res_all = classify(np.stack([glyph_features(mask, box, top, baseline) for box in boxes]))
+        for k, parts in enumerate(splits):
+            res = res_all[2 * k : 2 * k + 2]
+            score = min(m for _, m, _ in res)
+            if best is None or score > best[0]:
+                best = (score, [Glyph(box, c, m, d) for box, (c, m, d) in zip(parts, res)])
     if best is not None and glyph.margin < 0.15 and best[0] > glyph.margin + 0.05:
         return best[1]
     return [glyph]
