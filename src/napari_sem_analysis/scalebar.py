@@ -307,15 +307,6 @@ def _band_mask(band: np.ndarray, fraction: float = 0.5) -> np.ndarray:
     return d > max(fraction * ink, 1e-9)
 
 
-def _band_ink(band: np.ndarray, fraction: float) -> tuple[np.ndarray, float]:
-    """Ink strength of the band (distance from its background) and the cut of :func:`_band_mask`."""
-    values, counts = np.unique(band, return_counts=True)
-    bg = values[counts.argmax()]
-    d = np.abs(band.astype(np.float64) - float(bg))
-    ink = np.percentile(d[d > 0], 99) if (d > 0).any() else 0.0
-    return d, max(fraction * ink, 1e-9)
-
-
 def _glyph_quality(glyphs) -> float:
     if not glyphs:
         return 0.0
@@ -504,73 +495,28 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
     reading.confidence = float(np.clip(reading.confidence, 0.0, 1.0))
 
 
-def _zoomed_text(ink: np.ndarray, cut: float, *, exclude, keep, max_components: int, zoom: int = 2):
-    """Read the text of an ink-strength map (larger = more ink) magnified ``zoom`` times.
-
-    Thin anti-aliased strokes (serif and monospaced fonts at 11-15 px) break
-    or glyphs touch when thresholded at their own size; interpolating the
-    grey levels before thresholding keeps strokes whole and gaps open. The
-    glyph boxes come back in the coordinates of ``ink``.
-    """
-    import cv2
-
-    from . import _glyphs
-
-    big = cv2.resize(ink.astype(np.float32), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR) > cut
-    # specks of noise or texture (under two source pixels) would join the label's chunk
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(big.astype(np.uint8), connectivity=8)
-    small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 2 * zoom * zoom)
-    small = small[small > 0]
-    if small.size and n < 200_000:
-        big &= ~np.isin(lab, small)
-    ex = [tuple(v * zoom for v in e) for e in exclude] if exclude else None
-    kp = None if keep is None else (lambda cbox, n: keep(tuple(v // zoom for v in cbox), n))
-    chunks = _glyphs.read_text(big, exclude=ex, keep=kp, max_components=max_components)
-    for ch in chunks:
-        for g in ch.glyphs:
-            r0, c0, r1, c1 = g.box
-            g.box = (r0 // zoom, c0 // zoom, -(-r1 // zoom), -(-c1 // zoom))
-        ch.baseline /= zoom
-        ch.height /= zoom
-    return chunks
-
-
 def _read_region(
-    mask, offset, *, image_width, location, max_bar_width, want_width, target=None, zoom_ink=None
+    mask, offset, *, image_width, location, max_bar_width, want_width, target=None
 ) -> list[ScaleBarReading]:
-    """Bars and labels in a binary ``mask``; with ``zoom_ink=(ink, cut)`` the text is read
-    from the ink map magnified (see :func:`_zoomed_text`), the bars still from ``mask``."""
     from . import _glyphs
 
     bars = _in_line_text_removed(mask, _bars(mask, max_width=max_bar_width))
     keep = None
     if target is not None:
         # only the bar at ``target`` (region coordinates) and short chunks near it
-        # the bar at this cut (a low cut may add a pixel of noise or anti-aliasing to its box)
-        near = [(max(abs(u - v) for u, v in zip(b[0], target)), b) for b in bars]
-        near = [nb for nb in near if nb[0] <= 2]
-        bars = [min(near, key=lambda nb: nb[0])[1]] if near else []
+        bars = [b for b in bars if tuple(b[0]) == tuple(target)]
         if not bars:
             return []
 
         def keep(cbox, n):
             return n <= 12 and _pair(target, cbox, 0) is not None
 
-    if zoom_ink is not None:
-        chunks = _zoomed_text(
-            zoom_ink[0],
-            zoom_ink[1],
-            exclude=[b[0] for b in bars],
-            keep=keep,
-            max_components=5000 if target is None else 1500,
-        )
-    else:
-        chunks = _glyphs.read_text(
-            mask,
-            exclude=[b[0] for b in bars],
-            keep=keep,
-            max_components=5000 if target is None else 1500,
-        )
+    chunks = _glyphs.read_text(
+        mask,
+        exclude=[b[0] for b in bars],
+        keep=keep,
+        max_components=5000 if target is None else 1500,
+    )
     labels = _label_candidates(chunks, offset, trim=target is not None)
     widths = _width_candidates(chunks) if want_width else []
     readings = []
@@ -678,18 +624,12 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
             near = near[~mask[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]]
             bg = float(np.median(near)) if near.size else float(np.median(win))
             other = lo if polarity == "bright" else hi
-            sign = 1.0 if polarity == "bright" else -1.0
-            for cut, zoom in (
-                (ink + 0.5 * (bg - ink), False),
-                (ink + 0.7 * (bg - ink), False),
-                ((ink + other) / 2, False),
-                (ink + 0.7 * (bg - ink), True),
-                (ink + 0.5 * (bg - ink), True),
+            for cut in (
+                ink + 0.5 * (bg - ink),
+                ink + 0.7 * (bg - ink),
+                (ink + other) / 2,
             ):
-                if zoom:  # bars from the mask they were found in, the text from the magnified grey levels
-                    sub = mask[r0:r1, c0:c1]
-                else:
-                    sub = win >= cut if polarity == "bright" else win <= cut
+                sub = win >= cut if polarity == "bright" else win <= cut
                 out += _read_region(
                     sub,
                     (r0, c0),
@@ -698,7 +638,6 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
                     max_bar_width=0.6 * w,
                     want_width=False,
                     target=(box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0),
-                    zoom_ink=(sign * win, sign * cut) if zoom else None,
                 )
                 if any(r.confident for r in out):
                     return out
@@ -757,8 +696,7 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     readings: list[ScaleBarReading] = []
     if row is not None:
         band = img[row:]
-        # thin anti-aliased text needs the lower cut; the last pass reads the text magnified
-        for fraction, zoom in ((0.5, False), (0.3, False), (0.3, True), (0.5, True)):
+        for fraction in (0.5, 0.3):  # thin anti-aliased text needs the lower cut
             readings += _read_region(
                 _band_mask(band, fraction),
                 (row, 0),
@@ -766,7 +704,6 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
                 location="band",
                 max_bar_width=0.6 * w,
                 want_width=True,
-                zoom_ink=_band_ink(band, fraction) if zoom else None,
             )
             if any(r.confident for r in readings):
                 break
