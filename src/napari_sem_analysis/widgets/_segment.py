@@ -64,28 +64,7 @@ class ThresholdWidget(StepWidget):
             "only holes up to this area are filled (0 = every hole): the pores of a network stay open"
         )
         self._preview = CheckBox(text="live preview", value=False)
-        self.extend(
-            [
-                self._image,
-                self._smooth.widget,
-                self._method,
-                self._dark,
-                self._offset,
-                self._window.widget,
-                self._k,
-                self._classes,
-                self._opening.widget,
-                self._min_size.widget,
-                self._fill,
-                self._max_hole.widget,
-                self._preview,
-                *self.run_controls(),
-            ]
-        )
-        self._image.changed.connect(self._image_changed)
-        self._method.changed.connect(self._show)
-        self._fill.changed.connect(self._show)
-        for w in (
+        settings = [
             self._smooth.widget,
             self._method,
             self._dark,
@@ -98,7 +77,12 @@ class ThresholdWidget(StepWidget):
             self._fill,
             self._max_hole.widget,
             self._preview,
-        ):
+        ]
+        self.extend([self._image, *settings, *self.run_controls()])
+        self._image.changed.connect(self._image_changed)
+        self._method.changed.connect(self._show)
+        self._fill.changed.connect(self._show)
+        for w in settings:  # every setting updates the live preview
             w.changed.connect(self._live)
         self._preview.changed.connect(self._preview_toggled)
         self._previewed = False
