@@ -174,6 +174,7 @@ def run_unet(
     threads=2,
     steps=10,
     seed=0,
+    save_dir=None,
 ):
     import torch
 
@@ -219,6 +220,9 @@ def run_unet(
     else:
         model = train_unet(images, [(p[3] > 0).astype(np.uint8) for p in train], **common)
     train_s = time.perf_counter() - t0
+    if save_dir:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        print(f"  saved {model.save(Path(save_dir) / f'{task}_{direction}')}", flush=True)
     preds, secs = [], []
     for _, img, _ps, _ in test:
         t = time.perf_counter()
@@ -417,6 +421,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="steps per epoch")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-models", default=None, help="folder to save each trained U-Net into")
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
     ap.add_argument("--merge", default="", help="comma list of other results files to include in the report")
@@ -471,6 +476,7 @@ def main(argv=None):
                     args.batch,
                     args.threads,
                     args.steps,
+                    save_dir=args.save_models,
                 )
             )
     for extra in [f for f in args.merge.split(",") if f and Path(f).exists()]:
