@@ -22,19 +22,21 @@ results are replaced only with ``overwrite=True``. Unreadable or corrupt
 images are reported (``status == "error"``) and skipped while the others
 complete. Workers compute; the calling process writes, so with a
 distributed cluster only the input paths must be readable by the workers.
+
+The stages live beside this module: ``batch_inputs`` (files, folders, globs -> images),
+``batch_outputs`` (output folder lock, names, encoded results, records), ``batch_executors``
+(serial, local processes, Dask) and ``batch_report`` (``report.html``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,22 @@ import pandas as pd
 
 from ._format import format_duration
 from ._validation import SEMAnalysisError, check_positive
+from .batch_executors import _run_dask, _run_processes, _run_serial, _worker_init  # noqa: F401  (re-exported)
 from .batch_inputs import _dedupe_inputs, _entry_kind, collect_inputs, scan_inputs  # noqa: F401  (re-exported)
+from .batch_outputs import (  # noqa: F401  (re-exported: tests and callers import them from batch)
+    BatchOutputError,
+    _lock_output,
+    _output_names,
+    _paths,
+    _plain_error,
+    _png_bytes,
+    _read_record,
+    _tiff_bytes,
+    _write_result,
+    make_overlay,
+    outline_width,
+    table_with_units,
+)
 from .batch_report import KEY_COLUMNS, report_figures, write_report  # noqa: F401  (re-exported)
 from .io import PIXEL_SIZE_RANGE_NM, SuspectImageWarning
 from .workflows import Workflow, load_recipe, write_atomic
@@ -52,188 +69,9 @@ from .workflows import Workflow, load_recipe, write_atomic
 __all__ = ["run_batch", "collect_inputs", "BatchResult", "process_image"]
 
 
-def _plain_error(text: str) -> str:
-    """An error message fit for errors.csv and report.html: no quoted file bytes, printable, bounded."""
-    import re
-
-    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", str(text))
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:500]
-
-
-class BatchOutputError(SEMAnalysisError):
-    """The output folder cannot be written (read-only, full, gone): the CLI exits with code 3."""
-
-
-def _lock_output(out_dir: Path):
-    """Hold an exclusive lock on ``out_dir`` for this run; a second run into it fails clearly.
-
-    Returns the open lock file (closing it releases the lock). ``flock`` locks are released by the
-    system when the process dies, so a killed run leaves no stale lock.
-    """
-    lock_path = out_dir / ".napari-sem-analysis.lock"
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
-    busy = f"another batch run is writing to {out_dir}; wait for it to finish or choose another folder"
-    try:
-        import fcntl
-    except ImportError:  # Windows: lock the first byte
-        import msvcrt
-
-        try:
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            fh.close()
-            raise SEMAnalysisError(busy) from None
-        return fh
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise SEMAnalysisError(busy) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"{os.getpid()}\n")
-    fh.flush()
-    return fh
-
-
-def _worker_init() -> None:
-    """Pool worker start-up: exit when the parent (the batch) dies, instead of running on.
-
-    Linux: the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``). Elsewhere,
-    and as a check for a parent that died before this ran, a daemon thread polls the parent's pid.
-    """
-    import threading
-
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent or parent == 1:
-        os._exit(1)
-
-    def watch():
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _output_names(files: Sequence[Path]) -> list[str]:
-    """A unique, file-system-safe output name per input (stem, parent added on clashes)."""
-    stems = [f.stem for f in files]
-    names = []
-    for f, s in zip(files, stems):
-        name = s if stems.count(s) == 1 else f"{f.parent.name}_{s}"
-        names.append("".join(c if c.isalnum() or c in "-_.#" else "_" for c in name))
-    # still clashing (same parent names): add a counter
-    seen: dict[str, int] = {}
-    unique = []
-    for n in names:
-        k = seen.get(n, 0)
-        seen[n] = k + 1
-        unique.append(n if k == 0 else f"{n}_{k}")
-    return unique
-
-
 # --------------------------------------------------------------------------
 # one image (runs in a worker)
 # --------------------------------------------------------------------------
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(img, [0.5, 99.5])
-    if hi <= lo:
-        hi = lo + 1
-    return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def outline_width(shape) -> int:
-    """Outline width (px) of the overlay PNGs: 1 px up to 512 px images, then about 1 px per 500 px (max 6)."""
-    return int(min(6, max(1, round(max(shape[-2:]) / 500))))
-
-
-def make_overlay(image: np.ndarray, labels: np.ndarray | None, *, classes: bool = False) -> np.ndarray:
-    """RGB uint8 picture of the image with object outlines (or classes) on top."""
-    gray = _to_uint8(image)
-    rgb = np.stack([gray] * 3, axis=-1)
-    if labels is None or not labels.any():
-        return rgb
-    if classes:
-        from skimage.color import label2rgb
-
-        over = label2rgb(labels, image=gray, alpha=0.35, bg_label=0, image_alpha=1.0)
-        return (np.clip(over, 0, 1) * 255).astype(np.uint8)
-    from skimage.segmentation import find_boundaries
-
-    edges = find_boundaries(labels, mode="inner")
-    width = outline_width(labels.shape)
-    if width > 1:  # outlines that stay visible at full size: thicker on larger images, inside each object
-        import cv2
-
-        k = 2 * width - 1  # the inner 1 px outline grown by width - 1 px: width px inside the object
-        grown = cv2.dilate(edges.view(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-        edges = grown & (labels > 0)
-    rng = np.random.default_rng(1)
-    colours = rng.integers(80, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
-    colours[:, 1] = 255 - colours[:, 1] // 3  # keep outlines bright
-    rgb[edges] = colours[labels[edges]]
-    return rgb
-
-
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
-
-
-def _tiff_bytes(labels: np.ndarray, pixel_size: float | None) -> bytes:
-    import tifffile
-
-    lab = np.asarray(labels)
-    lab = lab.astype(np.uint16) if lab.max(initial=0) < 65536 else lab.astype(np.int32)
-    buf = io.BytesIO()
-    meta = {"pixel_size_nm": pixel_size} if pixel_size else {}
-    kwargs = {}
-    if pixel_size:  # pixels per cm in the standard resolution tags: read_sem, Fiji and others read them
-        kwargs = {"resolution": (1e7 / pixel_size, 1e7 / pixel_size), "resolutionunit": "CENTIMETER"}
-    tifffile.imwrite(buf, lab, compression="zlib", metadata=meta, **kwargs)
-    return buf.getvalue()
-
-
-def _unit_suffix(unit: str) -> str:
-    u = str(unit).strip().replace("^2", "2").replace("²", "2").replace("µ", "u")
-    return "".join(c if c.isalnum() else "_" for c in u)
-
-
-def table_with_units(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns renamed with their unit as in ``summary.csv`` (``area_nm2``, ``equivalent_diameter_nm``).
-
-    Units come from ``table.attrs["units"]`` (set by :func:`measure`); columns
-    without a physical unit (counts, ratios, grey values) and columns whose name
-    already ends in their unit keep their names.
-    """
-    units = dict(table.attrs.get("units") or {})
-    rename = {}
-    for col in table.columns:
-        unit = units.get(col)
-        if not unit or unit in ("grey value", "1", "-"):
-            continue
-        suffix = _unit_suffix(unit)
-        if suffix and not str(col).endswith(f"_{suffix}"):
-            rename[col] = f"{col}_{suffix}"
-    return table.rename(columns=rename)
-
-
 FROM_SCALE_BAR = "from-scale-bar"  # pixel_size: read each image's own scale bar
 
 
@@ -347,7 +185,7 @@ class Progress:
 
 
 # --------------------------------------------------------------------------
-# writing
+# the result
 # --------------------------------------------------------------------------
 @dataclass
 class BatchResult:
@@ -371,141 +209,6 @@ def _recipe_hash(recipe: dict, pixel_size: float | None = None) -> str:
         pixel_size = float(pixel_size)
     key: Any = recipe if pixel_size is None else {"recipe": recipe, "pixel_size": pixel_size}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _paths(out_dir: Path, name: str) -> dict[str, Path]:
-    return {
-        "labels": out_dir / "labels" / f"{name}_labels.tif",
-        "table": out_dir / "tables" / f"{name}.csv",
-        "overlay": out_dir / "overlays" / f"{name}.png",
-        "record": out_dir / "records" / f"{name}.json",
-    }
-
-
-def _write_result(out_dir: Path, name: str, res: dict, recipe_hash: str) -> dict:
-    paths = _paths(out_dir, name)
-    if "labels_tif" in res:
-        write_atomic(paths["labels"], res["labels_tif"])
-    table = res.get("table")
-    if table is not None:
-        write_atomic(paths["table"], table.to_csv(index=False).encode())
-    for key, extra in (res.get("extra_tables") or {}).items():
-        if isinstance(extra, pd.DataFrame):
-            write_atomic(out_dir / "tables" / f"{name}_{key}.csv", extra.to_csv(index=False).encode())
-    if "overlay_png" in res:
-        write_atomic(paths["overlay"], res["overlay_png"])
-    record = {
-        "file": res["file"],
-        "name": name,
-        "status": "ok",
-        "recipe": recipe_hash,
-        "seconds": round(float(res.get("seconds", 0.0)), 3),
-        "summary": res.get("summary", {}),
-    }
-    if res.get("suspect"):
-        record["suspect"] = res["suspect"]
-    # the record is written last: its presence means the image is complete
-    write_atomic(paths["record"], (json.dumps(record, indent=1, default=_json_default) + "\n").encode())
-    return record
-
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, Path):
-        return str(v)
-    raise TypeError(type(v).__name__)
-
-
-def _read_record(path: Path, recipe_hash: str | None) -> dict | None:
-    """The finished record at ``path`` (for ``recipe_hash``; any recipe if None), or None."""
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # unreadable record = not done
-    if rec.get("status") != "ok":
-        return None
-    if recipe_hash is not None and rec.get("recipe") != recipe_hash:
-        return None
-    return rec
-
-
-# --------------------------------------------------------------------------
-# executors
-# --------------------------------------------------------------------------
-def _result_or_failure(future, args) -> dict:
-    """The worker's result, or an error record when the worker itself failed (killed, lost...)."""
-    try:
-        return future.result()
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        return {"file": str(args[1]), "status": "error", "error": f"worker failed: {type(exc).__name__}: {exc}"}
-
-
-def _run_serial(tasks, func: Callable, on_done: Callable) -> None:
-    for key, args in tasks:
-        on_done(key, func(*args))
-
-
-def _run_processes(tasks, func: Callable, on_done: Callable, jobs: int) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = mp.get_context("spawn")
-    # workers exit when this process dies (even by SIGKILL) instead of running on for minutes
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(func, *args): (key, args) for key, args in tasks}
-        try:
-            for fut in as_completed(futures):
-                key, args = futures[fut]
-                on_done(key, _result_or_failure(fut, args))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _dask_client(scheduler, jobs: int):
-    """(client, owned) for ``scheduler`` = "local", an address, a Client or a cluster."""
-    from distributed import Client, LocalCluster
-
-    if isinstance(scheduler, Client):
-        return scheduler, []
-    if hasattr(scheduler, "scheduler_address") and not isinstance(scheduler, str):
-        client = Client(scheduler)
-        return client, [client]
-    if scheduler in ("local", "", True):
-        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-        return client, [client, cluster]
-    try:
-        client = Client(str(scheduler), timeout="20s")
-    except Exception as exc:
-        raise SEMAnalysisError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
-    return client, [client]
-
-
-def _run_dask(tasks, func: Callable, on_done: Callable, scheduler, jobs: int) -> None:
-    from distributed import as_completed
-
-    client, owned = _dask_client(scheduler, jobs)
-    try:
-        futures = {}
-        for key, args in tasks:
-            # pure=False: each image is computed; retries for lost workers
-            fut = client.submit(func, *args, pure=False, retries=1, key=f"sem-{key}-{time.time_ns()}")
-            futures[fut] = (key, args)
-        try:
-            for fut in as_completed(list(futures)):
-                key, args = futures[fut]
-                on_done(key, _result_or_failure(fut, args))
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-    finally:
-        for obj in owned:
-            obj.close()
 
 
 # --------------------------------------------------------------------------
