@@ -140,88 +140,127 @@ def _read_tiff(
         if n_pages == 0:
             raise SEMReadError(f"{path.name}: holds no image (corrupt or empty TIFF file)")
         page = tif.pages[0]
-        # the declared size is checked before anything is decoded (tiles are decoded whole)
-        _check_pixels(path, page.shape, max_pixels)
-        if page.is_tiled:
-            _check_pixels(
-                path,
-                (page.tiledepth, page.tilelength, page.tilewidth, page.samplesperpixel),
-                max_pixels,
-                what="tile",
-            )
         meta: dict[str, Any] = {}
-        bad, total = _missing_segments(page, file_size)
-        data = page.asarray()
-        if bad:
-            meta["missing_strips"] = f"{bad} of {total}"
-        if (
-            data.ndim == 3
-            and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
-            and page.samplesperpixel == data.shape[0]
-        ):
-            data = np.moveaxis(data, 0, -1)  # planar colour: channels last
-        # a stack of equal grayscale planes (FIB-SEM slices, a time series): the pages after the
-        # first are only counted (from the IFD chain), and parsed only when the stack is read
-        n_planes = 1
-        if n_pages > 1 and data.ndim == 2:
-            try:
-                second = tif.pages[1]
-            except Exception:  # noqa: BLE001 - a broken second page: the first image is still good
-                second = None
-            if isinstance(second, (tifffile.TiffPage, tifffile.TiffFrame)) and (
-                second.shape == page.shape and second.dtype == page.dtype
-            ):
-                n_planes = n_pages
+        data = _first_page(path, page, file_size, max_pixels, meta)
+        n_planes = _equal_planes(tif, page, data, n_pages)
         if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
             if not _palette_is_gray_ramp(data, page.colormap):
                 data = _apply_palette(data, page.colormap)
                 n_planes = 1  # colour-palette stacks: the first plane only
         if all_pages and n_planes > 1:
-            if n_planes > max_pages:
-                raise SEMReadError(
-                    f"{path.name}: the stack has more than {max_pages:,} planes "
-                    "(read_sem(..., max_pages=...) or io.MAX_PAGES raise the limit)"
-                )
-            _check_pixels(path, (n_planes,) + tuple(page.shape), max_pixels, what="stack")
-            planes = [data]
-            for i in range(1, n_planes):
-                p = tif.pages[i]
-                if p.shape != page.shape or p.dtype != page.dtype:
-                    break  # the stack ends where the planes stop being equal
-                b, t = _missing_segments(p, file_size)
-                bad, total = bad + b, total + t
-                planes.append(p.asarray())
-            data = np.stack(planes)
-            n_planes = len(planes)
-            if bad:
-                meta["missing_strips"] = f"{bad} of {total}"
-        meta.update(_vendor_metadata(tif, page, path))
-        if "pixel_size_nm" not in meta:
-            try:
-                side = _sidecar_metadata(path)
-            except (OSError, ValueError, TypeError) as exc:  # an unreadable sidecar: ignored, noted
-                side = {"_ignored": [f"sidecar file ({type(exc).__name__})"]}
-            if side:
-                ignored = meta.get("_ignored", []) + side.get("_ignored", [])
-                meta = {**meta, **side} if meta else side
-                if ignored:
-                    meta["_ignored"] = ignored
-        if "pixel_size_nm" not in meta:
-            try:
-                res = _resolution_metadata(page, tif.imagej_metadata)
-            except Exception as exc:  # noqa: BLE001 - garbage resolution tags: the image is kept
-                res = {}
-                meta.setdefault("_ignored", []).append(f"resolution tags ({type(exc).__name__})")
-            if res:
-                meta.update({k: v for k, v in res.items() if k not in meta or k == "pixel_size_nm"})
-        desc = page.description if hasattr(page, "description") else ""
-        if desc and "raw" not in meta:
-            meta["description"] = desc[:2000]
+            data = _read_stack(
+                tif, page, path, data, n_planes, file_size, meta, max_pixels=max_pixels, max_pages=max_pages
+            )
+            n_planes = data.shape[0]
+        meta = _file_metadata(tif, page, path, meta)
         if n_planes > 1:
             meta["n_planes"] = n_planes
             if n_planes > max_pages:
                 meta["n_planes_note"] = f"more than {max_pages:,}"
     return data, meta
+
+
+def _first_page(path: Path, page, file_size: int, max_pixels: int, meta: dict[str, Any]) -> np.ndarray:
+    """The first page's pixels (colour channels last); its declared size is checked before decoding."""
+    import tifffile
+
+    # the declared size is checked before anything is decoded (tiles are decoded whole)
+    _check_pixels(path, page.shape, max_pixels)
+    if page.is_tiled:
+        _check_pixels(
+            path,
+            (page.tiledepth, page.tilelength, page.tilewidth, page.samplesperpixel),
+            max_pixels,
+            what="tile",
+        )
+    bad, total = _missing_segments(page, file_size)
+    data = page.asarray()
+    if bad:
+        meta["missing_strips"] = f"{bad} of {total}"
+    if data.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel == data.shape[0]:
+        data = np.moveaxis(data, 0, -1)  # planar colour: channels last
+    return data
+
+
+def _equal_planes(tif, page, data: np.ndarray, n_pages: int) -> int:
+    """How many planes the file holds: ``n_pages`` when the second page is a plane like the first, else 1.
+
+    A stack of equal grayscale planes (FIB-SEM slices, a time series): the pages after the first are
+    only counted (from the IFD chain), and parsed only when the stack is read.
+    """
+    import tifffile
+
+    if n_pages <= 1 or data.ndim != 2:
+        return 1
+    try:
+        second = tif.pages[1]
+    except Exception:  # noqa: BLE001 - a broken second page: the first image is still good
+        return 1
+    if isinstance(second, (tifffile.TiffPage, tifffile.TiffFrame)) and (
+        second.shape == page.shape and second.dtype == page.dtype
+    ):
+        return n_pages
+    return 1
+
+
+def _read_stack(
+    tif,
+    page,
+    path: Path,
+    first: np.ndarray,
+    n_planes: int,
+    file_size: int,
+    meta: dict[str, Any],
+    *,
+    max_pixels: int,
+    max_pages: int,
+) -> np.ndarray:
+    """The ``(plane, row, column)`` stack: ``first`` (the pixels of ``page``) and the following planes equal to it."""
+    if n_planes > max_pages:
+        raise SEMReadError(
+            f"{path.name}: the stack has more than {max_pages:,} planes "
+            "(read_sem(..., max_pages=...) or io.MAX_PAGES raise the limit)"
+        )
+    _check_pixels(path, (n_planes,) + tuple(page.shape), max_pixels, what="stack")
+    bad, total = _missing_segments(page, file_size)
+    planes = [first]
+    for i in range(1, n_planes):
+        p = tif.pages[i]
+        if p.shape != page.shape or p.dtype != page.dtype:
+            break  # the stack ends where the planes stop being equal
+        b, t = _missing_segments(p, file_size)
+        bad, total = bad + b, total + t
+        planes.append(p.asarray())
+    if bad:
+        meta["missing_strips"] = f"{bad} of {total}"
+    return np.stack(planes)
+
+
+def _file_metadata(tif, page, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with the instrument's metadata, else a sidecar file's, else the resolution tags' pixel size."""
+    meta.update(_vendor_metadata(tif, page, path))
+    if "pixel_size_nm" not in meta:
+        try:
+            side = _sidecar_metadata(path)
+        except (OSError, ValueError, TypeError) as exc:  # an unreadable sidecar: ignored, noted
+            side = {"_ignored": [f"sidecar file ({type(exc).__name__})"]}
+        if side:
+            ignored = meta.get("_ignored", []) + side.get("_ignored", [])
+            meta = {**meta, **side} if meta else side
+            if ignored:
+                meta["_ignored"] = ignored
+    if "pixel_size_nm" not in meta:
+        try:
+            res = _resolution_metadata(page, tif.imagej_metadata)
+        except Exception as exc:  # noqa: BLE001 - garbage resolution tags: the image is kept
+            res = {}
+            meta.setdefault("_ignored", []).append(f"resolution tags ({type(exc).__name__})")
+        if res:
+            meta.update({k: v for k, v in res.items() if k not in meta or k == "pixel_size_nm"})
+    desc = page.description if hasattr(page, "description") else ""
+    if desc and "raw" not in meta:
+        meta["description"] = desc[:2000]
+    return meta
 
 
 def _read_other(path: Path, *, max_pixels: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:

@@ -113,7 +113,9 @@ class SEMImage:
         return kwargs
 
 
-# pixel data: decoded in _decode.py (imported here, after the error types it raises)
+# the info band is found in _databar.py; pixel data are decoded in _decode.py (imported here, after the
+# error types it raises)
+from ._databar import detect_databar  # noqa: E402  (re-exported: sem.detect_databar, io.detect_databar)
 from ._decode import (  # noqa: E402, F401  (re-exported: io._read_tiff ... stay importable)
     _apply_palette,
     _check_pixels,
@@ -124,103 +126,6 @@ from ._decode import (  # noqa: E402, F401  (re-exported: io._read_tiff ... stay
     _read_tiff,
     _vendor_metadata,
 )
-
-# --------------------------------------------------------------------------
-# data bar
-# --------------------------------------------------------------------------
-
-
-def detect_databar(image: np.ndarray, *, max_fraction: float = 0.3, min_rows: int = 4) -> int | None:
-    """Find the first row of the instrument's information band at the bottom.
-
-    SEM instruments print a band of text and a scale bar on a uniform dark or
-    light strip below the image. A row belongs to the band when at least half
-    of its pixels share the band's background value; the band is the run of
-    such rows (short gaps allowed, for large text) that reaches the last row
-    and starts within the bottom ``max_fraction`` of the image, below a row
-    that is not uniform (real image content), with a sharp edge (the
-    background share jumps by at least one half there), and it holds some
-    text (pixels of another value). Binary masks and uniform padding strips
-    are therefore not cut.
-
-    Parameters
-    ----------
-    image : ndarray
-        The 2-D image, band included.
-    max_fraction : float
-        The band must start within this bottom fraction of the image.
-    min_rows : int
-        Fewest rows a band may have.
-
-    Returns
-    -------
-    int or None
-        Index of the first band row, or None when there is no band.
-    """
-    try:
-        max_fraction, min_rows = float(max_fraction), int(min_rows)
-    except (TypeError, ValueError, OverflowError):
-        raise SEMAnalysisError(
-            f"max_fraction and min_rows must be numbers, got {max_fraction!r}, {min_rows!r}"
-        ) from None
-    if not 0 < max_fraction <= 1:  # also refuses NaN
-        raise SEMAnalysisError(f"max_fraction must be in (0, 1], got {max_fraction!r}")
-    if min_rows < 1:
-        raise SEMAnalysisError(f"min_rows must be >= 1, got {min_rows!r}")
-    img = np.asarray(image)
-    if img.ndim != 2 or img.shape[0] < 16:
-        return None
-    h = img.shape[0]
-    bottom = img[-1]
-    values, counts = np.unique(bottom, return_counts=True)
-    band_value = values[counts.argmax()]
-    if counts.max() < 0.5 * bottom.size:
-        # the last row may be text-covered: use the mode of the last rows
-        values, counts = np.unique(img[-8:], return_counts=True)
-        band_value = values[counts.argmax()]
-    lo = int(h * (1 - max_fraction))
-    frac = (img[lo:] == band_value).mean(axis=1)
-    is_band = frac >= 0.5
-    if not is_band[-1] and not is_band[-4:].any():
-        return None
-    max_gap = max(6, h // 40)
-    start = None
-    gap = 0
-    for i in range(len(is_band) - 1, -1, -1):
-        if is_band[i]:
-            start = i
-            gap = 0
-        else:
-            gap += 1
-            if gap > max_gap:
-                break
-    else:
-        # the band run reaches the top of the search window: not a band
-        return None
-    if start is None:
-        return None
-    row = lo + start
-    if h - row < min_rows:
-        return None
-    # content above must not be uniform at the band value
-    above = img[max(row - 8, 0) : row]
-    if above.size and (above == band_value).mean() > 0.5:
-        return None
-
-    # the band starts with a sharp edge: its first rows are (almost) all
-    # background, the rows above (almost) none. A mask or a dark region whose
-    # background share grows gradually towards the bottom is image content.
-    def share(rows):
-        return float((rows == band_value).mean()) if rows.size else 0.0
-
-    if share(img[row : row + 3]) - share(img[max(row - 3, 0) : row]) < 0.5:
-        return None
-    # an info band carries text or a scale bar; a strip of one value alone
-    # (padding, a saturated or masked-out region) is not one
-    if (img[row:] != band_value).mean() < 0.002:
-        return None
-    return row
-
 
 # --------------------------------------------------------------------------
 # public reader
@@ -297,6 +202,47 @@ def read_sem(
     """
     import warnings
 
+    path, suffix, pixel_size = _checked_read_args(path, pixel_size, max_pixels, max_pages)
+    data, meta = _decode_file(path, suffix, all_planes=all_planes, max_pixels=max_pixels, max_pages=max_pages)
+    read = _Read(path, data, dict(meta))
+    _plane_and_channels(read, all_planes=all_planes, grayscale=grayscale)
+    read.meta.setdefault("instrument", "unknown")
+    full = read.data[0] if read.stack else read.data  # the first plane before the band is cut
+    databar = _crop_info_band(read) if crop_databar and (read.data.ndim == 2 or read.stack) else None
+    found, origin = _pixel_size_of(read, full, pixel_size, scale_bar=scale_bar)
+    if read.notes:
+        read.meta["read_warnings"] = [text for text, _ in read.notes]
+        for text, category in read.notes:
+            warnings.warn(text, category, stacklevel=2)
+    return SEMImage(
+        data=np.ascontiguousarray(read.data),
+        pixel_size=float(found) if found else None,
+        databar=databar,
+        metadata=read.meta,
+        path=path,
+        pixel_size_source=origin,
+    )
+
+
+# --------------------------------------------------------------------------
+# read_sem stages
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Read:
+    """An image being read by :func:`read_sem`: its pixels, its metadata and the doubts noted so far."""
+
+    path: Path
+    data: np.ndarray
+    meta: dict[str, Any]
+    #: (message, warning class), warned in this order once the image is read
+    notes: list[tuple[str, type]] = field(default_factory=list)
+    stack: bool = False  # data is a (plane, row, column) stack
+
+
+def _checked_read_args(path, pixel_size, max_pixels, max_pages) -> tuple[Path, str, float | None]:
+    """``(path, suffix, pixel_size)`` once the file and the options are known to be fit to read."""
     path = Path(path)
     if not path.exists():
         raise SEMReadError(f"{path}: no such file")
@@ -318,6 +264,11 @@ def read_sem(
         lo, hi = PIXEL_SIZE_RANGE_NM
         if not np.isfinite(pixel_size) or not lo <= pixel_size <= hi:
             raise SEMAnalysisError(f"pixel_size must be between {lo:g} and {hi:g} nm, got {pixel_size!r}")
+    return path, suffix, pixel_size
+
+
+def _decode_file(path: Path, suffix: str, *, all_planes: bool, max_pixels, max_pages) -> tuple[np.ndarray, dict]:
+    """The stored pixels and metadata; any failure of the decoders becomes one :class:`SEMReadError`."""
     try:
         if suffix in TIFF_SUFFIXES:
             data, meta = _read_tiff(path, all_pages=all_planes, max_pixels=max_pixels, max_pages=max_pages)
@@ -330,34 +281,40 @@ def read_sem(
             f"{path.name}: cannot be read as an image, the file is corrupt, truncated or not "
             f"a {_FORMAT_NAMES.get(suffix, suffix)} file ({_plain_reason(exc)})"
         ) from exc
-
     data = np.asarray(data)
     if data.size == 0 or data.ndim < 2:
         raise SEMReadError(f"{path.name}: contains no 2-D image data (shape {data.shape})")
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == bool):
         raise SEMReadError(f"{path.name}: unsupported pixel type {data.dtype} (need integer or float pixels)")
-    meta = dict(meta)
-    notes: list[tuple[str, type]] = []
+    return data, meta
+
+
+def _plane_and_channels(read: _Read, *, all_planes: bool, grayscale: bool) -> None:
+    """Note what the decoder dropped; keep the first plane (or the stack) and make colour grey."""
+    import warnings
+
+    path, meta = read.path, read.meta
     ignored = meta.pop("_ignored", None)
     if ignored:
-        notes.append((f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}", SEMReadWarning))
+        read.notes.append((f"{path.name}: unreadable metadata ignored: {', '.join(ignored)}", SEMReadWarning))
     if meta.get("missing_strips"):
-        notes.append(
+        read.notes.append(
             (
                 f"{path.name}: {meta['missing_strips']} strips/tiles of pixel data are missing or truncated; "
                 "the image has blank regions",
                 SuspectImageWarning,
             )
         )
+    data = read.data
     n_planes = int(meta.get("n_planes", 1))
-    stack = all_planes and n_planes > 1 and data.ndim == 3
-    if n_planes > 1 and not stack:
+    read.stack = all_planes and n_planes > 1 and data.ndim == 3
+    if n_planes > 1 and not read.stack:
         count = meta.pop("n_planes_note", None) or n_planes
         warnings.warn(
             f"{path.name} holds {count} images; read the first (all_planes=True reads the stack)",
-            stacklevel=2,
+            stacklevel=3,  # the caller of read_sem
         )
-    if data.ndim == 3 and not is_rgb(data) and not stack:
+    if data.ndim == 3 and not is_rgb(data) and not read.stack:
         data = data[0]  # several samples per pixel that are no colour: the first
     if grayscale and is_rgb(data):
         if data.shape[-1] == 4:
@@ -365,39 +322,49 @@ def read_sem(
         data = to_grayscale(data)
     if data.dtype == bool:
         data = data.astype(np.uint8) * 255
+    read.data = data
 
-    meta.setdefault("instrument", "unknown")
-    databar = None
-    full = data[0] if stack else data  # the first plane before the band is cut
-    if crop_databar and (data.ndim == 2 or stack):
-        first = data[0] if stack else data
-        row = None
-        rows = meta.get("image_rows")
-        # the image height from the metadata is trusted only where the band below it is a plausible
-        # info band (at most 40 % of the height); ResolutionY=1 must not cut the image to one row
-        if isinstance(rows, int) and 0.6 * first.shape[0] <= rows < first.shape[0]:
-            row = rows
-        else:
-            if isinstance(rows, int) and rows != first.shape[0]:
-                notes.append(
-                    (
-                        f"{path.name}: the metadata's image height ({rows} rows) does not fit the image "
-                        f"({first.shape[0]} rows); ignored, the info band is detected from the pixels",
-                        SuspectImageWarning,
-                    )
+
+def _crop_info_band(read: _Read) -> np.ndarray | None:
+    """Cut the info band off ``read.data`` (every plane of a stack); returns the band, or None."""
+    first = read.data[0] if read.stack else read.data
+    row = None
+    rows = read.meta.get("image_rows")
+    # the image height from the metadata is trusted only where the band below it is a plausible
+    # info band (at most 40 % of the height); ResolutionY=1 must not cut the image to one row
+    if isinstance(rows, int) and 0.6 * first.shape[0] <= rows < first.shape[0]:
+        row = rows
+    else:
+        if isinstance(rows, int) and rows != first.shape[0]:
+            read.notes.append(
+                (
+                    f"{read.path.name}: the metadata's image height ({rows} rows) does not fit the image "
+                    f"({first.shape[0]} rows); ignored, the info band is detected from the pixels",
+                    SuspectImageWarning,
                 )
-            row = detect_databar(first)
-        if row is not None:
-            databar = first[row:].copy()
-            data = data[..., :row, :]
-            meta["databar_row"] = int(row)
+            )
+        row = detect_databar(first)
+    if row is None:
+        return None
+    databar = first[row:].copy()
+    read.data = read.data[..., :row, :]
+    read.meta["databar_row"] = int(row)
+    return databar
 
+
+def _pixel_size_of(read: _Read, full: np.ndarray, pixel_size: float | None, *, scale_bar: bool):
+    """``(pixel size or None, where it came from)``: the user's, else the metadata's or the scale bar's.
+
+    ``full`` is the (first) plane with its info band, where the scale bar is read. Sets
+    ``metadata["pixel_size_source"]`` (and ``scale_bar``, ``pixel_size_ignored``).
+    """
+    meta = read.meta
     found = meta.pop("pixel_size_nm", None)
     lo, hi = PIXEL_SIZE_RANGE_NM
     if found is not None and not (isinstance(found, float) and lo <= found <= hi):
-        notes.append(
+        read.notes.append(
             (
-                f"{path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
+                f"{read.path.name}: the metadata's pixel size ({found!r} nm) is outside the plausible range "
                 f"{lo:g}..{hi:g} nm; ignored",
                 SuspectImageWarning,
             )
@@ -409,7 +376,7 @@ def read_sem(
     if scale_bar and pixel_size is None:
         from .scalebar import pixel_size_for_read
 
-        from_bar, reading = pixel_size_for_read(full, found, name=path.name)
+        from_bar, reading = pixel_size_for_read(full, found, name=read.path.name)
         if reading is not None and reading.pixel_size is not None:
             meta["scale_bar"] = reading.as_dict()
         if from_bar is not None:
@@ -417,18 +384,7 @@ def read_sem(
     if pixel_size is not None:
         found, source, origin = pixel_size, "user", "user"
     meta["pixel_size_source"] = source
-    if notes:
-        meta["read_warnings"] = [text for text, _ in notes]
-        for text, category in notes:
-            warnings.warn(text, category, stacklevel=2)
-    return SEMImage(
-        data=np.ascontiguousarray(data),
-        pixel_size=float(found) if found else None,
-        databar=databar,
-        metadata=meta,
-        path=path,
-        pixel_size_source=origin,
-    )
+    return found, origin
 
 
 # --------------------------------------------------------------------------

@@ -118,6 +118,8 @@ def _slic_numpy(img: np.ndarray, step: int, compactness: float, max_iter: int, m
             )
     full = float(h2 * h2), float(h2 * h2 * (h2 - 1) // 2)
 
+    # long on purpose, as _slic_numpy around it: one quarter block's pass over its bands, with its scratch
+    # buffers allocated once per call and reused by every band (split up, they would travel as arguments)
     def run_quad(Q, cyP, cxP, ciP, out_q):
         """Assign the pixels of one quarter block; sums per cluster (or labels into out_q)."""
         d = np.empty((4, nr, h2, gw, h2), np.float32)

@@ -108,7 +108,26 @@ def superpixels(
         return np.stack(out).astype(np.int32)
     arr = check_image(arr, allow_constant=False)
     use_torch = _use_torch(device)  # a bad device is refused before any work
-    h, w = arr.shape
+    step = _grid_step(arr.shape, n_segments, region_size, region_size_nm, pixel_size, unit)
+    comp = check_positive(compactness, "compactness", maximum=1e6)
+    max_iter = int(check_positive(max_iter, "max_iter", maximum=1000))
+    m = None if mask is None else _checked_mask(mask, arr.shape)
+    img01 = _as_float01(arr)
+    if use_torch:
+        labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device, callback=callback)
+    else:
+        labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m, callback=callback)
+    if enforce_connectivity:
+        labels = _enforce_connectivity(labels, min_size_factor * step * step)
+    if m is not None:
+        labels[~m] = 0
+        labels = _relabel(labels)
+    return labels
+
+
+def _grid_step(shape, n_segments, region_size, region_size_nm, pixel_size, unit) -> float:
+    """The SLIC grid step S in pixels, from ``region_size`` (px or nm) or ``n_segments`` (default 1000)."""
+    h, w = shape
     if region_size_nm is not None:
         if region_size is not None:
             raise SEMAnalysisError("give region_size or region_size_nm, not both")
@@ -130,26 +149,17 @@ def superpixels(
         raise SEMAnalysisError(f"superpixels of {step:.2g} px are too small (need at least 2 px per side)")
     if step > max(h, w):
         raise SEMAnalysisError(f"superpixel size ({step:.0f} px) is larger than the image ({h}x{w} px)")
-    comp = check_positive(compactness, "compactness", maximum=1e6)
-    max_iter = int(check_positive(max_iter, "max_iter", maximum=1000))
-    m = None
-    if mask is not None:
-        m = _check_mask(mask)
-        if m.shape != arr.shape:
-            raise SEMAnalysisError(f"mask shape {m.shape} differs from image shape {arr.shape}")
-        if not m.any():
-            raise SEMAnalysisError("the mask is empty")
-    img01 = _as_float01(arr)
-    if use_torch:
-        labels = _slic_grid(img01, int(round(step)), comp, max_iter, m, device=device, callback=callback)
-    else:
-        labels = _slic_numpy(img01, int(round(step)), comp, max_iter, m, callback=callback)
-    if enforce_connectivity:
-        labels = _enforce_connectivity(labels, min_size_factor * step * step)
-    if m is not None:
-        labels[~m] = 0
-        labels = _relabel(labels)
-    return labels
+    return step
+
+
+def _checked_mask(mask, shape) -> np.ndarray:
+    """The mask as booleans, of the image's shape and not empty."""
+    m = _check_mask(mask)
+    if m.shape != shape:
+        raise SEMAnalysisError(f"mask shape {m.shape} differs from image shape {shape}")
+    if not m.any():
+        raise SEMAnalysisError("the mask is empty")
+    return m
 
 
 def _use_torch(device) -> bool:

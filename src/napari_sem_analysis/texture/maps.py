@@ -95,69 +95,85 @@ def texture_map(
     if feature in BLOCK_MAP_FEATURES:
         return _block_texture_map(q, nlev, feature, window, distance, angles, symmetric)
     h, w = q.shape
-    offsets = glcm_offsets([distance], angles)
     qf = q.astype(np.float64)
     acc = np.zeros((h, w), np.float64)
     n_ok = np.zeros((h, w), np.float64)
-    for dr, dc, _d, _a in offsets:
-        rows = _window_bounds(h, window, dr)
-        cols = _window_bounds(w, window, dc)
-        n = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float64)
-        ok = n > 0
-        a, b = _pair_views(qf, dr, dc)
-        if a is None:
+    for dr, dc, _d, _a in glcm_offsets([distance], angles):
+        one = _offset_map(qf, dr, dc, window, feature, symmetric)
+        if one is None:
             continue
-        # value of the pair whose first pixel is p, stored at p (zero where the partner is outside)
-        r_sl = slice(max(0, -dr), h - max(0, dr))
-        c_sl = slice(max(0, -dc), w - max(0, dc))
-
-        def place(v, r_sl=r_sl, c_sl=c_sl):
-            full = np.zeros((h, w), np.float64)
-            full[r_sl, c_sl] = v
-            return full
-
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.where(ok, 1.0 / np.where(ok, n, 1.0), np.nan)
-            d = a - b
-            if feature == "contrast":
-                val = _box_sums(place(d * d), rows, cols) * inv
-            elif feature == "dissimilarity":
-                val = _box_sums(place(np.abs(d)), rows, cols) * inv
-            elif feature == "homogeneity":
-                val = _box_sums(place(1.0 / (1.0 + d * d)), rows, cols) * inv
-            else:
-                if symmetric:
-                    s1 = _box_sums(place(a + b), rows, cols)
-                    s2 = _box_sums(place(a * a + b * b), rows, cols)
-                    mu = s1 * inv / 2.0
-                    var = np.maximum(s2 * inv / 2.0 - mu * mu, 0.0)
-                    var_i = var_j = var
-                    if feature == "correlation":
-                        cov = _box_sums(place(a * b), rows, cols) * inv - mu * mu
-                else:
-                    si = _box_sums(place(a), rows, cols) * inv
-                    sj = _box_sums(place(b), rows, cols) * inv
-                    mu = si
-                    var_i = np.maximum(_box_sums(place(a * a), rows, cols) * inv - si * si, 0.0)
-                    var_j = np.maximum(_box_sums(place(b * b), rows, cols) * inv - sj * sj, 0.0)
-                    if feature == "correlation":
-                        cov = _box_sums(place(a * b), rows, cols) * inv - si * sj
-                if feature == "mean":
-                    val = mu
-                elif feature == "variance":
-                    val = var_i
-                else:
-                    si_, sj_ = np.sqrt(var_i), np.sqrt(var_j)
-                    # single-pass moments: treat variances at rounding level as zero
-                    tol = 1e-9 * np.maximum(mu * mu, 1.0)
-                    degenerate = (var_i <= tol) | (var_j <= tol)
-                    val = np.where(degenerate, 1.0, cov / np.where(degenerate, 1.0, si_ * sj_))
-        val = np.where(ok, val, 0.0)
+        val, ok = one
         acc += val
         n_ok += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         out = acc / n_ok
     return out.astype(np.float32)
+
+
+def _offset_map(qf: np.ndarray, dr: int, dc: int, window: int, feature: str, symmetric: bool):
+    """A linear feature of every pixel's window for one pixel offset: ``(values, window has pairs)``.
+
+    None when no pair of pixels fits the image at this offset.
+    """
+    h, w = qf.shape
+    rows = _window_bounds(h, window, dr)
+    cols = _window_bounds(w, window, dc)
+    n = ((rows[1] - rows[0])[:, None] * (cols[1] - cols[0])[None, :]).astype(np.float64)
+    ok = n > 0
+    a, b = _pair_views(qf, dr, dc)
+    if a is None:
+        return None
+    # value of the pair whose first pixel is p, stored at p (zero where the partner is outside)
+    r_sl = slice(max(0, -dr), h - max(0, dr))
+    c_sl = slice(max(0, -dc), w - max(0, dc))
+
+    def box(v):
+        """Window sums of a pair value (stored at each pair's first pixel)."""
+        full = np.zeros((h, w), np.float64)
+        full[r_sl, c_sl] = v
+        return _box_sums(full, rows, cols)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(ok, 1.0 / np.where(ok, n, 1.0), np.nan)
+        d = a - b
+        if feature == "contrast":
+            val = box(d * d) * inv
+        elif feature == "dissimilarity":
+            val = box(np.abs(d)) * inv
+        elif feature == "homogeneity":
+            val = box(1.0 / (1.0 + d * d)) * inv
+        else:
+            val = _moment_feature(box, inv, a, b, feature, symmetric)
+    return np.where(ok, val, 0.0), ok
+
+
+def _moment_feature(box, inv, a, b, feature: str, symmetric: bool):
+    """``mean``, ``variance`` or ``correlation`` of the windows from window sums of pair moments."""
+    if symmetric:
+        s1 = box(a + b)
+        s2 = box(a * a + b * b)
+        mu = s1 * inv / 2.0
+        var = np.maximum(s2 * inv / 2.0 - mu * mu, 0.0)
+        var_i = var_j = var
+        if feature == "correlation":
+            cov = box(a * b) * inv - mu * mu
+    else:
+        si = box(a) * inv
+        sj = box(b) * inv
+        mu = si
+        var_i = np.maximum(box(a * a) * inv - si * si, 0.0)
+        var_j = np.maximum(box(b * b) * inv - sj * sj, 0.0)
+        if feature == "correlation":
+            cov = box(a * b) * inv - si * sj
+    if feature == "mean":
+        return mu
+    if feature == "variance":
+        return var_i
+    si_, sj_ = np.sqrt(var_i), np.sqrt(var_j)
+    # single-pass moments: treat variances at rounding level as zero
+    tol = 1e-9 * np.maximum(mu * mu, 1.0)
+    degenerate = (var_i <= tol) | (var_j <= tol)
+    return np.where(degenerate, 1.0, cov / np.where(degenerate, 1.0, si_ * sj_))
 
 
 def _block_texture_map(q, nlev, feature, window, distance, angles, symmetric):
