@@ -1,5 +1,3 @@
-# Over 600 lines on purpose: one capability (the widget base, its input/length boxes and the one worker runner),
-# about a fifth of it docstrings for widget authors; split, every widget would import from several places.
 """The base every dock widget is built on, and the one worker runner.
 
 Two classes:
@@ -55,19 +53,19 @@ Waiting for a run (tests, scripts)::
 from __future__ import annotations
 
 import inspect
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, Container, Label, PushButton
 from psygnal import Signal
 
 from .._validation import SEMAnalysisError
+from ._boxes import LengthBox, check_gray, layers_of, nice_value, show_scale_bar, wide  # noqa: F401  (re-exported)
 from ._common import as_array, layer_pixel_size, notify_error, record_step, start_worker, write_layer
+from ._threads import _CANCELLED, Cancelled, _Failure, cancel_check, in_thread, planes  # noqa: F401  (re-exported)
 
 __all__ = [
     "SEMWidget",
@@ -84,215 +82,6 @@ __all__ = [
     "show_scale_bar",
     "wide",
 ]
-
-
-# --------------------------------------------------------------------------- small helpers
-def layers_of(viewer, *kinds: str) -> list:
-    """The viewer's layers of the given napari layer class names (``"Image"``, ``"Labels"``...)."""
-    import napari
-
-    classes = tuple(getattr(napari.layers, k) for k in kinds)
-    return [layer for layer in viewer.layers if isinstance(layer, classes)]
-
-
-def check_gray(layer) -> np.ndarray:
-    """The data of a grayscale Image layer (SEMAnalysisError for none or an RGB layer)."""
-    if layer is None:
-        raise SEMAnalysisError("choose an image layer first")
-    if getattr(layer, "rgb", False):
-        raise SEMAnalysisError(f"layer {layer.name!r} is RGB; convert it to grayscale first")
-    return as_array(layer.data)
-
-
-class Cancelled(Exception):
-    """Raised inside a worker's computation when the user pressed Cancel."""
-
-
-class _Failure:
-    """A worker's exception, carried to the GUI thread (shown as a notification)."""
-
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_CANCELLED = object()
-
-
-def cancel_check(owner) -> Callable:
-    """A ``callback`` for long computations: raises :class:`Cancelled` once ``owner.cancel()`` was called."""
-
-    def check(*_args):
-        if getattr(owner, "_cancel_requested", False):
-            raise Cancelled()
-
-    return check
-
-
-def planes(data: np.ndarray, func: Callable) -> Iterator:
-    """Generator: ``func`` on a 2-D image, or on each plane of a 3-D stack (yields per plane)."""
-    if data.ndim == 3 and data.shape[-1] not in (3, 4):
-        out = []
-        for plane in data:
-            out.append(func(plane))
-            yield
-        return np.stack(out)
-    result = func(data)
-    yield
-    return result
-
-
-def in_thread(fn: Callable, cancelled: Callable[[], bool] | None = None, *, name: str = "sem-widget-work") -> Iterator:
-    """Generator: run ``fn(progress=..., cancel=...)`` in a thread, yielding its progress.
-
-    ``fn`` reports progress with ``progress(done, total)`` (yielded as a
-    ``(done, total)`` tuple) and stops early when ``cancel()`` returns True.
-    The generator wakes every 0.1 s, so that a worker running it can be
-    cancelled at once even while ``fn`` is between its own checks; once
-    ``cancelled()`` is True ``fn``'s ``cancel`` returns True too. Returns
-    ``fn``'s result (re-raises its exception). ``name``: the thread's name.
-    """
-    messages: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    result: dict = {}
-
-    def is_cancelled():
-        return stop.is_set() or (cancelled is not None and cancelled())
-
-    def target():
-        try:
-            result["value"] = fn(progress=lambda d, t: messages.put((d, t)), cancel=is_cancelled)
-        except BaseException as exc:  # re-raised in the worker thread below
-            result["error"] = exc
-        finally:
-            messages.put(None)
-
-    thread = threading.Thread(target=target, daemon=True, name=name)
-    thread.start()
-    try:
-        while True:
-            try:
-                item = messages.get(timeout=0.1)
-            except queue.Empty:
-                if is_cancelled():
-                    stop.set()
-                    yield None  # lets the napari worker see its quit request
-                continue
-            if item is None:
-                break
-            yield item
-    finally:
-        stop.set()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-_SCALE_BAR_SHOWN: set = set()
-
-
-def show_scale_bar(viewer) -> bool:
-    """Show napari's scale bar once a layer has a physical scale (nm); once per viewer, so the user can hide it."""
-    key = id(viewer)
-    if key in _SCALE_BAR_SHOWN:
-        return False
-    for layer in viewer.layers:
-        units = [str(u) for u in getattr(layer, "units", ())]
-        if units and units[-1] in ("nm", "nanometer") and float(layer.scale[-1]) != 1.0:
-            viewer.scale_bar.visible = True
-            _SCALE_BAR_SHOWN.add(key)
-            return True
-    return False
-
-
-def wide(slider, width: int = 180):
-    """Give a slider room (the default dock width leaves it a 40 px stub)."""
-    native = getattr(slider, "native", None)
-    if native is not None and hasattr(native, "setMinimumWidth"):
-        native.setMinimumWidth(width)
-    return slider
-
-
-# --------------------------------------------------------------------------- lengths
-_NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
-
-
-def nice_value(value: float) -> float:
-    """``value`` rounded to a round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8 x 10^k; within 12%).
-
-    Default lengths given in px become round physical values: 128 px at
-    7.344 nm/px is 1000 nm, not 940.03 nm.
-    """
-    v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        return v
-    exp = np.floor(np.log10(v))
-    mant = v / 10**exp
-    best = min(_NICE, key=lambda n: abs(np.log(mant / n)))
-    return float(f"{best * 10**exp:.6g}")
-
-
-class LengthBox:
-    """A length (or, with ``power=2``, an area) shown in nm when the layer has a scale, in px otherwise."""
-
-    def __init__(
-        self, label: str, default_px: float, *, minimum: float = 0.0, maximum: float = 1e9, step=1.0, power: int = 1
-    ):
-        self.name = label
-        self.default_px = default_px
-        self.power = int(power)
-        self._suffix = "²" if self.power == 2 else ""
-        self.widget = FloatSpinBox(
-            label=f"{label} (px{self._suffix})", min=minimum, max=maximum, value=default_px, step=step
-        )
-        self.unit = "px"
-        self.pixel_size = None
-
-    def sync(self, pixel_size):
-        """Show the length in nm (``pixel_size`` nm/px) or in px (None).
-
-        A length in px becomes the same length in nm (x pixel size; an area
-        x pixel size²) when the layer gets a scale; a length in nm stays the
-        same physical length when the pixel size changes; without a scale it
-        falls back to its default in px.
-        """
-        unit = "px" if pixel_size is None else "nm"
-        if unit != self.unit:
-            value = self.widget.value
-            if unit == "nm":
-                # the default becomes a round physical value; a value the user typed is converted exactly
-                value = value * pixel_size**self.power
-                if abs(self.widget.value - self.default_px) <= 0.006 + 1e-3 * abs(self.default_px):
-                    value = nice_value(value)  # the default (as shown, to the spin box's decimals)
-            else:
-                value = self.default_px
-            self.unit = unit  # before setting the value: its change signal may sync again
-            self.pixel_size = pixel_size
-            self._set_decimals(pixel_size)
-            self.widget.max = max(self.widget.max, value * 10)
-            self.widget.value = value
-        elif unit == "nm" and pixel_size != self.pixel_size:
-            self.pixel_size = pixel_size
-            self._set_decimals(pixel_size)
-        self.widget.label = f"{self.name} ({unit}{self._suffix})"
-
-    def _set_decimals(self, pixel_size):
-        # enough decimals to show one pixel's length (or area) to 3 significant digits
-        native = getattr(self.widget, "native", None)
-        if native is None or not hasattr(native, "setDecimals"):
-            return
-        decimals = 2
-        if pixel_size:
-            decimals = int(min(6, max(2, 2 - np.floor(np.log10(pixel_size**self.power)))))
-        native.setDecimals(decimals)
-
-    @property
-    def value(self):
-        return float(self.widget.value)
-
-    @value.setter
-    def value(self, v):
-        self.widget.value = v
 
 
 # --------------------------------------------------------------------------- base widget

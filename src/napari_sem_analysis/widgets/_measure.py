@@ -45,6 +45,8 @@ TILES_NAME = "texture tiles"
 #: Shapes layers at roughly 4,000 polygons per second on the GUI thread, so 100,000
 #: objects would freeze the viewer for about half a minute
 MAX_SHAPES = 20_000
+#: outlines and tiles: a Shapes layer of unfilled 1 px outlines
+_OUTLINE_STYLE = {"kind": "shapes", "face_color": "transparent", "edge_width": 1}
 
 
 def _too_many_shapes(n: int, what: str) -> str:
@@ -75,6 +77,14 @@ def _merge_features(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame
 # ---------------------------------------------------------------------------
 # measure
 # ---------------------------------------------------------------------------
+def _write_feature_layer(viewer, data, *, name: str, kind: str, like, features: pd.DataFrame, units: dict, **style):
+    """Write (or update) a points/shapes layer with one row of ``features`` per shape, and their units."""
+    layer = write_layer(viewer, data, name=name, kind=kind, like=like, features=features, **style)
+    layer.features = features
+    layer.metadata[_UNITS_KEY] = units
+    return layer
+
+
 def _docked_table(viewer):
     """A Feature table the user already docked (Plugins menu), so Measure reuses it."""
     try:
@@ -229,33 +239,29 @@ class MeasureWidget(StepWidget):
         scale = ps if ps is not None else 1.0
         if self._points.value:
             pts = np.stack([table["centroid_y"].to_numpy() / scale, table["centroid_x"].to_numpy() / scale], axis=1)
-            layer = write_layer(
+            _write_feature_layer(
                 self.viewer,
                 pts,
                 name=POINTS_NAME,
                 kind="points",
                 like=labels_layer,
                 features=feats,
+                units=units,
                 size=3,
                 face_color="yellow",
             )
-            layer.features = feats
-            layer.metadata[_UNITS_KEY] = units
         if geometry is not None:
-            layer = write_layer(
+            _write_feature_layer(
                 self.viewer,
                 geometry,
                 name=SHAPES_NAME,
-                kind="shapes",
                 like=labels_layer,
                 features=feats,
+                units=units,
                 shape_type="polygon",
                 edge_color="cyan",
-                face_color="transparent",
-                edge_width=1,
+                **_OUTLINE_STYLE,
             )
-            layer.features = feats
-            layer.metadata[_UNITS_KEY] = units
         self._summary.value = _summary_text(table)
         if table.attrs.get("shapes_skipped"):
             notify_info(table.attrs["shapes_skipped"])
@@ -338,20 +344,17 @@ class MeasureWidget(StepWidget):
         feats = table.copy()
         # tile position and size are in pixels; the texture features have no unit
         units = {c: "px" for c in ("y", "x", "height", "width")}
-        layer = write_layer(
+        layer = _write_feature_layer(
             self.viewer,
             rects,
             name=TILES_NAME,
-            kind="shapes",
             like=image_layer,
             features=feats,
+            units=units,
             shape_type="rectangle",
             edge_color="magenta",
-            face_color="transparent",
-            edge_width=1,
+            **_OUTLINE_STYLE,
         )
-        layer.features = feats
-        layer.metadata[_UNITS_KEY] = units
         if self._show_table.value:
             self.show_table(layer)
 
