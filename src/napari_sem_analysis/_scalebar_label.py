@@ -13,11 +13,17 @@ import numpy as np
 _UNIT_NM = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "mm": 1e6, "m": 1e9}
 
 _DIGIT_LIKE = {"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "i": "1"}
+_BROKEN_DIGITS = (("(X)", "00"), ("()", "0"))
+# an 'm' whose thin arches broke at the threshold: its stems read as '1', 'l', 'I', ')'
+_BROKEN_M = re.compile(r"^(?:rn|n[1lI|)]|[1lI|)(]{3,5})$")
 
 
 def _number(text: str) -> tuple[float | None, int]:
     """Parse a number read by the glyph reader; also count look-alike fixes."""
     fixed = 0
+    for broken, digits in _BROKEN_DIGITS:  # a thin '0' broken into its two sides
+        fixed += 2 * text.count(broken)
+        text = text.replace(broken, digits)
     chars = []
     for ch in text:
         if ch in _DIGIT_LIKE:
@@ -26,7 +32,7 @@ def _number(text: str) -> tuple[float | None, int]:
         else:
             chars.append(ch)
     s = "".join(chars).replace(",", ".")
-    if s.count(".") > 1:
+    if s.count(".") > 1 or not s:
         return None, fixed
     try:
         return float(s), fixed
@@ -43,6 +49,9 @@ def _unit(text: str) -> tuple[str | None, int]:
         return "µm", 1
     if t in ("nm", "mm"):
         return t, int(text != t)
+    if len(text) > 2 and t[0] in "nµum" and _BROKEN_M.match(text[1:]):
+        unit, fixed = _unit(text[0] + "m")
+        return unit, fixed + 2
     return None, 0
 
 
@@ -70,15 +79,24 @@ def parse_length(text: str) -> tuple[float, str, float] | None:
 
 
 def _parse_label(text: str):
+    """``(value, unit, nm, look-alikes fixed, doubtful)`` of a label, or None.
+
+    A number with a leading zero and no decimal point ("05 µm") lost its point:
+    it is read as "0.5 µm" and marked doubtful.
+    """
     t = _squeeze(text.strip())
-    m = re.match(r"^([\dOolI|.,]+)\s*([a-zA-Zµμ]{1,2})$", t)
+    m = re.match(r"^([\dOolI|.,()X]+)\s*([a-zA-Zµμ]{1,2}|[nµμuU] [mM]|[nµum][1lI|)(]{2,5})$", t)
     if not m:
         return None
-    value, f1 = _number(m.group(1))
-    unit, f2 = _unit(m.group(2))
+    number, doubtful = m.group(1), False
+    if re.match(r"^[0Oo][\dOolI|]", number):
+        number, doubtful = number[0] + "." + number[1:], True
+    value, f1 = _number(number)
+    unit, f2 = _unit(m.group(2).replace(" ", ""))
+    f2 += " " in m.group(2)  # a unit split by a gap ("n m")
     if value is None or unit is None or value <= 0:
         return None
-    return value, unit, value * _UNIT_NM[unit], f1 + f2
+    return value, unit, value * _UNIT_NM[unit], f1 + f2, doubtful
 
 
 def _parse_width(text: str):
@@ -128,14 +146,18 @@ def _join_number_unit(chunks):
     return out
 
 
-def _label_candidates(chunks, offset, *, trim: bool = False):
-    """Chunks that read as a length label; with ``trim`` the longest run of
-    glyphs of a chunk that does (specks of texture may join a label drawn on
-    the image), not starting inside a number."""
+def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
+    """Chunks that read as a length label: ``(box, text, parsed, quality)``.
+
+    With ``trim`` the longest run of glyphs of a chunk that does (specks of
+    texture may join a label drawn on the image), not starting inside a
+    number. ``ink`` (the grey levels as ink strength 0-1, in the chunks'
+    coordinates) lets a decimal point that the mask lost be seen: such a
+    number is doubtful (quality 0)."""
     out = []
-    numberish = set("0123456789.,OolI|")
+    numberish = set("0123456789.,OolI|()X")
     for ch in _join_number_unit(chunks):
-        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height)
+        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
         if not glyphs:
             continue
         n = len(glyphs)
@@ -160,20 +182,21 @@ def _label_candidates(chunks, offset, *, trim: bool = False):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            quality = 0.0 if doubtful else _glyph_quality(sub)
+            quality = 0.0 if doubtful or parsed[4] else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
     return out
 
 
-def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
+def _clean_label_glyphs(glyphs, height: float, baseline: float = 0.0, ink=None) -> tuple[list, bool]:
     """Drop specks from a would-be label and read a small mark on the baseline
     between two digits, with room for it, as the decimal point. Returns the
-    glyphs and whether a speck between two digits was dropped (the number is
-    then doubtful)."""
+    glyphs and whether the number is doubtful: a speck between two digits was
+    dropped, or two digits stand far apart or (seen in ``ink``) have a faint
+    mark on the baseline between them (a decimal point may be missing)."""
     from dataclasses import replace
 
-    digitish = set("0123456789OolI")
+    digitish = set("0123456789OolI()")
     out = []
     doubtful = False
     for i, g in enumerate(glyphs):
@@ -193,11 +216,43 @@ def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
             out.append(replace(g, char="."))
         elif between:
             doubtful = True
-    # a wide gap between two digits: a decimal point may be missing
     for a, b in itertools.pairwise(out):
-        if a.char in digitish and b.char in digitish and b.box[1] - a.box[3] > 0.45 * height:
-            doubtful = True
+        if a.char in digitish and b.char in digitish:
+            gap = b.box[1] - a.box[3]
+            if gap > 0.45 * height or _faint_point(ink, a.box, b.box, baseline, height):
+                doubtful = True
+            elif height <= 8.5 and gap >= 2:
+                doubtful = True  # small text: a decimal point of a pixel may be lost in the gap
     return out, doubtful
+
+
+def _faint_point(ink, left, right, baseline: float, height: float) -> bool:
+    """A mark on the baseline between two glyph boxes in the ink map (0-1): a
+    decimal point the mask lost. Seen as a peak of the ink on the baseline
+    rows, column by column from the left glyph's last column to the right
+    glyph's first, that stands above the ink on both sides of it (the glyphs'
+    own anti-aliasing only falls off away from them) and above the ink higher
+    up in the gap."""
+    if ink is None:
+        return False
+    c0, c1 = max(left[3] - 1, 0), min(right[1] + 1, ink.shape[1])
+    r1 = min(int(round(baseline)) + 1, ink.shape[0])
+    r0 = max(int(round(baseline - 0.3 * height)), 0)
+    top = max(int(round(baseline - height)), 0)
+    if c1 - c0 < 3 or r1 - r0 < 1 or r0 <= top:
+        return False
+    low = ink[r0:r1, c0:c1].max(0)
+    high = ink[top:r0, c0:c1].max(0)
+    for k in range(1, len(low) - 1):
+        v = low[k]
+        if (
+            v >= 0.15
+            and v >= low[:k].min() + 0.1
+            and v >= low[k + 1 :].min() + 0.1
+            and v >= high[k] + 0.1
+        ):
+            return True
+    return False
 
 
 def _chunk_text(glyphs, height: float) -> str:

@@ -117,15 +117,15 @@ class ScaleBarReading:
 # --------------------------------------------------------------------------
 
 
-def _band_mask(band: np.ndarray, fraction: float = 0.5) -> np.ndarray:
-    """Ink of the band: pixels farther than ``fraction`` of the ink contrast from its background."""
+def _band_ink(band: np.ndarray) -> np.ndarray:
+    """Ink strength of the band: distance from its background over the ink contrast
+    (the 99th percentile of the distances), 0 = background, >= 1 = full ink."""
     values, counts = np.unique(band, return_counts=True)
     bg = values[counts.argmax()]
     d = np.abs(band.astype(np.float64) - float(bg))
     if not (d > 0).any():
-        return np.zeros(band.shape, bool)
-    ink = np.percentile(d[d > 0], 99)
-    return d > max(fraction * ink, 1e-9)
+        return np.zeros(band.shape)
+    return d / max(float(np.percentile(d[d > 0], 99)), 1e-9)
 
 
 def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
@@ -178,64 +178,83 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
     reading.confidence = float(np.clip(reading.confidence, 0.0, 1.0))
 
 
+# passes after the plain ones read the text magnified; what they alone read is capped below
+# CONFIDENT unless the field width or a plain pass (not doubtful) agrees with it
+_MAGNIFIED_CAP = 0.45
+
+
+def _zoomed_text(ink: np.ndarray, cut: float, *, exclude, keep, max_components: int, zoom: int = 2):
+    """Read the text of an ink-strength map magnified ``zoom`` times (grey levels
+    interpolated, then cut at ``cut``): thin anti-aliased strokes (serif and
+    monospaced fonts at 11-15 px) that break when cut at their own size stay
+    whole. The glyph boxes come back in the coordinates of ``ink``."""
+    import cv2
+
+    from . import _glyphs
+
+    big = cv2.resize(ink.astype(np.float32), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR) > cut
+    ex = [tuple(v * zoom for v in e) for e in exclude] if exclude else None
+    kp = None if keep is None else (lambda cbox, n: keep(tuple(v // zoom for v in cbox), n))
+    chunks = _glyphs.read_text(big, exclude=ex, keep=kp, max_components=max_components)
+    for ch in chunks:
+        for g in ch.glyphs:
+            r0, c0, r1, c1 = g.box
+            g.box = (r0 // zoom, c0 // zoom, -(-r1 // zoom), -(-c1 // zoom))
+        ch.baseline /= zoom
+        ch.height /= zoom
+    return chunks
+
+
 def _read_region(
-    mask, offset, *, image_width, location, max_bar_width, want_width, target=None
+    mask,
+    offset,
+    *,
+    image_width,
+    location,
+    max_bar_width,
+    want_width,
+    target=None,
+    ink=None,
+    zoom_cut=None,
+    prior=(),
 ) -> list[ScaleBarReading]:
+    """Bars in ``mask`` and the labels (and field width) read near them.
+
+    ``ink`` (ink strength 0-1 of the same region) shows decimal points the mask
+    lost; with ``zoom_cut`` the text is read from ``ink`` magnified (see
+    :func:`_zoomed_text`) and the readings are capped below :data:`CONFIDENT`
+    unless one of ``prior`` (plain passes) or the field width agrees.
+    """
     from . import _glyphs
 
     bars = _in_line_text_removed(mask, _bars(mask, max_width=max_bar_width))
     keep = None
     if target is not None:
-        # only the bar at ``target`` (region coordinates) and short chunks near it
-        bars = [b for b in bars if tuple(b[0]) == tuple(target)]
+        # only the bar at ``target`` (region coordinates; at another cut its box may grow a pixel)
+        near = [(max(abs(u - v) for u, v in zip(b[0], target)), b) for b in bars]
+        near = [nb for nb in near if nb[0] <= 2]
+        bars = [min(near, key=lambda nb: nb[0])[1]] if near else []
         if not bars:
             return []
 
         def keep(cbox, n):
             return n <= 12 and _pair(target, cbox, 0) is not None
 
-    chunks = _glyphs.read_text(
-        mask,
-        exclude=[b[0] for b in bars],
-        keep=keep,
-        max_components=5000 if target is None else 1500,
-    )
-    labels = _label_candidates(chunks, offset, trim=target is not None)
+    text_options = dict(exclude=[b[0] for b in bars], keep=keep, max_components=5000 if target is None else 1500)
+    if zoom_cut is not None:
+        chunks = _zoomed_text(ink, zoom_cut, **text_options)
+    else:
+        chunks = _glyphs.read_text(mask, **text_options)
+    labels = _label_candidates(chunks, offset, trim=target is not None, ink=ink)
     widths = _width_candidates(chunks) if want_width else []
-    readings = []
     wbest = max(widths, key=lambda w: w[5]) if widths else None
-    for box, style, length in bars:
-        gbox = (
-            box[0] + offset[0],
-            box[1] + offset[1],
-            box[2] + offset[0],
-            box[3] + offset[1],
-        )
-        best = None
-        for lab in labels:
-            d = _pair(gbox, lab[0], length)
-            if d is not None and (best is None or d < best[0]):
-                best = (d, lab)
-        if best is None:
-            continue
-        lbox, text, (value, unit, nm, fixed), quality = best[1]
-        r = ScaleBarReading(
-            location=location,
-            bar_length_px=length,
-            bar_box=gbox,
-            bar_style=style,
-            label_text=text,
-            label_value=value,
-            label_unit=unit,
-            label_nm=nm,
-            label_box=lbox,
-            pixel_size_bar=nm / length,
-            image_width=image_width,
-        )
-        if wbest is not None:
-            _set_width(r, wbest, image_width)
-        _score(r, quality, fixed)
-        readings.append(r)
+    readings = []
+    for bar in bars:
+        r = _bar_reading(bar, labels, offset, location=location, image_width=image_width, width=wbest)
+        if r is not None:
+            if zoom_cut is not None:
+                _cap_magnified(r, prior)
+            readings.append(r)
     if not readings and wbest is not None:
         r = ScaleBarReading(location=location, image_width=image_width)
         _set_width(r, wbest, image_width)
@@ -243,6 +262,57 @@ def _read_region(
         _score(r, 0.0, 0)
         readings.append(r)
     return readings
+
+
+def _bar_reading(bar, labels, offset, *, location, image_width, width) -> ScaleBarReading | None:
+    """The reading of one bar with the label nearest to it (None when no label is near)."""
+    box, style, length = bar
+    gbox = (box[0] + offset[0], box[1] + offset[1], box[2] + offset[0], box[3] + offset[1])
+    best = None
+    for lab in labels:
+        d = _pair(gbox, lab[0], length)
+        if d is not None and (best is None or d < best[0]):
+            best = (d, lab)
+    if best is None:
+        return None
+    lbox, text, (value, unit, nm, fixed, _doubtful), quality = best[1]
+    r = ScaleBarReading(
+        location=location,
+        bar_length_px=length,
+        bar_box=gbox,
+        bar_style=style,
+        label_text=text,
+        label_value=value,
+        label_unit=unit,
+        label_nm=nm,
+        label_box=lbox,
+        pixel_size_bar=nm / length,
+        image_width=image_width,
+    )
+    if width is not None:
+        _set_width(r, width, image_width)
+    _score(r, quality, fixed)
+    r.__dict__["_quality"] = quality
+    return r
+
+
+def _cap_magnified(r: ScaleBarReading, prior) -> None:
+    """Cap a reading of the magnified pass below CONFIDENT unless the field width or a plain
+    pass that read the same label (not doubtful) for the same bar agrees with it."""
+    r.notes.append("label read magnified")
+    if r.confidence < CONFIDENT or (r.pixel_size_width is not None and r.confidence >= 0.9):
+        return
+    for p in prior:
+        if (
+            p.label_nm is not None
+            and abs(p.label_nm - (r.label_nm or 0)) <= 1e-9 * p.label_nm
+            and abs((p.bar_length_px or 0) - (r.bar_length_px or 0)) <= 1
+            and p.__dict__.get("_quality", 0.0) > 0
+        ):
+            r.notes.append(f"a plain pass read the same label ({p.label_text!r})")
+            return
+    r.confidence = min(r.confidence, _MAGNIFIED_CAP)
+    r.notes.append("only the magnified pass read it: not confident")
 
 
 def _set_width(r: ScaleBarReading, w, image_width: int) -> None:
@@ -283,8 +353,8 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     lo, hi = float(f.min()), float(f.max())
     if hi - lo <= 0:
         return []
-    out = []
-    h, w = img.shape
+    out: list[ScaleBarReading] = []
+    w = img.shape[1]
     for polarity in ("bright", "dark"):
         mask = f >= hi - 0.06 * (hi - lo) if polarity == "bright" else f <= lo + 0.06 * (hi - lo)
         if mask.mean() > 0.5:
@@ -292,38 +362,59 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
         bars = _bars(mask, max_width=0.6 * w, min_width=max(10, w // 100))
         bars.sort(key=lambda b: -b[2])
         for box, _, _length in bars[:20]:
-            bw = box[3] - box[1]
-            r0 = max(box[0] - int(0.6 * bw) - 20, 0)
-            r1 = min(box[2] + int(0.6 * bw) + 20, h)
-            c0 = max(box[1] - int(1.2 * bw) - 20, 0)
-            c1 = min(box[3] + int(1.2 * bw) + 20, w)
-            # text is anti-aliased and its surroundings unknown (texture or a
-            # panel): read at a few cuts between the ink and the surroundings
-            win = f[r0:r1, c0:c1]
-            ink = hi if polarity == "bright" else lo
-            # the background around the bar (a panel or the image) outside the ink
-            bh = box[2] - box[0]
-            near = f[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]
-            near = near[~mask[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]]
-            bg = float(np.median(near)) if near.size else float(np.median(win))
-            other = lo if polarity == "bright" else hi
-            for cut in (
-                ink + 0.5 * (bg - ink),
-                ink + 0.7 * (bg - ink),
-                (ink + other) / 2,
-            ):
-                sub = win >= cut if polarity == "bright" else win <= cut
-                out += _read_region(
-                    sub,
-                    (r0, c0),
-                    image_width=image_width,
-                    location="image",
-                    max_bar_width=0.6 * w,
-                    want_width=False,
-                    target=(box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0),
-                )
-                if any(r.confident for r in out):
-                    return out
+            out += _read_near_bar(f, mask, box, polarity, (lo, hi), image_width=image_width)
+            if any(r.confident for r in out):
+                return out
+    return out
+
+
+def _read_near_bar(f, mask, box, polarity, lohi, *, image_width) -> list[ScaleBarReading]:
+    """Read the label near one bar found on the image (``box`` in ``mask``)."""
+    h, w = f.shape
+    lo, hi = lohi
+    bw = box[3] - box[1]
+    r0 = max(box[0] - int(0.6 * bw) - 20, 0)
+    r1 = min(box[2] + int(0.6 * bw) + 20, h)
+    c0 = max(box[1] - int(1.2 * bw) - 20, 0)
+    c1 = min(box[3] + int(1.2 * bw) + 20, w)
+    # text is anti-aliased and its surroundings unknown (texture or a
+    # panel): read at a few cuts between the ink and the surroundings
+    win = f[r0:r1, c0:c1]
+    ink = hi if polarity == "bright" else lo
+    # the background around the bar (a panel or the image) outside the ink
+    bh = box[2] - box[0]
+    rows = slice(max(box[0] - bh - 10, 0), min(box[2] + bh + 10, h))
+    near = f[rows, box[1] : box[3]][~mask[rows, box[1] : box[3]]]
+    bg = float(np.median(near)) if near.size else float(np.median(win))
+    other = lo if polarity == "bright" else hi
+    strength = np.clip((win - bg) / (ink - bg), 0.0, 1.0) if ink != bg else (win == ink).astype(np.float64)
+    target = (box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0)
+    out: list[ScaleBarReading] = []
+    plain: list[ScaleBarReading] = []
+    for cut, zoom in ((0.5, False), (0.3, False), (None, False), (0.5, True), (0.3, True)):
+        if zoom:  # the bar from the mask it was found in, the text magnified from the grey levels
+            sub = mask[r0:r1, c0:c1]
+        elif cut is None:  # half-way between the ink and the other extreme
+            sub = win >= (ink + other) / 2 if polarity == "bright" else win <= (ink + other) / 2
+        else:
+            sub = strength >= cut
+        found = _read_region(
+            sub,
+            (r0, c0),
+            image_width=image_width,
+            location="image",
+            max_bar_width=0.6 * w,
+            want_width=False,
+            target=target,
+            ink=strength,
+            zoom_cut=cut if zoom else None,
+            prior=plain,
+        )
+        out += found
+        if not zoom:
+            plain += found
+        if any(r.confident for r in out):
+            break
     return out
 
 
@@ -379,15 +470,24 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     readings: list[ScaleBarReading] = []
     if row is not None:
         band = img[row:]
-        for fraction in (0.5, 0.3):  # thin anti-aliased text needs the lower cut
-            readings += _read_region(
-                _band_mask(band, fraction),
+        ink = _band_ink(band)
+        plain: list[ScaleBarReading] = []
+        # thin anti-aliased text needs the lower cut; the last passes read the text magnified
+        for fraction, zoom in ((0.5, False), (0.3, False), (0.5, True), (0.3, True)):
+            found = _read_region(
+                ink > fraction,
                 (row, 0),
                 image_width=width,
                 location="band",
                 max_bar_width=0.6 * w,
                 want_width=True,
+                ink=ink,
+                zoom_cut=fraction if zoom else None,
+                prior=plain,
             )
+            readings += found
+            if not zoom:
+                plain += found
             if any(r.confident for r in readings):
                 break
     if search_image and not any(r.confident for r in readings):
@@ -397,7 +497,8 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     if not readings:
         return ScaleBarReading(image_width=width, notes=["no scale bar or field width found"])
     best = max(readings, key=lambda r: (r.confidence, r.pixel_size is not None))
-    best.__dict__.pop("_wq", None)
+    for key in [k for k in best.__dict__ if k.startswith("_")]:
+        del best.__dict__[key]
     return best
 
 
