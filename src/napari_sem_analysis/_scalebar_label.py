@@ -245,12 +245,7 @@ def _faint_point(ink, left, right, baseline: float, height: float) -> bool:
     high = ink[top:r0, c0:c1].max(0)
     for k in range(1, len(low) - 1):
         v = low[k]
-        if (
-            v >= 0.15
-            and v >= low[:k].min() + 0.1
-            and v >= low[k + 1 :].min() + 0.1
-            and v >= high[k] + 0.1
-        ):
+        if v >= 0.15 and v >= low[:k].min() + 0.1 and v >= low[k + 1 :].min() + 0.1 and v >= high[k] + 0.1:
             return True
     return False
 
