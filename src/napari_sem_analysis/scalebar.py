@@ -389,29 +389,35 @@ def _read_near_bar(f, mask, box, polarity, lohi, *, image_width) -> list[ScaleBa
     other = lo if polarity == "bright" else hi
     strength = np.clip((win - bg) / (ink - bg), 0.0, 1.0) if ink != bg else (win == ink).astype(np.float64)
     target = (box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0)
-    out: list[ScaleBarReading] = []
-    plain: list[ScaleBarReading] = []
+    passes = []
     for cut, zoom in ((0.5, False), (0.3, False), (None, False), (0.5, True), (0.3, True)):
         if zoom:  # the bar from the mask it was found in, the text magnified from the grey levels
-            sub = mask[r0:r1, c0:c1]
+            passes.append((mask[r0:r1, c0:c1], cut))
         elif cut is None:  # half-way between the ink and the other extreme
-            sub = win >= (ink + other) / 2 if polarity == "bright" else win <= (ink + other) / 2
+            passes.append((win >= (ink + other) / 2 if polarity == "bright" else win <= (ink + other) / 2, None))
         else:
-            sub = strength >= cut
-        found = _read_region(
-            sub,
-            (r0, c0),
-            image_width=image_width,
-            location="image",
-            max_bar_width=0.6 * w,
-            want_width=False,
-            target=target,
-            ink=strength,
-            zoom_cut=cut if zoom else None,
-            prior=plain,
-        )
+            passes.append((strength >= cut, None))
+    return _run_passes(
+        passes,
+        (r0, c0),
+        image_width=image_width,
+        location="image",
+        max_bar_width=0.6 * w,
+        want_width=False,
+        target=target,
+        ink=strength,
+    )
+
+
+def _run_passes(passes, offset, **options) -> list[ScaleBarReading]:
+    """Read a region at each ``(mask, zoom_cut)`` of ``passes`` in turn (see :func:`_read_region`;
+    ``zoom_cut`` None = a plain pass) until one gives a confident reading."""
+    out: list[ScaleBarReading] = []
+    plain: list[ScaleBarReading] = []
+    for mask, zoom_cut in passes:
+        found = _read_region(mask, offset, zoom_cut=zoom_cut, prior=plain, **options)
         out += found
-        if not zoom:
+        if zoom_cut is None:
             plain += found
         if any(r.confident for r in out):
             break
@@ -471,25 +477,16 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     if row is not None:
         band = img[row:]
         ink = _band_ink(band)
-        plain: list[ScaleBarReading] = []
         # thin anti-aliased text needs the lower cut; the last passes read the text magnified
-        for fraction, zoom in ((0.5, False), (0.3, False), (0.5, True), (0.3, True)):
-            found = _read_region(
-                ink > fraction,
-                (row, 0),
-                image_width=width,
-                location="band",
-                max_bar_width=0.6 * w,
-                want_width=True,
-                ink=ink,
-                zoom_cut=fraction if zoom else None,
-                prior=plain,
-            )
-            readings += found
-            if not zoom:
-                plain += found
-            if any(r.confident for r in readings):
-                break
+        readings += _run_passes(
+            [(ink > 0.5, None), (ink > 0.3, None), (ink > 0.5, 0.5), (ink > 0.3, 0.3)],
+            (row, 0),
+            image_width=width,
+            location="band",
+            max_bar_width=0.6 * w,
+            want_width=True,
+            ink=ink,
+        )
     if search_image and not any(r.confident for r in readings):
         content = img[:row] if row else img
         if content.shape[0] >= 8:
