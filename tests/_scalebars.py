@@ -199,3 +199,38 @@ def make_image(
         bb = draw_bar(d, cx - bar_px // 2, by, bar_px, style, ink, thick)
         d.text((cx - lw // 2 - lb[0], bb[3] + 5 - lb[1]), label, fill=ink, font=fnt)
     return np.asarray(pil), Truth(p, bar_px, value, unit, label, "image", False)
+
+
+def band_with_label(
+    font: str,
+    label: str,
+    *,
+    text_px: int = 13,
+    bar_px: int = 120,
+    faint_point: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """A micrograph with a black info band holding ``label`` in white above a white bar.
+
+    With ``faint_point`` (0-1) the label's decimal point is drawn at that
+    fraction of the ink: a point that anti-aliasing or a small font has all
+    but lost, so a threshold drops it and "1.5" reads as "15".
+    """
+    rng = np.random.default_rng(seed)
+    img = texture(rng, 300, 480)
+    band = Image.new("L", (480, 3 * text_px + 30), 0)
+    d = ImageDraw.Draw(band)
+    fnt = ImageFont.truetype(font, text_px)
+    lb = d.textbbox((0, 0), label, font=fnt)
+    x0, y0 = 300, 6
+    d.text((x0 - lb[0], y0 - lb[1]), label, fill=255, font=fnt)
+    if faint_point is not None and "." in label:
+        head = label[: label.index(".")]
+        a = x0 - lb[0] + int(np.floor(d.textlength(head, font=fnt)))
+        b = x0 - lb[0] + int(np.ceil(d.textlength(head + ".", font=fnt)))
+        arr = np.asarray(band).copy()
+        arr[:, a:b] = (arr[:, a:b] * faint_point).astype(np.uint8)
+        band = Image.fromarray(arr)
+        d = ImageDraw.Draw(band)
+    draw_bar(d, x0, y0 + lb[3] - lb[1] + 6, bar_px, "line", 255, 2)
+    return np.concatenate([img, np.asarray(band)], axis=0)

@@ -8,7 +8,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from _scalebars import make_image, mpl_font
+from _scalebars import band_with_label, make_image, mpl_font
 
 import napari_sem_analysis as sem
 from napari_sem_analysis import SEMAnalysisError
@@ -288,3 +288,45 @@ def test_cli_batch_pixel_size_from_scale_bar(tmp_path):
     with pytest.raises(SystemExit) as exc:  # argparse: a usage error
         cli.main(["batch", "particles", str(folder), "--out", str(tmp_path / "o2"), "--pixel-size", "abc"])
     assert exc.value.code == 2
+
+
+# --------------------------------------------------------------------------
+# no confident wrong reading: a decimal point that the reader may lose
+# --------------------------------------------------------------------------
+
+
+def test_a_number_with_a_lost_decimal_point_is_doubtful():
+    from napari_sem_analysis._scalebar_label import _parse_label
+
+    # "05 µm" is no label anyone prints: a point was lost; read as 0.5 µm but doubtful
+    value, unit, nm, _fixed, doubtful = _parse_label("05 µm")
+    assert (value, unit, nm, doubtful) == (0.5, "µm", 500.0, True)
+    assert _parse_label("0.5 µm")[4] is False and _parse_label("50 nm")[4] is False
+    # a unit split by a wide letter gap, and an 'm' whose arches broke into stems
+    assert _parse_label("250 n m")[:3] == (250.0, "nm", 250.0)
+    assert _parse_label("50 µ111")[:3] == (50.0, "µm", 50_000.0)
+    assert _parse_label("2 m m") is None  # not taken for "2 mm"
+
+
+@pytest.mark.parametrize("label", ["1.5 µm", "2.5 µm"])
+def test_a_decimal_point_lost_by_a_small_serif_font_gives_no_confident_wrong_reading(label):
+    """STIX at 11 px: the point of "1.5 µm" is thinner than the threshold keeps, and the label read
+    "15 µm" with confidence 0.9 (10x off) before the magnified pass and the decimal-point checks."""
+    truth_nm = parse_length(label)[2]
+    r = sem.read_scale_bar(band_with_label(mpl_font("STIXGeneral.ttf"), label, text_px=11))
+    right = r.label_nm is not None and r.label_nm == pytest.approx(truth_nm)
+    assert right or not r.confident, (r.label_text, r.confidence, r.notes)
+
+
+@pytest.mark.parametrize("label, font", [("1.5 µm", "DejaVuSans.ttf"), ("0.5 um", "DejaVuSerif.ttf")])
+def test_a_faint_decimal_point_gives_no_confident_wrong_reading(label, font):
+    """The '0.5 um' -> '05 um' failure: a point too faint for the mask must not give a confident
+    reading 10x off; drawn at full ink the same label is read right and confidently."""
+    bar_px = 120
+    truth_nm = parse_length(label)[2]
+    full = sem.read_scale_bar(band_with_label(mpl_font(font), label, bar_px=bar_px))
+    assert full.confident and full.label_nm == pytest.approx(truth_nm)
+    for faint in (0.0, 0.2, 0.35):
+        r = sem.read_scale_bar(band_with_label(mpl_font(font), label, bar_px=bar_px, faint_point=faint))
+        right = r.label_nm is not None and r.label_nm == pytest.approx(truth_nm)
+        assert right or not r.confident, (faint, r.label_text, r.confidence, r.notes)

@@ -303,23 +303,14 @@ def classify(features: np.ndarray) -> list[tuple[str, float, float]]:
     return out
 
 
-def read_text(
-    mask: np.ndarray,
-    *,
-    exclude=None,
-    gap_factor: float = 1.2,
-    keep=None,
-    max_components: int = 5000,
-) -> list[TextChunk]:
-    """Read the text in a binary mask (True = ink) as chunks of glyphs (see :func:`segment`)."""
+def read_text(mask: np.ndarray, **segment_options) -> list[TextChunk]:
+    """Read the text in a binary mask (True = ink) as chunks of glyphs.
+
+    ``segment_options`` (``exclude``, ``gap_factor``, ``keep``, ``max_components``) are those of
+    :func:`segment`.
+    """
     chunks = []
-    segs = segment(
-        mask,
-        exclude=exclude,
-        gap_factor=gap_factor,
-        keep=keep,
-        max_components=max_components,
-    )
+    segs = segment(mask, **segment_options)
     # one nearest-template search for every glyph of every chunk (the template matrix is large:
     # reading it once instead of once per chunk is most of the time saved)
     all_res = classify(np.concatenate([f for *_, f in segs])) if segs else []

@@ -14,24 +14,27 @@ confidence, and nothing found gives ``pixel_size=None``.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ._scalebar_bars import _bars, _in_line_text_removed, _pair
+from ._scalebar_label import _is_round, _label_candidates, _width_candidates, parse_length
 from ._validation import SEMAnalysisError, is_rgb, to_grayscale
 
-# nm per unit of a scale-bar label
-_UNIT_NM = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "mm": 1e6, "m": 1e9}
+__all__ = [
+    "CONFIDENT",
+    "PIXEL_SIZE_RANGE",
+    "ScaleBarReading",
+    "parse_length",
+    "pixel_size_for_read",
+    "read_scale_bar",
+]
+
 CONFIDENT = 0.5  # readings at or above this confidence are trusted
 PIXEL_SIZE_RANGE = (0.005, 50_000.0)  # plausible nm per pixel (sub-Å TEM to 50 µm)
-
-_NUM = r"(\d+(?:[.,]\d+)?|[.,]\d+)"
-_UNIT = r"(pm|nm|µm|um|mm|m)"
-_LABEL_RE = re.compile(rf"^{_NUM}\s*{_UNIT}$")
-_WIDTH_RE = re.compile(rf"(?:width|hfw|fov|field\s*width)\s*[=:]?\s*{_NUM}\s*{_UNIT}(?![a-z])")
 
 
 @dataclass
@@ -110,339 +113,19 @@ class ScaleBarReading:
 
 
 # --------------------------------------------------------------------------
-# text parsing
-# --------------------------------------------------------------------------
-
-_DIGIT_LIKE = {"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "i": "1"}
-
-
-def _number(text: str) -> tuple[float | None, int]:
-    """Parse a number read by the glyph reader; also count look-alike fixes."""
-    fixed = 0
-    chars = []
-    for ch in text:
-        if ch in _DIGIT_LIKE:
-            chars.append(_DIGIT_LIKE[ch])
-            fixed += 1
-        else:
-            chars.append(ch)
-    s = "".join(chars).replace(",", ".")
-    if s.count(".") > 1:
-        return None, fixed
-    try:
-        return float(s), fixed
-    except ValueError:
-        return None, fixed
-
-
-def _unit(text: str) -> tuple[str | None, int]:
-    """A scale-bar unit (nm, µm, mm) and how many characters were look-alikes."""
-    t = text.lower().replace("μ", "µ")
-    if t in ("um", "µm"):
-        return "µm", int(text[0] == "U")
-    if t == "pm":  # a µ read as its look-alike p (a picometre scale bar is no SEM's)
-        return "µm", 1
-    if t in ("nm", "mm"):
-        return t, int(text != t)
-    return None, 0
-
-
-def _squeeze(text: str) -> str:
-    """Join digits split by a reader space (narrow '1') and drop spaces around '.'."""
-    text = re.sub(r"(?<=[\dOolI.,])\s+(?=[\dOolI.,])(?![a-zA-Z]{3})", "", text)
-    return re.sub(r"(?<=\d)\s+(?=[.,]\d)", "", text)
-
-
-def parse_length(text: str) -> tuple[float, str, float] | None:
-    """Parse a scale-bar label such as ``"200 nm"``, ``"0.5 µm"``, ``"1mm"``.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    tuple or None
-        ``(value, unit, length_nm)`` with the unit normalised (``"um"`` ->
-        ``"µm"``), or None when the text is no length label.
-    """
-    parsed = _parse_label(text)
-    return None if parsed is None else parsed[:3]
-
-
-def _parse_label(text: str):
-    t = _squeeze(text.strip())
-    m = re.match(r"^([\dOolI|.,]+)\s*([a-zA-Zµμ]{1,2})$", t)
-    if not m:
-        return None
-    value, f1 = _number(m.group(1))
-    unit, f2 = _unit(m.group(2))
-    if value is None or unit is None or value <= 0:
-        return None
-    return value, unit, value * _UNIT_NM[unit], f1 + f2
-
-
-def _parse_width(text: str):
-    t = _squeeze(text).lower().replace("μ", "µ")
-    t = t.replace("wldth", "width").replace("widlh", "width").replace("w1dth", "width")
-    m = re.search(r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t)
-    if not m:
-        return None
-    value, fixed = _number(m.group(1).upper().replace("L", "l"))
-    if value is None or value <= 0:
-        return None
-    unit = "µm" if m.group(2) == "um" else m.group(2)
-    return value, unit, value * _UNIT_NM[unit], fixed, m.start(1), m.end(2)
-
-
-def _is_round(value: float) -> bool:
-    """Scale-bar values are round: 1-9, 1.5, 2.5, 7.5 times a power of ten."""
-    if value <= 0:
-        return False
-    exp = np.floor(np.log10(value))
-    mant = value / 10**exp
-    return any(abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5))
-
-
-# --------------------------------------------------------------------------
-# bars
-# --------------------------------------------------------------------------
-
-
-def _bar_shape(sub: np.ndarray) -> tuple[str, float] | None:
-    """Classify a component crop as a scale bar: (style, length in px) or None."""
-    h, w = sub.shape
-    if w < 8 or h > w + 3:
-        return None
-    rows = sub.sum(1)
-    full = rows >= 0.9 * w
-    if not full.any():
-        return None
-    fill = sub.mean()
-    if fill >= 0.9 and w >= 3 * h:
-        return ("line" if h <= 4 else "box"), float(w)
-    # a line with end ticks: full rows form the line, the end columns are taller
-    t = int(full.sum())
-    cols = sub.sum(0)
-    if t > max(0.34 * h, 6):
-        return None
-    tall = cols >= t + 2
-    if not (tall[0] and tall[-1]):
-        return None
-    left = int(np.argmin(tall)) if not tall.all() else w
-    right = int(np.argmin(tall[::-1])) if not tall.all() else w
-    if left == 0 or right == 0 or left > w / 4 or right > w / 4:
-        return None
-    mid = cols[left : w - right]
-    if mid.size == 0 or mid.max() > t + 1 or mid.min() < max(t - 1, 1):
-        return None
-    if abs(int(cols[0]) - int(cols[-1])) > max(2, 0.3 * cols[0]):
-        return None  # ticks of different heights: not a scale bar
-    return "ticks", float(w - (left + right) / 2)
-
-
-def _bars(mask: np.ndarray, *, max_width: float, min_width: int = 8) -> list[tuple[tuple, str, float]]:
-    """Scale-bar candidates in a mask: ``(box, style, length_px)``."""
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-    out = []
-    if n == 0:
-        return out
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
-        if sl is None:
-            continue
-        h = sl[0].stop - sl[0].start
-        w = sl[1].stop - sl[1].start
-        if w < min_width or w > max_width or h > w + 3:
-            continue
-        sub = lab[sl] == i
-        shape = _bar_shape(sub)
-        if shape:
-            out.append(((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop), *shape))
-    return out
-
-
-def _in_line_text_removed(mask: np.ndarray, bars):
-    """Drop bar candidates that are strokes of text ('=', '-', '_'): they have
-    glyphs beside them on their line and are not much longer than those are tall."""
-    from . import _glyphs
-
-    if not bars:
-        return bars
-    boxes = [c[:4] for c in _glyphs._components(mask, max_components=20000)]
-    if not boxes:
-        return bars
-    groups = _glyphs.group_chunks(boxes)
-    group_of = {}
-    for gi, idx in enumerate(groups):
-        for i in idx:
-            group_of[boxes[i]] = gi
-    keep = []
-    for bar in bars:
-        box = tuple(bar[0])
-        gi = group_of.get(box)
-        if gi is None:
-            keep.append(bar)
-            continue
-        beside = [boxes[i] for i in groups[gi] if boxes[i] != box and (boxes[i][3] <= box[1] or boxes[i][1] >= box[3])]
-        if not beside or bar[2] >= 3 * np.median([b[2] - b[0] for b in beside]):
-            keep.append(bar)
-    return keep
-
-
-# --------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------
 
 
-def _band_mask(band: np.ndarray, fraction: float = 0.5) -> np.ndarray:
-    """Ink of the band: pixels farther than ``fraction`` of the ink contrast from its background."""
+def _band_ink(band: np.ndarray) -> np.ndarray:
+    """Ink strength of the band: distance from its background over the ink contrast
+    (the 99th percentile of the distances), 0 = background, >= 1 = full ink."""
     values, counts = np.unique(band, return_counts=True)
     bg = values[counts.argmax()]
     d = np.abs(band.astype(np.float64) - float(bg))
     if not (d > 0).any():
-        return np.zeros(band.shape, bool)
-    ink = np.percentile(d[d > 0], 99)
-    return d > max(fraction * ink, 1e-9)
-
-
-def _glyph_quality(glyphs) -> float:
-    if not glyphs:
-        return 0.0
-    return float(np.clip(min(g.margin for g in glyphs) / 0.12, 0.0, 1.0))
-
-
-def _join_number_unit(chunks):
-    """Also offer a number chunk joined with a unit chunk right of it on its
-    line (wide letter spacing, e.g. monospaced fonts, splits "200 nm")."""
-    from ._glyphs import TextChunk
-
-    out = list(chunks)
-    for a in chunks:
-        if not re.fullmatch(r"[\dOolI.,\s]+", a.text):
-            continue
-        for b in chunks:
-            if b is a or not re.fullmatch(r"[a-zA-Zµ]{1,2}", b.text):
-                continue
-            gap = b.box[1] - a.box[3]
-            overlap = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
-            if 0 < gap <= 2.5 * a.height and overlap >= 0.5 * min(a.height, b.height):
-                out.append(TextChunk(a.glyphs + b.glyphs, a.baseline, a.height))
-    return out
-
-
-def _label_candidates(chunks, offset, *, trim: bool = False):
-    """Chunks that read as a length label; with ``trim`` the longest run of
-    glyphs of a chunk that does (specks of texture may join a label drawn on
-    the image), not starting inside a number."""
-    out = []
-    numberish = set("0123456789.,OolI|")
-    for ch in _join_number_unit(chunks):
-        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height)
-        if not glyphs:
-            continue
-        n = len(glyphs)
-        spans = [(0, n)]
-        if trim:
-            spans += sorted(
-                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
-                key=lambda ab: ab[0] - ab[1],
-            )
-        for a, b in spans:
-            if a > 0 and glyphs[a - 1].char in numberish:
-                continue
-            sub = glyphs[a:b]
-            text = _squeeze(_chunk_text(sub, ch.height))
-            parsed = _parse_label(text)
-            if parsed is None:
-                continue
-            bx = np.array([g.box for g in sub])
-            box = (
-                int(bx[:, 0].min()) + offset[0],
-                int(bx[:, 1].min()) + offset[1],
-                int(bx[:, 2].max()) + offset[0],
-                int(bx[:, 3].max()) + offset[1],
-            )
-            quality = 0.0 if doubtful else _glyph_quality(sub)
-            out.append((box, text, parsed, quality))
-            break
-    return out
-
-
-def _clean_label_glyphs(glyphs, height: float) -> tuple[list, bool]:
-    """Drop specks from a would-be label and read a small mark on the baseline
-    between two digits, with room for it, as the decimal point. Returns the
-    glyphs and whether a speck between two digits was dropped (the number is
-    then doubtful)."""
-    from dataclasses import replace
-
-    digitish = set("0123456789OolI")
-    out = []
-    doubtful = False
-    for i, g in enumerate(glyphs):
-        gh, gw = g.box[2] - g.box[0], g.box[3] - g.box[1]
-        if gh >= 0.3 * height or gw >= 0.35 * height:
-            out.append(g)
-            continue
-        prev = glyphs[i - 1] if i else None
-        nxt = glyphs[i + 1] if i + 1 < len(glyphs) else None
-        between = prev is not None and nxt is not None and prev.char in digitish and nxt.char in digitish
-        if (
-            between
-            and nxt.box[1] - prev.box[3] >= 0.4 * height
-            and abs(g.box[2] - prev.box[2]) <= 0.2 * height
-            and g.char in ".,-_"
-        ):
-            out.append(replace(g, char="."))
-        elif between:
-            doubtful = True
-    # a wide gap between two digits: a decimal point may be missing
-    for a, b in itertools.pairwise(out):
-        if a.char in digitish and b.char in digitish and b.box[1] - a.box[3] > 0.45 * height:
-            doubtful = True
-    return out, doubtful
-
-
-def _chunk_text(glyphs, height: float) -> str:
-    out = []
-    for i, g in enumerate(glyphs):
-        if i and g.box[1] - glyphs[i - 1].box[3] > 0.3 * height:
-            out.append(" ")
-        out.append(g.char)
-    return "".join(out)
-
-
-def _width_candidates(chunks):
-    out = []
-    for ch in chunks:
-        text = ch.text
-        parsed = _parse_width(text)
-        if parsed is None:
-            continue
-        value, unit, nm, fixed, _, _ = parsed
-        digits = [g for g in ch.glyphs if g.char not in " "]
-        out.append((text, value, unit, nm, fixed, _glyph_quality(digits)))
-    return out
-
-
-def _pair(bar_box, label_box, bar_len) -> float | None:
-    """Distance score of a label to a bar (None when too far to belong)."""
-    br = (bar_box[0] + bar_box[2]) / 2
-    bc = (bar_box[1] + bar_box[3]) / 2
-    lr = (label_box[0] + label_box[2]) / 2
-    lc = (label_box[1] + label_box[3]) / 2
-    lh = label_box[2] - label_box[0]
-    lw = label_box[3] - label_box[1]
-    dv = abs(lr - br) - (bar_box[2] - bar_box[0] + lh) / 2
-    dh = abs(lc - bc) - (bar_box[3] - bar_box[1] + lw) / 2
-    if dv > 4 * lh + 4 or dh > 3 * lh + 4:
-        return None
-    if bar_len and bar_len < 1.5 * lh:
-        return None  # a scale bar is longer than its label is tall ('=' or '-' strokes are not)
-    if dh > 0 and dv > lh:
-        return None  # diagonal: neither above/below nor beside
-    return max(dv, 0) / max(lh, 1) + max(dh, 0) / max(lh, 1)
+        return np.zeros(band.shape)
+    return d / max(float(np.percentile(d[d > 0], 99)), 1e-9)
 
 
 def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
@@ -495,64 +178,83 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
     reading.confidence = float(np.clip(reading.confidence, 0.0, 1.0))
 
 
+# passes after the plain ones read the text magnified; what they alone read is capped below
+# CONFIDENT unless the field width or a plain pass (not doubtful) agrees with it
+_MAGNIFIED_CAP = 0.45
+
+
+def _zoomed_text(ink: np.ndarray, cut: float, *, exclude, keep, max_components: int, zoom: int = 2):
+    """Read the text of an ink-strength map magnified ``zoom`` times (grey levels
+    interpolated, then cut at ``cut``): thin anti-aliased strokes (serif and
+    monospaced fonts at 11-15 px) that break when cut at their own size stay
+    whole. The glyph boxes come back in the coordinates of ``ink``."""
+    import cv2
+
+    from . import _glyphs
+
+    big = cv2.resize(ink.astype(np.float32), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR) > cut
+    ex = [tuple(v * zoom for v in e) for e in exclude] if exclude else None
+    kp = None if keep is None else (lambda cbox, n: keep(tuple(v // zoom for v in cbox), n))
+    chunks = _glyphs.read_text(big, exclude=ex, keep=kp, max_components=max_components)
+    for ch in chunks:
+        for g in ch.glyphs:
+            r0, c0, r1, c1 = g.box
+            g.box = (r0 // zoom, c0 // zoom, -(-r1 // zoom), -(-c1 // zoom))
+        ch.baseline /= zoom
+        ch.height /= zoom
+    return chunks
+
+
 def _read_region(
-    mask, offset, *, image_width, location, max_bar_width, want_width, target=None
+    mask,
+    offset,
+    *,
+    image_width,
+    location,
+    max_bar_width,
+    want_width,
+    target=None,
+    ink=None,
+    zoom_cut=None,
+    prior=(),
 ) -> list[ScaleBarReading]:
+    """Bars in ``mask`` and the labels (and field width) read near them.
+
+    ``ink`` (ink strength 0-1 of the same region) shows decimal points the mask
+    lost; with ``zoom_cut`` the text is read from ``ink`` magnified (see
+    :func:`_zoomed_text`) and the readings are capped below :data:`CONFIDENT`
+    unless one of ``prior`` (plain passes) or the field width agrees.
+    """
     from . import _glyphs
 
     bars = _in_line_text_removed(mask, _bars(mask, max_width=max_bar_width))
     keep = None
     if target is not None:
-        # only the bar at ``target`` (region coordinates) and short chunks near it
-        bars = [b for b in bars if tuple(b[0]) == tuple(target)]
+        # only the bar at ``target`` (region coordinates; at another cut its box may grow a pixel)
+        near = [(max(abs(u - v) for u, v in zip(b[0], target)), b) for b in bars]
+        near = [nb for nb in near if nb[0] <= 2]
+        bars = [min(near, key=lambda nb: nb[0])[1]] if near else []
         if not bars:
             return []
 
         def keep(cbox, n):
             return n <= 12 and _pair(target, cbox, 0) is not None
 
-    chunks = _glyphs.read_text(
-        mask,
-        exclude=[b[0] for b in bars],
-        keep=keep,
-        max_components=5000 if target is None else 1500,
-    )
-    labels = _label_candidates(chunks, offset, trim=target is not None)
+    text_options = dict(exclude=[b[0] for b in bars], keep=keep, max_components=5000 if target is None else 1500)
+    if zoom_cut is not None:
+        chunks = _zoomed_text(ink, zoom_cut, **text_options)
+    else:
+        chunks = _glyphs.read_text(mask, **text_options)
+    labels = _label_candidates(chunks, offset, trim=target is not None, ink=ink)
     widths = _width_candidates(chunks) if want_width else []
-    readings = []
     wbest = max(widths, key=lambda w: w[5]) if widths else None
-    for box, style, length in bars:
-        gbox = (
-            box[0] + offset[0],
-            box[1] + offset[1],
-            box[2] + offset[0],
-            box[3] + offset[1],
-        )
-        best = None
-        for lab in labels:
-            d = _pair(gbox, lab[0], length)
-            if d is not None and (best is None or d < best[0]):
-                best = (d, lab)
-        if best is None:
-            continue
-        lbox, text, (value, unit, nm, fixed), quality = best[1]
-        r = ScaleBarReading(
-            location=location,
-            bar_length_px=length,
-            bar_box=gbox,
-            bar_style=style,
-            label_text=text,
-            label_value=value,
-            label_unit=unit,
-            label_nm=nm,
-            label_box=lbox,
-            pixel_size_bar=nm / length,
-            image_width=image_width,
-        )
-        if wbest is not None:
-            _set_width(r, wbest, image_width)
-        _score(r, quality, fixed)
-        readings.append(r)
+    readings = []
+    for bar in bars:
+        r = _bar_reading(bar, labels, offset, location=location, image_width=image_width, width=wbest)
+        if r is not None:
+            if zoom_cut is not None:
+                _cap_magnified(r, prior)
+            readings.append(r)
     if not readings and wbest is not None:
         r = ScaleBarReading(location=location, image_width=image_width)
         _set_width(r, wbest, image_width)
@@ -560,6 +262,57 @@ def _read_region(
         _score(r, 0.0, 0)
         readings.append(r)
     return readings
+
+
+def _bar_reading(bar, labels, offset, *, location, image_width, width) -> ScaleBarReading | None:
+    """The reading of one bar with the label nearest to it (None when no label is near)."""
+    box, style, length = bar
+    gbox = (box[0] + offset[0], box[1] + offset[1], box[2] + offset[0], box[3] + offset[1])
+    best = None
+    for lab in labels:
+        d = _pair(gbox, lab[0], length)
+        if d is not None and (best is None or d < best[0]):
+            best = (d, lab)
+    if best is None:
+        return None
+    lbox, text, (value, unit, nm, fixed, _doubtful), quality = best[1]
+    r = ScaleBarReading(
+        location=location,
+        bar_length_px=length,
+        bar_box=gbox,
+        bar_style=style,
+        label_text=text,
+        label_value=value,
+        label_unit=unit,
+        label_nm=nm,
+        label_box=lbox,
+        pixel_size_bar=nm / length,
+        image_width=image_width,
+    )
+    if width is not None:
+        _set_width(r, width, image_width)
+    _score(r, quality, fixed)
+    r.__dict__["_quality"] = quality
+    return r
+
+
+def _cap_magnified(r: ScaleBarReading, prior) -> None:
+    """Cap a reading of the magnified pass below CONFIDENT unless the field width or a plain
+    pass that read the same label (not doubtful) for the same bar agrees with it."""
+    r.notes.append("label read magnified")
+    if r.confidence < CONFIDENT or (r.pixel_size_width is not None and r.confidence >= 0.9):
+        return
+    for p in prior:
+        if (
+            p.label_nm is not None
+            and abs(p.label_nm - (r.label_nm or 0)) <= 1e-9 * p.label_nm
+            and abs((p.bar_length_px or 0) - (r.bar_length_px or 0)) <= 1
+            and p.__dict__.get("_quality", 0.0) > 0
+        ):
+            r.notes.append(f"a plain pass read the same label ({p.label_text!r})")
+            return
+    r.confidence = min(r.confidence, _MAGNIFIED_CAP)
+    r.notes.append("only the magnified pass read it: not confident")
 
 
 def _set_width(r: ScaleBarReading, w, image_width: int) -> None:
@@ -600,8 +353,8 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
     lo, hi = float(f.min()), float(f.max())
     if hi - lo <= 0:
         return []
-    out = []
-    h, w = img.shape
+    out: list[ScaleBarReading] = []
+    w = img.shape[1]
     for polarity in ("bright", "dark"):
         mask = f >= hi - 0.06 * (hi - lo) if polarity == "bright" else f <= lo + 0.06 * (hi - lo)
         if mask.mean() > 0.5:
@@ -609,38 +362,65 @@ def _image_readings(img: np.ndarray, *, image_width: int) -> list[ScaleBarReadin
         bars = _bars(mask, max_width=0.6 * w, min_width=max(10, w // 100))
         bars.sort(key=lambda b: -b[2])
         for box, _, _length in bars[:20]:
-            bw = box[3] - box[1]
-            r0 = max(box[0] - int(0.6 * bw) - 20, 0)
-            r1 = min(box[2] + int(0.6 * bw) + 20, h)
-            c0 = max(box[1] - int(1.2 * bw) - 20, 0)
-            c1 = min(box[3] + int(1.2 * bw) + 20, w)
-            # text is anti-aliased and its surroundings unknown (texture or a
-            # panel): read at a few cuts between the ink and the surroundings
-            win = f[r0:r1, c0:c1]
-            ink = hi if polarity == "bright" else lo
-            # the background around the bar (a panel or the image) outside the ink
-            bh = box[2] - box[0]
-            near = f[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]
-            near = near[~mask[max(box[0] - bh - 10, 0) : min(box[2] + bh + 10, h), box[1] : box[3]]]
-            bg = float(np.median(near)) if near.size else float(np.median(win))
-            other = lo if polarity == "bright" else hi
-            for cut in (
-                ink + 0.5 * (bg - ink),
-                ink + 0.7 * (bg - ink),
-                (ink + other) / 2,
-            ):
-                sub = win >= cut if polarity == "bright" else win <= cut
-                out += _read_region(
-                    sub,
-                    (r0, c0),
-                    image_width=image_width,
-                    location="image",
-                    max_bar_width=0.6 * w,
-                    want_width=False,
-                    target=(box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0),
-                )
-                if any(r.confident for r in out):
-                    return out
+            out += _read_near_bar(f, mask, box, polarity, (lo, hi), image_width=image_width)
+            if any(r.confident for r in out):
+                return out
+    return out
+
+
+def _read_near_bar(f, mask, box, polarity, lohi, *, image_width) -> list[ScaleBarReading]:
+    """Read the label near one bar found on the image (``box`` in ``mask``)."""
+    h, w = f.shape
+    lo, hi = lohi
+    bw = box[3] - box[1]
+    r0 = max(box[0] - int(0.6 * bw) - 20, 0)
+    r1 = min(box[2] + int(0.6 * bw) + 20, h)
+    c0 = max(box[1] - int(1.2 * bw) - 20, 0)
+    c1 = min(box[3] + int(1.2 * bw) + 20, w)
+    # text is anti-aliased and its surroundings unknown (texture or a
+    # panel): read at a few cuts between the ink and the surroundings
+    win = f[r0:r1, c0:c1]
+    ink = hi if polarity == "bright" else lo
+    # the background around the bar (a panel or the image) outside the ink
+    bh = box[2] - box[0]
+    rows = slice(max(box[0] - bh - 10, 0), min(box[2] + bh + 10, h))
+    near = f[rows, box[1] : box[3]][~mask[rows, box[1] : box[3]]]
+    bg = float(np.median(near)) if near.size else float(np.median(win))
+    other = lo if polarity == "bright" else hi
+    strength = np.clip((win - bg) / (ink - bg), 0.0, 1.0) if ink != bg else (win == ink).astype(np.float64)
+    target = (box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0)
+    passes = []
+    for cut, zoom in ((0.5, False), (0.3, False), (None, False), (0.5, True), (0.3, True)):
+        if zoom:  # the bar from the mask it was found in, the text magnified from the grey levels
+            passes.append((mask[r0:r1, c0:c1], cut))
+        elif cut is None:  # half-way between the ink and the other extreme
+            passes.append((win >= (ink + other) / 2 if polarity == "bright" else win <= (ink + other) / 2, None))
+        else:
+            passes.append((strength >= cut, None))
+    return _run_passes(
+        passes,
+        (r0, c0),
+        image_width=image_width,
+        location="image",
+        max_bar_width=0.6 * w,
+        want_width=False,
+        target=target,
+        ink=strength,
+    )
+
+
+def _run_passes(passes, offset, **options) -> list[ScaleBarReading]:
+    """Read a region at each ``(mask, zoom_cut)`` of ``passes`` in turn (see :func:`_read_region`;
+    ``zoom_cut`` None = a plain pass) until one gives a confident reading."""
+    out: list[ScaleBarReading] = []
+    plain: list[ScaleBarReading] = []
+    for mask, zoom_cut in passes:
+        found = _read_region(mask, offset, zoom_cut=zoom_cut, prior=plain, **options)
+        out += found
+        if zoom_cut is None:
+            plain += found
+        if any(r.confident for r in out):
+            break
     return out
 
 
@@ -696,17 +476,17 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     readings: list[ScaleBarReading] = []
     if row is not None:
         band = img[row:]
-        for fraction in (0.5, 0.3):  # thin anti-aliased text needs the lower cut
-            readings += _read_region(
-                _band_mask(band, fraction),
-                (row, 0),
-                image_width=width,
-                location="band",
-                max_bar_width=0.6 * w,
-                want_width=True,
-            )
-            if any(r.confident for r in readings):
-                break
+        ink = _band_ink(band)
+        # thin anti-aliased text needs the lower cut; the last passes read the text magnified
+        readings += _run_passes(
+            [(ink > 0.5, None), (ink > 0.3, None), (ink > 0.5, 0.5), (ink > 0.3, 0.3)],
+            (row, 0),
+            image_width=width,
+            location="band",
+            max_bar_width=0.6 * w,
+            want_width=True,
+            ink=ink,
+        )
     if search_image and not any(r.confident for r in readings):
         content = img[:row] if row else img
         if content.shape[0] >= 8:
@@ -714,7 +494,8 @@ def read_scale_bar(image_or_databar, *, image_width: int | None = None, search_i
     if not readings:
         return ScaleBarReading(image_width=width, notes=["no scale bar or field width found"])
     best = max(readings, key=lambda r: (r.confidence, r.pixel_size is not None))
-    best.__dict__.pop("_wq", None)
+    for key in [k for k in best.__dict__ if k.startswith("_")]:
+        del best.__dict__[key]
     return best
 
 

@@ -1,0 +1,272 @@
+"""Scale-bar label text: parse a length label or a field width, and find the chunks of
+text read by :mod:`napari_sem_analysis._glyphs` that are one (used by
+:mod:`napari_sem_analysis.scalebar`)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+
+# nm per unit of a scale-bar label
+_UNIT_NM = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "mm": 1e6, "m": 1e9}
+
+_DIGIT_LIKE = {"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "i": "1"}
+_BROKEN_DIGITS = (("(X)", "00"), ("()", "0"))
+# an 'm' whose thin arches broke at the threshold: its stems read as '1', 'l', 'I', ')'
+_BROKEN_M = re.compile(r"^(?:rn|n[1lI|)]|[1lI|)(]{3,5})$")
+
+
+def _number(text: str) -> tuple[float | None, int]:
+    """Parse a number read by the glyph reader; also count look-alike fixes."""
+    fixed = 0
+    for broken, digits in _BROKEN_DIGITS:  # a thin '0' broken into its two sides
+        fixed += 2 * text.count(broken)
+        text = text.replace(broken, digits)
+    chars = []
+    for ch in text:
+        if ch in _DIGIT_LIKE:
+            chars.append(_DIGIT_LIKE[ch])
+            fixed += 1
+        else:
+            chars.append(ch)
+    s = "".join(chars).replace(",", ".")
+    if s.count(".") > 1 or not s:
+        return None, fixed
+    try:
+        return float(s), fixed
+    except ValueError:
+        return None, fixed
+
+
+def _unit(text: str) -> tuple[str | None, int]:
+    """A scale-bar unit (nm, µm, mm) and how many characters were look-alikes."""
+    t = text.lower().replace("μ", "µ")
+    if t in ("um", "µm"):
+        return "µm", int(text[0] == "U")
+    if t == "pm":  # a µ read as its look-alike p (a picometre scale bar is no SEM's)
+        return "µm", 1
+    if t in ("nm", "mm"):
+        return t, int(text != t)
+    if len(text) > 2 and t[0] in "nµum" and _BROKEN_M.match(text[1:]):
+        unit, fixed = _unit(text[0] + "m")
+        return unit, fixed + 2
+    return None, 0
+
+
+def _squeeze(text: str) -> str:
+    """Join digits split by a reader space (narrow '1') and drop spaces around '.'."""
+    text = re.sub(r"(?<=[\dOolI.,])\s+(?=[\dOolI.,])(?![a-zA-Z]{3})", "", text)
+    return re.sub(r"(?<=\d)\s+(?=[.,]\d)", "", text)
+
+
+def parse_length(text: str) -> tuple[float, str, float] | None:
+    """Parse a scale-bar label such as ``"200 nm"``, ``"0.5 µm"``, ``"1mm"``.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    tuple or None
+        ``(value, unit, length_nm)`` with the unit normalised (``"um"`` ->
+        ``"µm"``), or None when the text is no length label.
+    """
+    parsed = _parse_label(text)
+    return None if parsed is None else parsed[:3]
+
+
+def _parse_label(text: str):
+    """``(value, unit, nm, look-alikes fixed, doubtful)`` of a label, or None.
+
+    A number with a leading zero and no decimal point ("05 µm") lost its point:
+    it is read as "0.5 µm" and marked doubtful.
+    """
+    t = _squeeze(text.strip())
+    m = re.match(r"^([\dOolI|.,()X]+)\s*([a-zA-Zµμ]{1,2}|[nµμuU] [mM]|[nµum][1lI|)(]{2,5})$", t)
+    if not m:
+        return None
+    number, doubtful = m.group(1), False
+    if re.match(r"^[0Oo][\dOolI|]", number):
+        number, doubtful = number[0] + "." + number[1:], True
+    value, f1 = _number(number)
+    unit, f2 = _unit(m.group(2).replace(" ", ""))
+    f2 += " " in m.group(2)  # a unit split by a gap ("n m")
+    if value is None or unit is None or value <= 0:
+        return None
+    return value, unit, value * _UNIT_NM[unit], f1 + f2, doubtful
+
+
+def _parse_width(text: str):
+    t = _squeeze(text).lower().replace("μ", "µ")
+    t = t.replace("wldth", "width").replace("widlh", "width").replace("w1dth", "width")
+    m = re.search(r"(?:width|hfw|fov)\s*[=:]?\s*([\dool|.,]+)\s*(pm|nm|µm|um|mm|m)(?![a-z])", t)
+    if not m:
+        return None
+    value, fixed = _number(m.group(1).upper().replace("L", "l"))
+    if value is None or value <= 0:
+        return None
+    unit = "µm" if m.group(2) == "um" else m.group(2)
+    return value, unit, value * _UNIT_NM[unit], fixed, m.start(1), m.end(2)
+
+
+def _is_round(value: float) -> bool:
+    """Scale-bar values are round: 1-9, 1.5, 2.5, 7.5 times a power of ten."""
+    if value <= 0:
+        return False
+    exp = np.floor(np.log10(value))
+    mant = value / 10**exp
+    return any(abs(mant - m) < 1e-6 * m for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 1.5, 2.5, 7.5))
+
+
+def _glyph_quality(glyphs) -> float:
+    if not glyphs:
+        return 0.0
+    return float(np.clip(min(g.margin for g in glyphs) / 0.12, 0.0, 1.0))
+
+
+def _join_number_unit(chunks):
+    """Also offer a number chunk joined with a unit chunk right of it on its
+    line (wide letter spacing, e.g. monospaced fonts, splits "200 nm")."""
+    from ._glyphs import TextChunk
+
+    out = list(chunks)
+    for a in chunks:
+        if not re.fullmatch(r"[\dOolI.,\s]+", a.text):
+            continue
+        for b in chunks:
+            if b is a or not re.fullmatch(r"[a-zA-Zµ]{1,2}", b.text):
+                continue
+            gap = b.box[1] - a.box[3]
+            overlap = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+            if 0 < gap <= 2.5 * a.height and overlap >= 0.5 * min(a.height, b.height):
+                out.append(TextChunk(a.glyphs + b.glyphs, a.baseline, a.height))
+    return out
+
+
+def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
+    """Chunks that read as a length label: ``(box, text, parsed, quality)``.
+
+    With ``trim`` the longest run of glyphs of a chunk that does (specks of
+    texture may join a label drawn on the image), not starting inside a
+    number. ``ink`` (the grey levels as ink strength 0-1, in the chunks'
+    coordinates) lets a decimal point that the mask lost be seen: such a
+    number is doubtful (quality 0)."""
+    out = []
+    numberish = set("0123456789.,OolI|()X")
+    for ch in _join_number_unit(chunks):
+        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
+        if not glyphs:
+            continue
+        n = len(glyphs)
+        spans = [(0, n)]
+        if trim:
+            spans += sorted(
+                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
+                key=lambda ab: ab[0] - ab[1],
+            )
+        for a, b in spans:
+            if a > 0 and glyphs[a - 1].char in numberish:
+                continue
+            sub = glyphs[a:b]
+            text = _squeeze(_chunk_text(sub, ch.height))
+            parsed = _parse_label(text)
+            if parsed is None:
+                continue
+            bx = np.array([g.box for g in sub])
+            box = (
+                int(bx[:, 0].min()) + offset[0],
+                int(bx[:, 1].min()) + offset[1],
+                int(bx[:, 2].max()) + offset[0],
+                int(bx[:, 3].max()) + offset[1],
+            )
+            quality = 0.0 if doubtful or parsed[4] else _glyph_quality(sub)
+            out.append((box, text, parsed, quality))
+            break
+    return out
+
+
+def _clean_label_glyphs(glyphs, height: float, baseline: float = 0.0, ink=None) -> tuple[list, bool]:
+    """Drop specks from a would-be label and read a small mark on the baseline
+    between two digits, with room for it, as the decimal point. Returns the
+    glyphs and whether the number is doubtful: a speck between two digits was
+    dropped, or two digits stand far apart or (seen in ``ink``) have a faint
+    mark on the baseline between them (a decimal point may be missing)."""
+    from dataclasses import replace
+
+    digitish = set("0123456789OolI()")
+    out = []
+    doubtful = False
+    for i, g in enumerate(glyphs):
+        gh, gw = g.box[2] - g.box[0], g.box[3] - g.box[1]
+        if gh >= 0.3 * height or gw >= 0.35 * height:
+            out.append(g)
+            continue
+        prev = glyphs[i - 1] if i else None
+        nxt = glyphs[i + 1] if i + 1 < len(glyphs) else None
+        between = prev is not None and nxt is not None and prev.char in digitish and nxt.char in digitish
+        if (
+            between
+            and nxt.box[1] - prev.box[3] >= 0.4 * height
+            and abs(g.box[2] - prev.box[2]) <= 0.2 * height
+            and g.char in ".,-_"
+        ):
+            out.append(replace(g, char="."))
+        elif between:
+            doubtful = True
+    for a, b in itertools.pairwise(out):
+        if a.char in digitish and b.char in digitish:
+            gap = b.box[1] - a.box[3]
+            if gap > 0.45 * height or _faint_point(ink, a.box, b.box, baseline, height):
+                doubtful = True
+            elif height <= 8.5 and gap >= 2:
+                doubtful = True  # small text: a decimal point of a pixel may be lost in the gap
+    return out, doubtful
+
+
+def _faint_point(ink, left, right, baseline: float, height: float) -> bool:
+    """A mark on the baseline between two glyph boxes in the ink map (0-1): a
+    decimal point the mask lost. Seen as a peak of the ink on the baseline
+    rows, column by column from the left glyph's last column to the right
+    glyph's first, that stands above the ink on both sides of it (the glyphs'
+    own anti-aliasing only falls off away from them) and above the ink higher
+    up in the gap."""
+    if ink is None:
+        return False
+    c0, c1 = max(left[3] - 1, 0), min(right[1] + 1, ink.shape[1])
+    r1 = min(int(round(baseline)) + 1, ink.shape[0])
+    r0 = max(int(round(baseline - 0.3 * height)), 0)
+    top = max(int(round(baseline - height)), 0)
+    if c1 - c0 < 3 or r1 - r0 < 1 or r0 <= top:
+        return False
+    low = ink[r0:r1, c0:c1].max(0)
+    high = ink[top:r0, c0:c1].max(0)
+    for k in range(1, len(low) - 1):
+        v = low[k]
+        if v >= 0.15 and v >= low[:k].min() + 0.1 and v >= low[k + 1 :].min() + 0.1 and v >= high[k] + 0.1:
+            return True
+    return False
+
+
+def _chunk_text(glyphs, height: float) -> str:
+    out = []
+    for i, g in enumerate(glyphs):
+        if i and g.box[1] - glyphs[i - 1].box[3] > 0.3 * height:
+            out.append(" ")
+        out.append(g.char)
+    return "".join(out)
+
+
+def _width_candidates(chunks):
+    out = []
+    for ch in chunks:
+        text = ch.text
+        parsed = _parse_width(text)
+        if parsed is None:
+            continue
+        value, unit, nm, fixed, _, _ = parsed
+        digits = [g for g in ch.glyphs if g.char not in " "]
+        out.append((text, value, unit, nm, fixed, _glyph_quality(digits)))
+    return out
