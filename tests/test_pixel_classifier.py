@@ -218,7 +218,7 @@ def test_load_refuses_bad_files(tmp_path, rng, monkeypatch):
         with pytest.raises(SEMAnalysisError, match=msg):
             PixelClassifier.load(tmp_path / name)
     # an oversized member is refused before it is read
-    from napari_sem_analysis.pixel_classifier import model as model_mod
+    from napari_sem_analysis.pixel_classifier import archive as model_mod
 
     monkeypatch.setattr(model_mod, "_MAX_PAYLOAD_BYTES", 100)
     with pytest.raises(SEMAnalysisError, match="refused"):

@@ -15,6 +15,8 @@ step so that a recipe runs the trained classifier over a folder.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -143,10 +145,8 @@ class PixelClassifierWidget(SEMWidget):
         if layer is self._hooked:
             return
         if self._hooked is not None:
-            try:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):  # the old layer may be gone
                 self._hooked.events.paint.disconnect(self._on_paint)
-            except (TypeError, ValueError, RuntimeError):
-                pass
         self._hooked = layer
         if layer is not None:
             layer.events.paint.connect(self._on_paint)
