@@ -16,7 +16,13 @@ used for training:
    half; Dice of the particles (the info band is cut off first). Otsu beside it.
 3. ``nrcan-shale-sem``: scribbles on the first half of the tiles (grains vs
    matrix) -> the second half; IoU / Dice of the grains. Otsu beside it.
-4. Timing: train + predict at 1, 4 and 16 Mpx (synthetic two-phase image,
+4. ``--live``: what the widget's live mode costs on 1 and 2 Mpx images (mosaics of
+   the superalloy val images): the first Train (features computed), and a retrain +
+   re-predict after one more stroke (features cached), of the whole image and of a
+   1024x768 view, with the default forest and the live preview's lighter one; wall
+   and CPU time. Every data set also gets a "live preview" line: the same features,
+   ``--live-trees`` trees, to show what the preview gives up.
+5. Timing: train + predict at 1, 4 and 16 Mpx (synthetic two-phase image,
    same scribble budget) for this classifier and for scikit-image's
    ``multiscale_basic_features`` + ``future.fit_segmenter`` / ``predict_segmenter``
    with the same number of features and the same forest, in one run.
@@ -35,7 +41,7 @@ the same whether it runs alone or with the others.
 Usage::
 
     python benchmarks/eval_pixel_classifier.py [DATA_FOLDER] [--no-timing] [--sets superalloy,bam,shale]
-        [--unet [--unet-minutes 3]] [--sizes 1 4 16] [--out docs/...md]
+        [--unet [--unet-minutes 3]] [--live] [--sizes 1 4 16] [--out docs/...md]
 """
 
 from __future__ import annotations
@@ -283,6 +289,14 @@ def load_superalloy(root: Path, split: str):
     return imgs, masks
 
 
+def _live_row(train_imgs, scr, test_imgs, args):
+    """The widget's live preview: the same features, a forest of ``args.live_trees`` trees (features cached)."""
+    t = time.perf_counter()
+    clf = PixelClassifier(n_estimators=args.live_trees).fit(train_imgs, scr)
+    pred = [clf.predict(im) - 1 for im in test_imgs]
+    return f"PixelClassifier, live preview ({args.live_trees} trees)", pred, time.perf_counter() - t
+
+
 def eval_superalloy(root: Path, lines: list, rng, args, skimage_baseline=True):
     tr_i, tr_m = load_superalloy(root, "train")
     va_i, va_m = load_superalloy(root, "val")
@@ -294,6 +308,7 @@ def eval_superalloy(root: Path, lines: list, rng, args, skimage_baseline=True):
     clf = PixelClassifier().fit(tr_i, scr)
     pred = [clf.predict(im) - 1 for im in va_i]
     rows.append((f"PixelClassifier (default, {clf.n_features} features)", pred, time.perf_counter() - t))
+    rows.append(_live_row(tr_i, scr, va_i, args))
     if skimage_baseline:
         t = time.perf_counter()
         sk_pred, nf = skimage_segmenter(tr_i, scr, va_i)
@@ -366,6 +381,7 @@ def eval_binary(title, imgs, masks, lines, rng, fg_name, args):
     t = time.perf_counter()
     clf = PixelClassifier().fit(imgs[:half], scr)
     rows.append(("PixelClassifier (default)", [clf.predict(im) - 1 for im in test], time.perf_counter() - t))
+    rows.append(_live_row(imgs[:half], scr, test, args))
     if args.unet:
         add_unet_rows(rows, notes, imgs[:half], scr, masks[:half], test, 2, args, title.split()[0])
     lines += [
@@ -467,6 +483,70 @@ def timing(sizes, lines, rng):
     lines.append("")
 
 
+def _mosaic(tiles, rows, cols):
+    return np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(rows)])
+
+
+def live_images(data: Path):
+    """1 and 2 Mpx images with masks: mosaics of the superalloy val images (synthetic when absent)."""
+    root = data / "nasa-superalloy"
+    if (root / "val").is_dir():
+        imgs, masks = load_superalloy(root, "val")
+        imgs = [im.astype(np.float32) / float(np.percentile(im, 99.5)) for im in imgs]  # uint8/uint16 mixed
+        order = [0, 1, 2, 3, 1, 0, 3, 2]  # 512x512 tiles
+        return "superalloy val mosaic", [
+            (_mosaic([imgs[i] for i in order[:4]], 2, 2), _mosaic([masks[i] for i in order[:4]], 2, 2)),
+            (_mosaic([imgs[i] for i in order], 2, 4), _mosaic([masks[i] for i in order], 2, 4)),
+        ]
+    rng = np.random.default_rng(0)
+    return "synthetic two-phase", [synthetic(1000, rng), synthetic(1414, rng)]
+
+
+def _clock(fn):
+    c, t = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def live_timing(data: Path, lines: list, live_trees: int, view=(768, 1024)):
+    """What the widget does: the first Train (features computed) and a live update after one more stroke."""
+    name, pairs = live_images(data)
+    warm = np.random.default_rng(2)  # imports and thread pools start outside the timed calls
+    wimg, wmask = synthetic(256, warm)
+    PixelClassifier(n_estimators=5).fit(wimg, make_scribbles(wmask, warm)).predict(wimg)
+    lines += [
+        "## Live update (CPU)",
+        "",
+        f"Images: {name} (1 and 2 Mpx); scribbles as above, minus one stroke per class for the",
+        "state before the new stroke. Wall and CPU (process time of all threads) in seconds.",
+        "",
+        "| image | forest | first Train: features + train + predict all | after a stroke: train + predict all |"
+        f" after a stroke: train + predict a {view[1]}x{view[0]} view |",
+        "|---|---|---|---|---|",
+    ]
+    for img, mask in pairs:
+        rng = np.random.default_rng(1)
+        before = make_scribbles(mask, rng, strokes=3, edge_strokes=1)
+        after = before.copy()
+        extra = make_scribbles(mask, rng, strokes=1, edge_strokes=0, budget=0.002)
+        after[(after == 0) & (extra > 0)] = extra[(after == 0) & (extra > 0)]
+        h, w = img.shape
+        y0, x0 = (h - view[0]) // 2, (w - view[1]) // 2
+        region = (y0, y0 + view[0], x0, x0 + view[1])
+        for trees in (60, live_trees):
+            clf = PixelClassifier(n_estimators=trees)
+            clf.cache.clear()
+            first = _clock(lambda: (clf.fit(img, before), clf.predict(img)))  # noqa: B023
+            whole = _clock(lambda: (clf.fit(img, after), clf.predict(img)))  # noqa: B023
+            field = _clock(lambda: (clf.fit(img, after), clf.predict(img, region=region)))  # noqa: B023
+            depth = np.mean([e.tree_.max_depth for e in clf.estimator_.estimators_])
+            cells = " | ".join(f"{t:.2f} wall / {c:.2f} CPU" for t, c in (first, whole, field))
+            lines.append(f"| {w}x{h} ({h * w / 1e6:.1f} Mpx) | {trees} trees (mean depth {depth:.1f}) | {cells} |")
+            print(lines[-1], flush=True)
+    clf.cache.clear()
+    lines.append("")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
@@ -474,6 +554,9 @@ def main(argv=None):
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--sets", default="superalloy,bam,shale", help="data sets to score (comma-separated)")
     ap.add_argument("--sizes", type=float, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--no-skimage", action="store_true", help="leave out the scikit-image baseline")
+    ap.add_argument("--live", action="store_true", help="time the live update (1 and 2 Mpx)")
+    ap.add_argument("--live-trees", type=int, default=20, help="forest size of the widget's live mode")
     ap.add_argument("--unet", action="store_true", help="add U-Nets trained on the scribbles and on full masks")
     ap.add_argument("--unet-minutes", type=float, default=3.0, help="training budget per U-Net (wall clock)")
     ap.add_argument("--unet-epochs", type=int, default=40, help="at most this many epochs per U-Net")
@@ -506,7 +589,7 @@ def main(argv=None):
         else:
             sets = set(args.sets.split(","))
             if "superalloy" in sets and (data / "nasa-superalloy").is_dir():
-                eval_superalloy(data / "nasa-superalloy", lines, np.random.default_rng(0), args)
+                eval_superalloy(data / "nasa-superalloy", lines, np.random.default_rng(0), args, not args.no_skimage)
             if "bam" in sets and (data / "bam-tio2-sem").is_dir():
                 imgs, masks = load_bam(data / "bam-tio2-sem")
                 eval_binary("BAM TiO2 particles", imgs, masks, lines, np.random.default_rng(0), "particles", args)
@@ -515,6 +598,8 @@ def main(argv=None):
                 eval_binary(
                     "NRCan shale: grains vs matrix", imgs, masks, lines, np.random.default_rng(0), "grains", args
                 )
+    if args.live:
+        live_timing(data, lines, args.live_trees)
     if not args.no_timing:
         timing([int(s) if float(s).is_integer() else s for s in args.sizes], lines, np.random.default_rng(0))
     if args.out:

@@ -352,8 +352,11 @@ class PixelClassifier:
             if cancel is not None and cancel():
                 raise SEMAnalysisError("prediction cancelled")
             by0, by1, bx0, bx1 = box
-            if region is None and tile == self.tile_size:
-                feats = self.cache.get(key, img, settings, box, lo_hi)
+            if tile == self.tile_size:
+                # the cached grid tile holding this box (a region, e.g. the visible field, reuses it)
+                gy0, gx0 = by0 - by0 % tile, bx0 - bx0 % tile
+                grid = (gy0, min(gy0 + tile, img.shape[0]), gx0, min(gx0 + tile, img.shape[1]))
+                feats = self.cache.get(key, img, settings, grid, lo_hi)[by0 - gy0 : by1 - gy0, bx0 - gx0 : bx1 - gx0]
             else:
                 from .features import compute_features
 
