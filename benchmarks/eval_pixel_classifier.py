@@ -220,6 +220,8 @@ def unet_predictions(train_imgs, train_masks, test_imgs, n_classes, args, label,
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
+        if args.unet_cpu_seconds:  # a budget of process CPU time: fair on a shared, loaded machine
+            return time.process_time() - c0 > args.unet_cpu_seconds
         return time.perf_counter() - t0 > args.unet_minutes * 60
 
     model = train_unet(
@@ -565,6 +567,9 @@ def main(argv=None):
     ap.add_argument("--live-trees", type=int, default=20, help="forest size of the widget's live mode")
     ap.add_argument("--unet", action="store_true", help="add U-Nets trained on the scribbles and on full masks")
     ap.add_argument("--unet-minutes", type=float, default=3.0, help="training budget per U-Net (wall clock)")
+    ap.add_argument(
+        "--unet-cpu-seconds", type=float, default=None, help="training budget in process CPU seconds (instead)"
+    )
     ap.add_argument("--unet-epochs", type=int, default=40, help="at most this many epochs per U-Net")
     ap.add_argument("--unet-steps", type=int, default=20, help="steps (batches of 8 patches) per epoch")
     ap.add_argument("--unet-encoder", default="tu-resnet10t")
