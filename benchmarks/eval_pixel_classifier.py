@@ -16,17 +16,32 @@ used for training:
    half; Dice of the particles (the info band is cut off first). Otsu beside it.
 3. ``nrcan-shale-sem``: scribbles on the first half of the tiles (grains vs
    matrix) -> the second half; IoU / Dice of the grains. Otsu beside it.
-4. Timing: train + predict at 1, 4 and 16 Mpx (synthetic two-phase image,
+4. ``--live``: what the widget's live mode costs on 1 and 2 Mpx images (mosaics of
+   the superalloy val images): the first Train (features computed), and a retrain +
+   re-predict after one more stroke (features cached), of the whole image and of a
+   1024x768 view, with the default forest and the live preview's lighter one; wall
+   and CPU time. Every data set also gets a "live preview" line: the same features,
+   ``--live-trees`` trees, to show what the preview gives up.
+5. Timing: train + predict at 1, 4 and 16 Mpx (synthetic two-phase image,
    same scribble budget) for this classifier and for scikit-image's
    ``multiscale_basic_features`` + ``future.fit_segmenter`` / ``predict_segmenter``
    with the same number of features and the same forest, in one run.
 
-The U-Net lines are not run by this script (see docs/evaluation/unet.md for
-U-Nets trained on full masks).
+With ``--unet`` two U-Net lines are added to every data set, trained on the same
+training images (no validation split: every training image is used, as for the
+pixel classifier) and scored on the same held-out images: one trained on the same
+scribbles (unscribbled pixels are ``ignore_index``: they do not count in the loss,
+and every patch is centred on a scribbled pixel), one on the full masks. Both use
+a small network (``--unet-encoder tu-resnet10t``, depth 4, patch 128, batch 8,
+random initialisation) and a wall-clock budget (``--unet-minutes``) on the CPU.
+
+Every data set draws its scribbles from its own ``default_rng(0)``, so a set scores
+the same whether it runs alone or with the others.
 
 Usage::
 
-    python benchmarks/eval_pixel_classifier.py [DATA_FOLDER] [--no-timing] [--sizes 1 4 16] [--out docs/...md]
+    python benchmarks/eval_pixel_classifier.py [DATA_FOLDER] [--no-timing] [--sets superalloy,bam,shale]
+        [--unet [--unet-minutes 3]] [--live] [--sizes 1 4 16] [--out docs/...md]
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ sys.path.insert(0, str(REPO / "src"))
 from napari_sem_analysis.pixel_classifier import PixelClassifier  # noqa: E402
 
 BUDGET = 0.015  # at most this fraction of the pixels is scribbled
+UNET_IGNORE = 255  # U-Net target value of unscribbled pixels
 
 
 # ---------------------------------------------------------------------------
@@ -180,6 +196,80 @@ def otsu_classes(img, n_classes):
     return (np.digitize(img, th) + 1).astype(np.uint8)
 
 
+def scribbles_to_unet(scr: np.ndarray) -> np.ndarray:
+    """Scribbles (0 unlabelled, 1..K) -> U-Net targets (0..K-1, 255 = ignored)."""
+    return np.where(scr > 0, scr.astype(np.int16) - 1, UNET_IGNORE).astype(np.uint8)
+
+
+def unet_predictions(train_imgs, train_masks, test_imgs, n_classes, args, label, *, sparse: bool):
+    """Train a small U-Net (scribbles when ``sparse``, else full masks) and predict the test images (0..K-1).
+
+    Returns the predictions and a description (epochs, steps, training and prediction time).
+    """
+    from napari_sem_analysis.unet import train_unet
+
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    done = {"epoch": 0}
+
+    def budget(info):
+        if info["stage"] == "epoch":
+            done["epoch"] = info["epoch"]
+            print(
+                f"  [{label}] epoch {info['epoch']} loss {info['history'][-1]['train_loss']:.3f} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+        if args.unet_cpu_seconds:  # a budget of process CPU time: fair on a shared, loaded machine
+            return time.process_time() - c0 > args.unet_cpu_seconds
+        return time.perf_counter() - t0 > args.unet_minutes * 60
+
+    model = train_unet(
+        train_imgs,
+        train_masks,
+        n_classes=n_classes,
+        encoder=args.unet_encoder,
+        encoder_depth=args.unet_depth,
+        decoder_channels=(128, 64, 32, 16)[: args.unet_depth],
+        patch_size=args.unet_patch,
+        batch_size=8,
+        epochs=args.unet_epochs,
+        steps_per_epoch=args.unet_steps,
+        val_fraction=0.0,
+        patience=None,
+        ignore_index=UNET_IGNORE if sparse else None,
+        class_balance=1.0 if sparse else 0.5,
+        device="cpu",
+        amp=False,
+        callback=budget,
+        seed=0,
+    )
+    t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+    t1 = time.perf_counter()
+    preds = [np.asarray(model.predict(im, tile_size=512, overlap=64, device="cpu")) for im in test_imgs]
+    t_pred = time.perf_counter() - t1
+    info = (
+        f"{len(model.history)} epochs x {args.unet_steps} steps, training {t_train:.0f} s wall / "
+        f"{c_train:.0f} s CPU, prediction {t_pred:.1f} s"
+    )
+    print(f"  [{label}] {info}", flush=True)
+    return preds, info
+
+
+def add_unet_rows(rows, notes, train_imgs, scr, train_masks, test_imgs, n_classes, args, title):
+    """Append U-Net rows (on the scribbles, on the full masks) as (name, predictions 0..K-1, seconds)."""
+    for sparse, what in ((True, "same scribbles"), (False, "full masks")):
+        t = time.perf_counter()
+        targets = [scribbles_to_unet(s) for s in scr] if sparse else list(train_masks)
+        preds, info = unet_predictions(
+            train_imgs, targets, test_imgs, n_classes, args, f"{title} U-Net {what}", sparse=sparse
+        )
+        rows.append(
+            (f"U-Net on the {what} ({args.unet_encoder}, depth {args.unet_depth})", preds, time.perf_counter() - t)
+        )
+        notes.append(f"U-Net on the {what}: {info}.")
+
+
 # ---------------------------------------------------------------------------
 # data sets
 # ---------------------------------------------------------------------------
@@ -201,32 +291,39 @@ def load_superalloy(root: Path, split: str):
     return imgs, masks
 
 
-def eval_superalloy(root: Path, lines: list, rng, skimage_baseline=True):
+def _live_row(train_imgs, scr, test_imgs, args):
+    """The widget's live preview: the same features, a forest of ``args.live_trees`` trees (features cached)."""
+    t = time.perf_counter()
+    clf = PixelClassifier(n_estimators=args.live_trees).fit(train_imgs, scr)
+    pred = [clf.predict(im) - 1 for im in test_imgs]
+    return f"PixelClassifier, live preview ({args.live_trees} trees)", pred, time.perf_counter() - t
+
+
+def eval_superalloy(root: Path, lines: list, rng, args, skimage_baseline=True):
     tr_i, tr_m = load_superalloy(root, "train")
     va_i, va_m = load_superalloy(root, "val")
     scr = [make_scribbles(m, rng) for m in tr_m]
     frac = sum(int((s > 0).sum()) for s in scr) / sum(s.size for s in scr)
     names = ["matrix", "secondary γ'", "tertiary γ'"]
-    rows = []
+    rows, notes = [], []  # (name, predictions 0..2, seconds)
     t = time.perf_counter()
     clf = PixelClassifier().fit(tr_i, scr)
     pred = [clf.predict(im) - 1 for im in va_i]
-    t_ours = time.perf_counter() - t
-    iou = iou_per_class(pred, va_m, [0, 1, 2])
-    rows.append((f"PixelClassifier (default, {clf.n_features} features)", iou, t_ours))
+    rows.append((f"PixelClassifier (default, {clf.n_features} features)", pred, time.perf_counter() - t))
+    rows.append(_live_row(tr_i, scr, va_i, args))
     if skimage_baseline:
         t = time.perf_counter()
         sk_pred, nf = skimage_segmenter(tr_i, scr, va_i)
-        t_sk = time.perf_counter() - t
         rows.append(
             (
                 f"skimage multiscale_basic_features + RF ({nf} features)",
-                iou_per_class([p - 1 for p in sk_pred], va_m, [0, 1, 2]),
-                t_sk,
+                [p - 1 for p in sk_pred],
+                time.perf_counter() - t,
             )
         )
-    otsu = [otsu_classes(im, 3) - 1 for im in va_i]
-    rows.append(("multi-Otsu (3 classes, per image)", iou_per_class(otsu, va_m, [0, 1, 2]), float("nan")))
+    if args.unet:
+        add_unet_rows(rows, notes, tr_i, scr, tr_m, va_i, 3, args, "superalloy")
+    rows.append(("multi-Otsu (3 classes, per image)", [otsu_classes(im, 3) - 1 for im in va_i], float("nan")))
     lines += [
         "## NASA superalloy: train (10 images) -> val (4 images, another spot)",
         "",
@@ -235,16 +332,17 @@ def eval_superalloy(root: Path, lines: list, rng, skimage_baseline=True):
         "| method | " + " | ".join(f"IoU {n}" for n in names) + " | mean IoU | time (s) |",
         "|---|" + "---|" * (len(names) + 2),
     ]
-    for name, iou, dt in rows:
+    for name, pred, dt in rows:
+        iou = iou_per_class(pred, va_m, [0, 1, 2])
         vals = [iou[c] for c in (0, 1, 2)]
         lines.append(
             f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | **{np.nanmean(vals):.3f}** | {dt:.1f} |"
         )
-    lines.append("")
+    lines += ["", *notes, ""] if notes else [""]
     imp = sorted(clf.feature_importances.items(), key=lambda kv: -kv[1])[:8]
     lines.append("Top features (mean decrease in impurity): " + ", ".join(f"{k} {v:.3f}" for k, v in imp) + ".")
     lines.append("")
-    print("\n".join(lines[-len(rows) - 6 :]), flush=True)
+    print("\n".join(lines[-len(rows) - len(notes) - 8 :]), flush=True)
 
 
 def load_bam(root: Path):
@@ -275,19 +373,19 @@ def load_shale(root: Path):
     return imgs, masks
 
 
-def eval_binary(title, imgs, masks, lines, rng, fg_name):
+def eval_binary(title, imgs, masks, lines, rng, fg_name, args):
     half = len(imgs) // 2
     scr = [make_scribbles(m, rng) for m in masks[:half]]
     frac = sum(int((s > 0).sum()) for s in scr) / sum(s.size for s in scr)
+    test = imgs[half:]
+    gt = [m > 0 for m in masks[half:]]
+    rows, notes = [], []  # (name, predictions 0/1, seconds)
     t = time.perf_counter()
     clf = PixelClassifier().fit(imgs[:half], scr)
-    pred = [clf.predict(im) == 2 for im in imgs[half:]]
-    dt = time.perf_counter() - t
-    gt = [m > 0 for m in masks[half:]]
-    otsu = [otsu_classes(im, 2) == 2 for im in imgs[half:]]
-    otsu_inv = [~o for o in otsu]
-    d_otsu = max(dice(otsu, gt), dice(otsu_inv, gt))
-    iou_ours = iou_per_class([p.astype(int) for p in pred], [g.astype(int) for g in gt], [1])[1]
+    rows.append(("PixelClassifier (default)", [clf.predict(im) - 1 for im in test], time.perf_counter() - t))
+    rows.append(_live_row(imgs[:half], scr, test, args))
+    if args.unet:
+        add_unet_rows(rows, notes, imgs[:half], scr, masks[:half], test, 2, args, title.split()[0])
     lines += [
         f"## {title}: first {half} images -> last {len(imgs) - half}",
         "",
@@ -295,11 +393,20 @@ def eval_binary(title, imgs, masks, lines, rng, fg_name):
         "",
         f"| method | Dice {fg_name} | IoU {fg_name} | time (s) |",
         "|---|---|---|---|",
-        f"| PixelClassifier (default) | **{dice(pred, gt):.3f}** | {iou_ours:.3f} | {dt:.1f} |",
+    ]
+    for name, pred, dt in rows:
+        fg = [p == 1 for p in pred]
+        iou = iou_per_class([p.astype(int) for p in fg], [g.astype(int) for g in gt], [1])[1]
+        lines.append(f"| {name} | **{dice(fg, gt):.3f}** | {iou:.3f} | {dt:.1f} |")
+    otsu = [otsu_classes(im, 2) == 2 for im in test]
+    d_otsu = max(dice(otsu, gt), dice([~o for o in otsu], gt))
+    lines += [
         f"| Otsu (per image, better polarity chosen with the ground truth) | {d_otsu:.3f} | - | - |",
         "",
+        *notes,
+        "",
     ]
-    print("\n".join(lines[-9:]), flush=True)
+    print("\n".join(lines[-len(rows) - len(notes) - 9 :]), flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +485,76 @@ def timing(sizes, lines, rng):
     lines.append("")
 
 
+def _mosaic(tiles, rows, cols):
+    return np.vstack([np.hstack(tiles[r * cols : (r + 1) * cols]) for r in range(rows)])
+
+
+def live_images(data: Path):
+    """1 and 2 Mpx images with masks: mosaics of the superalloy val images (synthetic when absent)."""
+    root = data / "nasa-superalloy"
+    if (root / "val").is_dir():
+        imgs, masks = load_superalloy(root, "val")
+        imgs = [im.astype(np.float32) / float(np.percentile(im, 99.5)) for im in imgs]  # uint8/uint16 mixed
+        order = [0, 1, 2, 3, 1, 0, 3, 2]  # 512x512 tiles
+        return "superalloy val mosaic", [
+            (_mosaic([imgs[i] for i in order[:4]], 2, 2), _mosaic([masks[i] for i in order[:4]], 2, 2)),
+            (_mosaic([imgs[i] for i in order], 2, 4), _mosaic([masks[i] for i in order], 2, 4)),
+        ]
+    rng = np.random.default_rng(0)
+    return "synthetic two-phase", [synthetic(1000, rng), synthetic(1414, rng)]
+
+
+def _clock(fn, before=None, repeat: int = 2):
+    """The least wall and the least CPU seconds of ``repeat`` runs of ``fn()`` (``before()`` untimed before each)."""
+    best = (np.inf, np.inf)
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        c, t = time.process_time(), time.perf_counter()
+        fn()
+        best = (min(best[0], time.perf_counter() - t), min(best[1], time.process_time() - c))
+    return best
+
+
+def live_timing(data: Path, lines: list, live_trees: int, view=(768, 1024)):
+    """What the widget does: the first Train (features computed) and a live update after one more stroke."""
+    name, pairs = live_images(data)
+    warm = np.random.default_rng(2)  # imports and thread pools start outside the timed calls
+    wimg, wmask = synthetic(256, warm)
+    PixelClassifier(n_estimators=5).fit(wimg, make_scribbles(wmask, warm)).predict(wimg)
+    lines += [
+        "## Live update (CPU)",
+        "",
+        f"Images: {name} (1 and 2 Mpx); scribbles as above, minus one stroke per class for the",
+        "state before the new stroke. Wall and CPU (process time of all threads) in seconds, the faster of",
+        "two runs each (the first Train: from an empty feature cache both times).",
+        "",
+        "| image | forest | first Train: features + train + predict all | after a stroke: train + predict all |"
+        f" after a stroke: train + predict a {view[1]}x{view[0]} view |",
+        "|---|---|---|---|---|",
+    ]
+    for img, mask in pairs:
+        rng = np.random.default_rng(1)
+        before = make_scribbles(mask, rng, strokes=3, edge_strokes=1)
+        after = before.copy()
+        extra = make_scribbles(mask, rng, strokes=1, edge_strokes=0, budget=0.002)
+        after[(after == 0) & (extra > 0)] = extra[(after == 0) & (extra > 0)]
+        h, w = img.shape
+        y0, x0 = (h - view[0]) // 2, (w - view[1]) // 2
+        region = (y0, y0 + view[0], x0, x0 + view[1])
+        for trees in (60, live_trees):
+            clf = PixelClassifier(n_estimators=trees)
+            first = _clock(lambda: (clf.fit(img, before), clf.predict(img)), clf.cache.clear)  # noqa: B023
+            whole = _clock(lambda: (clf.fit(img, after), clf.predict(img)))  # noqa: B023
+            field = _clock(lambda: (clf.fit(img, after), clf.predict(img, region=region)))  # noqa: B023
+            depth = np.mean([e.tree_.max_depth for e in clf.estimator_.estimators_])
+            cells = " | ".join(f"{t:.2f} wall / {c:.2f} CPU" for t, c in (first, whole, field))
+            lines.append(f"| {w}x{h} ({h * w / 1e6:.1f} Mpx) | {trees} trees (mean depth {depth:.1f}) | {cells} |")
+            print(lines[-1], flush=True)
+    clf.cache.clear()
+    lines.append("")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data"))
@@ -385,10 +562,27 @@ def main(argv=None):
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--sets", default="superalloy,bam,shale", help="data sets to score (comma-separated)")
     ap.add_argument("--sizes", type=float, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--no-skimage", action="store_true", help="leave out the scikit-image baseline")
+    ap.add_argument("--live", action="store_true", help="time the live update (1 and 2 Mpx)")
+    ap.add_argument("--live-trees", type=int, default=20, help="forest size of the widget's live mode")
+    ap.add_argument("--unet", action="store_true", help="add U-Nets trained on the scribbles and on full masks")
+    ap.add_argument("--unet-minutes", type=float, default=3.0, help="training budget per U-Net (wall clock)")
+    ap.add_argument(
+        "--unet-cpu-seconds", type=float, default=None, help="training budget in process CPU seconds (instead)"
+    )
+    ap.add_argument("--unet-epochs", type=int, default=40, help="at most this many epochs per U-Net")
+    ap.add_argument("--unet-steps", type=int, default=20, help="steps (batches of 8 patches) per epoch")
+    ap.add_argument("--unet-encoder", default="tu-resnet10t")
+    ap.add_argument("--unet-depth", type=int, default=4)
+    ap.add_argument("--unet-patch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--out", default=None, help="write the markdown here (default: print only)")
     args = ap.parse_args(argv)
     data = Path(args.data)
-    rng = np.random.default_rng(0)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     lines = [
         "# Pixel classifier (scribbles -> segmentation)",
         "",
@@ -406,15 +600,19 @@ def main(argv=None):
         else:
             sets = set(args.sets.split(","))
             if "superalloy" in sets and (data / "nasa-superalloy").is_dir():
-                eval_superalloy(data / "nasa-superalloy", lines, rng)
+                eval_superalloy(data / "nasa-superalloy", lines, np.random.default_rng(0), args, not args.no_skimage)
             if "bam" in sets and (data / "bam-tio2-sem").is_dir():
                 imgs, masks = load_bam(data / "bam-tio2-sem")
-                eval_binary("BAM TiO2 particles", imgs, masks, lines, rng, "particles")
+                eval_binary("BAM TiO2 particles", imgs, masks, lines, np.random.default_rng(0), "particles", args)
             if "shale" in sets and (data / "nrcan-shale-sem").is_dir():
                 imgs, masks = load_shale(data / "nrcan-shale-sem")
-                eval_binary("NRCan shale: grains vs matrix", imgs, masks, lines, rng, "grains")
+                eval_binary(
+                    "NRCan shale: grains vs matrix", imgs, masks, lines, np.random.default_rng(0), "grains", args
+                )
+    if args.live:
+        live_timing(data, lines, args.live_trees)
     if not args.no_timing:
-        timing([int(s) if float(s).is_integer() else s for s in args.sizes], lines, rng)
+        timing([int(s) if float(s).is_integer() else s for s in args.sizes], lines, np.random.default_rng(0))
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
         print("wrote", args.out)

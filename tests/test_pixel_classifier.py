@@ -152,6 +152,10 @@ def test_features_cached_between_fits(rng):
     clf.fit(img, scr)
     clf.predict(img)
     assert clf.cache.misses == 1 and clf.cache.hits == 2
+    # the visible field (a live update on a large image) is cut from the cached tile, not recomputed
+    field = clf.predict(img, region=(10, 40, 20, 60))
+    assert clf.cache.misses == 1 and clf.cache.hits == 3
+    np.testing.assert_array_equal(field, clf.predict(img)[10:40, 20:60])
     # a changed image is recomputed, not served from the cache
     img2 = img.copy()
     img2[0, 0] += 1
@@ -218,7 +222,7 @@ def test_load_refuses_bad_files(tmp_path, rng, monkeypatch):
         with pytest.raises(SEMAnalysisError, match=msg):
             PixelClassifier.load(tmp_path / name)
     # an oversized member is refused before it is read
-    from napari_sem_analysis.pixel_classifier import model as model_mod
+    from napari_sem_analysis.pixel_classifier import archive as model_mod
 
     monkeypatch.setattr(model_mod, "_MAX_PAYLOAD_BYTES", 100)
     with pytest.raises(SEMAnalysisError, match="refused"):

@@ -27,16 +27,14 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .._validation import SEMAnalysisError, check_labels, check_positive
+from .archive import load_forest, read_archive, write_archive
 from .features import (
     DEFAULT_GROUPS,
     DEFAULT_SCALES,
@@ -53,13 +51,7 @@ from .features import (
 __all__ = ["MODELS", "PixelClassifier"]
 
 MODELS = ("random_forest", "extra_trees")
-_FORMAT = "napari-sem-analysis-pixel-classifier"
-_FORMAT_VERSION = 1
 _MAX_CLASSES = 255
-_MAX_META_BYTES = 1 << 20
-_MAX_PAYLOAD_BYTES = 1 << 30  # 1 GiB of forest
-_MAX_ENTRIES = 8
-_TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 
 # one process-wide cache: features survive re-creating the classifier (e.g. changing the forest size)
 _SHARED_CACHE = FeatureCache()
@@ -338,7 +330,7 @@ class PixelClassifier:
             raise SEMAnalysisError(f"region {region!r} does not overlap the image of shape {shape}")
         return y0, y1, x0, x1
 
-    def _predict_tiles(self, image, pixel_size, region, tile_size, progress, cancel, proba: bool):
+    def _predict_tiles(self, image, pixel_size=None, region=None, tile_size=None, progress=None, cancel=None, *, proba):
         self._require_fitted()
         image, ps = _unwrap(image)
         if pixel_size is None:
@@ -360,8 +352,11 @@ class PixelClassifier:
             if cancel is not None and cancel():
                 raise SEMAnalysisError("prediction cancelled")
             by0, by1, bx0, bx1 = box
-            if region is None and tile == self.tile_size:
-                feats = self.cache.get(key, img, settings, box, lo_hi)
+            if tile == self.tile_size:
+                # the cached grid tile holding this box (a region, e.g. the visible field, reuses it)
+                gy0, gx0 = by0 - by0 % tile, bx0 - bx0 % tile
+                grid = (gy0, min(gy0 + tile, img.shape[0]), gx0, min(gx0 + tile, img.shape[1]))
+                feats = self.cache.get(key, img, settings, grid, lo_hi)[by0 - gy0 : by1 - gy0, bx0 - gx0 : bx1 - gx0]
             else:
                 from .features import compute_features
 
@@ -413,26 +408,23 @@ class PixelClassifier:
         """
         return self._predict_tiles(image, pixel_size, region, tile_size, progress, cancel, proba=False)
 
-    def predict_proba(
-        self,
-        image,
-        *,
-        pixel_size: float | None = None,
-        region=None,
-        tile_size: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-    ) -> np.ndarray:
+    def predict_proba(self, image, **options) -> np.ndarray:
         """Class probabilities of every pixel.
 
-        Parameters are those of :meth:`predict`.
+        Parameters
+        ----------
+        image : array (Y, X)
+            Grayscale image (or ``SEMImage``).
+        **options
+            ``pixel_size``, ``region``, ``tile_size``, ``progress``, ``cancel``:
+            as for :meth:`predict`.
 
         Returns
         -------
         proba : ndarray (Y, X, K) float32
             Column ``k`` is the probability of class ``classes_[k]``.
         """
-        return self._predict_tiles(image, pixel_size, region, tile_size, progress, cancel, proba=True)
+        return self._predict_tiles(image, proba=True, **options)
 
     # ------------------------------------------------------------------ files
 
@@ -468,17 +460,7 @@ class PixelClassifier:
         Path
         """
         self._require_fitted()
-        import skops.io as sio
-
-        payload = sio.dumps(self.estimator_)
-        meta = self._meta()
-        meta.update(format=_FORMAT, format_version=_FORMAT_VERSION, sha256=hashlib.sha256(payload).hexdigest())
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("meta.json", json.dumps(meta, indent=1))
-            zf.writestr("model.skops", payload)
-        return path
+        return write_archive(path, self._meta(), self.estimator_)
 
     @classmethod
     def load(cls, path) -> PixelClassifier:
@@ -490,13 +472,15 @@ class PixelClassifier:
         Parameters
         ----------
         path : str or Path
+            A ``.pxclf`` file (a zip of ``meta.json`` and ``model.skops``).
 
         Returns
         -------
         PixelClassifier
+            Trained, with the settings it was saved with.
         """
         path = Path(path)
-        meta, payload = _read_archive(path)
+        meta, payload = read_archive(path)
         name = path.name
         try:
             clf = cls(
@@ -522,7 +506,7 @@ class PixelClassifier:
             raise SEMAnalysisError(f"{name}: invalid classifier description (classes {classes.tolist()[:10]})")
         if names != clf.feature_names:
             raise SEMAnalysisError(f"{name}: the feature list does not match the feature settings")
-        est = _load_forest(payload, name)
+        est = load_forest(payload, name)
         if getattr(est, "n_features_in_", None) != len(names):
             raise SEMAnalysisError(f"{name}: the model does not match its feature list")
         est_classes = np.asarray(getattr(est, "classes_", []))
@@ -541,72 +525,3 @@ class PixelClassifier:
             f"PixelClassifier(features={list(self.features)}, model={self.model!r}, "
             f"scales={list(self.scales)} {self.scale_unit}, {self.n_features} features, {state})"
         )
-
-
-def _read_archive(path: Path) -> tuple[dict, bytes]:
-    if not path.is_file():
-        raise SEMAnalysisError(f"model file {str(path)!r} does not exist")
-    name = path.name
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > _MAX_ENTRIES:
-                raise SEMAnalysisError(f"{name} is not a pixel classifier file (too many entries)")
-            by_name = {i.filename: i for i in infos}
-            if "meta.json" not in by_name or "model.skops" not in by_name:
-                raise SEMAnalysisError(f"{name} is not a napari-sem-analysis pixel classifier file")
-            meta_raw = _read_bounded(zf, by_name["meta.json"], _MAX_META_BYTES, name)
-            payload = _read_bounded(zf, by_name["model.skops"], _MAX_PAYLOAD_BYTES, name)
-        meta = json.loads(meta_raw.decode("utf-8"))
-    except SEMAnalysisError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
-        raise SEMAnalysisError(
-            f"{name} is not a valid pixel classifier file (corrupt or wrong format: {exc})"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise SEMAnalysisError(f"{name} is not a napari-sem-analysis pixel classifier file")
-    try:
-        version = int(meta.get("format_version", 0))
-    except (TypeError, ValueError):
-        version = 0
-    if version > _FORMAT_VERSION:
-        raise SEMAnalysisError(f"{name} was written by a newer version (format {version}); update the plugin")
-    if meta.get("classifier") != "PixelClassifier":
-        raise SEMAnalysisError(f"{name} holds a {meta.get('classifier')!r} model, not a PixelClassifier")
-    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
-        raise SEMAnalysisError(f"{name} is corrupt or was modified: the model data does not match its checksum")
-    return meta, payload
-
-
-def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, name: str) -> bytes:
-    if info.file_size > limit:
-        raise SEMAnalysisError(f"{name} was refused: {info.filename} is {info.file_size} bytes (limit {limit})")
-    with zf.open(info) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise SEMAnalysisError(f"{name} was refused: {info.filename} is larger than {limit} bytes")
-    return data
-
-
-def _load_forest(payload: bytes, name: str):
-    import skops.io as sio
-
-    try:
-        untrusted = set(sio.get_untrusted_types(data=payload))
-    except Exception as exc:  # noqa: BLE001 - skops raises various errors on garbage
-        raise SEMAnalysisError(f"{name}: the model data is corrupt ({exc})") from None
-    refused = sorted(untrusted - _TRUSTED_SKOPS_TYPES)
-    if refused:
-        raise SEMAnalysisError(
-            f"{name} was refused: it contains types that are not part of a pixel classifier ({', '.join(refused)})"
-        )
-    try:
-        est = sio.loads(payload, trusted=sorted(untrusted))
-    except Exception as exc:  # noqa: BLE001 - any failure means a bad file
-        raise SEMAnalysisError(f"{name}: the model could not be loaded ({exc})") from None
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
-    if type(est) not in (RandomForestClassifier, ExtraTreesClassifier):
-        raise SEMAnalysisError(f"{name} was refused: it holds a {type(est).__name__}, not a forest")
-    return est

@@ -38,10 +38,12 @@ def load_pixel_classifier(path):
     Parameters
     ----------
     path : str or Path
+        File written by :meth:`PixelClassifier.save`.
 
     Returns
     -------
     PixelClassifier
+        The same object on every call while the file's size and time stamp stay the same.
     """
     path = os.fspath(Path(path))
     return _load_at(path, _stamp(path))

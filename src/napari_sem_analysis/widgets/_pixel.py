@@ -5,15 +5,19 @@ one), paint label 1, 2, ... on a few places of each phase and press *Train
 and predict*. With *live* on, every painted stroke retrains the forest and
 re-predicts in a thread worker: the GUI never waits, and strokes painted
 while a run is under way are gathered into one next run (stale updates are
-dropped); on images above 4 Mpx a live update predicts only the visible
-field. Features are cached per image, so a retrain only re-fits the
-forest. The result is a Labels layer (``pixel classes``; probabilities as an
+dropped). A live update is a preview: it trains a lighter forest (at most
+``LIVE_TREES`` trees) and, on images above ``LIVE_WHOLE_IMAGE_PIXELS``,
+predicts only the visible field; *Train and predict* always trains the full
+forest and predicts the whole image. Features are cached per image, so a
+retrain only re-fits the forest. The result is a Labels layer (``pixel classes``; probabilities as an
 image stack on request); the feature importances are listed; *Save* writes
 the classifier (a safe zip, no pickle) and records the ``pixel_classify``
 step so that a recipe runs the trained classifier over a folder.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 from magicgui.widgets import (
@@ -36,7 +40,9 @@ __all__ = ["PixelClassifierWidget"]
 
 _RESULT = "pixel classes"
 # live mode on larger images re-predicts only the visible field after a stroke (Train predicts all)
-LIVE_WHOLE_IMAGE_PIXELS = 4_000_000
+LIVE_WHOLE_IMAGE_PIXELS = 1_000_000
+# live mode trains at most this many trees (prediction time grows with the trees; Train uses them all)
+LIVE_TREES = 20
 _PROBA = "pixel probabilities"
 
 
@@ -143,10 +149,8 @@ class PixelClassifierWidget(SEMWidget):
         if layer is self._hooked:
             return
         if self._hooked is not None:
-            try:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):  # the old layer may be gone
                 self._hooked.events.paint.disconnect(self._on_paint)
-            except (TypeError, ValueError, RuntimeError):
-                pass
         self._hooked = layer
         if layer is not None:
             layer.events.paint.connect(self._on_paint)
@@ -177,23 +181,23 @@ class PixelClassifierWidget(SEMWidget):
             self.request()
 
     # -- the classifier ------------------------------------------------------------
-    def make_classifier(self):
-        """A classifier with the widget's settings (re-used while they do not change)."""
+    def make_classifier(self, live: bool = False):
+        """A classifier with the widget's settings (re-used while they do not change).
+
+        ``live``: at most ``LIVE_TREES`` trees (the preview after a stroke).
+        """
         from ..pixel_classifier import PixelClassifier
 
         groups = list(self._groups.value) or None
         if not groups:
             raise SEMAnalysisError("choose at least one feature group")
         unit = self.unit()
-        settings = (tuple(groups), _parse_scales(self._scales.value), unit, self._model.value, int(self._trees.value))
+        trees = min(int(self._trees.value), LIVE_TREES) if live else int(self._trees.value)
+        settings = (tuple(groups), _parse_scales(self._scales.value), unit, self._model.value, trees)
         clf = self.classifier
         if clf is None or getattr(self, "_settings", None) != settings:
             clf = PixelClassifier(
-                features=groups,
-                model=self._model.value,
-                scales=settings[1],
-                scale_unit=unit,
-                n_estimators=int(self._trees.value),
+                features=groups, model=self._model.value, scales=settings[1], scale_unit=unit, n_estimators=trees
             )
             self._settings = settings
         return clf
@@ -203,10 +207,13 @@ class PixelClassifierWidget(SEMWidget):
         if self.running:
             self._pending = True
             return None
-        return self.run()
+        return self.run(live=self._live.value)
 
-    def run(self, _event=None):
-        """Train on the scribbles and predict the image in a thread worker; returns the worker or None."""
+    def run(self, _event=None, *, live: bool = False):
+        """Train on the scribbles and predict the image in a thread worker; returns the worker or None.
+
+        ``live``: the preview after a stroke (a lighter forest; on large images only the visible field).
+        """
         try:
             image_layer = self._image.value
             scr_layer = self._scribbles.value
@@ -222,12 +229,12 @@ class PixelClassifierWidget(SEMWidget):
                 )
             if len(np.unique(scribbles)) < 3:
                 raise SEMAnalysisError("paint at least two classes (labels 1 and 2) in the scribble layer")
-            clf = self.make_classifier()
+            clf = self.make_classifier(live=live)
             ps = self.pixel_size()
             proba = bool(self._proba.value)
-            region = self.visible_region(image_layer, image.shape) if self._live.value else None
+            region = self.visible_region(image_layer, image.shape) if live else None
         except SEMAnalysisError as exc:
-            if not self._live.value:
+            if not live:
                 notify_error(exc)
             else:
                 self._status.value = str(exc)
@@ -251,7 +258,7 @@ class PixelClassifierWidget(SEMWidget):
             self.classifier = result[0]
             if region is not None:
                 result = (result[0], self._paste(result[1], region, image.shape), result[2])
-            self.write(result, image_layer)
+            self.write(result, image_layer, live=live)
 
         def finished(_value=None):
             self.finished.disconnect(finished)
@@ -285,7 +292,7 @@ class PixelClassifierWidget(SEMWidget):
         full[y0:y1, x0:x1] = labels
         return full
 
-    def write(self, result, image_layer):
+    def write(self, result, image_layer, *, live: bool = False):
         clf, labels, proba = result
         layer = write_layer(
             self.viewer,
@@ -313,6 +320,8 @@ class PixelClassifierWidget(SEMWidget):
         self._importances.value = "importance: " + "; ".join(f"{k} {v:.2f}" for k, v in top)
         n = sum((clf.n_training_pixels_ or {}).values())
         self._status.value = f"pixel classifier: {len(clf.classes_)} classes from {n} scribbled pixels"
+        if live and clf.n_estimators < int(self._trees.value):
+            self._status.value += f" (live preview: {clf.n_estimators} trees; Train and predict uses all)"
         if self.model_path:
             self._record()
         return layer
