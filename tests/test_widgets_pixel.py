@@ -70,6 +70,26 @@ def test_live_update_after_painted_strokes(make_napari_viewer, wait_run, pixel_e
     np.testing.assert_array_equal(image_layer.data, img)  # input untouched
 
 
+def test_save_after_live_preview_writes_the_whole_forest(make_napari_viewer, wait_run, pixel_errors, tmp_path):
+    from napari_sem_analysis.pixel_classifier import load_pixel_classifier
+
+    rng = np.random.default_rng(3)
+    img, _ = _two_phase(rng)
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="sem")
+    w = _widget(viewer)
+    w._trees.value = _pixel.LIVE_TREES + 5
+    scr = w.new_scribble_layer()
+    scr.data[20:70, 28:32] = 1
+    scr.data[20:70, 96:100] = 2
+    assert w.run(live=True) is not None
+    wait_run(w)
+    assert w.classifier.n_estimators == _pixel.LIVE_TREES  # the preview is the lighter forest
+    path = w.save(tmp_path / "full.pxclf")
+    assert not pixel_errors and path.is_file()
+    assert load_pixel_classifier(path).n_estimators == _pixel.LIVE_TREES + 5
+
+
 def test_train_save_load_and_recipe_step(make_napari_viewer, wait_run, pixel_errors, tmp_path):
     rng = np.random.default_rng(2)
     img, truth = _two_phase(rng)

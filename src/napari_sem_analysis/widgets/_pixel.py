@@ -11,8 +11,9 @@ predicts only the visible field; *Train and predict* always trains the full
 forest and predicts the whole image. Features are cached per image, so a
 retrain only re-fits the forest. The result is a Labels layer (``pixel classes``; probabilities as an
 image stack on request); the feature importances are listed; *Save* writes
-the classifier (a safe zip, no pickle) and records the ``pixel_classify``
-step so that a recipe runs the trained classifier over a folder.
+the classifier (after a live preview it first refits the full forest on the
+cached features, so the file holds what *Train and predict* gives; a safe
+zip, no pickle) and records the ``pixel_classify`` step so that a recipe runs the trained classifier over a folder.
 """
 
 from __future__ import annotations
@@ -357,6 +358,8 @@ class PixelClassifierWidget(SEMWidget):
                 raise SEMAnalysisError("train the classifier first")
             if not path or str(path) in ("", "."):
                 raise SEMAnalysisError("choose a file to save the classifier to")
+            if self.classifier.n_estimators < int(self._trees.value):
+                self._fit_full_forest()
             out = self.classifier.save(path)
         except (SEMAnalysisError, OSError) as exc:
             notify_error(exc)
@@ -365,6 +368,20 @@ class PixelClassifierWidget(SEMWidget):
         self._status.value = f"saved {out.name}"
         self._record()
         return out
+
+    def _fit_full_forest(self):
+        """Refit with the widget's whole forest after a live preview (a lighter one), so a saved file and
+        the batch use what *Train and predict* would; the features are cached, so only the trees are fitted."""
+        scr_layer = self._scribbles.value
+        if scr_layer is None:
+            raise SEMAnalysisError("choose the scribble Labels layer the classifier was trained on")
+        image = check_gray(self._image.value)
+        scribbles = np.array(as_array(scr_layer.data), copy=True)
+        if scribbles.shape != image.shape:
+            raise SEMAnalysisError(f"the scribble layer has shape {scribbles.shape} but the image has {image.shape}")
+        clf = self.make_classifier(live=False)
+        clf.fit(image, scribbles, pixel_size=self.pixel_size())
+        self.classifier = clf
 
     def load(self, path):
         """Load a saved classifier and predict the chosen image with it (in a worker)."""
