@@ -175,6 +175,7 @@ def run_unet(
     steps=10,
     seed=0,
     save_dir=None,
+    tune_on="val",
 ):
     import torch
 
@@ -223,38 +224,120 @@ def run_unet(
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         print(f"  saved {model.save(Path(save_dir) / f'{task}_{direction}')}", flush=True)
+    info = {
+        "train_seconds": train_s,
+        "threads": torch.get_num_threads(),
+    }
+    if task == "instances":
+        return score_instance_model(pairs, model, direction, info, tune_on=tune_on, seed=seed)
     preds, secs = [], []
     for _, img, _ps, _ in test:
         t = time.perf_counter()
-        if task == "instances":
-            lab = model.predict(img, device="cpu")
-        else:
-            mask = model.predict(img, device="cpu") > 0
-            lab = split_touching(mask) if mask.any() else np.zeros(mask.shape, np.int32)
-        preds.append(lab)
+        mask = model.predict(img, device="cpu") > 0
+        preds.append(split_touching(mask) if mask.any() else np.zeros(mask.shape, np.int32))
         secs.append(time.perf_counter() - t)
-    name = "instance U-Net" if task == "instances" else "semantic U-Net + split_touching"
-    return score_rows(
-        name,
-        direction,
-        [p[0] for p in test],
-        preds,
-        [p[3] for p in test],
-        secs,
-        test[0][2],
-        {
-            "train_seconds": train_s,
-            "epochs": len(model.history),
-            "best_epoch": model.best_epoch,
-            "encoder": encoder,
-            "encoder_depth": depth,
-            "steps_per_epoch": steps,
-            "batch_size": batch,
-            "patch_size": patch,
-            "threads": torch.get_num_threads(),
-            "instance_settings": model.config.get("instances"),
-        },
+    return [
+        score_rows(
+            "semantic U-Net + split_touching",
+            direction,
+            [p[0] for p in test],
+            preds,
+            [p[3] for p in test],
+            secs,
+            test[0][2],
+            {**info, **_training_info(model)},
+        )
+    ]
+
+
+def _training_info(model) -> dict:
+    """What the model file says about its training (for the report)."""
+    tr = model.config.get("training", {})
+    return {
+        "epochs": len(model.history),
+        "best_epoch": model.best_epoch,
+        "encoder": model.encoder,
+        "encoder_depth": model.config.get("encoder_depth"),
+        "steps_per_epoch": tr.get("steps_per_epoch"),
+        "batch_size": tr.get("batch_size"),
+        "patch_size": tr.get("patch_size"),
+        "train_seconds": tr.get("seconds"),
+    }
+
+
+def _val_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> list[int]:
+    """The images ``train_unet`` held out for validation (whole images: n >= 3), as in its split."""
+    n_val = int(round(n * val_fraction))
+    return sorted(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
+
+
+def score_instance_model(pairs, model, direction, info=None, *, tune_on="val", seed=0):
+    """Two rows for an instance model: its stored decoding, and decoding tuned on its training half.
+
+    The network runs once per image (probabilities); the decoding is then
+    cheap. The tuning images are the training half's validation images
+    (``tune_on="val"``, the ones ``train_unet`` held out with this seed) or
+    the whole training half (``"train"``); never the test half.
+    """
+    from napari_sem_analysis.unet.instances import decode
+    from napari_sem_analysis.unet.tuning import _tune_from_probabilities, instance_probabilities
+
+    train, test = pairs[HALVES[direction[0]]], pairs[HALVES[direction[1]]]
+    tune = [train[i] for i in _val_indices(len(train), seed=seed)] if tune_on == "val" else list(train)
+    t0 = time.perf_counter()
+    probs = [instance_probabilities(model, p[1], device="cpu") for p in tune]
+    stored = dict(model.config["instances"])
+    res = _tune_from_probabilities(probs, [p[3] for p in tune], stored)
+    tune_s = time.perf_counter() - t0
+    print(
+        f"  {direction}: decoding tuned on {len(tune)} training-half images ({tune_on}) in {tune_s:.0f} s: "
+        f"PQ {res['default_score']:.3f} -> {res['score']:.3f} with {res['settings']}",
+        flush=True,
     )
+    rows = {"stored": ([], []), "tuned": ([], [])}
+    for _, img, _ps, _ in test:
+        t = time.perf_counter()
+        p = instance_probabilities(model, img, device="cpu")
+        net_s = time.perf_counter() - t
+        for key, cfg in (("stored", stored), ("tuned", res["settings"])):
+            t = time.perf_counter()
+            rows[key][0].append(decode(p, cfg))
+            rows[key][1].append(net_s + time.perf_counter() - t)
+    extra = {**_training_info(model), **(info or {}), "model_file": model.path and Path(model.path).name}
+    out = []
+    for key, name in (("stored", "instance U-Net"), ("tuned", "instance U-Net, decoding tuned on its training half")):
+        settings = stored if key == "stored" else res["settings"]
+        row_extra = {**extra, "instance_settings": {k: v for k, v in settings.items() if k != "tuned"}}
+        if key == "tuned":
+            row_extra["decode_tuning"] = {
+                "tune_on": tune_on,
+                "images": [p[0] for p in tune],
+                "pq_stored": res["default_score"],
+                "pq_tuned": res["score"],
+                "candidates": len(res["tried"]),
+                "seconds": tune_s,
+            }
+        preds, secs = rows[key]
+        out.append(
+            score_rows(name, direction, [p[0] for p in test], preds, [p[3] for p in test], secs, test[0][2], row_extra)
+        )
+    return out
+
+
+def run_loaded(pairs, folder, direction, tune_on="val", threads=2):
+    """Score a model saved by ``--save-models`` (``instances_<direction>.safetensors``) without retraining."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from napari_sem_analysis import load_model
+
+    path = Path(folder) / f"instances_{direction}.safetensors"
+    if not path.exists():
+        print(f"  no model {path}; skipped", flush=True)
+        return []
+    model = load_model(path)
+    # the threads of this scoring run (give --threads as for the run that trained the models)
+    return score_instance_model(pairs, model, direction, {"threads": threads}, tune_on=tune_on)
 
 
 def _fmt_pct(v):
@@ -320,7 +403,7 @@ def to_markdown(results: list[dict], command: str) -> str:
             f"{100 * p['mean_abs_d50_error']:.1f}% ({_fmt_pct(p['d50_error'])}) | {r['mean_seconds']:.2f} s |"
         )
     lines.append("")
-    unets = [r for r in results if "train_seconds" in r]
+    unets = [r for r in results if "train_seconds" in r and "decoding tuned" not in r["method"]]
     if not unets:
         lines += [
             "## U-Net: no figures yet",
@@ -422,6 +505,19 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-models", default=None, help="folder to save each trained U-Net into")
+    ap.add_argument(
+        "--load-models",
+        default=None,
+        help="folder of instance models saved by --save-models (instances_AB.safetensors, ...): score them "
+        "with their stored decoding and with decoding tuned on their training half, without retraining",
+    )
+    ap.add_argument(
+        "--tune-on",
+        default="val",
+        choices=("val", "train"),
+        help="instance decoding tuned on the training half's validation images (held out from training) or on "
+        "the whole training half",
+    )
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
     ap.add_argument("--merge", default="", help="comma list of other results files to include in the report")
@@ -463,22 +559,26 @@ def main(argv=None):
             raise SystemExit(f"unknown method {m}")
     for task in [t for t in args.unet.split(",") if t]:
         for d in args.directions.split(","):
-            put(
-                run_unet(
-                    pairs,
-                    task,
-                    d,
-                    args.minutes,
-                    args.epochs,
-                    args.encoder,
-                    args.depth,
-                    args.patch,
-                    args.batch,
-                    args.threads,
-                    args.steps,
-                    save_dir=args.save_models,
-                )
-            )
+            for r in run_unet(
+                pairs,
+                task,
+                d,
+                args.minutes,
+                args.epochs,
+                args.encoder,
+                args.depth,
+                args.patch,
+                args.batch,
+                args.threads,
+                args.steps,
+                save_dir=args.save_models,
+                tune_on=args.tune_on,
+            ):
+                put(r)
+    if args.load_models:
+        for d in args.directions.split(","):
+            for r in run_loaded(pairs, args.load_models, d, tune_on=args.tune_on, threads=args.threads):
+                put(r)
     for extra in [f for f in args.merge.split(",") if f and Path(f).exists()]:
         for r in json.loads(Path(extra).read_text()):
             if all((r["method"], r["direction"]) != (q["method"], q["direction"]) for q in results):
@@ -488,6 +588,7 @@ def main(argv=None):
         "classical, tuned on the other half",
         "semantic U-Net + split_touching",
         "instance U-Net",
+        "instance U-Net, decoding tuned on its training half",
     ]
     results.sort(
         key=lambda r: (
