@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/eval_instances.py [DATA_DIR] [--methods classical,classical-tuned]
         [--unet instances,semantic] [--directions AB,BA] [--minutes 20] [--epochs 100]
+        [--save-models DIR] [--load-models DIR] [--tune-on val|train]
         [--results build/eval_instances.json] [--out docs/evaluation/instances.md]
 
 DATA_DIR defaults to ``../shared/data`` (relative to the repository root);
@@ -21,6 +22,13 @@ recipe with its defaults learns nothing from these halves and is reported on
 both. Scores come from ``evaluate_instances``: per image, and pooled over the
 test half (all matches of all images together); the count and D50 errors
 are also given as the mean over images of the absolute per-image error.
+
+Instance U-Nets are scored twice from one pass of the network over each
+image: with the decoding stored at training (thresholds 0.5) and with the
+decoding chosen by ``tune_instance_decoding`` on the training half's
+validation images (``--tune-on val``, the images ``train_unet`` held out)
+or on the whole training half (``--tune-on train``). ``--load-models``
+scores models saved by ``--save-models`` without retraining.
 
 Results of every run are merged into a JSON file (``--results``), so slow
 U-Net runs can be made one at a time; the markdown report is rewritten from
@@ -63,9 +71,14 @@ COMMANDS = [
     "--batch 4 --patch 128 --threads 1 --results build/sem_AB.json   # earlier run, heavy load (see above)",
     "python benchmarks/eval_instances.py --methods none --unet instances --directions AB,BA --minutes 20 "
     "--epochs 200 --encoder resnet18 --depth 4 --batch 8 --patch 128 --steps 20 --threads 2 "
-    "--save-models build/runs --results build/runs/inst_r18.json",
+    "--save-models build/runs --results build/runs/inst_r18.json   # its BA model; AB was run again:",
+    "python benchmarks/eval_instances.py --methods none --unet instances --directions AB --minutes 20 "
+    "--epochs 200 --encoder resnet18 --depth 4 --batch 8 --patch 128 --steps 20 --threads 2 "
+    "--save-models build/runs2 --results build/runs2/inst_r18_AB.json",
     "python benchmarks/eval_instances.py --methods none --load-models build/runs --directions AB,BA --threads 2 "
-    "--results build/runs/inst_r18_tuned.json   # the saved models: stored and tuned decoding",
+    "--results build/runs/inst_r18_tuned.json   # stored and tuned decoding of the saved models",
+    "python benchmarks/eval_instances.py --methods none --load-models build/runs2 --directions AB --threads 2 "
+    "--results build/runs2/inst_r18_AB_tuned.json",
 ]
 
 #: the issue's targets: (score, bound, "max" = at most / "min" = at least)
