@@ -10,19 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
+from _unet_helpers import _one_thread  # noqa: E402, F401  (autouse fixture)
+
 import napari_sem_analysis as sem  # noqa: E402
 from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
 from napari_sem_analysis.unet import load_model, train_unet  # noqa: E402
 
 TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def domes(shape=(96, 96), seed=0, n=10, dark=False):
