@@ -532,6 +532,13 @@ HEADER = [
     "watershed cannot place reliably where particles overlap. The `classical, tuned` rows below choose",
     "among a few of these settings on one half and report the other half.",
     "",
+    "Also tried (a scratch run, both halves): markers from the h-maxima of the distance map inside the",
+    "preset's split (`split_touching`'s `h`, 1-3 px) instead of the distance peaks `split_fraction` apart.",
+    "Chosen on A (h = 2 px: PQ 0.451, count 12.4 %, D50 9.2 % on A), on B it gives PQ 0.384 -> 0.396 but",
+    "count error 18.7 -> 23.7 % and D50 error 11.7 -> 12.7 %; chosen on B (h = 1 px: PQ 0.399 on B), on A",
+    "PQ 0.422 -> 0.441, count 17.1 -> 13.3 %, D50 13.5 -> 9.3 %. It raises PQ on both held-out halves by",
+    "0.01-0.02 only, and worsens the count and D50 on B, so the preset's defaults are unchanged.",
+    "",
 ]
 
 
