@@ -17,33 +17,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
+from _unet_helpers import _one_thread, disks  # noqa: E402, F401  (_one_thread: autouse fixture)
+
 from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
 from napari_sem_analysis.unet import UNetModel, load_model, predict_unet, select_device, train_unet  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine more threads only spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
-
-
-def disks(shape=(96, 96), seed=0, n=8):
-    """Bright disks (class 1) on a darker noisy background (class 0)."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    mask = np.zeros(shape, np.int32)
-    for _ in range(n):
-        cy, cx = r.integers(0, shape[0]), r.integers(0, shape[1])
-        rad = r.integers(5, 12)
-        mask[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = 1
-    img = (70 + 110 * mask + r.normal(0, 20, shape)).clip(0, 255).astype(np.uint8)
-    return img, mask
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
+from _unet_helpers import _one_thread  # noqa: E402, F401  (autouse fixture)
+
 import napari_sem_analysis as sem  # noqa: E402
 from napari_sem_analysis._validation import SEMAnalysisError  # noqa: E402
 from napari_sem_analysis.unet import load_model, train_unet  # noqa: E402
 
 TINY = dict(encoder="tu-resnet10t", encoder_depth=3, decoder_channels=(32, 16, 8))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def domes(shape=(96, 96), seed=0, n=10, dark=False):
@@ -193,3 +187,79 @@ def test_instance_options_validated():
             epochs=1,
             device="cpu",
         )
+
+
+def _unsure_maps(lab):
+    """Class probabilities of a network that sees interiors only at 0.42 (boundaries at 0.85)."""
+    from napari_sem_analysis.instances import instance_targets
+
+    t = instance_targets(lab)
+    probs = np.empty((3, *lab.shape), np.float32)
+    probs[:, t == 0] = np.array([0.9, 0.05, 0.05], np.float32)[:, None]
+    probs[:, t == 1] = np.array([0.05, 0.42, 0.53], np.float32)[:, None]
+    probs[:, t == 2] = np.array([0.05, 0.1, 0.85], np.float32)[:, None]
+    return probs
+
+
+def test_decoding_tuned_where_fixed_thresholds_merge_touching_discs():
+    from napari_sem_analysis.unet.instances import decode, instance_training_masks
+    from napari_sem_analysis.unet.tuning import _tune_from_probabilities
+
+    pairs = [domes((128, 128), seed=s, n=16) for s in (1, 2)]
+    _, stored = instance_training_masks([p[1] for p in pairs])
+    res = _tune_from_probabilities([_unsure_maps(p[1]) for p in pairs], [p[1] for p in pairs], stored)
+    # at 0.5 no interior is a seed: every blob of touching discs is one object
+    assert res["default_score"] < 0.5
+    assert res["settings"]["interior_threshold"] < 0.42 and res["score"] > 0.9
+    assert res["metric"] == "pq" and len(res["tried"]) > 20
+    # the chosen settings carry over to another image with the same kind of maps
+    _, truth = domes((128, 128), seed=9, n=16)
+    fixed = sem.evaluate_instances(decode(_unsure_maps(truth), stored), truth)["pq"]
+    tuned = sem.evaluate_instances(decode(_unsure_maps(truth), res["settings"]), truth)["pq"]
+    assert tuned > fixed + 0.3
+
+
+def test_tune_instance_decoding_on_a_model_stores_the_settings(inst_model, tmp_path):
+    from napari_sem_analysis.unet import UNetModel
+
+    model = UNetModel(inst_model.config, inst_model.state_dict, inst_model.history)
+    img, truth = domes((96, 96), seed=21, n=12)
+    grid = [{"interior_threshold": (0.3, 0.5, 0.7)}]
+    kept = dict(model.config["instances"])
+    res = sem.tune_instance_decoding(model, img, truth, grid=grid, apply=False, device="cpu")
+    assert model.config["instances"] == kept and res["score"] >= res["default_score"]
+    res = sem.tune_instance_decoding(model, [img], [truth], grid=grid, device="cpu")
+    stored = model.config["instances"]
+    assert stored["interior_threshold"] == res["settings"]["interior_threshold"]
+    assert stored["tuned"]["n_images"] == 1 and stored["tuned"]["score"] == res["score"]
+    loaded = load_model(model.save(tmp_path / "tuned"))
+    assert loaded.config["instances"] == stored
+    r = sem.evaluate_instances(loaded.predict(img, device="cpu"), truth)
+    assert r["pq"] == pytest.approx(res["score"])
+    with pytest.raises(SEMAnalysisError, match="metric"):
+        sem.tune_instance_decoding(model, img, truth, metric="count", device="cpu")
+    with pytest.raises(SEMAnalysisError, match="label images"):
+        sem.tune_instance_decoding(model, [img, img], [truth], device="cpu")
+
+
+def test_train_unet_tunes_decoding_on_its_validation_images():
+    pairs = [domes(seed=30 + s) for s in range(3)]
+    model = train_unet(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        task="instances",
+        **TINY,
+        patch_size=32,
+        epochs=1,
+        batch_size=2,
+        steps_per_epoch=2,
+        val_fraction=0.34,
+        device="cpu",
+        tune_decoding=True,
+    )
+    tuned = model.config["instances"]["tuned"]
+    assert tuned["n_images"] == 1 and tuned["score"] >= tuned["default_score"]
+    with pytest.raises(SEMAnalysisError, match="validation"):
+        _train(pairs[:1], epochs=1, tune_decoding=True)
+    with pytest.raises(SEMAnalysisError, match="completely annotated"):
+        _train(pairs[:1], epochs=1, tune_decoding=True, unlabelled=0)

@@ -85,7 +85,10 @@ def test_train_and_segment_instances(make_napari_viewer, errors, wait_run):
         w._background.value = 0
         p = w._parameters()
         assert p["task"] == "instances" and p["unlabelled"] == 0 and p["background"] is None
+        # decoding tuned on the validation images only when they are fully annotated
+        assert w._tune.native.isHidden() and not p["tune_decoding"]
         w._sparse.value = False
+        assert not w._tune.native.isHidden() and w._parameters()["tune_decoding"]
         w._encoder.value = "tu-resnet10t"
         w._patch.value, w._epochs.value, w._batch.value, w._val.value = 64, 2, 2, 0.0
         w._device.value = "cpu"

@@ -8,38 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
+from _unet_helpers import _one_thread, disks  # noqa: E402, F401  (_one_thread: autouse fixture)
+from _unet_helpers import setup_train as _setup  # noqa: E402
+
 from napari_sem_analysis.widgets._unet import TrainUNetWidget  # noqa: E402
 
 TIMEOUT = 300_000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def disks(shape=(96, 96), seed=0, n=8):
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    mask = np.zeros(shape, np.int32)
-    for _ in range(n):
-        cy, cx = r.integers(0, shape[0]), r.integers(0, shape[1])
-        rad = r.integers(5, 12)
-        mask[(yy - cy) ** 2 + (xx - cx) ** 2 < rad**2] = 1
-    img = (70 + 110 * mask + r.normal(0, 20, shape)).clip(0, 255).astype(np.uint8)
-    return img, mask
-
-
-def _setup(widget, epochs=2):
-    widget._encoder.value = "tu-resnet10t"
-    widget._patch.value = 64
-    widget._epochs.value = epochs
-    widget._batch.value = 2
-    widget._val.value = 0.25
-    widget._device.value = "cpu"
 
 
 def test_a_0_255_mask_trains_two_classes_named_from_the_layer(make_napari_viewer, errors, wait_run):

@@ -199,16 +199,12 @@ def instances_from_maps(
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     markers = lut[markers]
-    # foreground components with no seed get one
-    nc, comp = cv2.connectedComponents(fg.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    has = np.zeros(nc, bool)
-    has[comp[markers > 0]] = True
-    missing = ~has
-    missing[0] = False
-    if missing.any():
-        extra = missing[comp]
-        markers[extra] = comp[extra] + int(markers.max())
     from skimage.segmentation import watershed
+
+    from .segmentation.watershed import _markers_for_unmarked
+
+    # foreground components with no seed get one
+    markers = _markers_for_unmarked(markers, [fg.view(np.uint8)])
 
     labels = watershed(-inner, markers, mask=fg).astype(np.int32)
     labels = _relabel(labels)

@@ -143,22 +143,7 @@ def segment_particles(
     """
     arr = np.asarray(image)
     if _is_stack(arr):
-        kw = dict(
-            pixel_size=pixel_size,
-            dark_particles=dark_particles,
-            denoise_size=denoise_size,
-            threshold_method=threshold_method,
-            threshold_offset=threshold_offset,
-            min_particle_diameter=min_particle_diameter,
-            split=split,
-            split_min_distance=split_min_distance,
-            split_fraction=split_fraction,
-            edge_quantile=edge_quantile,
-            boundary_weight=boundary_weight,
-            merge_fraction=merge_fraction,
-            merge_slivers=merge_slivers,
-            separate=separate,
-        )
+        kw = _keyword_args(segment_particles, locals())
         return np.stack([segment_particles(p, **kw) for p in arr]).astype(np.int32)
     arr, units = _preset_input(arr, threshold_method, pixel_size)
     img, mask, min_area = _particle_mask(
@@ -185,6 +170,22 @@ def segment_particles(
 # --------------------------------------------------------------------------
 # stages of the recipes
 # --------------------------------------------------------------------------
+
+
+def _keyword_args(func, values: dict) -> dict:
+    """The keyword-only arguments of ``func`` as found in ``values`` (its ``locals()``): to call it again per plane."""
+    import inspect
+
+    params = inspect.signature(func).parameters.values()
+    return {p.name: values[p.name] for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a float32 image (reflected borders); unchanged for sigma 0."""
+    if sigma > 0:
+        ks = int(2 * np.ceil(3 * sigma) + 1)
+        img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
+    return img
 
 
 def _is_stack(arr: np.ndarray) -> bool:
@@ -217,11 +218,7 @@ def _preset_input(arr: np.ndarray, threshold_method: str, pixel_size) -> tuple[n
 
 def _particle_mask(arr, units: _Units, denoise_size, threshold_method, threshold_offset, dark_particles, min_diameter):
     """Steps 1-3 of :func:`segment_particles`: (denoised float32 image, clean mask, smallest area px²)."""
-    sigma = units.px(denoise_size, 1.0, "denoise_size")
-    img = arr.astype(np.float32)
-    if sigma > 0:
-        ks = int(2 * np.ceil(3 * sigma) + 1)
-        img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
+    img = _blur(arr.astype(np.float32), units.px(denoise_size, 1.0, "denoise_size"))
     mask = threshold(img, threshold_method, dark_objects=dark_particles, offset=threshold_offset)
     dmin = units.px(min_diameter, PARTICLE_MIN_DIAMETER_PX, "min_particle_diameter")
     min_area = np.pi * (dmin / 2) ** 2
@@ -286,19 +283,7 @@ def split_particles(
 
     arr = np.asarray(mask)
     if arr.ndim == 3:
-        kw = dict(
-            min_size=min_size,
-            split_min_distance=split_min_distance,
-            split_fraction=split_fraction,
-            edge_quantile=edge_quantile,
-            boundary_weight=boundary_weight,
-            merge_fraction=merge_fraction,
-            merge_slivers=merge_slivers,
-            separate=separate,
-            smooth_image=smooth_image,
-            pixel_size=pixel_size,
-            unit=unit,
-        )
+        kw = _keyword_args(split_particles, locals())
         planes = [np.asarray(intensity_image)[i] if intensity_image is not None else None for i in range(len(arr))]
         return np.stack([split_particles(p, im, **kw) for p, im in zip(arr, planes)]).astype(np.int32)
     m = _check_mask(arr)
@@ -317,10 +302,7 @@ def split_particles(
         img = check_image(intensity_image).astype(np.float32)
         if img.shape != m.shape:
             raise SEMAnalysisError(f"intensity_image shape {img.shape} differs from mask shape {m.shape}")
-        sigma = check_positive(smooth_image, "smooth_image", allow_zero=True, maximum=100)
-        if sigma > 0:
-            ks = int(2 * np.ceil(3 * sigma) + 1)
-            img = cv2.GaussianBlur(img, (ks, ks), sigma, borderType=cv2.BORDER_REFLECT)
+        img = _blur(img, check_positive(smooth_image, "smooth_image", allow_zero=True, maximum=100))
     return _split_particles(
         m,
         img,
@@ -428,15 +410,7 @@ def segment_pores(
     """
     arr = np.asarray(image)
     if _is_stack(arr):
-        kw = dict(
-            pixel_size=pixel_size,
-            denoise_size=denoise_size,
-            threshold_method=threshold_method,
-            threshold_offset=threshold_offset,
-            min_pore_diameter=min_pore_diameter,
-            fill_holes=fill_holes,
-            split=split,
-        )
+        kw = _keyword_args(segment_pores, locals())
         return np.stack([segment_pores(p, **kw) for p in arr]).astype(np.int32)
     arr, units = _preset_input(arr, threshold_method, pixel_size)
     r = units.px(denoise_size, 1.0, "denoise_size")

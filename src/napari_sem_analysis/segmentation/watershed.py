@@ -132,31 +132,10 @@ def split_touching(
     if connectivity not in (4, 8):
         raise SEMAnalysisError(f"connectivity must be 4 or 8, got {connectivity!r}")
     bw = check_positive(boundary_weight, "boundary_weight", allow_zero=True, maximum=1.0)
-    grad = None
-    if intensity_image is not None:  # checked even where unused: NaN or a wrong shape is a mistake
-        img = check_image(intensity_image, name="intensity_image")
-        if img.shape != m.shape:
-            raise SEMAnalysisError(f"intensity_image shape {img.shape} differs from mask shape {m.shape}")
-    if intensity_image is not None and (bw > 0 or edge_quantile is not None):
-        grad = _gradient(img)
-    elif edge_quantile is not None or bw > 0:
-        raise SEMAnalysisError("edge_quantile and boundary_weight need an intensity_image")
+    grad = _split_gradient(m, intensity_image, edge_quantile, bw)
     u8 = np.ascontiguousarray(m).view(np.uint8)
     dist = cv2.distanceTransform(u8, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    core = m
-    if grad is not None and edge_quantile is not None:
-        q = check_positive(edge_quantile, "edge_quantile", maximum=1.0)
-        t = float(np.quantile(grad[m], q))
-        core = m & (grad <= t)
-        core = clean_mask(core, min_size=max(4.0, ms), fill_holes=True, allow_empty=True)
-        if not core.any():
-            core = m
-        cdist = cv2.distanceTransform(np.ascontiguousarray(core).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    else:
-        cdist = dist
-    if smooth > 0:
-        ks = int(2 * np.ceil(3 * smooth) + 1)
-        cdist = cv2.GaussianBlur(cdist, (ks, ks), smooth) * core
+    core, cdist = _split_core(m, dist, grad, edge_quantile, ms, smooth)
     if h is not None:
         hh = to_pixels(h, pixel_size, unit=unit, name="h")
         if hh <= 0:
@@ -172,6 +151,51 @@ def split_touching(
     # objects (and particle cores) without a marker, because a larger neighbour's
     # peak suppressed theirs, get their own
     regions = [u8] if core is m else [np.ascontiguousarray(core).view(np.uint8), u8]
+    markers = _markers_for_unmarked(markers, regions)
+    if grad is not None and bw > 0:
+        gmax = float(grad[m].max()) or 1.0
+        dmax = float(dist.max()) or 1.0
+        surface = bw * grad / gmax - (1 - bw) * dist / dmax
+    else:
+        surface = -dist
+    labels = _relabel(_watershed(surface, markers, m))
+    return _split_cleanup(labels, ms, md, merge_slivers, u8, dist, separate, connectivity)
+
+
+def _split_gradient(m, intensity_image, edge_quantile, bw):
+    """The gradient magnitude of the intensity image, when the split uses edges (else None)."""
+    if intensity_image is not None:  # checked even where unused: NaN or a wrong shape is a mistake
+        img = check_image(intensity_image, name="intensity_image")
+        if img.shape != m.shape:
+            raise SEMAnalysisError(f"intensity_image shape {img.shape} differs from mask shape {m.shape}")
+    if intensity_image is not None and (bw > 0 or edge_quantile is not None):
+        return _gradient(img)
+    if edge_quantile is not None or bw > 0:
+        raise SEMAnalysisError("edge_quantile and boundary_weight need an intensity_image")
+    return None
+
+
+def _split_core(m, dist, grad, edge_quantile, ms, smooth):
+    """The region the markers come from (the mask, or its low-gradient cores) and its smoothed distance map."""
+    core = m
+    if grad is not None and edge_quantile is not None:
+        q = check_positive(edge_quantile, "edge_quantile", maximum=1.0)
+        t = float(np.quantile(grad[m], q))
+        core = m & (grad <= t)
+        core = clean_mask(core, min_size=max(4.0, ms), fill_holes=True, allow_empty=True)
+        if not core.any():
+            core = m
+        cdist = cv2.distanceTransform(np.ascontiguousarray(core).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    else:
+        cdist = dist
+    if smooth > 0:
+        ks = int(2 * np.ceil(3 * smooth) + 1)
+        cdist = cv2.GaussianBlur(cdist, (ks, ks), smooth) * core
+    return core, cdist
+
+
+def _markers_for_unmarked(markers: np.ndarray, regions: list) -> np.ndarray:
+    """Every 8-connected component of each region without a marker gets one (the whole component)."""
     for region in regions:
         ncomp, comp = cv2.connectedComponents(region, connectivity=8, ltype=cv2.CV_32S)
         has = np.zeros(ncomp, bool)
@@ -183,14 +207,11 @@ def split_touching(
             nmk = int(markers.max())
             markers = markers.copy()
             markers[extra] = comp[extra] + nmk
-    if grad is not None and bw > 0:
-        gmax = float(grad[m].max()) or 1.0
-        dmax = float(dist.max()) or 1.0
-        surface = bw * grad / gmax - (1 - bw) * dist / dmax
-    else:
-        surface = -dist
-    labels = _watershed(surface, markers, m)
-    labels = _relabel(labels)
+    return markers
+
+
+def _split_cleanup(labels, ms, md, merge_slivers, u8, dist, separate, connectivity):
+    """Small pieces merged (``min_size``, slivers) and touching instances separated, as asked."""
     if ms > 0:
         labels = _merge_small(labels, ms)
         if not labels.any():

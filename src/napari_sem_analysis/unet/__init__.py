@@ -5,7 +5,9 @@ Modules: :mod:`.network` (architectures, encoders), :mod:`.normalization`
 and its safetensors file), :mod:`.predict` (tiled, blended inference),
 :mod:`.losses` (class weights, Dice + cross-entropy, IoU), :mod:`.sampling`
 (augmented patches, validation split), :mod:`.train` (:func:`train_unet` and
-its checks and data preparation) and :mod:`.loop` (the epoch loop).
+its checks and data preparation), :mod:`.loop` (the epoch loop),
+:mod:`.instances` (instance targets and decoding) and :mod:`.tuning`
+(:func:`tune_instance_decoding`: decoding settings chosen on annotated images).
 
 Architectures and encoders come from ``segmentation-models-pytorch`` (smp).
 A user gives a few images with class masks, :func:`train_unet` trains a
@@ -40,12 +42,14 @@ from .network import ARCHITECTURES, _amp_dtype, _build_network  # noqa: F401  (u
 from .predict import predict_unet
 from .sampling import _PatchSampler  # noqa: F401  (used by tests)
 from .train import train_unet
+from .tuning import tune_instance_decoding
 
 __all__ = [
     "train_unet",
     "UNetModel",
     "load_model",
     "predict_unet",
+    "tune_instance_decoding",
     "select_device",
     "ARCHITECTURES",
 ]

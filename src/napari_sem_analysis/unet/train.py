@@ -69,6 +69,7 @@ def train_unet(
     unlabelled: int | None = None,
     background: int | None = None,
     regions=None,
+    tune_decoding: bool = False,
 ) -> UNetModel:
     """Train a segmentation network on images with class masks (or instance labels).
 
@@ -176,6 +177,13 @@ def train_unet(
     regions : list of bool arrays, optional
         Instances: per image, the annotated region; pixels outside do not
         count in the loss.
+    tune_decoding : bool
+        Instances: after training, choose the decoding settings (thresholds,
+        smallest seed and object) that give the best panoptic quality on the
+        validation images (:func:`napari_sem_analysis.tune_instance_decoding`)
+        and store them in the model. Needs validation data (``val_fraction``
+        > 0 or ``validation``) annotated completely (no ``unlabelled``,
+        ``background`` or ``regions``).
 
     Returns
     -------
@@ -192,10 +200,16 @@ def train_unet(
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     dev = select_device(settings.device)
+    tuning = _tuning_data(settings, data, rng)
     prepared = _prepare_data(settings, data, config, rng)
     setup = _setup_training(settings, config, prepared, dev)
     loop = _fit(settings, setup, prepared, callback)
-    return _finish(settings, config, prepared, setup, loop, instance_cfg)
+    model = _finish(settings, config, prepared, setup, loop, instance_cfg)
+    if tuning is not None:
+        from .tuning import tune_instance_decoding
+
+        tune_instance_decoding(model, *tuning, device=settings.device)
+    return model
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +257,7 @@ class _TrainSettings:
     unlabelled: int | None
     background: int | None
     regions: Any
+    tune_decoding: bool
 
 
 @dataclass
@@ -253,6 +268,9 @@ class _TrainData:
     masks: list
     val_images: list | None = None
     val_masks: list | None = None
+    #: instance labels before they become targets (task="instances")
+    instance_labels: list | None = None
+    val_instance_labels: list | None = None
 
 
 def _as_list(images, masks):
@@ -308,11 +326,38 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
     if s.n_classes not in (None, 3):
         raise SEMAnalysisError("an instance model has 3 classes (background, interior, boundary)")
     kwargs = {"boundary_width": s.boundary_width, "unlabelled": s.unlabelled, "background": s.background}
+    data.instance_labels, data.val_instance_labels = data.masks, data.val_masks
     data.masks, instance_cfg = instance_training_masks(data.masks, regions=s.regions, **kwargs)
     if data.val_masks is not None:
         data.val_masks, _ = instance_training_masks(data.val_masks, **kwargs)
     s.ignore_index, s.n_classes, s.class_names = TARGET_IGNORE, 3, list(CLASS_NAMES)
     return instance_cfg
+
+
+def _tuning_data(s: _TrainSettings, data: _TrainData, rng) -> tuple[list, list] | None:
+    """``tune_decoding``: the validation images and their instance labels (None when not asked).
+
+    Without explicit validation data, the split is the one :func:`_prepare_data`
+    makes next: the same function on a copy of the random generator.
+    """
+    if not s.tune_decoding:
+        return None
+    if s.task != "instances":
+        raise SEMAnalysisError("tune_decoding is for task='instances'")
+    if s.unlabelled is not None or s.background is not None or s.regions is not None:
+        raise SEMAnalysisError("tune_decoding needs completely annotated images (no unlabelled, background, regions)")
+    from .instances import _objects
+
+    if data.val_images is not None:
+        return data.val_images, [_objects(m) for m in data.val_instance_labels]
+    if float(s.val_fraction) <= 0:
+        raise SEMAnalysisError("tune_decoding needs validation data: val_fraction > 0 or validation=")
+    twin = np.random.default_rng()
+    twin.bit_generator.state = rng.bit_generator.state
+    split = _split_validation(data.images, data.instance_labels, float(s.val_fraction), twin, s.patch_size)
+    if not split[2]:
+        raise SEMAnalysisError("tune_decoding: the images are too small to hold out validation data")
+    return split[2], [_objects(m) for m in split[3]]
 
 
 def _check_classes(s: _TrainSettings, masks) -> tuple[int, list[str]]:
