@@ -34,7 +34,12 @@ def _bead_reference(wd: _Widths, g: _Graph) -> tuple[np.ndarray, float]:
     global_med = float(np.nanmedian(np.where(wd.valid, wd.widths, np.nan))) if wd.valid.any() else float("nan")
     # beads must be judged against the fibre, not the bead: the lower quartile of a
     # segment's widths is the fibre even where a bead takes half the segment
-    seg_ref = _segment_quantile(g.segid, wd.widths, wd.valid, g.nseg, 0.25)
+    # (also of all its widths, those near crossings included: a bead can take all of a
+    # short segment between two crossings but for the stretches next to them)
+    seg_ref = np.fmin(
+        _segment_quantile(g.segid, wd.widths, wd.valid, g.nseg, 0.25),
+        _segment_quantile(g.segid, wd.widths, np.ones_like(wd.valid), g.nseg, 0.25),
+    )
     ref = np.where(np.isfinite(seg_ref), seg_ref, global_med)
     if np.isfinite(global_med):
         ref = np.minimum(ref, 2.0 * global_med)
@@ -48,6 +53,11 @@ def _spindle_pixels(dist: np.ndarray, g: _Graph, wd: _Widths, ref: np.ndarray, b
     r = ref[g.segid]
     # (and at least 4 px wider: thin digital lines and their crossings are not beads)
     wide = (disc > np.maximum(bead_factor * r, r + 4.0)) & ~wd.near_bead
+    # as for particles, a bead cut by the image border is not counted: its disc, grown
+    # by its radius, must lie in the image (fibres leaving the image obliquely, or
+    # crossing just outside it, look wide there)
+    h, w = g.seg.shape
+    wide &= 2.0 * dist[g.ys, g.xs] <= np.minimum(np.minimum(g.ys, h - 1 - g.ys), np.minimum(g.xs, w - 1 - g.xs)) + 1.0
     bead_pix = np.zeros(g.seg.shape, bool)
     bead_pix[g.ys[wide], g.xs[wide]] = True
     return bead_pix
@@ -72,7 +82,7 @@ def _find_blobs(fmask: np.ndarray, dist: np.ndarray, g: _Graph, bd: _Beads, bead
     area = ndi.sum(np.ones_like(dist), comp, cidx)
     rmax = np.asarray(ndi.maximum(dist, comp, cidx), float)
     sk_len = np.bincount(comp[g.skel], minlength=ncomp + 1)[1:]
-    has_junction = np.bincount(comp[g.junction], minlength=ncomp + 1)[1:] > 0
+    has_junction = np.bincount(comp[g.crossing], minlength=ncomp + 1)[1:] > 0
     disc_area = np.pi * (rmax - 0.5) ** 2
     blob = (
         (2 * rmax - 1 > bead_factor * bd.global_median)

@@ -52,7 +52,12 @@ def centerline(mask: np.ndarray, dist: np.ndarray, *, spur_factor: float = 1.5, 
 
 @dataclass
 class _Graph:
-    """The centreline: skeleton, junction pixels, segment labels and the segment of each centreline pixel."""
+    """The centreline: skeleton, junction pixels, segment labels and the segment of each centreline pixel.
+
+    ``crossing``: the junction pixels where three or more branches meet (not
+    the knots of two or three junction pixels that a skeleton makes inside a
+    bead, with only the fibre's two branches leaving them).
+    """
 
     skel: np.ndarray
     junction: np.ndarray
@@ -62,15 +67,31 @@ class _Graph:
     ys: np.ndarray
     xs: np.ndarray
     segid: np.ndarray
+    crossing: np.ndarray
 
 
 def _centreline_graph(fmask: np.ndarray, dist: np.ndarray) -> _Graph:
     """Pruned skeleton of ``fmask`` split into segments at its junctions."""
     skel = centerline(fmask, dist)
     junction, _, seg, nseg = _graph(skel)
-    _, n_junctions = ndi.label(junction, _EIGHT)
+    crossing = _crossings(junction, seg, nseg)
+    _, n_junctions = ndi.label(crossing, _EIGHT)
     ys, xs = np.nonzero(seg)
-    return _Graph(skel, junction, seg, nseg, int(n_junctions), ys, xs, seg[ys, xs])
+    return _Graph(skel, junction, seg, nseg, int(n_junctions), ys, xs, seg[ys, xs], crossing)
+
+
+def _crossings(junction: np.ndarray, seg: np.ndarray, nseg: int) -> np.ndarray:
+    """The junction pixels of knots (junctions with their 1-2 pixel links) that three or more branches leave."""
+    tiny = np.bincount(seg.ravel(), minlength=nseg + 1) <= 2
+    tiny[0] = False
+    knot, n = ndi.label(junction | tiny[seg], _EIGHT)
+    if n == 0:
+        return junction
+    around = ndi.grey_dilation(knot, footprint=_EIGHT)
+    touch = (seg > 0) & ~tiny[seg] & (around > 0)
+    pairs = np.unique(np.stack([around[touch], seg[touch]]), axis=1)
+    branches = np.bincount(pairs[0], minlength=n + 1)
+    return junction & (branches >= 3)[knot]
 
 
 @dataclass

@@ -100,8 +100,8 @@ def _local_widths(fmask: np.ndarray, dist: np.ndarray, g: _Graph, profile_source
     if profile_source is None:
         widths = np.where(np.isfinite(widths), np.maximum(widths, 2 * dist[ys, xs] - 1), np.nan)
     # leave out pixels near junctions: there the width is the crossing's
-    if g.junction.any():
-        dj, (iy, ix) = ndi.distance_transform_edt(~g.junction, return_indices=True)
+    if g.crossing.any():
+        dj, (iy, ix) = ndi.distance_transform_edt(~g.crossing, return_indices=True)
         dj_ = dj[ys, xs]
         rj = dist[iy[ys, xs], ix[ys, xs]]
         near = dj_ < 2.0 * rj + 3.0
