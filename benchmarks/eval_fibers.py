@@ -18,8 +18,11 @@ Three parts (``--part``):
     classes, 7 specimens named by the file-name rule of
     ``load_image_folder``: the stem after the shared ``translated_`` up to
     the first ``_`` or ``-``, i.e. ppc9, ppc10, ppc3, ppc5, pan3, pp28, pp29)
-    with physical fibre features, texture features and both; random forest
-    (300 trees, balanced class weights). Also 4-fold grouped by micrograph.
+    with physical fibre features, texture features and both; the ImageClassifier's
+    random forest (300 trees, balanced class weights) and logistic regression, and
+    a choice between the two made inside each training fold by an inner
+    leave-specimen-out on the training specimens only. Also 4-fold grouped by
+    micrograph. ``--jobs N`` computes the features in N processes.
 
 Run from the repository root::
 
