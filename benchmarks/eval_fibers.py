@@ -18,8 +18,11 @@ Three parts (``--part``):
     classes, 7 specimens named by the file-name rule of
     ``load_image_folder``: the stem after the shared ``translated_`` up to
     the first ``_`` or ``-``, i.e. ppc9, ppc10, ppc3, ppc5, pan3, pp28, pp29)
-    with physical fibre features, texture features and both; random forest
-    (300 trees, balanced class weights). Also 4-fold grouped by micrograph.
+    with physical fibre features, texture features and both; the ImageClassifier's
+    random forest (300 trees, balanced class weights) and logistic regression, and
+    a choice between the two made inside each training fold by an inner
+    leave-specimen-out on the training specimens only. Also 4-fold grouped by
+    micrograph. ``--jobs N`` computes the features in N processes.
 
 Run from the repository root::
 
@@ -68,7 +71,7 @@ def _bead_f1(truth, table, tol_factor: float = 0.6):
     return tp, len(det), len(gt), p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def part_synthetic(n_seeds: int = 3) -> None:
+def part_synthetic(n_seeds: int = 3, first_seed: int = 100) -> None:
     from napari_sem_analysis import measure_fibers, sample_fibers
 
     print("\n== synthetic fibre mats (sample_fibers) ==")
@@ -89,7 +92,10 @@ def part_synthetic(n_seeds: int = 3) -> None:
             worst_small = max(worst_small, ei)
         print(f"{d:>11} {np.mean(meds_i):>14.2f} {ei:>7.2f} {np.mean(meds_m):>13.2f} {em:>7.2f}")
     print(f"worst |error| (image): {100 * worst_big:.1f} % of d for d >= 8 px; {worst_small:.2f} px below 8 px")
-    print("\nmats with diameters 8-16 px, beads (spindles 2.6-3.6 x d) and blobs, alignment 0 / 0.5 / 0.8")
+    print(
+        f"\nmats with diameters 8-16 px, beads (spindles 2.6-3.6 x d) and blobs, alignment 0 / 0.5 / 0.8, "
+        f"seeds {first_seed}..{first_seed + n_seeds - 1}"
+    )
     print(
         f"{'seed':>4} {'align req':>9} {'align true':>10} {'meas':>6} {'orient true':>11} {'meas':>6} "
         f"{'d med true':>10} {'meas':>6} {'beads tp/det/true':>17} {'F1':>5} {'s':>5}"
@@ -98,7 +104,7 @@ def part_synthetic(n_seeds: int = 3) -> None:
     align_err = []
     for a in (0.0, 0.5, 0.8):
         for seed in range(n_seeds):
-            s = sample_fibers(100 + seed, alignment=a)
+            s = sample_fibers(first_seed + seed, alignment=a)
             t0 = time.perf_counter()
             r = measure_fibers(s.image, max_diameter=50)
             dt = time.perf_counter() - t0
@@ -228,55 +234,98 @@ def part_thickness(data: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _nanofiber_features(folder: Path, cache: Path | None):
+def _features_of(path: str):
     from napari_sem_analysis import fiber_features, image_features
     from napari_sem_analysis.io import read_image
 
+    im, _ = read_image(path)
+    t0 = time.perf_counter()
+    ff = fiber_features(im)
+    t1 = time.perf_counter()
+    tf = image_features(im)
+    return ff, tf, t1 - t0, time.perf_counter() - t1
+
+
+def _nanofiber_features(folder: Path, cache: Path | None, jobs: int = 1):
     files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".tif", ".tiff", ".png"))
     if cache is not None and cache.exists():
         z = np.load(cache, allow_pickle=False)
         if list(z["files"]) == [str(f) for f in files]:
             return files, z["Xf"], list(z["nf"]), z["Xt"], list(z["nt"])
-    Xf, Xt, nf, nt = [], [], None, None
-    for i, f in enumerate(files):
-        im, _ = read_image(f)
-        t0 = time.perf_counter()
-        ff = fiber_features(im)
-        t1 = time.perf_counter()
-        tf = image_features(im)
-        nf, nt = list(ff), list(tf)
-        Xf.append([ff[k] for k in nf])
-        Xt.append([tf[k] for k in nt])
-        print(
-            f"  [{i + 1}/{len(files)}] {f.parent.name}/{f.name}: fibre {t1 - t0:.1f} s, "
-            f"texture {time.perf_counter() - t1:.1f} s"
-        )
-    Xf, Xt = np.asarray(Xf), np.asarray(Xt)
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as ex:
+            results = list(ex.map(_features_of, [str(f) for f in files]))
+    else:
+        results = [_features_of(str(f)) for f in files]
+    for i, (f, (_, _, t_f, t_t)) in enumerate(zip(files, results, strict=True)):
+        print(f"  [{i + 1}/{len(files)}] {f.parent.name}/{f.name}: fibre {t_f:.1f} s, texture {t_t:.1f} s")
+    nf, nt = list(results[0][0]), list(results[0][1])
+    Xf = np.asarray([[r[0][k] for k in nf] for r in results])
+    Xt = np.asarray([[r[1][k] for k in nt] for r in results])
     if cache is not None:
         np.savez(cache, files=np.array([str(f) for f in files]), Xf=Xf, nf=np.array(nf), Xt=Xt, nt=np.array(nt))
     return files, Xf, nf, Xt, nt
 
 
-def _cv(X, y, groups, classes, n_estimators=300):
-    from sklearn.ensemble import RandomForestClassifier
+_MODELS = ("random_forest", "logistic_regression")
 
+
+def _fit_predict(model: str, Xtr, ytr, Xte, n_estimators=300):
+    from napari_sem_analysis.classification.sklearn_models import _make_sklearn_model
+
+    clf = _make_sklearn_model(model, 0, n_estimators)
+    clf.fit(Xtr, ytr)
+    return clf.predict(Xte)
+
+
+def _inner_choice(X, y, groups) -> str:
+    """The model with the best leave-one-group-out accuracy on the training specimens only."""
+    scores = {}
+    for model in _MODELS:
+        hits = 0
+        for g in np.unique(groups):
+            t = groups == g
+            if len(set(y[~t])) < 2:
+                continue
+            hits += int(np.sum(_fit_predict(model, X[~t], y[~t], X[t], 100) == y[t]))
+        scores[model] = hits
+    return max(_MODELS, key=lambda m: scores[m])  # ties: the first (random forest)
+
+
+def _cv(X, y, groups, classes, model="random_forest"):
+    """Predictions with each group held out; ``model="nested"`` picks the model inside each training fold."""
     pred = np.empty(len(y), dtype=object)
+    chosen = []
     for g in np.unique(groups):
         test = groups == g
-        clf = RandomForestClassifier(n_estimators=n_estimators, random_state=0, class_weight="balanced")
-        clf.fit(X[~test], y[~test])
-        pred[test] = clf.predict(X[test])
+        m = _inner_choice(X[~test], y[~test], groups[~test]) if model == "nested" else model
+        chosen.append(m)
+        pred[test] = _fit_predict(m, X[~test], y[~test], X[test])
     cm = np.array([[np.sum((y == a) & (pred == b)) for b in classes] for a in classes])
-    return float(np.mean(pred == y)), cm, pred
+    return float(np.mean(pred == y)), cm, chosen
 
 
-def part_nanofiber(data: Path, cache: Path | None) -> None:
+def _print_cm(classes, cm) -> None:
+    recall = cm.diagonal() / cm.sum(axis=1)
+    precision = cm.diagonal() / np.maximum(cm.sum(axis=0), 1)
+    print(
+        "  per class:  "
+        + "; ".join(f"{c} recall {r:.2f} precision {p:.2f}" for c, r, p in zip(classes, recall, precision, strict=True))
+    )
+    print("  confusion (rows true, columns predicted: " + ", ".join(classes) + ")")
+    for c, row in zip(classes, cm, strict=True):
+        print(f"    {c:<18} " + " ".join(f"{v:>3}" for v in row))
+
+
+def part_nanofiber(data: Path, cache: Path | None, jobs: int = 1) -> None:
     folder = data / "nanofiber-sem"
     print("\n== nanofibre quality: leave one specimen out ==")
     if not folder.is_dir():
         print(f"{folder} missing: skipped")
         return
-    files, Xf, nf, Xt, nt = _nanofiber_features(folder, cache)
+    files, Xf, nf, Xt, nt = _nanofiber_features(folder, cache, jobs)
     y = np.array([f.parent.name for f in files], dtype=object)
     from napari_sem_analysis.classification.folders import specimens_from_paths
 
@@ -292,24 +341,25 @@ def part_nanofiber(data: Path, cache: Path | None) -> None:
     for c in classes:
         idx = np.flatnonzero(y == c)
         fold[idx] = rng.permutation(np.arange(len(idx)) % 4)
-    for name, X in (("fibre (physical)", Xf), ("texture", Xt), ("fibre + texture", np.hstack([Xf, Xt]))):
-        acc, cm, _ = _cv(X, y, spec, classes)
-        acc_m, _, _ = _cv(X, y, fold, classes)
+    sets = (("fibre (physical)", Xf), ("texture", Xt), ("fibre + texture", np.hstack([Xf, Xt])))
+    for model in (*_MODELS, "nested"):
         print(
-            f"\n{name}: leave-specimen-out accuracy {acc:.3f} ({len(set(spec))} folds); "
-            f"grouped by micrograph (4-fold) {acc_m:.3f}"
+            f"\n-- model: {model}"
+            + (" (chosen inside each training fold by inner leave-specimen-out)" if model == "nested" else "")
         )
-        recall = cm.diagonal() / cm.sum(axis=1)
-        precision = cm.diagonal() / np.maximum(cm.sum(axis=0), 1)
-        print(
-            "  per class:  "
-            + "; ".join(
-                f"{c} recall {r:.2f} precision {p:.2f}" for c, r, p in zip(classes, recall, precision, strict=True)
+        for name, X in sets:
+            acc, cm, chosen = _cv(X, y, spec, classes, model)
+            acc_m, _, _ = _cv(X, y, fold, classes, model)
+            print(
+                f"\n{name}: leave-specimen-out accuracy {acc:.3f} ({len(set(spec))} folds); "
+                f"grouped by micrograph (4-fold) {acc_m:.3f}"
             )
-        )
-        print("  confusion (rows true, columns predicted: " + ", ".join(classes) + ")")
-        for c, row in zip(classes, cm, strict=True):
-            print(f"    {c:<18} " + " ".join(f"{v:>3}" for v in row))
+            if model == "nested":
+                print(
+                    "  chosen per held-out specimen: "
+                    + ", ".join(f"{g} {m}" for g, m in zip(np.unique(spec), chosen, strict=True))
+                )
+            _print_cm(classes, cm)
     print("\nfibre feature medians per class:")
     for k, n in enumerate(nf):
         print(f"  {n:<26} " + "  ".join(f"{c[:8]} {np.median(Xf[y == c, k]):7.3f}" for c in classes))
@@ -321,14 +371,16 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=("all", "synthetic", "thickness", "nanofiber"), default="all")
     ap.add_argument("--cache", default=None, help="npz file to cache the nanofibre features in")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=100, help="seed of the first bead mat (fresh mats: 200)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the nanofibre features")
     args = ap.parse_args(argv)
     data = Path(args.data)
     if args.part in ("all", "synthetic"):
-        part_synthetic(args.seeds)
+        part_synthetic(args.seeds, args.first_seed)
     if args.part in ("all", "thickness"):
         part_thickness(data)
     if args.part in ("all", "nanofiber"):
-        part_nanofiber(data, Path(args.cache) if args.cache else None)
+        part_nanofiber(data, Path(args.cache) if args.cache else None, args.jobs)
     return 0
 
 

@@ -67,6 +67,31 @@ def test_spindle_bead_is_found_and_left_out_of_the_diameter():
     assert r.summary["diameter_median"] == pytest.approx(8, abs=0.5)
 
 
+def test_bead_filling_a_short_segment_between_crossings_is_found():
+    # a spindle that takes most of the fibre between two crossings: the fibre width next to the
+    # crossings, not the spindle, is what the bead is judged against
+    y, x = np.mgrid[:160, :260]
+    mask = np.abs(y - 80) < 4
+    mask |= (np.abs(x - 60) < 4) | (np.abs(x - 200) < 4)
+    mask |= ((x - 130) / 40.0) ** 2 + ((y - 80) / 12.0) ** 2 <= 1  # 24 px wide, 80 px long
+    r = sem.measure_fibers(mask=mask, pores=False)
+    spindles = r.bead_table[r.bead_table["kind"] == "spindle"]
+    assert len(spindles) == 1
+    assert abs(spindles["x"].iloc[0] - 130) < 8 and abs(spindles["y"].iloc[0] - 80) < 3
+    assert r.summary["n_junctions"] == 2
+
+
+def test_fibres_meeting_just_outside_the_image_are_not_a_bead():
+    # two fibres crossing at a narrow angle just below the image: their union is wide at the border
+    y, x = np.mgrid[:200, :200]
+    mask = np.zeros((200, 200), bool)
+    for a in (80.0, 100.0):
+        t = np.deg2rad(a)
+        mask |= np.abs((x - 100) * np.sin(t) + (y - 206) * np.cos(t)) < 4
+    r = sem.measure_fibers(mask=mask, pores=False)
+    assert r.summary["bead_count"] == 0
+
+
 def test_generated_mat_diameter_alignment_and_beads():
     s = sem.sample_fibers(5, shape=(512, 512), n_fibers=14, diameter=(10, 10), alignment=0.6, n_beads=6, n_blobs=2)
     r = sem.measure_fibers(s.image, max_diameter=40)
