@@ -160,7 +160,8 @@ class ThresholdWidget(StepWidget):
             first = [
                 StepCall(
                     "denoise",
-                    {"method": "gaussian", "size": smooth, "unit": p["unit"]},
+                    # float32, unrounded: the preset thresholds the smoothed image without rounding it to 8 bits
+                    {"method": "gaussian", "size": smooth, "unit": p["unit"], "keep_dtype": False},
                     {"image": layer},
                     "threshold smoothed",
                 )
