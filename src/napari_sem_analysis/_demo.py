@@ -113,7 +113,7 @@ def arrange_docks(window, docks: dict, *, width: int = 560) -> None:
     if not column:
         return
     height = max(300, window.height() - 120)
-    shares = ([0.2, 0.36, 0.44] if len(results) == 2 else [0.3] + [0.7 / len(results)] * len(results)) if forms else []
+    shares = ([0.16, 0.39, 0.45] if len(results) == 2 else [0.3] + [0.7 / len(results)] * len(results)) if forms else []
     shares = shares or [1 / len(results)] * len(results)
     window.resizeDocks(column, [int(height * f) for f in shares], Qt.Orientation.Vertical)
     window.resizeDocks(column[:1], [min(width, window.width() // 3)], Qt.Orientation.Horizontal)
