@@ -92,8 +92,8 @@ FORMS = ("Threshold", "Split touching objects", "Measure")
 RESULTS = ("Feature table", "Plots")
 
 
-def arrange_docks(window, docks: dict, *, width: int = 560) -> None:
-    """Lay out the docks for reading the results: the forms (:data:`FORMS`) as tabs of one dock
+def arrange_docks(window, docks: dict, *, width: int = 560, forms: tuple = FORMS) -> None:
+    """Lay out the docks for reading the results: the ``forms`` (default :data:`FORMS`) as tabs of one dock
     (Threshold in front), the feature table and the plot under them, each about a third of the height,
     and the dock column ``width`` px wide.
 
@@ -102,7 +102,7 @@ def arrange_docks(window, docks: dict, *, width: int = 560) -> None:
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
-    forms = [docks[n] for n in FORMS if n in docks]
+    forms = [docks[n] for n in forms if n in docks]
     results = [docks[n] for n in RESULTS if n in docks]
     for dock in forms[1:]:
         window.tabifyDockWidget(forms[0], dock)
