@@ -168,6 +168,13 @@ class ModelFiles:
         self._load.changed.connect(self.load_model)
         return [self._save_path, self._save, self._load_path, self._load]
 
+    def has_classifier(self) -> bool:
+        """Whether a classifier is trained or loaded (else the user is told to make one)."""
+        if self.classifier is None:
+            notify_error("train or load a classifier first")
+            return False
+        return True
+
     def save_model(self, _event=None):
         """Save the classifier to the *model file*; the path written, or None (with a notification)."""
         out = _save_classifier(self.classifier, self._save_path.value)

@@ -301,8 +301,7 @@ class ObjectClassifierWidget(ModelFiles, SEMWidget):
 
     def predict(self, _event=None):
         """Classify every object; write features and the ``object classes`` layer."""
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         labels_layer = self._labels.value
         if labels_layer is None:

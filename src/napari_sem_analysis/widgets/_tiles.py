@@ -252,8 +252,7 @@ class TileClassifierWidget(ModelFiles, SEMWidget):
 
     def predict(self, _event=None):
         """Classify the tiles of the chosen Image layer (thread worker)."""
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         layer = self._image.value
         if layer is None:
@@ -367,8 +366,7 @@ class TileClassifierWidget(ModelFiles, SEMWidget):
         if self._running:
             notify_error("a run is already under way: wait for it or cancel it")
             return None
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         folder = Path(str(self._predict_folder.value or ""))
         if not str(self._predict_folder.value or "") or not folder.is_dir():
