@@ -68,7 +68,6 @@ from psygnal import Signal
 
 from .._validation import SEMAnalysisError
 from ._common import as_array, layer_pixel_size, notify_error, record_step, start_worker, write_layer
-from ._layout import keep_scroll_bar, wrap_text
 
 __all__ = [
     "SEMWidget",
@@ -311,6 +310,8 @@ class SEMWidget(Container):
     def __init__(self, napari_viewer):
         # scrollable: docked widgets share the window's height (several fit a 1200 px screen)
         super().__init__(scrollable=True)
+        from ._layout import keep_scroll_bar, wrap_text
+
         keep_scroll_bar(self)  # sized with its scroll bar: nothing cut off at the right edge
         self.viewer = napari_viewer
         self._worker = None
