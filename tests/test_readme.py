@@ -35,3 +35,17 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert Path("particles.csv").exists() and Path("particles.semunet").exists() and Path("pores.semclf").exists()
     assert pred.shape == img.data.shape and set(np.unique(pred)) <= {0, 1}
     assert "count" in capsys.readouterr().out
+
+
+def test_readme_pictures_exist_and_are_small():
+    """Every picture the README shows is in the repository, a real PNG and small (the repository stays light)."""
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
+    assert {"docs/images/screenshot.png", "docs/images/screenshot_pores.png"} <= set(pictures)
+    for rel in pictures:
+        path = README.parent / rel
+        assert path.is_file(), rel
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+        assert path.stat().st_size < 300_000, f"{rel}: {path.stat().st_size // 1024} kB"
+    # the screenshot shows a real micrograph whose license allows it, and says which
+    assert "MIT license" in README.read_text().split("## What it does")[0]
+    assert "scripts/screenshot.py" in README.read_text()

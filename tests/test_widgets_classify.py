@@ -640,3 +640,44 @@ def test_tile_widget_folder_prediction_table_csv_and_cancel(
     # no folder: a message
     widget._predict_folder.value = tmp_path / "missing"
     assert widget.predict_folder() is None and "folder" in errors[-1]
+
+
+def test_tile_widget_legend_and_verdict_fit_the_dock(make_napari_viewer, qtbot, errors, wait_run):
+    """What the user reads after *Classify tiles* (the class legend, the image verdict, the report) wraps
+    inside the dock at its default width: nothing is cut off at the dock's right edge."""
+    from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sem_analysis.classification import ImageClassifier, extract_tiles
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    rng = np.random.default_rng(4)
+    names = ["gamma-prime precipitates in a superalloy", "environmental barrier coating (oxide)"]
+    images = [texture(0, rng, 128), texture(1, rng, 128)]
+    for name, image in zip(names, images):
+        viewer.add_image(image, name=name)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sem-analysis", "Image and tile classifier")
+    tiles, y, groups = extract_tiles(images, names, tile_size=64)
+    widget.classifier = ImageClassifier("features", "random_forest", class_names=sorted(names)).fit(tiles, y)
+    widget._tile.value = 64
+    widget._image.value = viewer.layers[names[0]]
+    widget._report.value = "features classifier on 8 tiles from 2 images, trained without cross-validation"
+    widget.predict()
+    wait_run(widget)
+    QApplication.processEvents()
+    assert all(n in widget._legend.value for n in names) and "image verdict" in widget._verdict.value
+    scroll = widget.native
+    viewport = scroll.viewport()
+    # the dock's contents fit its width (the dock scrolls vertically only: wider contents are cut off)
+    assert scroll.widget().minimumSizeHint().width() <= viewport.width()
+    for label in (widget._legend, widget._verdict, widget._report):
+        q = label.native
+        left = q.mapTo(viewport, QPoint(0, 0)).x()
+        assert left >= 0 and left + q.width() <= viewport.width(), label
+        # the whole (wrapped) text is on the label: its height is what the text needs at this width
+        assert q.wordWrap() and q.height() >= q.heightForWidth(q.width())
+        assert q.minimumSizeHint().width() < viewport.width() // 2  # wraps instead of widening the dock
+    # the legend and verdict span the dock (no empty label column before them)
+    assert widget._legend.native.mapTo(viewport, QPoint(0, 0)).x() < 30
+    assert errors == []

@@ -115,7 +115,7 @@ def test_threshold_widget_preview_multi_and_errors(make_napari_viewer, qtbot, pa
     widget._preview.value = True
     widget._min_size.value = 500.0  # nm² = 20 px²
     out = _layer(viewer, "threshold")
-    smooth = denoise(img, "gaussian", size=1.0)  # the defaults: the particles preset's mask
+    smooth = denoise(img, "gaussian", size=1.0, keep_dtype=False)  # the defaults: the particles preset's mask
     expected = clean_mask(threshold(smooth, "li"), opening=1, min_size=20, fill_holes=True, max_hole_size=100)
     np.testing.assert_array_equal(out.data > 0, expected)
     assert ((out.data > 0) == (truth > 0)).mean() > 0.97

@@ -254,3 +254,42 @@ def test_batch_overlay_outlines_grow_with_the_image():
     assert outline_width(labels.shape) == 3
     assert coloured[800, 400:403].all() and not coloured[800, 403]  # 3 px, inside the object
     assert outline_width((512, 512)) == 1
+
+
+def test_table_and_plots_docks_keep_the_results_in_view(make_napari_viewer, errors):
+    """Docked at their default width, the table's and the plot's controls fit (nothing cut off at the edge),
+    the Plots widget shows only the chosen plot's settings, and a long status message wraps."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sem_analysis.widgets._plots import PlotWidget
+    from napari_sem_analysis.widgets._table import FeatureTableWidget
+
+    sample = sem.sample_particles()
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    layer = viewer.add_labels(sample.labels, name="particles", scale=(5.0, 5.0), units=("nm", "nm"))
+    layer.features = measure(sample.labels, pixel_size=5.0)
+    table, plots = FeatureTableWidget(viewer), PlotWidget(viewer)
+    viewer.window.add_dock_widget(table)
+    viewer.window.add_dock_widget(plots)
+    table.set_layer(layer)
+    plots.set_layer(layer)
+
+    def shown(w):
+        return not w.native.isHidden()
+
+    plots._kind.value = "size distribution"
+    assert not shown(plots._x) and not shown(plots._y) and shown(plots._bins)
+    plots._kind.value = "scatter"
+    assert shown(plots._x) and shown(plots._y) and not shown(plots._bins)
+    plots._kind.value = "histogram"
+    assert shown(plots._x) and not shown(plots._y)
+    plots._status.value = "a long message " * 20  # wraps instead of widening the dock
+    QApplication.processEvents()
+    for widget in (table, plots):
+        scroll = widget.native
+        assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), type(widget).__name__
+    # the export buttons share one row (the table below keeps the height)
+    assert table._xlsx_btn.native.parent() is table._csv_btn.native.parent()
+    assert table._csv_btn.native.y() == table._xlsx_btn.native.y()
+    assert not errors

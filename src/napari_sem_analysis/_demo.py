@@ -87,14 +87,48 @@ def _wait(widget) -> None:
     QApplication.processEvents()
 
 
-def run_gui(block: bool = True, viewer=None, analyse: bool = True):
+#: the forms of the main job, tabbed in one dock: the results below them get the room
+FORMS = ("Threshold", "Split touching objects", "Measure")
+RESULTS = ("Feature table", "Plots")
+
+
+def arrange_docks(window, docks: dict, *, width: int = 560, forms: tuple = FORMS) -> None:
+    """Lay out the docks for reading the results: the ``forms`` (default :data:`FORMS`) as tabs of one dock
+    (Threshold in front), the feature table and the plot under them, each about a third of the height,
+    and the dock column ``width`` px wide.
+
+    ``window``: napari's ``QMainWindow``; ``docks``: display name -> napari's dock widget.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    forms = [docks[n] for n in forms if n in docks]
+    results = [docks[n] for n in RESULTS if n in docks]
+    for dock in forms[1:]:
+        window.tabifyDockWidget(forms[0], dock)
+    if forms:
+        forms[0].raise_()
+    QApplication.processEvents()
+    column = forms[:1] + results
+    if not column:
+        return
+    height = max(300, window.height() - 120)
+    shares = ([0.16, 0.39, 0.45] if len(results) == 2 else [0.3] + [0.7 / len(results)] * len(results)) if forms else []
+    shares = shares or [1 / len(results)] * len(results)
+    window.resizeDocks(column, [int(height * f) for f in shares], Qt.Orientation.Vertical)
+    window.resizeDocks(column[:1], [min(width, window.width() // 3)], Qt.Orientation.Horizontal)
+    QApplication.processEvents()
+
+
+def run_gui(block: bool = True, viewer=None, analyse: bool = True, size: tuple[int, int] | None = None):
     """Open napari (or use ``viewer``) with the sample loaded, the main job run and its results shown.
 
     The widgets are docked and pointed at the sample (never at its ground
     truth); with ``analyse`` the Threshold -> Split -> Measure chain runs
     with its defaults (those of the ``particles`` preset), and the feature
     table and size distribution show the result. The window is sized to fit
-    the screen (the docks scroll).
+    the screen (the docks scroll), or ``size`` (width, height) px; the forms
+    are tabbed so that the table and the plot get the room (:func:`arrange_docks`).
     """
     import napari
 
@@ -102,7 +136,9 @@ def run_gui(block: bool = True, viewer=None, analyse: bool = True):
         viewer = napari.Viewer(title="napari-sem-analysis demo")
     window = viewer.window._qt_window
     screen = window.screen().availableGeometry() if window.screen() is not None else None
-    if screen is not None:
+    if size is not None:
+        window.resize(*size)
+    elif screen is not None:
         window.resize(min(1500, screen.width()), min(1000, screen.height() - 60))
     # the micrograph-like sample (size dispersion, clusters, edge brightening, shadows, uneven illumination)
     from napari.layers import Layer
@@ -115,12 +151,13 @@ def run_gui(block: bool = True, viewer=None, analyse: bool = True):
     truth = next((layer for layer in viewer.layers if layer.name != "particles"), None)
     if truth is not None:
         truth.visible = False
-    docked = {}
+    docked, docks = {}, {}
     for name in DOCK_WIDGETS:
         try:
-            docked[name] = viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)[1]
+            docks[name], docked[name] = viewer.window.add_plugin_dock_widget("napari-sem-analysis", name)
         except Exception as exc:  # noqa: BLE001  (a widget that fails must not stop the demo)
             print(f"could not dock {name!r}: {exc}", file=sys.stderr)
+    arrange_docks(window, docks)
     thresh, split = docked.get("Threshold"), docked.get("Split touching objects")
     measure, table, plots = docked.get("Measure"), docked.get("Feature table"), docked.get("Plots")
     if thresh is not None:

@@ -139,6 +139,7 @@ def denoise(
     strength: float | None = None,
     pixel_size: float | None = None,
     unit: str = "px",
+    keep_dtype: bool = True,
 ) -> np.ndarray:
     """Reduce noise with a Gaussian, median, bilateral or non-local-means filter.
 
@@ -163,11 +164,17 @@ def denoise(
     pixel_size : float, optional
         nm per pixel, needed when ``unit="nm"``.
     unit : {"px", "nm"}
+    keep_dtype : bool
+        True (default): the result has the image's dtype (an 8-bit image stays
+        8-bit, rounded). False: the Gaussian is computed and returned in float32
+        without rounding, as the ``particles`` preset smooths before thresholding
+        (other methods: their result as float32).
 
     Returns
     -------
     ndarray
-        Same shape and dtype (float input returns float32/float64 as given).
+        Same shape and dtype (float input returns float32/float64 as given);
+        float32 with ``keep_dtype=False``.
     """
     arr = _check_dtype(check_image(image))
     if method not in _DENOISE_METHODS:
@@ -179,6 +186,11 @@ def denoise(
     if s > max(arr.shape):
         raise SEMAnalysisError(f"filter size {s:.3g} px is larger than the image ({arr.shape[0]}x{arr.shape[1]} px)")
     is_float = np.issubdtype(arr.dtype, np.floating)
+    if not keep_dtype:
+        if method == "gaussian":
+            arr = arr.astype(np.float32)  # no rounding of the smoothed 8/16-bit image
+        else:
+            return denoise(arr, method, size=s, strength=strength).astype(np.float32, copy=False)
     if method == "gaussian":
         work = arr.astype(np.float32) if arr.dtype == np.float64 else arr
         ksize = int(2 * np.ceil(3 * s) + 1)

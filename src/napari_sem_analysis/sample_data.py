@@ -91,6 +91,32 @@ def _add_info_band(image: np.ndarray, pixel_size: float, rng: np.random.Generato
     return np.vstack([image, band]), {"databar_row": h, "scale_bar_nm": bar_nm, "scale_bar_px": bar_px}
 
 
+def _finish(
+    signal: np.ndarray,
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    pixel_size: float,
+    name: str,
+    *,
+    blur: float,
+    dose: float,
+    band: bool = True,
+    **fields,
+) -> SyntheticSample:
+    """Render ``signal`` (:func:`_sem_render`), add the info band (``raw``, when ``band``) and make the sample.
+
+    ``fields``: the other :class:`SyntheticSample` fields (``class_names``,
+    ``classes``, ``info``; the band's facts are added to ``info``).
+    """
+    image = _sem_render(signal, rng, blur=blur, dose=dose)
+    info = dict(fields.pop("info", {}))
+    raw = None
+    if band:
+        raw, band_info = _add_info_band(image, pixel_size, rng)
+        info.update(band_info)
+    return SyntheticSample(image=image, labels=labels, pixel_size=pixel_size, name=name, raw=raw, info=info, **fields)
+
+
 def _disk_distance(shape, cy, cx, ry, rx, angle):
     """Normalised elliptical radius (1 on the boundary) around (cy, cx)."""
     y, x = np.ogrid[: shape[0], : shape[1]]
@@ -167,16 +193,7 @@ def sample_particles(
     shading = 0.05 * (xx / w) + 0.03 * (yy / h)
     signal = 0.22 + shading + body * 0.35 + rim * 0.3
     signal += ndi.gaussian_filter(rng.normal(0, 0.02, shape), 3)
-    image = _sem_render(signal, rng, blur=1.0, dose=60)
-    raw, band_info = _add_info_band(image, pixel_size, rng)
-    return SyntheticSample(
-        image=image,
-        labels=labels,
-        pixel_size=pixel_size,
-        name="particles",
-        raw=raw,
-        info={"n_particles": n, **band_info},
-    )
+    return _finish(signal, rng, labels, pixel_size, "particles", blur=1.0, dose=60, info={"n_particles": n})
 
 
 def sample_sem_particles(
@@ -270,16 +287,8 @@ def sample_sem_particles(
     r2 = ((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2
     signal = signal * (1.0 + 0.08 * (1 - xx / w) + 0.05 * (1 - yy / h) - 0.25 * r2)
     signal += rng.normal(0, 0.008, (h, 1))  # scan lines
-    image = _sem_render(np.clip(signal, 0, 1), rng, blur=0.9, dose=70)
-    raw, band_info = _add_info_band(image, pixel_size, rng)
-    return SyntheticSample(
-        image=image,
-        labels=labels,
-        pixel_size=pixel_size,
-        name="particles",
-        raw=raw,
-        info={"n_particles": int(labels.max()), **band_info},
-    )
+    info = {"n_particles": int(labels.max())}
+    return _finish(np.clip(signal, 0, 1), rng, labels, pixel_size, "particles", blur=0.9, dose=70, info=info)
 
 
 # ---------------------------------------------------------------------------
@@ -349,17 +358,9 @@ def sample_porous_coating(seed: int = 0, *, shape=(512, 512), pixel_size: float 
     level = np.array([0, 0.12, 0.62, 0.42, 0.08, 0.05])
     signal = level[cls]
     signal += np.where(cls == 2, ndi.gaussian_filter(rng.normal(0, 0.05, shape), 2), 0)
-    image = _sem_render(signal, rng, blur=0.8, dose=50)
-    raw, band_info = _add_info_band(image, pixel_size, rng)
-    thickness_px = float(np.mean(bottom - top))
-    return SyntheticSample(
-        image=image,
-        labels=cls,
-        pixel_size=pixel_size,
-        name="porous_coating",
-        class_names=COATING_CLASSES,
-        raw=raw,
-        info={"coating_thickness_nm": thickness_px * pixel_size, "n_cracks": n_cracks, **band_info},
+    info = {"coating_thickness_nm": float(np.mean(bottom - top)) * pixel_size, "n_cracks": n_cracks}
+    return _finish(
+        signal, rng, cls, pixel_size, "porous_coating", blur=0.8, dose=50, class_names=COATING_CLASSES, info=info
     )
 
 
@@ -403,14 +404,18 @@ def sample_multiphase(seed: int = 0, *, shape=(512, 512), pixel_size: float = 20
     angle = rng.uniform(0, np.pi, n_grains)[grain]
     lamellae = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / 6.0)
     signal = np.select([cls == 1, cls == 2, cls == 3], [0.4, 0.75, 0.2 + 0.4 * lamellae])
-    image = _sem_render(signal, rng, blur=0.7, dose=80)
-    return SyntheticSample(
-        image=image,
-        labels=cls,
-        pixel_size=pixel_size,
-        name="multiphase",
+    info = {"phase_fractions": {n: float((cls == i + 1).mean()) for i, n in enumerate(MULTIPHASE_CLASSES)}}
+    return _finish(
+        signal,
+        rng,
+        cls,
+        pixel_size,
+        "multiphase",
+        blur=0.7,
+        dose=80,
+        band=False,
         class_names=MULTIPHASE_CLASSES,
-        info={"phase_fractions": {n: float((cls == i + 1).mean()) for i, n in enumerate(MULTIPHASE_CLASSES)}},
+        info=info,
     )
 
 
@@ -504,12 +509,15 @@ def sample_am_pores(
         classes[n] = kind
     signal = np.where(labels > 0, 0.1, 0.7)
     signal += ndi.gaussian_filter(rng.normal(0, 0.03, shape), 4)
-    image = _sem_render(signal, rng, blur=0.8, dose=60)
-    return SyntheticSample(
-        image=image,
-        labels=labels,
-        pixel_size=pixel_size,
-        name="am_pores",
+    return _finish(
+        signal,
+        rng,
+        labels,
+        pixel_size,
+        "am_pores",
+        blur=0.8,
+        dose=60,
+        band=False,
         class_names=AM_PORE_CLASSES,
         classes=classes,
         info={"n_pores": n},

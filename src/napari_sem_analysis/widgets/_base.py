@@ -99,6 +99,9 @@ class SEMWidget(Container):
     def __init__(self, napari_viewer):
         # scrollable: docked widgets share the window's height (several fit a 1200 px screen)
         super().__init__(scrollable=True)
+        from ._layout import keep_scroll_bar, wrap_text
+
+        keep_scroll_bar(self)  # sized with its scroll bar: nothing cut off at the right edge
         self.viewer = napari_viewer
         self._worker = None
         self._running = False
@@ -107,7 +110,7 @@ class SEMWidget(Container):
         self._watched = None
         self._status = Label(value="")
         if hasattr(self._status.native, "setWordWrap"):
-            self._status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+            wrap_text(self._status)  # long messages wrap instead of widening the dock (and being cut off)
         self._boxes: list = []
         self._inputs: dict[str, ComboBox] = {}
         self._lengths: list[LengthBox] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magicgui.widgets import Container
+from magicgui.widgets import Container, FileEdit, PushButton
 
 from .._validation import SEMAnalysisError
 from ._base import StepCall
@@ -147,3 +147,52 @@ def _save_classifier(classifier, value):
         return None
     notify_info(f"model saved to {out}")
     return out
+
+
+class ModelFiles:
+    """The *model file* / *load file* boxes of a classifier widget, with the Save and Load handlers.
+
+    The widget has ``classifier``, ``_recorder`` (:class:`_StepRecorder`) and
+    ``_report``, and defines ``_load_file(path)`` (its classifier class's
+    ``load``) and ``_show_loaded(classifier)`` (puts the loaded classifier's
+    settings into its boxes; returns a short description for the report line).
+    """
+
+    def model_file_widgets(self) -> list:
+        """The boxes and buttons (connected), to add to the widget."""
+        self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
+        self._save = PushButton(text="Save model")
+        self._load_path = FileEdit(label="load file", mode="r", filter=_MODEL_FILTER)
+        self._load = PushButton(text="Load model")
+        self._save.changed.connect(self.save_model)
+        self._load.changed.connect(self.load_model)
+        return [self._save_path, self._save, self._load_path, self._load]
+
+    def has_classifier(self) -> bool:
+        """Whether a classifier is trained or loaded (else the user is told to make one)."""
+        if self.classifier is None:
+            notify_error("train or load a classifier first")
+            return False
+        return True
+
+    def save_model(self, _event=None):
+        """Save the classifier to the *model file*; the path written, or None (with a notification)."""
+        out = _save_classifier(self.classifier, self._save_path.value)
+        if out is not None:
+            self._recorder.stored(out, self.classifier)
+        return out
+
+    def load_model(self, _event=None):
+        """Load the classifier in the *load file*; it, or None (with a notification)."""
+        path = Path(str(self._load_path.value))
+        try:
+            clf = self._load_file(path)
+        except SEMAnalysisError as exc:
+            notify_error(exc)
+            return None
+        self.classifier = clf
+        self._recorder.trained()
+        self._recorder.stored(path, clf)
+        described = self._show_loaded(clf)
+        self._report.value = f"loaded {path.name}: {described}, classes {', '.join(clf.class_names)}"
+        return clf

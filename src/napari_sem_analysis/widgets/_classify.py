@@ -22,28 +22,19 @@ model is saved or loaded, so that the Workflow widget and
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-from magicgui.widgets import (
-    ComboBox,
-    FileEdit,
-    Label,
-    LineEdit,
-    PushButton,
-)
+from magicgui.widgets import ComboBox, Label, LineEdit, PushButton
 
 from .._validation import SEMAnalysisError, to_grayscale
 from ._base import SEMWidget, layers_of
 from ._classifier_common import (
     _EXAMPLE_PREFIX,
-    _MODEL_FILTER,
     _MODELS,
+    ModelFiles,
     _cv_text,
     _figure_canvas,
     _parse_class_names,
-    _save_classifier,
     _show_confusion,
     _StepRecorder,
     class_color,
@@ -56,9 +47,10 @@ from ._common import (
     spatial_kwargs,
     write_layer,
 )
+from ._layout import wrap_text
 
 
-class ObjectClassifierWidget(SEMWidget):
+class ObjectClassifierWidget(ModelFiles, SEMWidget):
     """Train and apply an object classifier on a Labels layer.
 
     Examples come from one Points layer per class (``examples: <class>``,
@@ -90,10 +82,6 @@ class ObjectClassifierWidget(SEMWidget):
         self._train = PushButton(text="Train")
         self._predict = PushButton(text="Predict")
         self._report = Label(value="not trained")
-        self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
-        self._save = PushButton(text="Save model")
-        self._load_path = FileEdit(label="load file", mode="r", filter=_MODEL_FILTER)
-        self._load = PushButton(text="Load model")
         self.extend(
             [
                 self._labels,
@@ -107,19 +95,15 @@ class ObjectClassifierWidget(SEMWidget):
                 self._train,
                 self._report,
                 self._predict,
-                self._save_path,
-                self._save,
-                self._load_path,
-                self._load,
+                *self.model_file_widgets(),
             ]
         )
+        wrap_text(self._report)
         self._canvas = _figure_canvas(self)
         self._add_points.changed.connect(self.add_example_layers)
         self._add_column.changed.connect(self.add_class_column)
         self._train.changed.connect(self.train)
         self._predict.changed.connect(self.predict)
-        self._save.changed.connect(self.save_model)
-        self._load.changed.connect(self.load_model)
 
     @property
     def class_names(self) -> list[str]:
@@ -317,8 +301,7 @@ class ObjectClassifierWidget(SEMWidget):
 
     def predict(self, _event=None):
         """Classify every object; write features and the ``object classes`` layer."""
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         labels_layer = self._labels.value
         if labels_layer is None:
@@ -390,30 +373,17 @@ class ObjectClassifierWidget(SEMWidget):
         labels_layer.features = feats
         labels_layer.metadata["class_predicted"] = True
 
-    def save_model(self, _event=None):
-        out = _save_classifier(self.classifier, self._save_path.value)
-        if out is not None:
-            self._recorder.stored(out, self.classifier)
-        return out
-
-    def load_model(self, _event=None):
+    def _load_file(self, path):
         from ..classification import ObjectClassifier
 
-        path = Path(str(self._load_path.value))
-        try:
-            clf = ObjectClassifier.load(path)
-        except SEMAnalysisError as exc:
-            notify_error(exc)
-            return None
-        self.classifier = clf
-        self._recorder.trained()
-        self._recorder.stored(path, clf)
+        return ObjectClassifier.load(path)
+
+    def _show_loaded(self, clf) -> str:
         self._classes.value = ", ".join(clf.class_names)
         self._model.value = clf.model
         if isinstance(clf.features, str):
             self._features.value = clf.features
-        self._report.value = f"loaded {path.name}: {clf.model}, classes {', '.join(clf.class_names)}"
-        return clf
+        return clf.model
 
 
 def _feature_ids(feats: pd.DataFrame) -> np.ndarray:

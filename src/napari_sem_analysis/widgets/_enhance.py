@@ -101,21 +101,26 @@ class EnhanceWidget(StepWidget):
 
     def _live(self, _event=None):
         """Live CLAHE preview on the current 2-D image (synchronous: CLAHE takes milliseconds)."""
-        if not self._preview.value or self._step.value != "CLAHE":
-            return
-        layer = self._image.value
-        if layer is None:
-            return
-        try:
-            data = check_gray(layer)
-        except Exception as exc:
-            notify_error(exc)
-            return
+        if self._step.value == "CLAHE":
+            live_preview(self)
+
+
+def live_preview(widget) -> bool:
+    """Show ``widget``'s preview of its chosen 2-D image (its ``_image`` box) when *live preview* is ticked.
+
+    Returns whether a preview was shown; a stack, or an error, is said in the status line instead.
+    """
+    layer = widget._image.value
+    if not widget._preview.value or layer is None:
+        return False
+    try:
+        data = check_gray(layer)
         if data.ndim != 2:
-            self._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
-            return
-        try:
-            self.preview()
-        except Exception as exc:
-            self._status.value = f"preview: {exc}"
-            notify_error(exc)
+            widget._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
+            return False
+        widget.preview()
+        return True
+    except Exception as exc:  # any failure of a preview is shown, never raised into Qt's event loop
+        widget._status.value = f"preview: {exc}"
+        notify_error(exc)
+        return False

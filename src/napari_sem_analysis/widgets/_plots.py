@@ -11,6 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, PushButton, SpinBox
 from .._validation import SEMAnalysisError
 from ._base import SEMWidget
 from ._common import notify_error, notify_info
+from ._layout import add_row
 from ._table import _axis_label, _units_of
 
 
@@ -32,19 +33,26 @@ class PlotWidget(SEMWidget):
         self._log = CheckBox(text="log x", value=False)
         self._plot_btn = PushButton(text="Plot")
         self._save_btn = PushButton(text="Save PNG")
-        self.extend(
-            [self._layer_box, self._kind, self._x, self._y, self._bins, self._log, self._plot_btn, self._save_btn]
-        )
+        # only the settings of the chosen plot are shown, the buttons in one row: the plot keeps the room
+        self.extend([self._layer_box, self._kind, self._x, self._y, self._bins])
+        add_row(self, self._log, self._plot_btn, self._save_btn)
+        self._kind.changed.connect(self._show_settings)
+        self._show_settings()
         self.figure = Figure(figsize=(4.5, 3.4), dpi=100)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(300)
-        self.canvas.setMinimumHeight(260)  # in a scrolling dock it would otherwise be squeezed to nothing
+        self.canvas.setMinimumHeight(240)  # in a scrolling dock it would otherwise be squeezed to nothing
         self.native.layout().addWidget(self.canvas)
         self._watched = None  # the layer whose features we follow
         self._layer_box.changed.connect(self._layer_changed)
         self._plot_btn.changed.connect(lambda *_: self.plot())
         self._save_btn.changed.connect(self._ask_png)
         self._reset()
+
+    def _show_settings(self, _event=None):
+        kind = self._kind.value
+        self._x.visible = kind in ("histogram", "scatter")
+        self._y.visible = kind == "scatter"
+        self._bins.visible = kind != "scatter"
 
     def _reset(self, _event=None):
         super()._reset()
@@ -164,9 +172,7 @@ class PlotWidget(SEMWidget):
             ax.scatter(df[x].to_numpy(float), df[y].to_numpy(float), s=8, alpha=0.7)
             ax.set_xlabel(_axis_label(x, units))
             ax.set_ylabel(_axis_label(y, units))
-        if self._log.value and kind != "size distribution":
-            ax.set_xscale("log")
-        elif self._log.value:
+        if self._log.value:
             ax.set_xscale("log")
         fig.tight_layout()
         self.canvas.draw_idle()

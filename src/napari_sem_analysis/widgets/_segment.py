@@ -15,7 +15,8 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSlider, FloatSpinBox, Spin
 from .._validation import SEMAnalysisError
 from ..segmentation.presets import PARTICLE_MIN_DIAMETER_PX, PARTICLE_SPLIT
 from ._base import StepCall, StepWidget, cancel_check, check_gray, wide
-from ._common import as_array, notify_error, write_layer
+from ._common import as_array, write_layer
+from ._enhance import live_preview
 
 GLOBAL = ["otsu", "li", "yen", "triangle", "isodata", "mean", "minimum"]
 LOCAL = ["sauvola", "niblack", "local_mean"]
@@ -160,7 +161,8 @@ class ThresholdWidget(StepWidget):
             first = [
                 StepCall(
                     "denoise",
-                    {"method": "gaussian", "size": smooth, "unit": p["unit"]},
+                    # float32, unrounded: the preset thresholds the smoothed image without rounding it to 8 bits
+                    {"method": "gaussian", "size": smooth, "unit": p["unit"], "keep_dtype": False},
                     {"image": layer},
                     "threshold smoothed",
                 )
@@ -213,21 +215,8 @@ class ThresholdWidget(StepWidget):
         return out
 
     def _live(self, _event=None):
-        if not self._preview.value:
-            return
-        layer = self._image.value
-        if layer is None:
-            return
-        try:
-            data = check_gray(layer)
-            if data.ndim != 2:
-                self._status.value = f"live preview: 2-D images only; press Run for the {data.ndim}-D stack"
-                return
-            self.preview()
+        if live_preview(self):
             self._previewed = True
-        except Exception as exc:
-            self._status.value = f"preview: {exc}"
-            notify_error(exc)
 
 
 # --------------------------------------------------------------------------- split

@@ -12,6 +12,7 @@ from magicgui.widgets import CheckBox, Label, LineEdit, PushButton
 from .._validation import SEMAnalysisError
 from ._base import SEMWidget
 from ._common import layer_pixel_size, notify_error, notify_info
+from ._layout import add_row
 
 _UNITS_KEY = "measurement_units"  # layer.metadata key: column -> unit of the features
 
@@ -138,9 +139,8 @@ class FeatureTableWidget(SEMWidget):
         self._xlsx_btn.enabled = importlib.util.find_spec("openpyxl") is not None
         if not self._xlsx_btn.enabled:
             self._xlsx_btn.tooltip = "install openpyxl to export Excel files"
-        self.extend(
-            [self._layer_box, self._filter, self._highlight, self._center, self._count, self._csv_btn, self._xlsx_btn]
-        )
+        self.extend([self._layer_box, self._filter, self._highlight, self._center, self._count])
+        add_row(self, self._csv_btn, self._xlsx_btn)  # one row: the table below keeps the height
 
         self.model = _table_model_class()()
         self.model.on_edit = self._cell_edited
@@ -151,7 +151,7 @@ class FeatureTableWidget(SEMWidget):
         self.view.setSortingEnabled(False)
         self.view.horizontalHeader().setSectionsClickable(True)
         self.view.horizontalHeader().sectionClicked.connect(self._header_clicked)
-        self.view.setMinimumHeight(250)
+        self.view.setMinimumHeight(200)  # a useful table (about 6 rows) even in a crowded dock column
         self.native.layout().addWidget(self.view)
         self.view.selectionModel().selectionChanged.connect(self._row_selected)
 
@@ -309,15 +309,7 @@ class FeatureTableWidget(SEMWidget):
         col = self._id_column()
         if col is None:
             return
-        lab = int(self._layer.selected_label)
-        hits = np.flatnonzero(self._view_df[col].to_numpy() == lab)
-        if hits.size == 0:
-            return
-        self._syncing = True
-        try:
-            self.view.selectRow(int(hits[0]))
-        finally:
-            self._syncing = False
+        self._select_first(self._view_df[col].to_numpy(), int(self._layer.selected_label))
 
     def _item_picked(self, _event=None):
         """Points/Shapes selection in the viewer -> the row of the (first) selected item."""
@@ -326,7 +318,11 @@ class FeatureTableWidget(SEMWidget):
         selected = sorted(int(i) for i in getattr(self._layer, "selected_data", ()) or ())
         if not selected:
             return
-        hits = np.flatnonzero(self._view_df.index.to_numpy() == selected[0])
+        self._select_first(self._view_df.index.to_numpy(), selected[0])
+
+    def _select_first(self, keys: np.ndarray, key) -> None:
+        """Select the first shown row whose ``keys`` entry is ``key`` (without echoing it back to the layer)."""
+        hits = np.flatnonzero(keys == key)
         if hits.size == 0:
             return
         self._syncing = True

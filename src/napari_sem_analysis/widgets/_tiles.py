@@ -12,21 +12,21 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Se
 from .._validation import SEMAnalysisError, to_grayscale
 from ._base import Cancelled, SEMWidget, in_thread
 from ._classifier_common import (
-    _MODEL_FILTER,
     _MODELS,
     _THREAD,
+    ModelFiles,
     _cv_text,
     _figure_canvas,
     _prepare_torch,
-    _save_classifier,
     _show_confusion,
     _StepRecorder,
     class_color,
 )
 from ._common import as_array, notify_error, write_layer
+from ._layout import wrap_text
 
 
-class TileClassifierWidget(SEMWidget):
+class TileClassifierWidget(ModelFiles, SEMWidget):
     """Train an image/tile classifier and classify the tiles of an Image layer.
 
     Training data: a folder with one sub-folder per class, or Image layers
@@ -42,11 +42,24 @@ class TileClassifierWidget(SEMWidget):
         super().__init__(napari_viewer)
         self.classifier = None
         self.cv_result = None
+        self.folder_table: pd.DataFrame | None = None
         self._recorder = _StepRecorder(self)
+        self._folder_view = None
+        self.extend([*self._training_widgets(), *self._prediction_widgets(), *self._folder_widgets()])
+        self.extend(self.model_file_widgets())
+        # the texts wrap at the dock's width, over its whole width (they were cut off at the dock's edge)
+        for label in (self._progress, self._report, self._legend, self._verdict):
+            wrap_text(label)
+        self._canvas = _figure_canvas(self)
+        self._update_visibility()
 
+    def _training_widgets(self) -> list:
+        """Training data, classifier and tile size, Train / Cancel, progress and report."""
         self._source = ComboBox(label="train from", choices=["folder", "image layers"], value="folder")
         self._folder = FileEdit(label="folder", mode="d")
-        self._train_layers = self.layer_box("image layers (class = layer name)", "Image", widget=Select)
+        # a short label: the label column sets how much room the boxes get in a narrow dock
+        self._train_layers = self.layer_box("image layers", "Image", widget=Select)
+        self._train_layers.tooltip = "one image (or more) per class: the class of each is its layer name"
         self._backend = ComboBox(label="backend", choices=["features", "cnn"], value="features")
         self._model = ComboBox(label="model", choices=_MODELS, value="random_forest")
         # the image box first: the tile size is shown in its unit (nm with a pixel size, px without)
@@ -60,68 +73,47 @@ class TileClassifierWidget(SEMWidget):
         self._cancel = PushButton(text="Cancel")
         self._progress = Label(value="")
         self._report = Label(value="not trained")
+        self._train.changed.connect(self.train)
+        self._cancel.changed.connect(self.cancel)
+        self._source.changed.connect(self._update_visibility)
+        self._backend.changed.connect(self._update_visibility)
+        return [
+            self._source,
+            self._folder,
+            self._train_layers,
+            self._backend,
+            self._model,
+            self._tile.widget,
+            self._stride,
+            self._epochs,
+            self._input,
+            self._cv,
+            self._train,
+            self._cancel,
+            self._progress,
+            self._report,
+        ]
+
+    def _prediction_widgets(self) -> list:
+        """The image to classify, the heat-map choice, Classify tiles, the class legend and the verdict."""
         self._heatmap = CheckBox(text="probability heat-map", value=False)
         # choices from the classifier (a callable, so that napari's reset_choices on layer changes keeps them)
         self._heat_class = ComboBox(label="heat-map class", choices=self._heat_class_choices)
         self._predict = PushButton(text="Classify tiles")
         self._legend = Label(value="")
         self._verdict = Label(value="")
+        self._predict.changed.connect(self.predict)
+        return [self._image, self._heatmap, self._heat_class, self._predict, self._legend, self._verdict]
+
+    def _folder_widgets(self) -> list:
+        """Classify every image of a folder and export the verdicts."""
         self._predict_folder = FileEdit(label="predict folder", mode="d")
         self._predict_folder_btn = PushButton(text="Classify folder")
         self._folder_csv = FileEdit(label="verdicts CSV", mode="w", filter="*.csv")
         self._export = PushButton(text="Export verdicts CSV")
-        self.folder_table: pd.DataFrame | None = None
-        self._save_path = FileEdit(label="model file", mode="w", filter=_MODEL_FILTER)
-        self._save = PushButton(text="Save model")
-        self._load_path = FileEdit(label="load file", mode="r", filter=_MODEL_FILTER)
-        self._load = PushButton(text="Load model")
-        self.extend(
-            [
-                self._source,
-                self._folder,
-                self._train_layers,
-                self._backend,
-                self._model,
-                self._tile.widget,
-                self._stride,
-                self._epochs,
-                self._input,
-                self._cv,
-                self._train,
-                self._cancel,
-                self._progress,
-                self._report,
-                self._image,
-                self._heatmap,
-                self._heat_class,
-                self._predict,
-                self._legend,
-                self._verdict,
-                self._predict_folder,
-                self._predict_folder_btn,
-                self._folder_csv,
-                self._export,
-                self._save_path,
-                self._save,
-                self._load_path,
-                self._load,
-            ]
-        )
-        for label in (self._legend, self._verdict):
-            if hasattr(label.native, "setWordWrap"):
-                label.native.setWordWrap(True)
-        self._canvas = _figure_canvas(self)
-        self._folder_view = None
         self._predict_folder_btn.changed.connect(self.predict_folder)
         self._export.changed.connect(self.export_verdicts)
-        self._train.changed.connect(self.train)
-        self._cancel.changed.connect(self.cancel)
-        self._predict.changed.connect(self.predict)
-        self._save.changed.connect(self.save_model)
-        self._load.changed.connect(self.load_model)
-        self._source.changed.connect(self._update_visibility)
-        self._backend.changed.connect(self._update_visibility)
-        self._update_visibility()
+        return [self._predict_folder, self._predict_folder_btn, self._folder_csv, self._export]
 
     def _heat_class_choices(self, _widget=None):
         clf = getattr(self, "classifier", None)
@@ -260,8 +252,7 @@ class TileClassifierWidget(SEMWidget):
 
     def predict(self, _event=None):
         """Classify the tiles of the chosen Image layer (thread worker)."""
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         layer = self._image.value
         if layer is None:
@@ -375,8 +366,7 @@ class TileClassifierWidget(SEMWidget):
         if self._running:
             notify_error("a run is already under way: wait for it or cancel it")
             return None
-        if self.classifier is None:
-            notify_error("train or load a classifier first")
+        if not self.has_classifier():
             return None
         folder = Path(str(self._predict_folder.value or ""))
         if not str(self._predict_folder.value or "") or not folder.is_dir():
@@ -472,31 +462,18 @@ class TileClassifierWidget(SEMWidget):
         self._progress.value = f"verdicts written to {out.name}"
         return out
 
-    def save_model(self, _event=None):
-        out = _save_classifier(self.classifier, self._save_path.value)
-        if out is not None:
-            self._recorder.stored(out, self.classifier)
-        return out
-
-    def load_model(self, _event=None):
+    def _load_file(self, path):
         from ..classification import ImageClassifier
 
-        path = Path(str(self._load_path.value))
-        try:
-            clf = ImageClassifier.load(path)
-        except SEMAnalysisError as exc:
-            notify_error(exc)
-            return None
-        self.classifier = clf
-        self._recorder.trained()
-        self._recorder.stored(path, clf)
+        return ImageClassifier.load(path)
+
+    def _show_loaded(self, clf) -> str:
         self._backend.value = clf.backend
         if clf.tile_size_:
             self._set_tile_px(clf.tile_size_)
         self._heat_class.reset_choices()
         self._show_legend()
-        self._report.value = f"loaded {path.name}: {clf.backend}, classes {', '.join(clf.class_names)}"
-        return clf
+        return clf.backend
 
 
 def _html(text: str) -> str:
