@@ -330,3 +330,26 @@ def test_a_faint_decimal_point_gives_no_confident_wrong_reading(label, font):
         r = sem.read_scale_bar(band_with_label(mpl_font(font), label, bar_px=bar_px, faint_point=faint))
         right = r.label_nm is not None and r.label_nm == pytest.approx(truth_nm)
         assert right or not r.confident, (faint, r.label_text, r.confidence, r.notes)
+
+
+def test_a_label_with_a_number_just_left_of_it_is_doubtful():
+    """Monospaced '2.5µm' at 23 px: the wide letter spacing split '2.' from '5µm', read confidently as
+    5 µm (2x off). A digit chunk just left of a label on its line makes the label doubtful."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def chunk(chars_boxes):
+        return TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=16.0, height=16.0)
+
+    def label(col):  # "5µm" starting at column ``col``
+        return chunk(
+            [("5", (0, col, 16, col + 10)), ("µ", (4, col + 12, 20, col + 22)), ("m", (4, col + 24, 16, col + 36))]
+        )
+
+    number = chunk([("2", (0, 0, 16, 10)), (".", (13, 14, 16, 17))])
+    alone = _label_candidates([label(30)], (0, 0))
+    assert [(t, q) for _b, t, _p, q in alone] == [("5µm", 1.0)]
+    near = _label_candidates([number, label(30)], (0, 0))
+    assert [(t, q) for _b, t, _p, q in near] == [("5µm", 0.0)]
+    far = _label_candidates([number, label(120)], (0, 0))  # another text, far left: not part of the label
+    assert [(t, q) for _b, t, _p, q in far] == [("5µm", 1.0)]

@@ -158,6 +158,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
     numberish = set("0123456789.,OolI|()X")
     for ch in _join_number_unit(chunks):
         glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
+        doubtful = doubtful or _number_left_of(ch, chunks)
         if not glyphs:
             continue
         n = len(glyphs)
@@ -186,6 +187,22 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
             out.append((box, text, parsed, quality))
             break
     return out
+
+
+def _number_left_of(ch, chunks) -> bool:
+    """Whether a chunk ending in a digit or a point stands on the line of ``ch`` just left of it: wide
+    letter spacing (monospaced fonts) may have split the label's number (``2.`` and ``5µm``)."""
+    if not ch.glyphs or ch.glyphs[0].char not in set("0123456789OolI"):
+        return False
+    box = ch.box
+    for a in chunks:
+        if not a.glyphs or a.glyphs[-1].char not in set("0123456789.,"):
+            continue
+        gap = box[1] - a.box[3]
+        overlap = min(a.box[2], box[2]) - max(a.box[0], box[0])
+        if 0 < gap <= 1.5 * ch.height and overlap >= 0.5 * min(a.box[2] - a.box[0], box[2] - box[0]):
+            return True
+    return False
 
 
 def _clean_label_glyphs(glyphs, height: float, baseline: float = 0.0, ink=None) -> tuple[list, bool]:

@@ -242,7 +242,8 @@ def _read_region(
 
     text_options = dict(exclude=[b[0] for b in bars], keep=keep, max_components=5000 if target is None else 1500)
     if zoom_cut is not None:
-        chunks = _zoomed_text(ink, zoom_cut, **text_options)
+        cut, zoom = zoom_cut if isinstance(zoom_cut, tuple) else (zoom_cut, 2)
+        chunks = _zoomed_text(ink, cut, zoom=zoom, **text_options)
     else:
         chunks = _glyphs.read_text(mask, **text_options)
     labels = _label_candidates(chunks, offset, trim=target is not None, ink=ink)
@@ -390,9 +391,9 @@ def _read_near_bar(f, mask, box, polarity, lohi, *, image_width) -> list[ScaleBa
     strength = np.clip((win - bg) / (ink - bg), 0.0, 1.0) if ink != bg else (win == ink).astype(np.float64)
     target = (box[0] - r0, box[1] - c0, box[2] - r0, box[3] - c0)
     passes = []
-    for cut, zoom in ((0.5, False), (0.3, False), (None, False), (0.5, True), (0.3, True)):
+    for cut, zoom in ((0.5, 0), (0.3, 0), (None, 0), (0.5, 2), (0.3, 2), (0.2, 2), (0.4, 3)):
         if zoom:  # the bar from the mask it was found in, the text magnified from the grey levels
-            passes.append((mask[r0:r1, c0:c1], cut))
+            passes.append((mask[r0:r1, c0:c1], (cut, zoom)))
         elif cut is None:  # half-way between the ink and the other extreme
             passes.append((win >= (ink + other) / 2 if polarity == "bright" else win <= (ink + other) / 2, None))
         else:
