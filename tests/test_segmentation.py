@@ -53,6 +53,34 @@ def test_global_threshold_matches_skimage(rng, method):
     assert (mask == (lab > 0)).mean() > 0.9
 
 
+def test_li_threshold_ends_when_its_iteration_flips_between_two_values(rng, monkeypatch):
+    """scikit-image's Li iteration can flip for ever between two float values (a real superalloy micrograph
+    blurred in float32 hung the particles preset); the threshold stops and takes the middle."""
+    import skimage.filters
+
+    from napari_sem_analysis.segmentation import thresholds
+
+    img, lab = particle_image(rng)
+    calls = []
+
+    def flipping_li(image, *, iter_callback=None, **_):
+        values = (114.00012, 114.0002)
+        i = 0
+        while True:  # never converges, as the real one on that image
+            if i > 10_000:
+                raise AssertionError("threshold() did not stop Li's iteration")
+            calls.append(i)
+            iter_callback(values[i % 2])
+            i += 1
+
+    monkeypatch.setattr(skimage.filters, "threshold_li", flipping_li)
+    mask, t = threshold(img.astype(np.float32), "li", return_threshold=True)
+    assert len(calls) == thresholds.LI_MAX_ITER + 1
+    assert t == pytest.approx(114.00016, abs=1e-4)
+    np.testing.assert_array_equal(mask, img > t)
+    assert (mask == (lab > 0)).mean() > 0.9
+
+
 def test_dark_objects_and_offset(rng):
     img, lab = particle_image(rng)
     inv = 255 - img
