@@ -468,3 +468,29 @@ def test_plot_feature_choices_follow_a_measurement_after_the_layer_was_chosen(sc
     assert plots._x.value == "feret_max"
     fig = plots.plot("scatter")
     assert fig.axes[0].get_xlabel() == "feret_max [nm]" and fig.axes[0].get_ylabel() == "circularity"
+
+
+def test_measure_summary_wraps_inside_the_dock(make_napari_viewer, rng, errors, wait_run):
+    """The summary the user reads after *Measure* (count, D10/D50/D90...) wraps at the dock's width
+    instead of running past its right edge."""
+    from qtpy.QtCore import QPoint
+    from qtpy.QtWidgets import QApplication
+
+    image, labels = _scene(rng)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    kw = {"scale": (PS, PS), "units": ("nm", "nm")}
+    img_layer = viewer.add_image(image, name="sem", **kw)
+    lab_layer = viewer.add_labels(labels, name="particles", **kw)
+    widget = _measure_widget(viewer, img_layer, lab_layer)
+    widget.run()
+    wait_run(widget)
+    QApplication.processEvents()
+    assert errors == [] and "4 objects" in widget._summary.value.replace("\n", " ")
+    scroll = widget.native
+    viewport = scroll.viewport()
+    q = widget._summary.native
+    left = q.mapTo(viewport, QPoint(0, 0)).x()
+    assert q.wordWrap() and left >= 0 and left + q.width() <= viewport.width()
+    assert q.height() >= q.heightForWidth(q.width())  # the whole wrapped text is shown
+    assert scroll.widget().minimumSizeHint().width() <= viewport.width()

@@ -33,6 +33,7 @@ from magicgui.widgets import (
 from .._validation import SEMAnalysisError, to_grayscale
 from ._base import StepCall, StepWidget
 from ._common import as_array, layer_pixel_size, notify_error, notify_info, write_layer
+from ._layout import wrap_text
 from ._plots import PlotWidget
 from ._table import _UNITS_KEY, FeatureTableWidget
 
@@ -151,6 +152,7 @@ class MeasureWidget(StepWidget):
                 self._tile_btn,
             ]
         )
+        wrap_text(self._summary)  # the summary wraps at the dock's width instead of being cut off
         self._run_btn.changed.connect(self.run)
         self._tile_btn.changed.connect(self.run_tiles)
 
