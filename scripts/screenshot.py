@@ -33,6 +33,20 @@ def _wait(widget) -> None:
     QApplication.processEvents()
 
 
+def _measure_and_show(viewer, docked, measure, image, labels):
+    """Measure ``labels`` and show them with their table and size distribution (the threshold hidden)."""
+    labels.opacity = 0.5
+    viewer.layers["threshold"].visible = False
+    measure._labels.value = labels
+    measure._image.value = image
+    measure.run()
+    _wait(measure)
+    docked["Feature table"].set_layer(labels)
+    docked["Plots"].set_layer(labels)
+    docked["Plots"].plot("size distribution")
+    viewer.layers.selection.active = labels
+
+
 def main(out="docs/images/screenshot.png", image_path=None) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -66,16 +80,7 @@ def main(out="docs/images/screenshot.png", image_path=None) -> None:
     split.run()
     _wait(split)
     labels = viewer.layers["split"]
-    labels.opacity = 0.5
-    viewer.layers["threshold"].visible = False
-    measure._labels.value = labels
-    measure._image.value = image
-    measure.run()
-    _wait(measure)
-    docked["Feature table"].set_layer(labels)
-    docked["Plots"].set_layer(labels)
-    docked["Plots"].plot("size distribution")
-    viewer.layers.selection.active = labels
+    _measure_and_show(viewer, docked, measure, image, labels)
     # as the demo shows them: the forms tabbed (Split in front: the step tuned here), the results get the room
     from napari_sem_analysis._demo import arrange_docks
 
@@ -137,16 +142,7 @@ def pores(out="docs/images/screenshot_pores.png", image_path=None) -> None:
     components.run()
     _wait(components)
     labels = viewer.layers["components"]
-    labels.opacity = 0.5
-    viewer.layers["threshold"].visible = False
-    measure._labels.value = labels
-    measure._image.value = image
-    measure.run()
-    _wait(measure)
-    docked["Feature table"].set_layer(labels)
-    docked["Plots"].set_layer(labels)
-    docked["Plots"].plot("size distribution")
-    viewer.layers.selection.active = labels
+    _measure_and_show(viewer, docked, measure, image, labels)
     arrange_docks(viewer.window._qt_window, docks, forms=forms)
     for _ in range(30):
         QApplication.processEvents()
