@@ -217,17 +217,7 @@ class PixelClassifierWidget(SEMWidget):
         """
         try:
             image_layer = self._image.value
-            scr_layer = self._scribbles.value
-            if scr_layer is None:
-                raise SEMAnalysisError("choose or create a scribble Labels layer first")
-            image = check_gray(image_layer)
-            if image.ndim != 2:
-                raise SEMAnalysisError("the pixel classifier works on 2-D images; choose one plane")
-            scribbles = np.array(as_array(scr_layer.data), copy=True)  # the user keeps painting
-            if scribbles.shape != image.shape:
-                raise SEMAnalysisError(
-                    f"the scribble layer has shape {scribbles.shape} but the image has {image.shape}"
-                )
+            image, scribbles = self._checked_inputs()
             if len(np.unique(scribbles)) < 3:
                 raise SEMAnalysisError("paint at least two classes (labels 1 and 2) in the scribble layer")
             clf = self.make_classifier(live=live)
@@ -269,6 +259,19 @@ class PixelClassifierWidget(SEMWidget):
         self._status.value = "pixel classifier: training..."
         self.finished.connect(finished)
         return self.start(work, done, desc="pixel classifier")
+
+    def _checked_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen 2-D image and a copy of the scribbles (the user keeps painting), checked."""
+        scr_layer = self._scribbles.value
+        if scr_layer is None:
+            raise SEMAnalysisError("choose or create a scribble Labels layer first")
+        image = check_gray(self._image.value)
+        if image.ndim != 2:
+            raise SEMAnalysisError("the pixel classifier works on 2-D images; choose one plane")
+        scribbles = np.array(as_array(scr_layer.data), copy=True)
+        if scribbles.shape != image.shape:
+            raise SEMAnalysisError(f"the scribble layer has shape {scribbles.shape} but the image has {image.shape}")
+        return image, scribbles
 
     def visible_region(self, image_layer, shape) -> tuple | None:
         """The visible field ``(y0, y1, x0, x1)`` of a large image (live mode predicts only that), or None."""
@@ -372,13 +375,7 @@ class PixelClassifierWidget(SEMWidget):
     def _fit_full_forest(self):
         """Refit with the widget's whole forest after a live preview (a lighter one), so a saved file and
         the batch use what *Train and predict* would; the features are cached, so only the trees are fitted."""
-        scr_layer = self._scribbles.value
-        if scr_layer is None:
-            raise SEMAnalysisError("choose the scribble Labels layer the classifier was trained on")
-        image = check_gray(self._image.value)
-        scribbles = np.array(as_array(scr_layer.data), copy=True)
-        if scribbles.shape != image.shape:
-            raise SEMAnalysisError(f"the scribble layer has shape {scribbles.shape} but the image has {image.shape}")
+        image, scribbles = self._checked_inputs()
         clf = self.make_classifier(live=False)
         clf.fit(image, scribbles, pixel_size=self.pixel_size())
         self.classifier = clf
