@@ -229,6 +229,8 @@ def run_unet(
     seed=0,
     save_dir=None,
     tune_on="val",
+    contact_weight=1.0,
+    label="",
 ):
     import torch
 
@@ -270,7 +272,7 @@ def run_unet(
         val_fraction=0.2,
     )
     if task == "instances":
-        model = train_unet(images, [p[3] for p in train], task="instances", **common)
+        model = train_unet(images, [p[3] for p in train], task="instances", contact_weight=contact_weight, **common)
     else:
         model = train_unet(images, [(p[3] > 0).astype(np.uint8) for p in train], **common)
     train_s = time.perf_counter() - t0
@@ -282,7 +284,7 @@ def run_unet(
         "threads": torch.get_num_threads(),
     }
     if task == "instances":
-        return score_instance_model(pairs, model, direction, info, tune_on=tune_on, seed=seed)
+        return score_instance_model(pairs, model, direction, info, tune_on=tune_on, seed=seed, label=label)
     preds, secs = [], []
     for _, img, _ps, _ in test:
         t = time.perf_counter()
@@ -324,7 +326,7 @@ def _val_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
 
 
-def score_instance_model(pairs, model, direction, info=None, *, tune_on="val", seed=0):
+def score_instance_model(pairs, model, direction, info=None, *, tune_on="val", seed=0, label=""):
     """Two rows for an instance model: its stored decoding, and decoding tuned on its training half.
 
     The network runs once per image (probabilities); the decoding is then
@@ -358,7 +360,8 @@ def score_instance_model(pairs, model, direction, info=None, *, tune_on="val", s
             rows[key][1].append(net_s + time.perf_counter() - t)
     extra = {**_training_info(model), **(info or {}), "model_file": model.path and Path(model.path).name}
     out = []
-    for key, name in (("stored", "instance U-Net"), ("tuned", "instance U-Net, decoding tuned on its training half")):
+    names = (("stored", "instance U-Net"), ("tuned", "instance U-Net, decoding tuned on its training half"))
+    for key, name in ((k, n.replace("instance U-Net", f"instance U-Net{label}", 1)) for k, n in names):
         settings = stored if key == "stored" else res["settings"]
         row_extra = {**extra, "instance_settings": {k: v for k, v in settings.items() if k != "tuned"}}
         if key == "tuned":
@@ -377,7 +380,7 @@ def score_instance_model(pairs, model, direction, info=None, *, tune_on="val", s
     return out
 
 
-def run_loaded(pairs, folder, direction, tune_on="val", threads=2):
+def run_loaded(pairs, folder, direction, tune_on="val", threads=2, label=""):
     """Score a model saved by ``--save-models`` (``instances_<direction>.safetensors``) without retraining."""
     import torch
 
@@ -390,7 +393,7 @@ def run_loaded(pairs, folder, direction, tune_on="val", threads=2):
         return []
     model = load_model(path)
     # the threads of this scoring run (give --threads as for the run that trained the models)
-    return score_instance_model(pairs, model, direction, {"threads": threads}, tune_on=tune_on)
+    return score_instance_model(pairs, model, direction, {"threads": threads}, tune_on=tune_on, label=label)
 
 
 def _fmt_pct(v):
@@ -631,6 +634,13 @@ def _parser() -> argparse.ArgumentParser:
         help="instance decoding tuned on the training half's validation images (held out from training) or on "
         "the whole training half",
     )
+    ap.add_argument(
+        "--contact-weight",
+        type=float,
+        default=1.0,
+        help="instance U-Net: loss weight of the pixels where two particles meet (train_unet contact_weight)",
+    )
+    ap.add_argument("--label", default="", help="appended to the instance U-Net's method name in the report")
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
     ap.add_argument("--merge", default="", help="comma list of other results files to include in the report")
@@ -690,11 +700,15 @@ def main(argv=None):
                 args.steps,
                 save_dir=args.save_models,
                 tune_on=args.tune_on,
+                contact_weight=args.contact_weight,
+                label=args.label,
             ):
                 put(r)
     if args.load_models:
         for d in args.directions.split(","):
-            for r in run_loaded(pairs, args.load_models, d, tune_on=args.tune_on, threads=args.threads):
+            for r in run_loaded(
+                pairs, args.load_models, d, tune_on=args.tune_on, threads=args.threads, label=args.label
+            ):
                 put(r)
     for extra in [f for f in args.merge.split(",") if f and Path(f).exists()]:
         for r in json.loads(Path(extra).read_text()):

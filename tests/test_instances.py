@@ -112,3 +112,31 @@ def test_bad_input():
         instance_targets(np.zeros((5, 5), np.int32), region=np.ones((4, 4), bool))
     with pytest.raises(SEMAnalysisError):
         instances_from_maps(np.zeros((5, 5)), np.zeros((5, 6)))
+
+
+def test_contact_zone_marks_where_objects_meet_and_nothing_else():
+    lab = np.zeros((40, 70), np.int32)
+    lab[5:25, 5:30] = 1
+    lab[5:25, 31:55] = 2  # one-pixel gap at column 30: touching as drawn in hand masks
+    lab[33:39, 62:69] = 3  # more than 2 x 3 px from the others
+    zone = sem.contact_zone(lab, width=3)
+    # the gap and the pixels that see both objects within 3 px: 2 px on either side of the gap
+    assert zone[5:25, 28:33].all()
+    assert not zone[:, :28].any() and not zone[:, 33:].any()
+    # nothing on the objects' outer edges, nothing around the lone object
+    assert zone[2:28, 30].all() and not zone[:2].any() and not zone[28:].any()
+    assert not sem.contact_zone(lab == 1, width=3).any()  # one object alone touches nothing
+    assert not sem.contact_zone(np.zeros((5, 5), np.int32)).any()
+    with pytest.raises(SEMAnalysisError):
+        sem.contact_zone(lab, width=0)
+
+
+def test_contact_codes_in_the_training_targets_fold_back_to_the_classes():
+    from napari_sem_analysis.unet.instances import HEAVY_OFFSET, instance_training_masks
+
+    lab = touching_discs(seed=3)
+    (plain,), _ = instance_training_masks([lab])
+    (coded,), _ = instance_training_masks([lab], contact_width=3)
+    heavy = coded >= HEAVY_OFFSET
+    assert heavy.any() and np.array_equal(np.where(heavy, coded - HEAVY_OFFSET, coded), plain)
+    assert np.array_equal(heavy, sem.contact_zone(lab, 3))

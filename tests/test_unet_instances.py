@@ -153,6 +153,48 @@ def test_unlabelled_pixels_do_not_count_in_the_loss():
     assert float(logits.grad[..., :47].abs().max()) > 0.0
 
 
+def test_contact_pixels_weigh_more_in_the_loss():
+    from napari_sem_analysis.unet.instances import HEAVY_OFFSET, instance_training_masks
+    from napari_sem_analysis.unet.losses import _dice_ce_loss
+
+    _, lab = domes(seed=2)
+    (coded,), _ = instance_training_masks([lab], contact_width=3)
+    heavy = coded >= HEAVY_OFFSET
+    assert heavy.any() and not heavy.all()
+    plain = np.where(heavy, coded - HEAVY_OFFSET, coded).astype(np.int64)
+    t_coded, t_plain = torch.from_numpy(coded.astype(np.int64))[None], torch.from_numpy(plain)[None]
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, *lab.shape)
+    # weight 1: the codes are read as their classes
+    assert torch.allclose(_dice_ce_loss(logits, t_coded, 3, 0.0), _dice_ce_loss(logits, t_plain, 3, 0.0))
+    # weight 5: the weighted mean of the per-pixel cross-entropy, contacts counted 5 times
+    pix = torch.nn.functional.cross_entropy(logits, t_plain, reduction="none")
+    w = torch.where(torch.from_numpy(heavy)[None], 5.0, 1.0)
+    expected = (pix * w).sum() / w.sum()
+    assert torch.allclose(_dice_ce_loss(logits, t_coded, 3, 0.0, heavy_weight=5.0), expected)
+    # a wrong call at a contact costs more than the same wrong call elsewhere
+    at = tuple(np.argwhere(heavy & (plain == 2))[0])
+    away = tuple(np.argwhere(~heavy & (plain == 2))[0])
+    grads = []
+    for y, x in (at, away):
+        lg = torch.zeros(1, 3, *lab.shape, requires_grad=True)
+        _dice_ce_loss(lg, t_coded, 3, 0.0, heavy_weight=5.0).backward()
+        grads.append(float(lg.grad[0, :, y, x].abs().sum()))
+    assert grads[0] > 4 * grads[1]
+
+
+def test_train_unet_records_the_contact_weight_and_checks_it():
+    pairs = [domes(seed=s) for s in range(2)]
+    model = _train(pairs, epochs=1, contact_weight=5.0)
+    assert model.config["training"]["contact_weight"] == 5.0
+    img, lab = pairs[0]
+    for bad in (0, -1, 1000, "heavy", float("nan")):
+        with pytest.raises(SEMAnalysisError, match="contact_weight"):
+            train_unet(img, lab, task="instances", contact_weight=bad, **TINY, patch_size=32, epochs=1, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="contact_weight is for task='instances'"):
+        train_unet(img, lab > 0, contact_weight=5.0, **TINY, patch_size=32, epochs=1, device="cpu")
+
+
 def test_partial_annotation_and_dark_objects():
     # dark pits; only the left half of each training image is annotated and the right half,
     # full of unpainted pits, is marked unlabelled: if it counted as background the model

@@ -94,6 +94,7 @@ _API = {
     "evaluate_instances": "metrics",
     "instance_targets": "instances",
     "instances_from_maps": "instances",
+    "contact_zone": "instances",
     "tune_instance_decoding": "unet",
 }
 

@@ -18,6 +18,8 @@ from .._validation import SEMAnalysisError
 #: target value of ignored pixels while the masks are uint8 (mapped to the loss's ignore value)
 TARGET_IGNORE = 255
 CLASS_NAMES = ["background", "interior", "boundary"]
+#: target code of a pixel of class c at a contact between objects: c + HEAVY_OFFSET (weighted in the loss)
+HEAVY_OFFSET = len(CLASS_NAMES)
 TASKS = ("semantic", "instances")
 _DECODE_KEYS = {
     "interior_threshold",
@@ -47,8 +49,15 @@ def _objects(m: np.ndarray) -> np.ndarray:
     return m
 
 
-def instance_training_masks(masks, *, boundary_width=2, unlabelled=None, background=None, regions=None):
+def instance_training_masks(
+    masks, *, boundary_width=2, unlabelled=None, background=None, regions=None, contact_width=0
+):
     """Three-class uint8 targets (255 = ignored) of instance label images, and the decoding settings.
+
+    With ``contact_width`` > 0 the pixels within that many px of two
+    different objects (:func:`napari_sem_analysis.instances.contact_zone`)
+    get the code ``class + 3`` (:data:`HEAVY_OFFSET`): the loss reads them as
+    their class with the ``contact_weight`` of training.
 
     A mask holding only 0 and 1 (without ``unlabelled`` / ``background``)
     is taken as objects = its 4-connected components (e.g. hand-drawn masks with gaps between touching objects).
@@ -59,7 +68,7 @@ def instance_training_masks(masks, *, boundary_width=2, unlabelled=None, backgro
     touch in the training labels, i.e. they are drawn with gaps, so that
     predictions are drawn the same way).
     """
-    from ..instances import IGNORE, instance_targets
+    from ..instances import IGNORE, contact_zone, instance_targets
 
     if regions is not None:
         if isinstance(regions, np.ndarray) and regions.ndim == 2:
@@ -91,6 +100,8 @@ def instance_training_masks(masks, *, boundary_width=2, unlabelled=None, backgro
         areas.append(counts)
         touching = touching or _touching(known)
         u = t.astype(np.int16)
+        if contact_width:
+            u[contact_zone(known, int(contact_width)) & (t != IGNORE)] += HEAVY_OFFSET
         u[t == IGNORE] = TARGET_IGNORE
         out.append(u.astype(np.uint8))
     areas = np.concatenate(areas) if areas else np.zeros(0)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .losses import _IGNORE, _dice_ce_loss, _iou_from_confusion
+from .losses import _IGNORE, _dice_ce_loss, _fold_heavy, _iou_from_confusion
 from .sampling import _PatchSampler
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class _Setup:
     amp_dtype: Any
     channels_last: bool
     ce_weight: Any
+    #: loss weight of the pixels coded ``class + n_classes`` (contacts between objects)
+    heavy_weight: float = 1.0
 
     def to_dev(self, x, y=None):
         import torch
@@ -96,9 +98,11 @@ def _evaluate(setup: _Setup, prep: _Prepared, n_classes: int, dice_weight: float
         for b in range(0, len(prep.vx), bs):
             xt, yt = setup.to_dev(prep.vx[b : b + bs], prep.vy[b : b + bs])
             logits = setup.forward(xt).float()
-            loss_sum += float(_dice_ce_loss(logits, yt, n_classes, dice_weight, setup.ce_weight)) * len(xt)
+            loss = _dice_ce_loss(logits, yt, n_classes, dice_weight, setup.ce_weight, setup.heavy_weight)
+            loss_sum += float(loss) * len(xt)
             n += len(xt)
             pred = logits.argmax(1)
+            yt, _ = _fold_heavy(yt, n_classes)
             valid = yt != _IGNORE
             idx = (yt[valid] * n_classes + pred[valid]).cpu().numpy()
             cm += np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -125,7 +129,7 @@ def _train_epoch(epoch: int, s: _TrainSettings, setup: _Setup, prep: _Prepared, 
         xt, yt = setup.to_dev(np.stack([b[0] for b in batch]), np.stack([b[1] for b in batch]))
         setup.opt.zero_grad(set_to_none=True)
         logits = setup.forward(xt)
-        loss = _dice_ce_loss(logits.float(), yt, n_classes, s.dice_weight, setup.ce_weight)
+        loss = _dice_ce_loss(logits.float(), yt, n_classes, s.dice_weight, setup.ce_weight, setup.heavy_weight)
         if setup.scaler is not None:
             setup.scaler.scale(loss).backward()
             setup.scaler.step(setup.opt)

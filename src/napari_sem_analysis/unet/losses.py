@@ -29,6 +29,7 @@ def _class_weights(spec, masks, n_classes: int, max_ratio: float = 50.0) -> list
         counts = np.zeros(n_classes, dtype=np.float64)
         for m in masks:
             v = m[m != _IGNORE]  # ignored pixels left out
+            v = np.where(v >= n_classes, v - n_classes, v)  # weighted codes count as their class
             counts += np.bincount(v, minlength=n_classes)[:n_classes]
         if counts.sum() == 0:
             return None
@@ -46,11 +47,35 @@ def _class_weights(spec, masks, n_classes: int, max_ratio: float = 50.0) -> list
     return w
 
 
-def _dice_ce_loss(logits, target, n_classes: int, dice_weight: float, class_weights=None):
+def _fold_heavy(target, n_classes: int):
+    """Targets with the weighted codes (``class + n_classes``) read as their class, and where they were."""
+    import torch
+
+    heavy = target >= n_classes
+    return torch.where(heavy, target - n_classes, target), heavy
+
+
+def _dice_ce_loss(logits, target, n_classes: int, dice_weight: float, class_weights=None, heavy_weight: float = 1.0):
+    """Cross-entropy (+ soft Dice) over the known pixels.
+
+    A target value ``c + n_classes`` means class ``c`` with its cross-entropy
+    weighted by ``heavy_weight`` (e.g. the pixels where two objects touch);
+    the weighted mean is normalised by the sum of the weights, so the loss
+    keeps its scale.
+    """
     import torch
     import torch.nn.functional as F
 
-    ce = F.cross_entropy(logits, target, weight=class_weights, ignore_index=_IGNORE)
+    target, heavy = _fold_heavy(target, n_classes)
+    if heavy_weight != 1.0 and bool(heavy.any()):
+        pix = F.cross_entropy(logits, target, weight=class_weights, ignore_index=_IGNORE, reduction="none")
+        boost = torch.where(heavy, torch.full_like(pix, float(heavy_weight)), torch.ones_like(pix))
+        valid_t = target != _IGNORE
+        base = class_weights[target.clamp_min(0)] if class_weights is not None else torch.ones_like(pix)
+        norm = (base * boost * valid_t).sum().clamp_min(1e-12)
+        ce = (pix * boost).sum() / norm
+    else:
+        ce = F.cross_entropy(logits, target, weight=class_weights, ignore_index=_IGNORE)
     if dice_weight <= 0:
         return ce
     valid = (target != _IGNORE).unsqueeze(1).float()

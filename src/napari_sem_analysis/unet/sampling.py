@@ -26,7 +26,7 @@ class _PatchSampler:
         for i, m in enumerate(masks):
             flat = m.reshape(-1)
             for c in range(n_classes):
-                idx = np.flatnonzero(flat == c)
+                idx = np.flatnonzero((flat == c) | (flat == c + n_classes))  # c + n_classes: c, weighted
                 if idx.size:
                     if idx.size > 4000:
                         idx = rng.choice(idx, 4000, replace=False)

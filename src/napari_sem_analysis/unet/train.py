@@ -70,6 +70,7 @@ def train_unet(
     background: int | None = None,
     regions=None,
     tune_decoding: bool = False,
+    contact_weight: float = 1.0,
 ) -> UNetModel:
     """Train a segmentation network on images with class masks (or instance labels).
 
@@ -184,6 +185,11 @@ def train_unet(
         and store them in the model. Needs validation data (``val_fraction``
         > 0 or ``validation``) annotated completely (no ``unlabelled``,
         ``background`` or ``regions``).
+    contact_weight : float
+        Instances: loss weight of the pixels within ``boundary_width + 1`` px
+        of two different objects (:func:`napari_sem_analysis.contact_zone`),
+        where touching objects are told apart; 1 weights them like any
+        other pixel.
 
     Returns
     -------
@@ -258,6 +264,7 @@ class _TrainSettings:
     background: int | None
     regions: Any
     tune_decoding: bool
+    contact_weight: float = 1.0
 
 
 @dataclass
@@ -318,6 +325,8 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
             raise SEMAnalysisError(
                 "unlabelled, background and regions are for task='instances' (else use ignore_index)"
             )
+        if s.contact_weight != 1.0:
+            raise SEMAnalysisError("contact_weight is for task='instances'")
         return None
     from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
 
@@ -325,7 +334,19 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
         raise SEMAnalysisError("with task='instances' mark unannotated pixels with unlabelled=, not ignore_index=")
     if s.n_classes not in (None, 3):
         raise SEMAnalysisError("an instance model has 3 classes (background, interior, boundary)")
-    kwargs = {"boundary_width": s.boundary_width, "unlabelled": s.unlabelled, "background": s.background}
+    try:
+        cw = float(s.contact_weight)
+    except (TypeError, ValueError):
+        cw = float("nan")
+    if not (np.isfinite(cw) and 0 < cw <= 100):
+        raise SEMAnalysisError(f"contact_weight must be in (0, 100], got {s.contact_weight!r}")
+    contact_width = int(s.boundary_width) + 1 if cw != 1.0 else 0
+    kwargs = {
+        "boundary_width": s.boundary_width,
+        "unlabelled": s.unlabelled,
+        "background": s.background,
+        "contact_width": contact_width,
+    }
     data.instance_labels, data.val_instance_labels = data.masks, data.val_masks
     data.masks, instance_cfg = instance_training_masks(data.masks, regions=s.regions, **kwargs)
     if data.val_masks is not None:
@@ -362,6 +383,8 @@ def _tuning_data(s: _TrainSettings, data: _TrainData, rng) -> tuple[list, list] 
 
 def _check_classes(s: _TrainSettings, masks) -> tuple[int, list[str]]:
     """Number and names of the classes, checked against the mask values."""
+    if s.task == "instances":  # targets made by _task_targets (weighted codes fold onto the 3 classes)
+        return 3, list(s.class_names)
     ignore = s.ignore_index
 
     def valid_values(m):
@@ -516,7 +539,10 @@ def _setup_training(s: _TrainSettings, config: dict, prep: _Prepared, dev) -> _S
     )
     weights = prep.class_weights
     ce_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
-    return _Setup(net, opt, sched, scaler, dev, describe_device(dev), use_amp, amp_dtype, channels_last, ce_weight)
+    heavy = float(s.contact_weight) if s.task == "instances" else 1.0
+    return _Setup(
+        net, opt, sched, scaler, dev, describe_device(dev), use_amp, amp_dtype, channels_last, ce_weight, heavy
+    )
 
 
 def _finish(
@@ -556,6 +582,7 @@ def _finish(
         config["training"]["ignore_index"] = None
         config["training"]["unlabelled"] = s.unlabelled
         config["training"]["background"] = s.background
+        config["training"]["contact_weight"] = float(s.contact_weight)
     model = UNetModel(config, best, state.history)
     model.device_used = describe_device(setup.dev)
     return model
