@@ -48,6 +48,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 HALVES = {"A": slice(0, 10), "B": slice(10, 20)}
+#: objects under this many px (reference and prediction) are left out in the second view of the scores:
+#: the reference masks hold specks left where separation lines were drawn
+SPECK = 30
 ANCHOR = (
     "Possart et al., npj Comput. Mater. 2025 (TiO2 SEM, model trained on real masks): Dice 0.964, PQ 0.930, AP50 0.567"
 )
@@ -146,6 +149,8 @@ def score_rows(method, direction, names, preds, truths, seconds, pixel_size, ext
     from napari_sem_analysis import evaluate_instances
 
     pooled = evaluate_instances(list(preds), list(truths), pixel_size=pixel_size)
+    no_specks = evaluate_instances(list(preds), list(truths), pixel_size=pixel_size, min_size=SPECK)
+    no_specks.pop("per_image")
     rows = []
     for name, r, s in zip(names, pooled.pop("per_image"), seconds):
         rows.append({"image": name, **{k: _num(v) for k, v in r.items()}, "seconds": s})
@@ -154,6 +159,7 @@ def score_rows(method, direction, names, preds, truths, seconds, pixel_size, ext
         "direction": direction,
         "test_half": direction[-1],
         "pooled": {k: _num(v) for k, v in pooled.items()},
+        "pooled_no_specks": {k: _num(v) for k, v in no_specks.items()},
         "images": rows,
         "mean_seconds": float(np.mean(seconds)),
         **(extra or {}),
@@ -400,6 +406,33 @@ def _fmt_pct(v):
     return "n/a" if v is None else f"{100 * v:+.1f}%"
 
 
+def _specks_section(results: list[dict]) -> list[str]:
+    """The same scores with objects under SPECK px left out of reference and prediction."""
+    rows = [r for r in results if r.get("pooled_no_specks")]
+    if not rows:
+        return []
+    out = [
+        f"## Second view: objects under {SPECK} px left out (reference and prediction)",
+        "",
+        f"The reference masks hold specks of a few pixels left where separation lines were drawn (under {SPECK} px:"
+        " about one reference object in eight, see the note above); no method is meant to find them, and they"
+        " count as missed particles in the table above. Here `evaluate_instances(..., min_size=30)` sets every"
+        f" object under {SPECK} px to background on both sides before matching. The headline stays the table above.",
+        "",
+        "| method | split | reference objects | PQ | precision | recall | Dice | count err | D50 err |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["pooled_no_specks"]
+        out.append(
+            f"| {r['method']} | {r['direction']} | {p['n_true']} | {p['pq']:.3f} | {p['precision']:.3f} | "
+            f"{p['recall']:.3f} | {p['dice']:.3f} | "
+            f"{100 * p['mean_abs_count_error']:.1f}% ({_fmt_pct(p['count_error'])}) | "
+            f"{100 * p['mean_abs_d50_error']:.1f}% ({_fmt_pct(p['d50_error'])}) |"
+        )
+    return [*out, ""]
+
+
 def _targets_section(results: list[dict]) -> list[str]:
     """Each method's pooled figures beside the issue's targets, per held-out direction."""
     names = {"pq": "PQ", "mean_abs_count_error": "count err", "mean_abs_d50_error": "D50 err", "dice": "Dice"}
@@ -563,6 +596,7 @@ def to_markdown(results: list[dict], command: str) -> str:
             f"{100 * p['mean_abs_d50_error']:.1f}% ({_fmt_pct(p['d50_error'])}) | {r['mean_seconds']:.2f} s |"
         )
     lines.append("")
+    lines += _specks_section(results)
     lines += _targets_section(results)
     if any(r["method"].startswith("instance U-Net") for r in results):
         lines += NOTES

@@ -103,3 +103,22 @@ def test_bad_input():
         sem.evaluate_instances([a, a], [a])
     with pytest.raises(SEMAnalysisError):
         sem.evaluate_instances(a.astype(float), a)
+
+
+def test_min_size_leaves_specks_out_of_both_sides():
+    truth = np.zeros((20, 30), np.int32)
+    truth[2:10, 2:10] = 1  # 64 px
+    truth[12:14, 20:21] = 2  # a 2-px speck of the annotation
+    pred = np.zeros_like(truth)
+    pred[2:10, 2:10] = 5
+    pred[15:17, 2:4] = 9  # a 4-px speck of the prediction
+    full = sem.evaluate_instances(pred, truth)
+    assert (full["n_true"], full["n_pred"], full["tp"], full["fp"], full["fn"]) == (2, 2, 1, 1, 1)
+    r = sem.evaluate_instances(pred, truth, min_size=5)
+    assert (r["n_true"], r["n_pred"], r["tp"], r["fp"], r["fn"]) == (1, 1, 1, 0, 0)
+    assert r["pq"] == 1.0 and r["count_error"] == 0.0
+    # pooled over lists the same way; the inputs are not modified
+    lst = sem.evaluate_instances([pred, pred], [truth, truth], min_size=5)
+    assert lst["n_true"] == 2 and lst["fn"] == 0 and truth[12, 20] == 2 and pred[15, 2] == 9
+    with pytest.raises(SEMAnalysisError):
+        sem.evaluate_instances(pred, truth, min_size=-1)

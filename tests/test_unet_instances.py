@@ -185,8 +185,13 @@ def test_contact_pixels_weigh_more_in_the_loss():
 
 def test_train_unet_records_the_contact_weight_and_checks_it():
     pairs = [domes(seed=s) for s in range(2)]
-    model = _train(pairs, epochs=1, contact_weight=5.0)
-    assert model.config["training"]["contact_weight"] == 5.0
+    from napari_sem_analysis.unet.train import DEFAULT_CONTACT_WEIGHT
+
+    assert DEFAULT_CONTACT_WEIGHT > 1  # contacts weigh more by default
+    model = _train(pairs, epochs=1)
+    assert model.config["training"]["contact_weight"] == DEFAULT_CONTACT_WEIGHT
+    model = _train(pairs, epochs=1, contact_weight=1.0)
+    assert model.config["training"]["contact_weight"] == 1.0
     img, lab = pairs[0]
     for bad in (0, -1, 1000, "heavy", float("nan")):
         with pytest.raises(SEMAnalysisError, match="contact_weight"):

@@ -77,6 +77,7 @@ def test_train_and_segment_instances(make_napari_viewer, errors, wait_run):
         w = TrainUNetWidget(viewer)
         viewer.window.add_dock_widget(w)
         w._image.value, w._labels.value = il, ll
+        assert w._contact.native.isHidden()  # semantic task: no contacts
         w._task.value = "instances"
         # shown / hidden with the task (isHidden: independent of the headless window)
         assert w._n_classes.native.isHidden() and w._background.native.isHidden()
@@ -89,6 +90,9 @@ def test_train_and_segment_instances(make_napari_viewer, errors, wait_run):
         assert w._tune.native.isHidden() and not p["tune_decoding"]
         w._sparse.value = False
         assert not w._tune.native.isHidden() and w._parameters()["tune_decoding"]
+        # the contact weight: shown for instances only, passed on and recorded in the model
+        assert not w._contact.native.isHidden()
+        w._contact.value = 8.0
         w._encoder.value = "tu-resnet10t"
         w._patch.value, w._epochs.value, w._batch.value, w._val.value = 64, 2, 2, 0.0
         w._device.value = "cpu"
@@ -96,6 +100,7 @@ def test_train_and_segment_instances(make_napari_viewer, errors, wait_run):
         wait_run(w, timeout=TIMEOUT)
         assert not errors
         assert w.model is not None and w.model.task == "instances"
+        assert w.model.config["training"]["contact_weight"] == 8.0
         assert np.array_equal(ll.data, before)
         pw = PredictUNetWidget(viewer)
         pw._source.value = "last trained"

@@ -70,7 +70,7 @@ def train_unet(
     background: int | None = None,
     regions=None,
     tune_decoding: bool = False,
-    contact_weight: float = 1.0,
+    contact_weight: float | None = None,
 ) -> UNetModel:
     """Train a segmentation network on images with class masks (or instance labels).
 
@@ -185,11 +185,11 @@ def train_unet(
         and store them in the model. Needs validation data (``val_fraction``
         > 0 or ``validation``) annotated completely (no ``unlabelled``,
         ``background`` or ``regions``).
-    contact_weight : float
+    contact_weight : float, optional
         Instances: loss weight of the pixels within ``boundary_width + 1`` px
         of two different objects (:func:`napari_sem_analysis.contact_zone`),
         where touching objects are told apart; 1 weights them like any
-        other pixel.
+        other pixel. Default: :data:`DEFAULT_CONTACT_WEIGHT` for instances.
 
     Returns
     -------
@@ -223,6 +223,10 @@ def train_unet(
 # --------------------------------------------------------------------------
 
 _NOT_SETTINGS = ("images", "masks", "validation", "callback")
+
+#: loss weight of the pixels where two objects meet (task="instances"; measured in
+#: docs/evaluation/instances.md)
+DEFAULT_CONTACT_WEIGHT = 5.0
 
 
 @dataclass
@@ -264,7 +268,7 @@ class _TrainSettings:
     background: int | None
     regions: Any
     tune_decoding: bool
-    contact_weight: float = 1.0
+    contact_weight: float | None = None
 
 
 @dataclass
@@ -325,8 +329,9 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
             raise SEMAnalysisError(
                 "unlabelled, background and regions are for task='instances' (else use ignore_index)"
             )
-        if s.contact_weight != 1.0:
+        if s.contact_weight not in (None, 1.0):
             raise SEMAnalysisError("contact_weight is for task='instances'")
+        s.contact_weight = 1.0
         return None
     from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
 
@@ -334,6 +339,8 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
         raise SEMAnalysisError("with task='instances' mark unannotated pixels with unlabelled=, not ignore_index=")
     if s.n_classes not in (None, 3):
         raise SEMAnalysisError("an instance model has 3 classes (background, interior, boundary)")
+    if s.contact_weight is None:
+        s.contact_weight = DEFAULT_CONTACT_WEIGHT
     try:
         cw = float(s.contact_weight)
     except (TypeError, ValueError):

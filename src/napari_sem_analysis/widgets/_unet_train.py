@@ -83,6 +83,7 @@ class TrainUNetWidget(SEMWidget):
                 self._sparse,
                 self._background,
                 self._tune,
+                self._contact,
                 self._n_classes,
                 self._class_names,
                 self._arch,
@@ -131,6 +132,14 @@ class TrainUNetWidget(SEMWidget):
         self._tune.tooltip = (
             "instances: after training, choose the thresholds and smallest object size that separate the "
             "validation images' objects best (panoptic quality); needs a validation fraction > 0 and full annotation"
+        )
+
+        from ..unet.train import DEFAULT_CONTACT_WEIGHT
+
+        self._contact = FloatSpinBox(label="contact weight", min=1.0, max=100.0, step=1.0, value=DEFAULT_CONTACT_WEIGHT)
+        self._contact.tooltip = (
+            "instances: how much more the pixels where two objects meet count in the loss (1 = like any "
+            "other pixel); higher separates touching objects more eagerly"
         )
 
     def _make_training_settings(self):
@@ -189,6 +198,7 @@ class TrainUNetWidget(SEMWidget):
         self._n_classes.visible = self._class_names.visible = not instances
         self._background.visible = instances and bool(self._sparse.value)
         self._tune.visible = instances and not self._sparse.value
+        self._contact.visible = instances
 
     # -- inputs ------------------------------------------------------------
     def _reset(self, _event=None):
@@ -305,6 +315,7 @@ class TrainUNetWidget(SEMWidget):
                 unlabelled=0 if self._sparse.value else None,
                 background=(int(self._background.value) or None) if self._sparse.value else None,
                 tune_decoding=bool(self._tune.value) and not self._sparse.value and float(self._val.value) > 0,
+                contact_weight=float(self._contact.value),
                 **common,
             )
         names = [s.strip() for s in str(self._class_names.value).split(",") if s.strip()]
