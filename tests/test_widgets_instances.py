@@ -54,6 +54,17 @@ def test_compare_with_reference_table(make_napari_viewer, errors, wait_run):
     w.run()
     wait_run(w)
     assert w.result["n_true"] == sem.evaluate_instances(pred, truth > 0)["n_true"]
+    # objects under a size left out of both sides, as evaluate_instances(min_size=) does
+    areas = np.bincount(truth.ravel())[1:]
+    cut = int(np.sort(areas)[2]) + 1  # the three smallest reference objects fall below it
+    w._mask.value = False
+    w._reference.value = rl
+    w._min_size.value = cut
+    w.run()
+    wait_run(w)
+    want = sem.evaluate_instances(pred, truth, pixel_size=5.0, min_size=cut)
+    assert w.result["n_true"] == want["n_true"] == truth.max() - 3
+    w._min_size.value = 0
     # shapes that differ are reported, not raised
     viewer.add_labels(np.zeros((10, 10), np.int32), name="small")
     w._reference.value = viewer.layers["small"]

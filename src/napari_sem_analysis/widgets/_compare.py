@@ -11,7 +11,7 @@ the planes). Nothing is written into the layers.
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import CheckBox, Table
+from magicgui.widgets import CheckBox, SpinBox, Table
 
 from .._validation import SEMAnalysisError
 from ._base import SEMWidget
@@ -54,10 +54,22 @@ class CompareWidget(SEMWidget):
         self._reference = self.layer_box("reference", "Labels")
         self._mask = CheckBox(text="reference is a mask (objects = 4-connected components)", value=False)
         self._mask.tooltip = "e.g. hand-drawn 0/255 masks with gaps between touching objects"
+        self._min_size = SpinBox(label="leave out objects under (px)", min=0, max=10**7, value=0)
+        self._min_size.tooltip = (
+            "objects smaller than this, in both layers, are set aside before matching and counting "
+            "(e.g. specks of a hand annotation); 0 keeps every object"
+        )
         self._table = Table(value={"metric": [], "value": []})
         self.result: dict | None = None
         self.extend(
-            [self._labels, self._reference, self._mask, *self.run_controls("Compare", cancel=False), self._table]
+            [
+                self._labels,
+                self._reference,
+                self._mask,
+                self._min_size,
+                *self.run_controls("Compare", cancel=False),
+                self._table,
+            ]
         )
 
     def run(self, _event=None):
@@ -74,6 +86,7 @@ class CompareWidget(SEMWidget):
             if self._mask.value:
                 b = b > 0
             pixel_size = layer_pixel_size(ref) or layer_pixel_size(lab)
+            min_size = int(self._min_size.value)
         except SEMAnalysisError as exc:
             self.on_failed("Compare", exc)
             return
@@ -83,8 +96,8 @@ class CompareWidget(SEMWidget):
 
             pa, pb = _planes(a), _planes(b)
             if len(pa) == 1:
-                return evaluate_instances(pa[0], pb[0], pixel_size=pixel_size)
-            return evaluate_instances(pa, pb, pixel_size=pixel_size)
+                return evaluate_instances(pa[0], pb[0], pixel_size=pixel_size, min_size=min_size)
+            return evaluate_instances(pa, pb, pixel_size=pixel_size, min_size=min_size)
 
         self._status.value = "comparing..."
         self.start(work, lambda r: self._show(r, lab, ref, pixel_size), desc="Compare")
