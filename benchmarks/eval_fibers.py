@@ -13,6 +13,11 @@ Three parts (``--part``):
     PoreSpy (``pip install --no-deps porespy`` plus numba, edt,
     connected-components-3d, deprecated; pyvista / pyevtk are stubbed, only
     PoreSpy's 3-D export uses them). Skipped when PoreSpy is missing.
+``spindles``
+    :func:`find_spindles` on mats from :func:`sample_fibers` with known
+    long, shallow swellings (``n_spindles``): precision, recall, measured
+    length against the length of the part wider than ``low`` x the fibre,
+    and spindles found on the same mats drawn without them.
 ``nanofiber``
     Leave-one-specimen-out classification of ``nanofiber-sem`` (three quality
     classes, 7 specimens named by the file-name rule of
@@ -123,6 +128,61 @@ def part_synthetic(n_seeds: int = 3, first_seed: int = 100) -> None:
         f"beads overall: precision {p:.3f}, recall {rcl:.3f}, F1 {2 * p * rcl / max(p + rcl, 1e-9):.3f}; "
         f"alignment |error| max {max(align_err):.3f}, mean {np.mean(align_err):.3f}"
     )
+
+
+def _expected_stretch(amp: float, length: float, low: float = 1.15) -> float:
+    """Length of the part of a ``d (1 + (amp - 1) cos^2(pi t / L))`` swelling wider than ``low`` d."""
+    return 2 * length / np.pi * np.arccos(np.sqrt((low - 1) / (amp - 1))) if amp > low else 0.0
+
+
+def part_spindles(n_seeds: int = 4, first_seed: int = 100) -> None:
+    from napari_sem_analysis import find_spindles, measure_fibers, sample_fibers
+
+    kinds = {
+        "sparse": dict(shape=(256, 320), n_fibers=5, diameter=(9, 11), n_beads=0, n_blobs=0),
+        "mat": dict(shape=(512, 512), n_fibers=10, diameter=(8, 14), n_beads=4, n_blobs=1),
+    }
+    print(f"\n== spindles (find_spindles) on generated mats, seeds {first_seed}..{first_seed + n_seeds - 1} ==")
+    print(
+        f"{'kind':<7} {'seed':>4} {'true':>5} {'found':>6} {'matched':>8} {'on clean mat':>13} "
+        f"{'length / expected':>30}"
+    )
+    for kind, kw in kinds.items():
+        tot = np.zeros(4)
+        ratios: list[float] = []
+        for seed in range(first_seed, first_seed + n_seeds):
+            s = sample_fibers(seed, n_spindles=4, **kw)
+            t = find_spindles(measure_fibers(s.image, max_diameter=40, pores=False)).table
+            clean = sample_fibers(seed, **kw)
+            n_clean = len(find_spindles(measure_fibers(clean.image, max_diameter=40, pores=False)).table)
+            found = t[["y", "x"]].to_numpy(float).reshape(-1, 2)
+            used: set[int] = set()
+            rs = []
+            for y, x, w, length, d in s.info["spindles"]:
+                if not len(found):
+                    break
+                dist = np.hypot(found[:, 0] - y, found[:, 1] - x)
+                for j in np.argsort(dist):
+                    if dist[j] > 0.25 * length:
+                        break
+                    if j not in used:
+                        used.add(int(j))
+                        rs.append(t["length"].iloc[j] / _expected_stretch(w / d, length))
+                        break
+            ratios += rs
+            tot += (len(s.info["spindles"]), len(t), len(used), n_clean)
+            print(
+                f"{kind:<7} {seed:>4} {len(s.info['spindles']):>5} {len(t):>6} {len(used):>8} {n_clean:>13} "
+                f"{' '.join(f'{r:.2f}' for r in rs):>30}"
+            )
+        p = tot[2] / max(tot[1], 1)
+        r = tot[2] / max(tot[0], 1)
+        print(
+            f"{kind}: precision {p:.3f}, recall {r:.3f} ({int(tot[2])} of {int(tot[0])}); "
+            f"spindles found on the mats without: {int(tot[3])}; length / expected: median "
+            f"{np.median(ratios) if ratios else float('nan'):.2f}, range "
+            f"{min(ratios, default=float('nan')):.2f}-{max(ratios, default=float('nan')):.2f}"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +428,7 @@ def part_nanofiber(data: Path, cache: Path | None, jobs: int = 1) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default=str(HERE.parent.parent / "shared" / "data"))
-    ap.add_argument("--part", choices=("all", "synthetic", "thickness", "nanofiber"), default="all")
+    ap.add_argument("--part", choices=("all", "synthetic", "spindles", "thickness", "nanofiber"), default="all")
     ap.add_argument("--cache", default=None, help="npz file to cache the nanofibre features in")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=100, help="seed of the first bead mat (fresh mats: 200)")
@@ -377,6 +437,8 @@ def main(argv=None) -> int:
     data = Path(args.data)
     if args.part in ("all", "synthetic"):
         part_synthetic(args.seeds, args.first_seed)
+    if args.part in ("all", "spindles"):
+        part_spindles(args.seeds, args.first_seed)
     if args.part in ("all", "thickness"):
         part_thickness(data)
     if args.part in ("all", "nanofiber"):

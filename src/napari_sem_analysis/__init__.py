@@ -65,6 +65,7 @@ _API = {
     "local_thickness": "thickness",
     "measure_fibers": "fibers",
     "fiber_features": "fibers",
+    "find_spindles": "fibers",
     # deep learning
     "train_unet": "unet",
     "load_model": "unet",

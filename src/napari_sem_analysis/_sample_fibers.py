@@ -8,8 +8,10 @@ a fixed order (so a seed always gives the same mat):
    ones kept apart;
 2. :func:`_place_beads`: spindles on fibres, away from crossings and borders;
 3. :func:`_place_blobs`: round blobs free between the fibres;
-4. :func:`_render_mat`: fibres drawn deepest first, beads, noise, SEM rendering;
-5. :func:`_truth_info`: the known answers (diameters, angles, alignment, beads).
+4. :func:`_place_spindles`: long, shallow swellings on fibres (none by default,
+   so that the mats of the other stages do not change);
+5. :func:`_render_mat`: fibres drawn deepest first, beads, noise, SEM rendering;
+6. :func:`_truth_info`: the known answers (diameters, angles, alignment, beads, spindles).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class _Mat:
     dists: list[np.ndarray] = field(default_factory=list)  # distance of each pixel to each fibre's axis
     beads: list[tuple[float, float, float, str]] = field(default_factory=list)  # y, x, width, kind
     shapes: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # fibre (-1: blob), footprint, width
+    spindles: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # y, x, peak w, L, fibre d
 
 
 def _line_distance(shape, cy, cx, angle):
@@ -154,6 +157,53 @@ def _place_blobs(rng, mat: _Mat, n_blobs: int, dmin: float, dmax: float) -> None
         blobs += 1
 
 
+def _place_spindles(rng, mat: _Mat, n_spindles: int, factor: tuple[float, float], length: tuple[float, float]) -> None:
+    """Smooth swellings on fibres: width ``d (1 + (a - 1) cos^2(pi t / L))`` for ``|t| < L / 2`` along the fibre.
+
+    ``a`` (the peak width over the fibre's) is drawn from ``factor`` and the
+    length ``L`` from ``length`` (in fibre diameters). Each lies away from the
+    other fibres (by a diameter past its ends), the beads, the blobs, the
+    other spindles and the border.
+    """
+    h, w = mat.shape
+    n = len(mat.fibers)
+    tries = 0
+    y, x = np.ogrid[:h, :w]
+    while len(mat.spindles) < n_spindles and tries < n_spindles * 200 and n:
+        tries += 1
+        i = int(rng.integers(n))
+        cy, cx, ang, d = mat.fibers[i]
+        t = rng.uniform(-0.5, 0.5) * mat.lengths[i]
+        sy, sx = cy - t * np.sin(ang), cx + t * np.cos(ang)
+        amp = float(rng.uniform(*factor))
+        sl = d * float(rng.uniform(*length))
+        margin = sl / 2 + 2 * d + 8
+        if not (margin < sy < h - margin and margin < sx < w - margin):
+            continue
+        clear = True
+        for j in range(n):
+            if j == i:
+                continue
+            fy, fx, fa, fd = mat.fibers[j]
+            f0 = (sx - fx) * np.sin(fa) + (sy - fy) * np.cos(fa)  # signed distance to fibre j's axis
+            sin_d = np.sin(fa - ang)
+            # fibre j must cross fibre i a diameter past the spindle's ends (and never touch it)
+            reach = sl / 2 + d + 4 + (d + fd) / 2 / max(abs(sin_d), 1e-6)
+            if abs(f0) <= amp * d / 2 + fd / 2 + 6 or (abs(sin_d) > 1e-6 and abs(f0 / sin_d) <= reach):
+                clear = False
+                break
+        clear &= all(np.hypot(sy - by, sx - bx) > margin + wb for by, bx, wb, _ in mat.beads)
+        clear &= all(np.hypot(sy - py, sx - px) > margin + pl / 2 for py, px, _, pl, _ in mat.spindles)
+        if not clear:
+            continue
+        along = (x - sx) * np.cos(ang) - (y - sy) * np.sin(ang)  # direction (cos, -sin): y up
+        inside = np.abs(along) < sl / 2
+        width = d * (1.0 + (amp - 1.0) * np.cos(np.pi * along / sl) ** 2)
+        foot = inside & (mat.dists[i] <= width / 2)
+        mat.shapes.append((i, foot, amp * d))
+        mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
+
+
 def _render_mat(rng, mat: _Mat, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Image and labels: deepest fibre first, each its own brightness, slightly brighter at its edges."""
     from .sample_data import _sem_render
@@ -197,6 +247,7 @@ def _truth_info(mat: _Mat) -> dict:
         "alignment": float(abs(res)),
         "orientation_mean": float(np.rad2deg(np.angle(res) / 2) % 180),
         "beads": mat.beads,
+        "spindles": mat.spindles,
         "n_fibers": len(mat.fibers),
     }
 
@@ -213,6 +264,9 @@ def sample_fibers(
     n_blobs: int = 3,
     bead_factor: tuple[float, float] = (2.6, 3.6),
     pixel_size: float = 20.0,
+    n_spindles: int = 0,
+    spindle_factor: tuple[float, float] = (1.35, 1.65),
+    spindle_length: tuple[float, float] = (6.0, 8.0),
 ) -> SyntheticSample:
     """An electrospun fibre mat: straight fibres of known diameters and orientations, with beads.
 
@@ -246,6 +300,14 @@ def sample_fibers(
         Range of bead diameters as multiples of the fibre diameter.
     pixel_size : float
         Nanometres per pixel stated in the sample.
+    n_spindles : int
+        Number of long, shallow swellings on fibres (slight defects, below
+        the bead factor): the fibre widens smoothly to ``spindle_factor``
+        times its diameter and back over ``spindle_length`` diameters.
+    spindle_factor : tuple of float
+        Range of the spindles' peak width as multiples of the fibre diameter.
+    spindle_length : tuple of float
+        Range of the spindles' length in fibre diameters.
 
     Returns
     -------
@@ -255,8 +317,10 @@ def sample_fibers(
         ``diameters`` and ``angles`` (degrees) and in-image ``lengths``
         (pixels), the length-weighted ``diameter_median`` / ``diameter_mean``
         (pixels), the length-weighted ``alignment`` (1 - circular variance of
-        doubled angles) and ``orientation_mean``, and ``beads``: a list of
-        ``(y, x, width_px, kind)`` with kind ``"spindle"`` or ``"blob"``.
+        doubled angles) and ``orientation_mean``, ``beads``: a list of
+        ``(y, x, width_px, kind)`` with kind ``"spindle"`` or ``"blob"``, and
+        ``spindles``: a list of ``(y, x, peak_width_px, length_px,
+        fibre_diameter_px)`` of the shallow swellings.
     """
     from .sample_data import SyntheticSample
 
@@ -273,5 +337,6 @@ def sample_fibers(
     mat.dists = [_line_distance(shape, cy, cx, ang) for cy, cx, ang, _ in mat.fibers]
     _place_beads(rng, mat, n_beads, bead_factor)
     _place_blobs(rng, mat, n_blobs, dmin, dmax)
+    _place_spindles(rng, mat, n_spindles, spindle_factor, spindle_length)
     image, labels = _render_mat(rng, mat, depth)
     return SyntheticSample(image=image, labels=labels, pixel_size=pixel_size, name="fibers", info=_truth_info(mat))

@@ -18,7 +18,9 @@ stages live in one module each:
    is the crossing's, not a fibre's).
 4. **Beads** (``beads.py``): stretches of the centreline wider than
    ``bead_factor`` times their segment's fibre diameter (spindles), and
-   compact blobs that carry no fibre.
+   compact blobs that carry no fibre. ``spindles.py`` finds the long,
+   shallow swellings below the bead factor (:func:`find_spindles`), read
+   from the same width profiles along each segment.
 5. **Summary** (``measure.py``): per-segment table, diameter statistics,
    alignment (length-weighted ``1 - circular variance`` of doubled segment
    angles: 0 random, 1 all parallel), mean orientation, junction and bead
@@ -38,5 +40,15 @@ from .graph import centerline
 from .measure import measure_fibers
 from .result import FiberResult
 from .segment import segment_fibers
+from .spindles import Spindles, find_spindles
 
-__all__ = ["FIBER_FEATURES", "FiberResult", "centerline", "fiber_features", "measure_fibers", "segment_fibers"]
+__all__ = [
+    "FIBER_FEATURES",
+    "FiberResult",
+    "Spindles",
+    "centerline",
+    "fiber_features",
+    "find_spindles",
+    "measure_fibers",
+    "segment_fibers",
+]

@@ -24,6 +24,9 @@ FIBER_FEATURES = (
     "fib_area_fraction",
     "fib_pore_size_rel",
     "fib_segment_length_rel",
+    "fib_spindles_per_length",
+    "fib_spindle_length_fraction",
+    "fib_spindle_amplitude",
 )
 
 
@@ -33,7 +36,11 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
     What makes a mat "defective" is beads and uneven fibres, whatever the
     magnification: every feature is a ratio or a count per fibre length in
     units of the median fibre diameter, so images of other specimens at
-    other magnifications are comparable without a pixel size.
+    other magnifications are comparable without a pixel size. The last three
+    describe long, shallow swellings below the bead factor
+    (:func:`~napari_sem_analysis.fibers.spindles.find_spindles`): spindles per
+    100 diameters of fibre length, the fraction of the centreline length they
+    take, and their mean peak width over their fibre's minus 1.
 
     Parameters
     ----------
@@ -53,6 +60,7 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
         order (NaN-free: 0 where a quantity is undefined).
     """
     from ..thickness import local_thickness
+    from .spindles import find_spindles
 
     r = result if result is not None else measure_fibers(image, mask=mask, pores=True, **kwargs)
     s = r.summary
@@ -84,6 +92,8 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
     fin = np.isfinite(all_w)
     swell = float(np.mean(all_w[fin] > 1.5 * ref[fin])) if fin.any() else 0.0
     lt = local_thickness(r.mask).thickness[r.mask] if r.mask.any() else np.zeros(1)
+    sp = find_spindles(r).table
+    sp_len = float(sp["length"].sum()) / k if len(sp) else 0.0
     feats = {
         "fib_diameter_cv": ratio(s["diameter_sd"], s["diameter_mean"]),
         "fib_diameter_iqr_rel": ratio(p75 - p25, med),
@@ -101,5 +111,8 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
         "fib_area_fraction": float(s["fiber_area_fraction"]),
         "fib_pore_size_rel": ratio(s["pore_size_median"] / k, med),
         "fib_segment_length_rel": ratio(seg_len, med),
+        "fib_spindles_per_length": ratio(100.0 * len(sp), length_d),
+        "fib_spindle_length_fraction": ratio(sp_len, s["total_length"] / k),
+        "fib_spindle_amplitude": float(sp["amplitude"].mean() - 1.0) if len(sp) else 0.0,
     }
     return {n: float(np.nan_to_num(feats[n])) for n in FIBER_FEATURES}

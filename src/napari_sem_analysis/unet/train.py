@@ -226,7 +226,7 @@ _NOT_SETTINGS = ("images", "masks", "validation", "callback")
 
 #: loss weight of the pixels where two objects meet (task="instances"; measured in
 #: docs/evaluation/instances.md)
-DEFAULT_CONTACT_WEIGHT = 5.0
+DEFAULT_CONTACT_WEIGHT = 10.0
 
 
 @dataclass
