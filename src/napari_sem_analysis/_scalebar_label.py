@@ -183,10 +183,40 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            quality = 0.0 if doubtful or parsed[4] else _glyph_quality(sub)
+            quality = 0.0 if doubtful or parsed[4] or _merged_unit(sub) else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
     return out
+
+
+# the unit letters are x-height letters: in the glyph templates (each letter rendered between two
+# digits, every template font and size) their top lies 0.14 digit heights or more below the digits'
+# top, and they are at most 0.9 ('n', 'u', 'µ') or 1.7 ('m') digit heights wide
+_UNIT_LETTER_MAX_WIDTH = {"n": 1.2, "u": 1.2, "µ": 1.2, "m": 2.0}
+
+
+def _merged_unit(glyphs) -> bool:
+    """Whether a letter of a label's unit is likely two characters merged into one blob: it reaches
+    up to the top of the label's digits (a digit touching it: ``20nm`` with ``0n`` read as one
+    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``). The unit
+    read is then a guess (the reading is made doubtful)."""
+    n = 0
+    while n < len(glyphs) and glyphs[n].char in "0123456789OolI|.,()X":
+        n += 1
+    digits = [g for g in glyphs[:n] if g.char in "0123456789OlI|"]  # full-height characters
+    if not digits:
+        return False
+    top = float(np.median([g.box[0] for g in digits]))
+    height = float(np.median([g.box[2] for g in digits])) - top
+    if height < 3:
+        return False
+    for g in glyphs[n:]:
+        max_width = _UNIT_LETTER_MAX_WIDTH.get(g.char)
+        if max_width is None:
+            continue
+        if g.box[0] <= top + 0.1 * height or g.box[3] - g.box[1] > max_width * height:
+            return True
+    return False
 
 
 def _number_left_of(ch, chunks) -> bool:
