@@ -353,3 +353,34 @@ def test_a_label_with_a_number_just_left_of_it_is_doubtful():
     assert [(t, q) for _b, t, _p, q in near] == [("5µm", 0.0)]
     far = _label_candidates([number, label(120)], (0, 0))  # another text, far left: not part of the label
     assert [(t, q) for _b, t, _p, q in far] == [("5µm", 1.0)]
+
+
+def test_a_unit_letter_merged_with_another_glyph_is_doubtful():
+    """A unit letter as tall as the digits (a digit touching it: STIX '20nm' with '0n' read as one 'm',
+    so '2mm') or wider than that letter ever is ('mm' read as one 'm') makes the label doubtful
+    (quality 0); the same labels with clean glyphs are not."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def read(chars_boxes):
+        ch = TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=16.0, height=16.0)
+        return [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0))]
+
+    two, zero = ("2", (0, 0, 16, 10)), ("0", (0, 12, 16, 22))
+    n, m = ("n", (5, 24, 16, 34)), ("m", (5, 36, 16, 52))
+    assert read([two, zero, n, m]) == [("20nm", 1.0)]
+    merged = ("m", (0, 12, 16, 34))  # '0n' as one blob from the digits' top to the baseline
+    assert read([two, merged, ("m", (5, 36, 16, 52))]) == [("2mm", 0.0)]
+    assert read([two, ("µ", (5, 12, 21, 22)), ("m", (5, 24, 16, 40))]) == [("2µm", 1.0)]  # µ descends: clean
+    # 'nm' read where the 'm' is 2.25 digit heights wide: more than one 'm' (the widest template: 1.7)
+    assert read([two, zero, n, ("m", (5, 36, 16, 72))]) == [("20nm", 0.0)]
+
+
+@pytest.mark.parametrize("label", ["20nm", "50nm"])
+def test_a_unit_merged_with_a_digit_gives_no_confident_wrong_reading(label):
+    """STIX at 13 px: '0' and 'n' of "20nm" touch and were read as one 'm': "2mm" (10^5 off) with
+    confidence 0.50, the only confident wrong reading of the seed-6 benchmark."""
+    truth_nm = parse_length(label)[2]
+    r = sem.read_scale_bar(band_with_label(mpl_font("STIXGeneral.ttf"), label, text_px=13))
+    right = r.label_nm is not None and r.label_nm == pytest.approx(truth_nm)
+    assert right or not r.confident, (r.label_text, r.confidence, r.notes)
