@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import lru_cache
 
 import numpy as np
 
@@ -183,7 +184,9 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            quality = 0.0 if doubtful or parsed[4] or _merged_unit(sub) else _glyph_quality(sub)
+            merged = _merged_unit(sub) or _merged_digit(sub)
+            point = a > 0 and _point_before(glyphs[a - 1], sub[0], ch.height)
+            quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
     return out
@@ -215,6 +218,53 @@ def _merged_unit(glyphs) -> bool:
         if max_width is None:
             continue
         if g.box[0] <= top + 0.1 * height or g.box[3] - g.box[1] > max_width * height:
+            return True
+    return False
+
+
+def _point_before(mark, first, height: float) -> bool:
+    """Whether ``mark``, the glyph just left of a label cut out of a longer chunk, is a small flat mark
+    on the baseline right before the label's first digit: a decimal point (read as ``-`` or ``_``)
+    whose number lost its head (``0.5 um`` with a broken ``0`` read ``5 um``)."""
+    if first.char not in "0123456789":
+        return False
+    mh, mw = mark.box[2] - mark.box[0], mark.box[3] - mark.box[1]
+    gap = first.box[1] - mark.box[3]
+    return (
+        mh <= 0.3 * height
+        and mw <= 0.6 * height
+        and abs(mark.box[2] - first.box[2]) <= 0.2 * height
+        and gap <= 0.6 * height
+    )
+
+
+@lru_cache(maxsize=1)
+def _digit_widths() -> dict[str, float]:
+    """Median width of each digit over the glyph templates, in digit heights."""
+    from . import _glyphs
+
+    feats, _norms, classes, starts, _same = _glyphs._templates()
+    ends = [*starts[1:], len(feats)]
+    out = {}
+    for c, a, b in zip(classes, starts, ends):
+        if c in "023456789":  # '1' is left out: its width depends on the font's serifs
+            geom = feats[a:b, -_glyphs.N_GEOM :] / _glyphs.GEOM_WEIGHT
+            out[c] = float(np.median(np.exp(2 * geom[:, 0]) * geom[:, 1]))
+    return out
+
+
+def _merged_digit(glyphs) -> bool:
+    """Whether a digit is likely merged with a neighbouring mark (a decimal point touching it:
+    ``766.4`` read ``7664``): it is wider, for what the templates say of each digit, than the other
+    digits (same font) by a quarter and by 2 pixels or more."""
+    widths = _digit_widths()
+    digits = [(g.box[3] - g.box[1], widths[g.char]) for g in glyphs if g.char in widths]
+    if len(digits) < 2:
+        return False
+    scale = [w / typical for w, typical in digits]
+    for i, (w, typical) in enumerate(digits):
+        others = float(np.median(scale[:i] + scale[i + 1 :]))
+        if scale[i] > 1.25 * others and w - others * typical >= 2:
             return True
     return False
 
@@ -315,5 +365,6 @@ def _width_candidates(chunks):
             continue
         value, unit, nm, fixed, _, _ = parsed
         digits = [g for g in ch.glyphs if g.char not in " "]
-        out.append((text, value, unit, nm, fixed, _glyph_quality(digits)))
+        quality = 0.0 if _merged_digit(digits) else _glyph_quality(digits)
+        out.append((text, value, unit, nm, fixed, quality))
     return out
