@@ -384,3 +384,39 @@ def test_a_unit_merged_with_a_digit_gives_no_confident_wrong_reading(label):
     r = sem.read_scale_bar(band_with_label(mpl_font("STIXGeneral.ttf"), label, text_px=13))
     right = r.label_nm is not None and r.label_nm == pytest.approx(truth_nm)
     assert right or not r.confident, (r.label_text, r.confidence, r.notes)
+
+
+def test_a_digit_merged_with_its_decimal_point_makes_the_field_width_doubtful():
+    """STIX 17 px without anti-aliasing: the point of "Width = 766.4 nm" touched the second '6' and
+    the width read "7664 nm" (10x off) with confidence 0.62 with no bar label to check it. A digit
+    wider than its siblings (a quarter and 2 px, for what each digit's templates say) is doubtful."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _width_candidates
+
+    def width(six_width):
+        boxes = [("W", 152, 167), ("i", 168, 170), ("d", 173, 180), ("t", 180, 185), ("h", 186, 192)]
+        boxes += [("=", 199, 209), ("7", 215, 222), ("6", 223, 231), ("6", 232, 232 + six_width)]
+        boxes += [("4", 234 + six_width, 242 + six_width), ("n", 257, 263), ("m", 266, 276)]
+        glyphs = [Glyph((6, c0, 18, c1), c, 0.5, 1.0) for c, c0, c1 in boxes]
+        [(text, _v, _u, nm, _f, quality)] = _width_candidates([TextChunk(glyphs, baseline=18.0, height=12.0)])
+        return text, nm, quality
+
+    assert width(8) == ("Width = 7664 nm", 7664.0, 1.0)  # two '6' alike: no reason for doubt
+    assert width(10) == ("Width = 7664 nm", 7664.0, 0.0)  # one '6' 2 px wider: a point merged into it
+
+
+def test_a_label_cut_right_after_a_point_on_the_baseline_is_doubtful():
+    """FreeSerif 11 px on the image: '0.5 um' read '(1-5 um' (the thin '0' broken, the point read as
+    '-'), and the label cut out of it, '5 um', was taken with confidence 0.90 (10x off). A label
+    that starts right after a small flat mark on the baseline may have lost its number's head."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def read(mark_top):
+        chars_boxes = [("(", (13, 97, 20, 99)), ("1", (13, 100, 20, 102)), ("-", (mark_top, 104, mark_top + 1, 107))]
+        chars_boxes += [("5", (13, 106, 20, 110)), ("u", (15, 114, 20, 119)), ("m", (15, 119, 20, 127))]
+        ch = TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=20.0, height=7.0)
+        return [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0), trim=True)]
+
+    assert read(19) == [("5 um", 0.0)]  # on the baseline: a decimal point
+    assert read(16) == [("5 um", 1.0)]  # half-way up: a dash, no lost point
