@@ -420,3 +420,35 @@ def test_a_label_cut_right_after_a_point_on_the_baseline_is_doubtful():
 
     assert read(19) == [("5 um", 0.0)]  # on the baseline: a decimal point
     assert read(16) == [("5 um", 1.0)]  # half-way up: a dash, no lost point
+
+    def read_speck(point):  # FreeSerif 15 px, "2.5 µm": the broken '2' read 'n', its point a speck
+        chars_boxes = [("n", (13, 20, 19, 25))] + ([(".", (21, 27, 23, 29))] if point else [])
+        chars_boxes += [("5", (13, 31, 23, 36)), ("µ", (16, 43, 26, 49)), ("m", (16, 50, 23, 60))]
+        ch = TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=23.0, height=10.0)
+        return [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0), trim=True)]
+
+    assert read_speck(True) == [("5 µm", 0.0)]  # the point dropped as a speck still counts
+    assert read_speck(False) == [("5 µm", 1.0)]
+
+
+def test_a_number_and_unit_joined_across_lost_ink_are_doubtful():
+    """FreeMono 23 px: "2.5 um" read as the chunks '2 .', two pieces of a broken '5' and 'Um'; the
+    number and the unit joined across the gap read "2 Um" (2.5x off) with confidence 0.72. A point
+    right after the number, or ink read apart between the number and the unit, makes it doubtful."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def chunk(chars_boxes, height=14.0):
+        return TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=19.0, height=height)
+
+    def read(point, pieces):
+        number = chunk([("2", (5, 459, 19, 468))] + ([(".", (16, 470, 19, 474))] if point else []))
+        unit = chunk([("U", (9, 490, 19, 501)), ("m", (9, 503, 19, 516))], height=10.0)
+        broken_five = [chunk([("R", (5, 476, 14, 484))], 9.0), chunk([("%", (15, 475, 19, 484))], 4.0)]
+        chunks = [number, unit] + (broken_five if pieces else [])
+        return [(t, q) for _b, t, _p, q in _label_candidates(chunks, (0, 0)) if t.startswith("2")]
+
+    assert read(point=False, pieces=False) == [("2 Um", 1.0)]
+    assert read(point=True, pieces=False) == [("2 Um", 0.0)]  # "2." and then the unit: decimals lost
+    assert read(point=False, pieces=True) == [("2 Um", 0.0)]  # ink between the number and the unit
+    assert read(point=True, pieces=True) == [("2 Um", 0.0)]

@@ -159,7 +159,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
     numberish = set("0123456789.,OolI|()X")
     for ch in _join_number_unit(chunks):
         glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
-        doubtful = doubtful or _number_left_of(ch, chunks)
+        doubtful = doubtful or _number_left_of(ch, chunks) or _ink_inside(ch, chunks)
         if not glyphs:
             continue
         n = len(glyphs)
@@ -185,7 +185,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
                 int(bx[:, 3].max()) + offset[1],
             )
             merged = _merged_unit(sub) or _merged_digit(sub)
-            point = a > 0 and _point_before(glyphs[a - 1], sub[0], ch.height)
+            point = _point_before(ch.glyphs, sub[0], ch.height)
             quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
@@ -222,12 +222,17 @@ def _merged_unit(glyphs) -> bool:
     return False
 
 
-def _point_before(mark, first, height: float) -> bool:
-    """Whether ``mark``, the glyph just left of a label cut out of a longer chunk, is a small flat mark
-    on the baseline right before the label's first digit: a decimal point (read as ``-`` or ``_``)
-    whose number lost its head (``0.5 um`` with a broken ``0`` read ``5 um``)."""
+def _point_before(glyphs, first, height: float) -> bool:
+    """Whether the glyph of ``glyphs`` (a chunk as read, specks included) just left of a label's
+    first digit ``first`` is a small flat mark on the baseline right before it: a decimal point
+    (read as ``.``, ``-`` or ``_``, or dropped as a speck) whose number lost its head (``0.5 um``
+    with a broken ``0`` read ``5 um``)."""
     if first.char not in "0123456789":
         return False
+    left = [g for g in glyphs if g.box[3] <= first.box[1] + 1 and g.box[1] < first.box[1]]
+    if not left:
+        return False
+    mark = max(left, key=lambda g: g.box[3])
     mh, mw = mark.box[2] - mark.box[0], mark.box[3] - mark.box[1]
     gap = first.box[1] - mark.box[3]
     return (
@@ -265,6 +270,21 @@ def _merged_digit(glyphs) -> bool:
     for i, (w, typical) in enumerate(digits):
         others = float(np.median(scale[:i] + scale[i + 1 :]))
         if scale[i] > 1.25 * others and w - others * typical >= 2:
+            return True
+    return False
+
+
+def _ink_inside(ch, chunks) -> bool:
+    """Whether another chunk of text lies on the line of ``ch`` between its first and last glyph:
+    a number and a unit joined across a gap (:func:`_join_number_unit`) with the ink between them
+    read apart (a broken digit: ``2.5 um`` read ``2 um``)."""
+    r0, c0, r1, c1 = ch.box
+    for a in chunks:
+        if not a.glyphs or any(g in ch.glyphs for g in a.glyphs):
+            continue
+        b = a.box
+        overlap = min(b[2], r1) - max(b[0], r0)
+        if b[1] >= c0 and b[3] <= c1 and overlap >= 0.5 * (b[2] - b[0]):
             return True
     return False
 
@@ -313,6 +333,13 @@ def _clean_label_glyphs(glyphs, height: float, baseline: float = 0.0, ink=None) 
             out.append(replace(g, char="."))
         elif between:
             doubtful = True
+        elif (
+            prev is not None
+            and prev.char in digitish
+            and abs(g.box[2] - prev.box[2]) <= 0.2 * height
+            and g.box[1] - prev.box[3] <= 0.8 * height
+        ):
+            doubtful = True  # a point on the baseline right after the number: its decimals were lost
     for a, b in itertools.pairwise(out):
         if a.char in digitish and b.char in digitish:
             gap = b.box[1] - a.box[3]
