@@ -391,7 +391,7 @@ def test_a_digit_merged_with_its_decimal_point_makes_the_field_width_doubtful():
     the width read "7664 nm" (10x off) with confidence 0.62 with no bar label to check it. A digit
     wider than its siblings (a quarter and 2 px, for what each digit's templates say) is doubtful."""
     from napari_sem_analysis._glyphs import Glyph, TextChunk
-    from napari_sem_analysis._scalebar_label import _width_candidates
+    from napari_sem_analysis._scalebar_label import _label_candidates, _width_candidates
 
     def width(six_width):
         boxes = [("W", 152, 167), ("i", 168, 170), ("d", 173, 180), ("t", 180, 185), ("h", 186, 192)]
@@ -403,6 +403,11 @@ def test_a_digit_merged_with_its_decimal_point_makes_the_field_width_doubtful():
 
     assert width(8) == ("Width = 7664 nm", 7664.0, 1.0)  # two '6' alike: no reason for doubt
     assert width(10) == ("Width = 7664 nm", 7664.0, 0.0)  # one '6' 2 px wider: a point merged into it
+
+    # two digits say nothing of each other: FreeSerif 12 px "20 nm" with a thin '2' partly lost
+    label = [("2", (4, 530, 12, 534)), ("0", (4, 534, 12, 541)), ("n", (6, 545, 12, 549)), ("m", (7, 551, 12, 558))]
+    ch = TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in label], baseline=12.0, height=8.0)
+    assert [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0))] == [("20 nm", 1.0)]
 
 
 def test_a_label_cut_right_after_a_point_on_the_baseline_is_doubtful():

@@ -260,18 +260,15 @@ def _digit_widths() -> dict[str, float]:
 
 def _merged_digit(glyphs) -> bool:
     """Whether a digit is likely merged with a neighbouring mark (a decimal point touching it:
-    ``766.4`` read ``7664``): it is wider, for what the templates say of each digit, than the other
-    digits (same font) by a quarter and by 2 pixels or more."""
+    ``766.4`` read ``7664``): it is wider, for what the templates say of each digit, than the
+    number's digits are (their median; three digits or more, same font) by a quarter and by 2
+    pixels or more. With fewer digits one broken thin digit would make the other look wide."""
     widths = _digit_widths()
     digits = [(g.box[3] - g.box[1], widths[g.char]) for g in glyphs if g.char in widths]
-    if len(digits) < 2:
+    if len(digits) < 3:
         return False
-    scale = [w / typical for w, typical in digits]
-    for i, (w, typical) in enumerate(digits):
-        others = float(np.median(scale[:i] + scale[i + 1 :]))
-        if scale[i] > 1.25 * others and w - others * typical >= 2:
-            return True
-    return False
+    scale = float(np.median([w / typical for w, typical in digits]))
+    return any(w > 1.25 * scale * typical and w - scale * typical >= 2 for w, typical in digits)
 
 
 def _ink_inside(ch, chunks) -> bool:
