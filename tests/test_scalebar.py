@@ -434,6 +434,11 @@ def test_a_label_cut_right_after_a_point_on_the_baseline_is_doubtful():
 
     assert read_speck(True) == [("5 µm", 0.0)]  # the point dropped as a speck still counts
     assert read_speck(False) == [("5 µm", 1.0)]
+    # but one pixel of texture next to 12 px digits is no point (DejaVu Sans 17 px "50 nm" on the image)
+    chars_boxes = [(".", (22, 59, 23, 60)), ("5", (12, 60, 24, 67)), ("0", (12, 70, 24, 79))]
+    chars_boxes += [("n", (15, 86, 24, 94)), ("m", (15, 97, 24, 111))]
+    ch = TextChunk([Glyph(b, c, 0.5, 1.0) for c, b in chars_boxes], baseline=24.0, height=12.0)
+    assert [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0), trim=True)] == [("50 nm", 1.0)]
 
 
 def test_a_number_and_unit_joined_across_lost_ink_are_doubtful():
@@ -457,3 +462,10 @@ def test_a_number_and_unit_joined_across_lost_ink_are_doubtful():
     assert read(point=True, pieces=False) == [("2 Um", 0.0)]  # "2." and then the unit: decimals lost
     assert read(point=False, pieces=True) == [("2 Um", 0.0)]  # ink between the number and the unit
     assert read(point=True, pieces=True) == [("2 Um", 0.0)]
+    # texture after a label cut out of its chunk is not inside the label ("1 µm /", on the image)
+    label = chunk(
+        [("1", (24, 82, 39, 89)), ("µ", (27, 100, 44, 111)), ("m", (27, 112, 39, 129)), ("/", (26, 141, 40, 146))]
+    )
+    speck = chunk([("M", (40, 141, 47, 146))], 7.0)
+    found = _label_candidates([label, speck], (0, 0), trim=True)
+    assert [(t, q) for _b, t, _p, q in found] == [("1 µm", 1.0)]

@@ -159,7 +159,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
     numberish = set("0123456789.,OolI|()X")
     for ch in _join_number_unit(chunks):
         glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
-        doubtful = doubtful or _number_left_of(ch, chunks) or _ink_inside(ch, chunks)
+        doubtful = doubtful or _number_left_of(ch, chunks)
         if not glyphs:
             continue
         n = len(glyphs)
@@ -184,7 +184,7 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            merged = _merged_unit(sub) or _merged_digit(sub)
+            merged = _merged_unit(sub) or _merged_digit(sub) or _ink_inside(sub, ch, chunks)
             point = _point_before(ch.glyphs, sub[0], ch.height)
             quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
@@ -226,7 +226,8 @@ def _point_before(glyphs, first, height: float) -> bool:
     """Whether the glyph of ``glyphs`` (a chunk as read, specks included) just left of a label's
     first digit ``first`` is a small flat mark on the baseline right before it: a decimal point
     (read as ``.``, ``-`` or ``_``, or dropped as a speck) whose number lost its head (``0.5 um``
-    with a broken ``0`` read ``5 um``)."""
+    with a broken ``0`` read ``5 um``). A point is no smaller than a tenth of the digit height
+    each way (a pixel of texture next to 12 px digits is no point)."""
     if first.char not in "0123456789":
         return False
     left = [g for g in glyphs if g.box[3] <= first.box[1] + 1 and g.box[1] < first.box[1]]
@@ -236,8 +237,8 @@ def _point_before(glyphs, first, height: float) -> bool:
     mh, mw = mark.box[2] - mark.box[0], mark.box[3] - mark.box[1]
     gap = first.box[1] - mark.box[3]
     return (
-        mh <= 0.3 * height
-        and mw <= 0.6 * height
+        0.1 * height <= mh <= 0.3 * height
+        and 0.1 * height <= mw <= 0.6 * height
         and abs(mark.box[2] - first.box[2]) <= 0.2 * height
         and gap <= 0.6 * height
     )
@@ -271,11 +272,13 @@ def _merged_digit(glyphs) -> bool:
     return any(w > 1.25 * scale * typical and w - scale * typical >= 2 for w, typical in digits)
 
 
-def _ink_inside(ch, chunks) -> bool:
-    """Whether another chunk of text lies on the line of ``ch`` between its first and last glyph:
-    a number and a unit joined across a gap (:func:`_join_number_unit`) with the ink between them
-    read apart (a broken digit: ``2.5 um`` read ``2 um``)."""
-    r0, c0, r1, c1 = ch.box
+def _ink_inside(glyphs, ch, chunks) -> bool:
+    """Whether another chunk of text lies on the line of the label ``glyphs`` (of chunk ``ch``)
+    between its first and last glyph: a number and a unit joined across a gap
+    (:func:`_join_number_unit`) with the ink between them read apart (a broken digit: ``2.5 um``
+    read ``2 um``)."""
+    bx = np.array([g.box for g in glyphs])
+    r0, c0, r1, c1 = bx[:, 0].min(), bx[:, 1].min(), bx[:, 2].max(), bx[:, 3].max()
     for a in chunks:
         if not a.glyphs or any(g in ch.glyphs for g in a.glyphs):
             continue
