@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import lru_cache
 
 import numpy as np
 
@@ -183,10 +184,109 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
                 int(bx[:, 2].max()) + offset[0],
                 int(bx[:, 3].max()) + offset[1],
             )
-            quality = 0.0 if doubtful or parsed[4] else _glyph_quality(sub)
+            merged = _merged_unit(sub) or _merged_digit(sub) or _ink_inside(sub, ch, chunks)
+            point = _point_before(ch.glyphs, sub[0], ch.height)
+            quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
             out.append((box, text, parsed, quality))
             break
     return out
+
+
+# the unit letters are x-height letters: in the glyph templates (each letter rendered between two
+# digits, every template font and size) their top lies 0.14 digit heights or more below the digits'
+# top, and they are at most 0.9 ('n', 'u', 'µ') or 1.7 ('m') digit heights wide
+_UNIT_LETTER_MAX_WIDTH = {"n": 1.2, "u": 1.2, "µ": 1.2, "m": 2.0}
+
+
+def _merged_unit(glyphs) -> bool:
+    """Whether a letter of a label's unit is likely two characters merged into one blob: it reaches
+    up to the top of the label's digits (a digit touching it: ``20nm`` with ``0n`` read as one
+    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``). The unit
+    read is then a guess (the reading is made doubtful)."""
+    n = 0
+    while n < len(glyphs) and glyphs[n].char in "0123456789OolI|.,()X":
+        n += 1
+    digits = [g for g in glyphs[:n] if g.char in "0123456789OlI|"]  # full-height characters
+    if not digits:
+        return False
+    top = float(np.median([g.box[0] for g in digits]))
+    height = float(np.median([g.box[2] for g in digits])) - top
+    if height < 3:
+        return False
+    for g in glyphs[n:]:
+        max_width = _UNIT_LETTER_MAX_WIDTH.get(g.char)
+        if max_width is None:
+            continue
+        if g.box[0] <= top + 0.1 * height or g.box[3] - g.box[1] > max_width * height:
+            return True
+    return False
+
+
+def _point_before(glyphs, first, height: float) -> bool:
+    """Whether the glyph of ``glyphs`` (a chunk as read, specks included) just left of a label's
+    first digit ``first`` is a small flat mark on the baseline right before it: a decimal point
+    (read as ``.``, ``-`` or ``_``, or dropped as a speck) whose number lost its head (``0.5 um``
+    with a broken ``0`` read ``5 um``). A point is no smaller than a tenth of the digit height
+    each way (a pixel of texture next to 12 px digits is no point)."""
+    if first.char not in "0123456789":
+        return False
+    left = [g for g in glyphs if g.box[3] <= first.box[1] + 1 and g.box[1] < first.box[1]]
+    if not left:
+        return False
+    mark = max(left, key=lambda g: g.box[3])
+    mh, mw = mark.box[2] - mark.box[0], mark.box[3] - mark.box[1]
+    gap = first.box[1] - mark.box[3]
+    return (
+        0.1 * height <= mh <= 0.3 * height
+        and 0.1 * height <= mw <= 0.6 * height
+        and abs(mark.box[2] - first.box[2]) <= 0.2 * height
+        and gap <= 0.6 * height
+    )
+
+
+@lru_cache(maxsize=1)
+def _digit_widths() -> dict[str, float]:
+    """Median width of each digit over the glyph templates, in digit heights."""
+    from . import _glyphs
+
+    feats, _norms, classes, starts, _same = _glyphs._templates()
+    ends = [*starts[1:], len(feats)]
+    out = {}
+    for c, a, b in zip(classes, starts, ends):
+        if c in "023456789":  # '1' is left out: its width depends on the font's serifs
+            geom = feats[a:b, -_glyphs.N_GEOM :] / _glyphs.GEOM_WEIGHT
+            out[c] = float(np.median(np.exp(2 * geom[:, 0]) * geom[:, 1]))
+    return out
+
+
+def _merged_digit(glyphs) -> bool:
+    """Whether a digit is likely merged with a neighbouring mark (a decimal point touching it:
+    ``766.4`` read ``7664``): it is wider, for what the templates say of each digit, than the
+    number's digits are (their median; three digits or more, same font) by a quarter and by 2
+    pixels or more. With fewer digits one broken thin digit would make the other look wide."""
+    widths = _digit_widths()
+    digits = [(g.box[3] - g.box[1], widths[g.char]) for g in glyphs if g.char in widths]
+    if len(digits) < 3:
+        return False
+    scale = float(np.median([w / typical for w, typical in digits]))
+    return any(w > 1.25 * scale * typical and w - scale * typical >= 2 for w, typical in digits)
+
+
+def _ink_inside(glyphs, ch, chunks) -> bool:
+    """Whether another chunk of text lies on the line of the label ``glyphs`` (of chunk ``ch``)
+    between its first and last glyph: a number and a unit joined across a gap
+    (:func:`_join_number_unit`) with the ink between them read apart (a broken digit: ``2.5 um``
+    read ``2 um``)."""
+    bx = np.array([g.box for g in glyphs])
+    r0, c0, r1, c1 = bx[:, 0].min(), bx[:, 1].min(), bx[:, 2].max(), bx[:, 3].max()
+    for a in chunks:
+        if not a.glyphs or any(g in ch.glyphs for g in a.glyphs):
+            continue
+        b = a.box
+        overlap = min(b[2], r1) - max(b[0], r0)
+        if b[1] >= c0 and b[3] <= c1 and overlap >= 0.5 * (b[2] - b[0]):
+            return True
+    return False
 
 
 def _number_left_of(ch, chunks) -> bool:
@@ -233,6 +333,13 @@ def _clean_label_glyphs(glyphs, height: float, baseline: float = 0.0, ink=None) 
             out.append(replace(g, char="."))
         elif between:
             doubtful = True
+        elif (
+            prev is not None
+            and prev.char in digitish
+            and abs(g.box[2] - prev.box[2]) <= 0.2 * height
+            and g.box[1] - prev.box[3] <= 0.8 * height
+        ):
+            doubtful = True  # a point on the baseline right after the number: its decimals were lost
     for a, b in itertools.pairwise(out):
         if a.char in digitish and b.char in digitish:
             gap = b.box[1] - a.box[3]
@@ -285,5 +392,6 @@ def _width_candidates(chunks):
             continue
         value, unit, nm, fixed, _, _ = parsed
         digits = [g for g in ch.glyphs if g.char not in " "]
-        out.append((text, value, unit, nm, fixed, _glyph_quality(digits)))
+        quality = 0.0 if _merged_digit(digits) else _glyph_quality(digits)
+        out.append((text, value, unit, nm, fixed, quality))
     return out
