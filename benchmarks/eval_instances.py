@@ -237,6 +237,7 @@ def run_unet(
     tune_on="val",
     contact_weight=1.0,
     label="",
+    boundary_width=2,
 ):
     import torch
 
@@ -278,7 +279,14 @@ def run_unet(
         val_fraction=0.2,
     )
     if task == "instances":
-        model = train_unet(images, [p[3] for p in train], task="instances", contact_weight=contact_weight, **common)
+        model = train_unet(
+            images,
+            [p[3] for p in train],
+            task="instances",
+            contact_weight=contact_weight,
+            boundary_width=boundary_width,
+            **common,
+        )
     else:
         model = train_unet(images, [(p[3] > 0).astype(np.uint8) for p in train], **common)
     train_s = time.perf_counter() - t0
@@ -674,6 +682,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="instance U-Net: loss weight of the pixels where two particles meet (train_unet contact_weight)",
     )
+    ap.add_argument(
+        "--boundary-width",
+        type=int,
+        default=2,
+        help="instance U-Net: width (px) of the boundary class inside each object (train_unet boundary_width)",
+    )
     ap.add_argument("--label", default="", help="appended to the instance U-Net's method name in the report")
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
@@ -736,6 +750,7 @@ def main(argv=None):
                 tune_on=args.tune_on,
                 contact_weight=args.contact_weight,
                 label=args.label,
+                boundary_width=args.boundary_width,
             ):
                 put(r)
     if args.load_models:
