@@ -238,6 +238,7 @@ def run_unet(
     contact_weight=1.0,
     label="",
     boundary_width=2,
+    core_fraction=0.0,
 ):
     import torch
 
@@ -285,6 +286,7 @@ def run_unet(
             task="instances",
             contact_weight=contact_weight,
             boundary_width=boundary_width,
+            core_fraction=core_fraction,
             **common,
         )
     else:
@@ -688,6 +690,13 @@ def _parser() -> argparse.ArgumentParser:
         default=2,
         help="instance U-Net: width (px) of the boundary class inside each object (train_unet boundary_width)",
     )
+    ap.add_argument(
+        "--core-fraction",
+        type=float,
+        default=0.0,
+        help="instance U-Net: interior class = each object's core beyond this fraction of its inscribed radius "
+        "(train_unet core_fraction; 0: a boundary_width band only)",
+    )
     ap.add_argument("--label", default="", help="appended to the instance U-Net's method name in the report")
     ap.add_argument("--results", default=str(REPO / "build" / "eval_instances.json"))
     ap.add_argument("--out", default=None, help="markdown report to (re)write from all results")
@@ -751,6 +760,7 @@ def main(argv=None):
                 contact_weight=args.contact_weight,
                 label=args.label,
                 boundary_width=args.boundary_width,
+                core_fraction=args.core_fraction,
             ):
                 put(r)
     if args.load_models:

@@ -57,6 +57,42 @@ def test_targets_inverse_recovers_touching_discs(seed, width):
     assert merged.max() == 3
 
 
+def test_core_fraction_keeps_each_objects_core_and_the_inverse_still_recovers_them():
+    # a large disc touching a small one: the interiors are the cores, sized to each object
+    yy, xx = np.mgrid[:80, :120]
+    lab = np.zeros((80, 120), np.int32)
+    lab[np.hypot(yy - 40, xx - 40) < 24] = 1
+    small = (np.hypot(yy - 40, xx - 72) < 9) & (lab == 0)
+    lab[small] = 2
+    t0 = instance_targets(lab, boundary_width=2)
+    t = instance_targets(lab, boundary_width=2, core_fraction=0.5)
+    for i, r in ((1, 24), (2, 9)):
+        core = (t == 1) & (lab == i)
+        # the core's equivalent radius is about half the inscribed radius (beyond c x R from the border)
+        req = np.sqrt(core.sum() / np.pi)
+        assert 0.35 * r < req < 0.65 * r, (i, req)
+        # the band of boundary_width px is still boundary, and the core lies within the plain interior
+        assert not np.any(core & (t0 == 2))
+    # the largest object's core lies well away from the contact: 2 x 0.5 x 24 px
+    gap = np.where((t == 1) & (lab == 1))[1].max()
+    assert 72 - 9 - gap >= 10
+    out = instances_from_targets(t)
+    r = sem.evaluate_instances(out, lab)
+    assert r["tp"] == 2 and r["n_pred"] == 2 and np.array_equal(out > 0, lab > 0)
+    with pytest.raises(SEMAnalysisError, match="core_fraction"):
+        instance_targets(lab, core_fraction=1.0)
+    with pytest.raises(SEMAnalysisError, match="core_fraction"):
+        instance_targets(lab, core_fraction="half")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_core_fraction_targets_inverse_recovers_touching_discs(seed):
+    lab = touching_discs(seed)
+    out = instances_from_targets(instance_targets(lab, boundary_width=2, core_fraction=0.5))
+    r = sem.evaluate_instances(out, lab)
+    assert r["tp"] == r["n_true"] == r["n_pred"] and r["pq"] > 0.95
+
+
 def test_boundary_band_and_distance():
     lab = np.zeros((20, 30), np.int32)
     lab[5:15, 5:15] = 1

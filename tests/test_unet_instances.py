@@ -200,6 +200,18 @@ def test_train_unet_records_the_contact_weight_and_checks_it():
         train_unet(img, lab > 0, contact_weight=5.0, **TINY, patch_size=32, epochs=1, device="cpu")
 
 
+def test_train_unet_core_fraction_is_stored_and_checked():
+    pairs = [domes(seed=s) for s in range(2)]
+    assert _train(pairs, epochs=1).config["instances"]["core_fraction"] == 0.0
+    model = _train(pairs, epochs=1, core_fraction=0.5)
+    assert model.config["instances"]["core_fraction"] == 0.5
+    img, lab = pairs[0]
+    with pytest.raises(SEMAnalysisError, match="core_fraction must be in"):
+        train_unet(img, lab, task="instances", core_fraction=1.5, **TINY, patch_size=32, epochs=1, device="cpu")
+    with pytest.raises(SEMAnalysisError, match="core_fraction is for task='instances'"):
+        train_unet(img, lab > 0, core_fraction=0.5, **TINY, patch_size=32, epochs=1, device="cpu")
+
+
 def test_partial_annotation_and_dark_objects():
     # dark pits; only the left half of each training image is annotated and the right half,
     # full of unpainted pits, is marked unlabelled: if it counted as background the model

@@ -50,7 +50,7 @@ def _objects(m: np.ndarray) -> np.ndarray:
 
 
 def instance_training_masks(
-    masks, *, boundary_width=2, unlabelled=None, background=None, regions=None, contact_width=0
+    masks, *, boundary_width=2, unlabelled=None, background=None, regions=None, contact_width=0, core_fraction=0.0
 ):
     """Three-class uint8 targets (255 = ignored) of instance label images, and the decoding settings.
 
@@ -88,6 +88,7 @@ def instance_training_masks(
             unlabelled=unlabelled,
             background=background,
             region=reg,
+            core_fraction=core_fraction,
         )
         known = m.astype(np.int64)
         if unlabelled is not None:
@@ -116,6 +117,7 @@ def instance_training_masks(
         "min_size": float(max(4.0, 0.1 * np.median(areas))),
         "separate": not touching,
         "boundary_width": int(boundary_width),
+        "core_fraction": float(core_fraction),
     }
     return out, decode
 

@@ -71,6 +71,7 @@ def train_unet(
     regions=None,
     tune_decoding: bool = False,
     contact_weight: float | None = None,
+    core_fraction: float = 0.0,
 ) -> UNetModel:
     """Train a segmentation network on images with class masks (or instance labels).
 
@@ -190,6 +191,12 @@ def train_unet(
         of two different objects (:func:`napari_sem_analysis.contact_zone`),
         where touching objects are told apart; 1 weights them like any
         other pixel. Default: :data:`DEFAULT_CONTACT_WEIGHT` for instances.
+    core_fraction : float
+        Instances: with c in (0, 1) the interior class is each object's core
+        (pixels farther from its border than c x its inscribed radius), the
+        rest is boundary (``instance_targets(core_fraction=)``); seeds of
+        touching objects then lie apart in proportion to their size.
+        0: a ``boundary_width`` band only.
 
     Returns
     -------
@@ -269,6 +276,7 @@ class _TrainSettings:
     regions: Any
     tune_decoding: bool
     contact_weight: float | None = None
+    core_fraction: float = 0.0
 
 
 @dataclass
@@ -331,6 +339,8 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
             )
         if s.contact_weight not in (None, 1.0):
             raise SEMAnalysisError("contact_weight is for task='instances'")
+        if s.core_fraction not in (None, 0, 0.0):
+            raise SEMAnalysisError("core_fraction is for task='instances'")
         s.contact_weight = 1.0
         return None
     from .instances import CLASS_NAMES, TARGET_IGNORE, instance_training_masks
@@ -353,6 +363,7 @@ def _task_targets(s: _TrainSettings, data: _TrainData) -> dict | None:
         "unlabelled": s.unlabelled,
         "background": s.background,
         "contact_width": contact_width,
+        "core_fraction": s.core_fraction,
     }
     data.instance_labels, data.val_instance_labels = data.masks, data.val_masks
     data.masks, instance_cfg = instance_training_masks(data.masks, regions=s.regions, **kwargs)
