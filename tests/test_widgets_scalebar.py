@@ -9,6 +9,7 @@ from _scalebars import make_image, mpl_font
 from napari_sem_analysis.widgets import _info
 from napari_sem_analysis.widgets._common import clear_recorded_steps, record_step
 from napari_sem_analysis.widgets._info import (
+    BAND_LAYER,
     LINE_LAYER,
     SCALE_BAR_LAYER,
     PixelSizeWidget,
@@ -80,6 +81,35 @@ def test_detect_scale_bar_shows_what_it_found_and_applies_on_confirm(make_napari
     # the workflow records the confirmed calibration
     _record(viewer, "export")
     assert WorkflowWidget(viewer).current_workflow().pixel_size == pytest.approx(px)
+    assert not errors
+
+
+def test_a_bar_in_the_cut_off_band_is_shown_over_the_band_and_its_exact_size_is_kept(
+    make_napari_viewer, quiet, errors, wait_run
+):
+    # as read_sem opens an export: the image without its info band, the band kept in the metadata
+    img, truth = _export(3, [(120, 200)], pixel_size=3.7123)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(img[:480], name="export", metadata={"databar": img[480:]})
+    widget = PixelSizeWidget(viewer)
+    widget._layer.value = image
+    widget.detect()
+    wait_run(widget)
+    assert widget._layer.value is image  # the band layer does not take the image's place
+    band = viewer.layers[BAND_LAYER]
+    np.testing.assert_array_equal(band.data, img[480:])
+    np.testing.assert_allclose(band.translate, (480.0, 0.0))
+    # the boxes lie in the band, over the bar
+    shapes = viewer.layers[SCALE_BAR_LAYER]
+    assert shapes.data[0][:, 0].min() > 480
+    assert viewer.layers.index(shapes) > viewer.layers.index(band)
+    found = widget._detected_nm
+    assert found == pytest.approx(truth.pixel_size, rel=0.01)
+    widget._apply.changed.emit(True)  # "Set pixel size" with the proposed value, rounded in the box
+    assert image.metadata["pixel_size_source"] == "scale bar"
+    np.testing.assert_allclose(image.scale, (found, found), rtol=1e-12)  # not the box's rounding
+    np.testing.assert_allclose(band.scale, (found, found), rtol=1e-12)
+    np.testing.assert_allclose(band.translate, (480 * found, 0.0), rtol=1e-9)
     assert not errors
 
 

@@ -18,6 +18,8 @@ from ._common import layer_pixel_size, notify_error, notify_info
 
 _UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6}
 SCALE_BAR_LAYER = "scale bar found"
+#: the info band the reader cut off, shown below the image when the scale bar was found in it
+BAND_LAYER = "info band (cut off by the reader)"
 LINE_LAYER = "calibration line"
 
 
@@ -149,6 +151,7 @@ class PixelSizeWidget(SEMWidget):
             target.metadata["pixel_size_source"] = source
             if calibration is not None:
                 target.metadata["pixel_size_calibration"] = dict(calibration)
+        self._place_band(layer)
         self.viewer.reset_view()
         from ._base import show_scale_bar
 
@@ -166,9 +169,13 @@ class PixelSizeWidget(SEMWidget):
         if value <= 0:
             notify_error("The pixel size must be greater than 0")
             return
-        nm = value * _UNITS_NM[self._unit.value]
-        detected = self._detected_nm is not None and abs(nm - self._detected_nm) <= 1e-9 * nm
+        factor = _UNITS_NM[self._unit.value]
+        nm = value * factor
+        # the box shows the detected size rounded to its step: that is still the detected size
+        tolerance = 0.5 * float(self._size.step) * factor + 1e-9 * nm
+        detected = self._detected_nm is not None and abs(nm - self._detected_nm) <= tolerance
         if detected and self.reading is not None:
+            nm = float(self._detected_nm)
             r = self.reading
             calibration = {
                 "method": "scale bar",
@@ -182,17 +189,54 @@ class PixelSizeWidget(SEMWidget):
             self.set_pixel_size(nm, source="user")
 
     # --- scale bar ----------------------------------------------------------------------
-    def _full_image(self, layer) -> np.ndarray:
-        """The layer's 2-D image with the info band the reader cut off, when it kept it."""
+    @staticmethod
+    def _plane(layer) -> np.ndarray:
         data = np.asarray(layer.data)
         if data.ndim == 3 and not (layer.rgb and data.shape[-1] in (3, 4)):
             data = data[0]
-        band = (layer.metadata or {}).get("databar")
-        if band is not None:
-            band = np.asarray(band)
-            if band.ndim == data.ndim and band.shape[1:] == data.shape[1:] and band.dtype == data.dtype:
-                return np.concatenate([data, band], axis=0)
         return data
+
+    def _band(self, layer) -> np.ndarray | None:
+        """The info band the reader cut off the layer's image, when it kept it and it fits below."""
+        data = self._plane(layer)
+        band = (layer.metadata or {}).get("databar")
+        if band is None:
+            return None
+        band = np.asarray(band)
+        if band.ndim == data.ndim and band.shape[1:] == data.shape[1:] and band.dtype == data.dtype:
+            return band
+        return None
+
+    def _full_image(self, layer) -> np.ndarray:
+        """The layer's 2-D image with the info band the reader cut off, when it kept it."""
+        data = self._plane(layer)
+        band = self._band(layer)
+        return data if band is None else np.concatenate([data, band], axis=0)
+
+    def _place_band(self, layer) -> None:
+        """Keep the band layer right below ``layer``'s image, at its scale."""
+        band_layer = next((lay for lay in self.viewer.layers if lay.name == BAND_LAYER), None)
+        if band_layer is None or layer is None:
+            return
+        scale = np.asarray(layer.scale)[-2:]
+        rows = self._plane(layer).shape[0]
+        band_layer.scale = tuple(scale)
+        band_layer.translate = tuple(np.asarray(layer.translate)[-2:] + np.array([rows * scale[0], 0.0]))
+        band_layer.units = tuple(str(u) for u in layer.units)[-2:]
+
+    def _show_band(self, layer) -> None:
+        """Show the cut-off info band below the image, so the boxes found in it lie over the bar."""
+        band = self._band(layer)
+        existing = next((lay for lay in self.viewer.layers if lay.name == BAND_LAYER), None)
+        if band is None:
+            return
+        if existing is not None:
+            self.viewer.layers.remove(existing)
+        kwargs = {"name": BAND_LAYER, "rgb": bool(layer.rgb)}
+        if not layer.rgb:
+            kwargs.update(colormap="gray", contrast_limits=tuple(layer.contrast_limits))
+        self.viewer.add_image(band, **kwargs)
+        self._place_band(layer)
 
     def detect(self, _event=None):
         """Read the scale bar (in a worker), show bar and label as a Shapes layer, propose the pixel size."""
@@ -240,12 +284,18 @@ class PixelSizeWidget(SEMWidget):
             "scale": tuple(np.asarray(layer.scale)[-2:]),
             "translate": tuple(np.asarray(layer.translate)[-2:]),
         }
+        kwargs["units"] = tuple(str(u) for u in layer.units)[-2:]
         existing = next((lay for lay in self.viewer.layers if lay.name == SCALE_BAR_LAYER), None)
         if existing is not None:
             self.viewer.layers.remove(existing)
+        rows = self._plane(layer).shape[0]
+        if any(b[:, 0].max() > rows - 0.5 for b in boxes):
+            # found in the band the reader cut off: show the band below the image, under the boxes
+            self._show_band(layer)
         if boxes:
             shapes = self.viewer.add_shapes(boxes, name=SCALE_BAR_LAYER, **kwargs)
             shapes.text = {"string": "{text}", "color": "yellow", "anchor": "upper_left"}
+            self.viewer.reset_view()
         self._detected_nm = float(reading.pixel_size)
         self._size.value = reading.pixel_size
         self._unit.value = "nm"
