@@ -93,6 +93,34 @@ def test_core_fraction_targets_inverse_recovers_touching_discs(seed):
     assert r["tp"] == r["n_true"] == r["n_pred"] and r["pq"] > 0.95
 
 
+def test_flooding_on_the_foreground_puts_the_line_where_core_interiors_meet():
+    # with core interiors the interior map is flat over the ring between the cores; the foreground
+    # map's dip where the objects meet must decide the line
+    from napari_sem_analysis.instances import contact_zone
+    from napari_sem_analysis.unet.instances import decode
+
+    yy, xx = np.mgrid[:80, :120]
+    lab = np.zeros((80, 120), np.int32)
+    lab[np.hypot(yy - 40, xx - 40) < 24] = 1
+    lab[(np.hypot(yy - 40, xx - 72) < 12) & (lab == 0)] = 2
+    t = instance_targets(lab, boundary_width=2, core_fraction=0.5)
+    interior = (t == 1).astype(np.float32)
+    fg = (lab > 0).astype(np.float32)
+    fg[contact_zone(lab, 1)] = 0.6
+    plain = sem.evaluate_instances(instances_from_maps(interior, fg), lab)
+    flooded = sem.evaluate_instances(instances_from_maps(interior, fg, flood_foreground=True), lab)
+    assert flooded["tp"] == 2 and flooded["sq"] > 0.98
+    assert plain["sq"] < flooded["sq"] - 0.05
+    # a model trained with core_fraction decodes this way; one without keeps flooding on the interior
+    probs = np.stack([1 - fg, interior, fg - interior])
+    cfg = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_seed_size": 4.0, "min_size": 0.0}
+    cfg["separate"] = False
+    core_model = decode(probs, dict(cfg, core_fraction=0.5))
+    band_model = decode(probs, dict(cfg, core_fraction=0.0))
+    np.testing.assert_array_equal(core_model, instances_from_maps(interior, fg, flood_foreground=True))
+    np.testing.assert_array_equal(band_model, instances_from_maps(interior, fg))
+
+
 def test_boundary_band_and_distance():
     lab = np.zeros((20, 30), np.int32)
     lab[5:15, 5:15] = 1
@@ -176,3 +204,39 @@ def test_contact_codes_in_the_training_targets_fold_back_to_the_classes():
     heavy = coded >= HEAVY_OFFSET
     assert heavy.any() and np.array_equal(np.where(heavy, coded - HEAVY_OFFSET, coded), plain)
     assert np.array_equal(heavy, sem.contact_zone(lab, 3))
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, "0.5", True, float("nan")])
+def test_a_model_files_core_fraction_is_checked(bad):
+    # model files are untrusted: the stored core_fraction must be a number in [0, 1)
+    from napari_sem_analysis.unet.instances import check_decode
+
+    cfg = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_seed_size": 4.0, "min_size": 0.0}
+    cfg["separate"] = False
+    assert check_decode(dict(cfg, core_fraction=0.5))["core_fraction"] == 0.5
+    assert "core_fraction" not in check_decode(cfg)  # older files have none: the band decoding
+    with pytest.raises(SEMAnalysisError, match="core_fraction"):
+        check_decode(dict(cfg, core_fraction=bad))
+
+
+def test_tuning_keeps_a_core_models_flooding():
+    # the decoding search scores core models as they decode (flooding on the foreground too) and
+    # hands the core_fraction back unchanged
+    from napari_sem_analysis.instances import contact_zone
+    from napari_sem_analysis.unet.instances import decode
+    from napari_sem_analysis.unet.tuning import _tune_from_probabilities
+
+    yy, xx = np.mgrid[:80, :120]
+    lab = np.zeros((80, 120), np.int32)
+    lab[np.hypot(yy - 40, xx - 40) < 24] = 1
+    lab[(np.hypot(yy - 40, xx - 72) < 12) & (lab == 0)] = 2
+    interior = (instance_targets(lab, boundary_width=2, core_fraction=0.5) == 1).astype(np.float32)
+    fg = (lab > 0).astype(np.float32)
+    fg[contact_zone(lab, 1)] = 0.6
+    probs = np.stack([1 - fg, interior, fg - interior])
+    cfg = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "min_seed_size": 4.0, "min_size": 0.0}
+    cfg.update(separate=False, core_fraction=0.5)
+    res = _tune_from_probabilities([probs], [lab], cfg, grid=[{"min_seed_size": (4.0, 8.0)}], metric="pq")
+    assert res["settings"]["core_fraction"] == 0.5
+    expected = sem.evaluate_instances(decode(probs, cfg), lab)["pq"]
+    assert res["default_score"] == pytest.approx(expected) and expected > 0.98

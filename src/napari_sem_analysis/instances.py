@@ -208,6 +208,7 @@ def instances_from_maps(
     min_seed_size: float = 4,
     min_size: float = 0,
     separate: bool = False,
+    flood_foreground: bool = False,
 ) -> np.ndarray:
     """Instance labels from an interior map and a foreground map (seeded watershed).
 
@@ -234,6 +235,12 @@ def instances_from_maps(
     separate : bool
         Clear a one-pixel line between touching objects (4-connectivity), as
         in masks whose 4-connected components are the objects.
+    flood_foreground : bool
+        Flood downhill on ``-(interior + foreground)`` instead of
+        ``-interior``: the lines then follow the dips of the foreground map
+        too. Needed when the interior is only each object's core (targets
+        made with ``core_fraction``), where the interior map is flat (near
+        0) over the wide ring between the cores.
 
     Returns
     -------
@@ -263,7 +270,8 @@ def instances_from_maps(
     # foreground components with no seed get one
     markers = _markers_for_unmarked(markers, [fg.view(np.uint8)])
 
-    labels = watershed(-inner, markers, mask=fg).astype(np.int32)
+    surface = -(inner + fgm) if flood_foreground else -inner
+    labels = watershed(surface, markers, mask=fg).astype(np.int32)
     labels = _relabel(labels)
     if min_size > 0:
         from .segmentation.watershed import _merge_small

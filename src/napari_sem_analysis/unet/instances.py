@@ -28,6 +28,8 @@ _DECODE_KEYS = {
     "min_size",
     "separate",
 }
+#: settings fixed by training that the decoding reads (kept, never tuned)
+_TRAINED_KEYS = {"core_fraction"}
 
 
 def _touching(lab: np.ndarray) -> bool:
@@ -137,6 +139,9 @@ def check_decode(cfg, where: str = "the model") -> dict:
             raise SEMAnalysisError(f"{where}: instance setting {key} must be a size in px, got {v!r}")
     if not isinstance(out.get("separate"), bool):
         raise SEMAnalysisError(f"{where}: instance setting separate must be true or false")
+    core = out.get("core_fraction", 0.0)
+    if not isinstance(core, (int, float)) or isinstance(core, bool) or not 0 <= float(core) < 1:
+        raise SEMAnalysisError(f"{where}: instance setting core_fraction must be in [0, 1), got {core!r}")
     return out
 
 
@@ -151,4 +156,6 @@ def decode(probs: np.ndarray, cfg: dict, overrides: dict | None = None) -> np.nd
             raise SEMAnalysisError(f"unknown instance settings {sorted(bad)}; known: {sorted(_DECODE_KEYS)}")
         params.update(overrides)
         check_decode(params, "instance settings")
+    # interiors that are only the objects' cores: flood on interior + foreground (docs/evaluation/instances.md)
+    params["flood_foreground"] = float(cfg.get("core_fraction", 0.0) or 0.0) > 0
     return instances_from_maps(probs[1], probs[1] + probs[2], **params)

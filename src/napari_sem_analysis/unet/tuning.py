@@ -69,11 +69,12 @@ def _tune_from_probabilities(
     Returns ``{"settings", "score", "default_score", "metric", "tried"}``.
     """
     from ..metrics import evaluate_instances
-    from .instances import _DECODE_KEYS, check_decode, decode
+    from .instances import _DECODE_KEYS, _TRAINED_KEYS, check_decode, decode
 
     if metric not in METRICS:
         raise SEMAnalysisError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    base = {k: v for k, v in check_decode(settings, "instance settings").items() if k in _DECODE_KEYS}
+    checked = check_decode(settings, "instance settings")
+    base = {k: v for k, v in checked.items() if k in _DECODE_KEYS | _TRAINED_KEYS}
     stages = default_grid(base) if grid is None else grid
     for stage in stages:
         bad = set(stage) - _DECODE_KEYS
