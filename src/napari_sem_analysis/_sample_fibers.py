@@ -129,7 +129,8 @@ def _place_beads(rng, mat: _Mat, n_beads: int, bead_factor: tuple[float, float])
         clear &= all(np.hypot(by - y, bx - x) > (bl + wb) for y, x, wb, _ in mat.beads)
         if not clear:
             continue
-        foot = _disk_distance(mat.shape, by, bx, bw / 2, bl / 2, ang) <= 1.0
+        # _disk_distance turns clockwise on the image (rows down); the fibre angle is counter-clockwise (y up)
+        foot = _disk_distance(mat.shape, by, bx, bw / 2, bl / 2, -ang) <= 1.0
         mat.shapes.append((i, foot, bw))
         mat.beads.append((float(by), float(bx), float(bw), "spindle"))
 
