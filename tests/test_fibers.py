@@ -123,7 +123,13 @@ def test_sample_fibers_ground_truth():
 def test_sample_fibers_bead_lies_along_its_slanted_fibre(orientation):
     # one slanted fibre with one bead: the bead's long axis is the fibre's direction (y up, as the angles)
     s = sem.sample_fibers(
-        1, shape=(256, 256), n_fibers=1, diameter=(10, 10), orientation=orientation, alignment=0.99, n_beads=1,
+        1,
+        shape=(256, 256),
+        n_fibers=1,
+        diameter=(10, 10),
+        orientation=orientation,
+        alignment=0.99,
+        n_beads=1,
         n_blobs=0,
     )
     (by, bx, bw, kind), ang = s.info["beads"][0], np.deg2rad(s.info["angles"][0])
