@@ -262,16 +262,23 @@ def _bridge(s: np.ndarray, values: np.ndarray, ok: np.ndarray, max_gap: float) -
     return out, filled
 
 
-def _track_spindles(result: FiberResult, low, peak, min_length, min_rise, smooth, scale) -> tuple[list, np.ndarray]:
-    """:func:`find_spindles` along the tracks of ``tracks.py`` (``through_crossings=True``)."""
+def _track_spindles(
+    result: FiberResult, low, peak, min_length, min_rise, smooth, scale, tracks=None, others=None
+) -> tuple[list, np.ndarray]:
+    """:func:`find_spindles` along the tracks of ``tracks.py`` (``through_crossings=True``).
+
+    ``tracks`` / ``others``: reuse those of an earlier call on the same result.
+    """
     from .tracks import _fiber_tracks
 
     h, w = result.centerline.shape
     out_lab = np.zeros((h, w), np.int32)
     rows: list = []
     bead_far = ndi.distance_transform_edt(np.asarray(result.beads) == 0) if np.any(result.beads) else None
-    tracks = _fiber_tracks(result)
-    others = _Others(result, tracks)
+    if tracks is None:
+        tracks = _fiber_tracks(result)
+    if others is None:
+        others = _Others(result, tracks)
     for t_id, tr in enumerate(tracks):
         n = len(tr.y)
         step = np.hypot(np.diff(tr.y), np.diff(tr.x))
@@ -388,15 +395,16 @@ class _Others:
         gy, gx = gy / norm, gx / norm
         pts = np.stack([tr.y, tr.x], axis=1)
         hits = self.tree.query_ball_point(pts, half + self.max_half)
-        for i, idx in enumerate(hits):
-            if not idx:
-                continue
-            idx = np.asarray(idx)
-            idx = idx[self.track[idx] != t_id]
-            if not idx.size:
-                continue
-            dy, dx = self.tree.data[idx, 0] - pts[i, 0], self.tree.data[idx, 1] - pts[i, 1]
-            along = dy * gy[i] + dx * gx[i]
-            lateral = np.maximum(np.abs(dx * gy[i] - dy * gx[i]) - half[i], 0.0)
-            out[i] = bool(np.any(np.hypot(along, lateral) <= self.half[idx]))
+        counts = np.fromiter((len(h_) for h_ in hits), np.int64, len(hits))
+        if not counts.sum():
+            return out
+        i = np.repeat(np.arange(len(hits)), counts)
+        idx = np.concatenate([np.asarray(h_, np.int64) for h_ in hits if len(h_)])
+        keep = self.track[idx] != t_id
+        i, idx = i[keep], idx[keep]
+        dy, dx = self.tree.data[idx, 0] - pts[i, 0], self.tree.data[idx, 1] - pts[i, 1]
+        along = dy * gy[i] + dx * gx[i]
+        lateral = np.maximum(np.abs(dx * gy[i] - dy * gx[i]) - half[i], 0.0)
+        touch = np.hypot(along, lateral) <= self.half[idx]
+        out[np.unique(i[touch])] = True
         return out

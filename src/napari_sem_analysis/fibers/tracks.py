@@ -88,35 +88,39 @@ def _links(ends, mask: np.ndarray, seg_w: np.ndarray, d_ref: float, max_angle: f
     """
     tol = 0.5 * d_ref + 2.0
     cos_max = np.cos(np.deg2rad(max_angle))
+    from scipy.spatial import cKDTree
+
     cands = []
     h, w = mask.shape
-    for a in range(len(ends)):
+    if len(ends) < 2:
+        return {}
+    pairs = cKDTree(np.array([e[2] for e in ends])).query_pairs(max_gap, output_type="ndarray")
+    for a, b in pairs:
         sa, _, pa, ua, ma = ends[a]
-        for b in range(a + 1, len(ends)):
-            sb, _, pb, ub, mb = ends[b]
-            if sa == sb:
-                continue
-            v = pb - pa
-            gap = float(np.hypot(*v))
-            if gap > max_gap or -float(ua @ ub) < cos_max:
-                continue
-            if float(v @ ua) < -2.0 or float(-v @ ub) < -2.0:  # each lies ahead of the other
-                continue
-            off_b = abs(float((pb - ma)[0] * ua[1] - (pb - ma)[1] * ua[0]))
-            off_a = abs(float((pa - mb)[0] * ub[1] - (pa - mb)[1] * ub[0]))
-            if max(off_a, off_b) > tol:
-                continue
-            wa, wb = float(seg_w[sa]), float(seg_w[sb])
-            if np.isfinite(wa) and np.isfinite(wb) and max(wa, wb) > 1.5 * max(min(wa, wb), 1e-6):
-                continue
-            n = max(int(np.ceil(gap)), 1)
-            t = np.linspace(0.0, 1.0, n + 1)
-            gy = np.clip(np.round(pa[0] + t * v[0]).astype(int), 0, h - 1)
-            gx = np.clip(np.round(pa[1] + t * v[1]).astype(int), 0, w - 1)
-            if mask[gy, gx].mean() < 0.9:  # fibre all along the gap
-                continue
-            angle = np.degrees(np.arccos(np.clip(-float(ua @ ub), -1.0, 1.0)))
-            cands.append((angle / max_angle + (off_a + off_b) / (2 * tol) + gap / max_gap, a, b))
+        sb, _, pb, ub, mb = ends[b]
+        if sa == sb:
+            continue
+        v = pb - pa
+        gap = float(np.hypot(*v))
+        if gap > max_gap or -float(ua @ ub) < cos_max:
+            continue
+        if float(v @ ua) < -2.0 or float(-v @ ub) < -2.0:  # each lies ahead of the other
+            continue
+        off_b = abs(float((pb - ma)[0] * ua[1] - (pb - ma)[1] * ua[0]))
+        off_a = abs(float((pa - mb)[0] * ub[1] - (pa - mb)[1] * ub[0]))
+        if max(off_a, off_b) > tol:
+            continue
+        wa, wb = float(seg_w[sa]), float(seg_w[sb])
+        if np.isfinite(wa) and np.isfinite(wb) and max(wa, wb) > 1.5 * max(min(wa, wb), 1e-6):
+            continue
+        n = max(int(np.ceil(gap)), 1)
+        t = np.linspace(0.0, 1.0, n + 1)
+        gy = np.clip(np.round(pa[0] + t * v[0]).astype(int), 0, h - 1)
+        gx = np.clip(np.round(pa[1] + t * v[1]).astype(int), 0, w - 1)
+        if mask[gy, gx].mean() < 0.9:  # fibre all along the gap
+            continue
+        angle = np.degrees(np.arccos(np.clip(-float(ua @ ub), -1.0, 1.0)))
+        cands.append((angle / max_angle + (off_a + off_b) / (2 * tol) + gap / max_gap, a, b))
     cands.sort()
     link: dict = {}
     parent = list(range(len(ends) + 1))
