@@ -155,15 +155,21 @@ def find_spindles(
     smooth : float
         Gaussian sigma of the smoothing along the fibre, in baseline diameters.
     through_crossings : bool
-        Follow each fibre through its crossings (``tracks.py``) and read its
-        width across its own direction as twice the smaller half width, so
-        that a swelling that another fibre crosses, or that merges with one
-        in the mask, is still measured; the readings of the crossings
-        themselves (above ``peak[1]`` x the track's lower-quartile width,
-        and half a diameter around them) are bridged. Spindles are then
-        closed within the track (not the segment) and each track has its own
-        baseline. ``segment`` in the table is the segment at the widest point
-        (0 inside a crossing).
+        Follow each fibre through its crossings (``tracks.py``: segment ends
+        joined across a crossing when they lie on one straight line) and read
+        its width across its own direction, where its two half widths agree
+        (a fibre touching one side widens that side only). Readings where
+        another fibre's centreline lies across the profile, or wider than
+        ``peak[1]`` x the track's lower-quartile width (with half a diameter
+        around them), are bridged with the larger of the widths either side,
+        so that a swelling that another fibre crosses, or that merges with
+        one in the mask, is still measured; it must show a measured swelling
+        of at least half a diameter on both sides of what is bridged. Spindles
+        are closed within the track (not the segment), each track has its own
+        baseline, and beads (with a diameter around them) are left out.
+        ``segment`` in the table is the segment at the widest point (0 inside
+        a crossing). With ``peak=(1.8, 3.5)`` this finds the wide lenses
+        that the bead test leaves where they merge with a crossing.
 
     Returns
     -------
