@@ -17,7 +17,10 @@ Three parts (``--part``):
     :func:`find_spindles` on mats from :func:`sample_fibers` with known
     long, shallow swellings (``n_spindles``): precision, recall, measured
     length against the length of the part wider than ``low`` x the fibre,
-    and spindles found on the same mats drawn without them.
+    and spindles found on the same mats drawn without them; along the
+    centreline segments (the default) and along fibre tracks followed through
+    the crossings (``through_crossings=True``), also on mats whose spindles lie
+    where another fibre crosses them (``n_crossing_spindles``).
 ``nanofiber``
     Leave-one-specimen-out classification of ``nanofiber-sem`` (three quality
     classes, 7 specimens named by the file-name rule of
@@ -138,51 +141,59 @@ def _expected_stretch(amp: float, length: float, low: float = 1.15) -> float:
 def part_spindles(n_seeds: int = 4, first_seed: int = 100) -> None:
     from napari_sem_analysis import find_spindles, measure_fibers, sample_fibers
 
+    mat = dict(shape=(512, 512), n_fibers=10, diameter=(8, 14), n_beads=4, n_blobs=1)
     kinds = {
-        "sparse": dict(shape=(256, 320), n_fibers=5, diameter=(9, 11), n_beads=0, n_blobs=0),
-        "mat": dict(shape=(512, 512), n_fibers=10, diameter=(8, 14), n_beads=4, n_blobs=1),
+        "sparse": (dict(shape=(256, 320), n_fibers=5, diameter=(9, 11), n_beads=0, n_blobs=0), dict(n_spindles=4)),
+        "mat": (mat, dict(n_spindles=4)),
+        # spindles centred where another fibre crosses them (over or under): merged with it in the mask
+        "crossed": (mat, dict(n_crossing_spindles=4)),
     }
+    methods = {"segments": False, "tracks": True}  # find_spindles(through_crossings=...)
     print(f"\n== spindles (find_spindles) on generated mats, seeds {first_seed}..{first_seed + n_seeds - 1} ==")
     print(
-        f"{'kind':<7} {'seed':>4} {'true':>5} {'found':>6} {'matched':>8} {'on clean mat':>13} "
+        f"{'kind':<8} {'method':<9} {'seed':>4} {'true':>5} {'found':>6} {'matched':>8} {'on clean mat':>13} "
         f"{'length / expected':>30}"
     )
-    for kind, kw in kinds.items():
-        tot = np.zeros(4)
-        ratios: list[float] = []
+    for kind, (kw, extra) in kinds.items():
+        tot = {m: np.zeros(4) for m in methods}
+        ratios: dict = {m: [] for m in methods}
         for seed in range(first_seed, first_seed + n_seeds):
-            s = sample_fibers(seed, n_spindles=4, **kw)
-            t = find_spindles(measure_fibers(s.image, max_diameter=40, pores=False)).table
-            clean = sample_fibers(seed, **kw)
-            n_clean = len(find_spindles(measure_fibers(clean.image, max_diameter=40, pores=False)).table)
-            found = t[["y", "x"]].to_numpy(float).reshape(-1, 2)
-            used: set[int] = set()
-            rs = []
-            for y, x, w, length, d in s.info["spindles"]:
-                if not len(found):
-                    break
-                dist = np.hypot(found[:, 0] - y, found[:, 1] - x)
-                for j in np.argsort(dist):
-                    if dist[j] > 0.25 * length:
+            s = sample_fibers(seed, **extra, **kw)
+            r = measure_fibers(s.image, max_diameter=40, pores=False)
+            rc = measure_fibers(sample_fibers(seed, **kw).image, max_diameter=40, pores=False)
+            for method, through in methods.items():
+                t = find_spindles(r, through_crossings=through).table
+                n_clean = len(find_spindles(rc, through_crossings=through).table)
+                found = t[["y", "x"]].to_numpy(float).reshape(-1, 2)
+                used: set[int] = set()
+                rs = []
+                for y, x, w, length, d in s.info["spindles"]:
+                    if not len(found):
                         break
-                    if j not in used:
-                        used.add(int(j))
-                        rs.append(t["length"].iloc[j] / _expected_stretch(w / d, length))
-                        break
-            ratios += rs
-            tot += (len(s.info["spindles"]), len(t), len(used), n_clean)
+                    dist = np.hypot(found[:, 0] - y, found[:, 1] - x)
+                    for j in np.argsort(dist):
+                        if dist[j] > 0.25 * length:
+                            break
+                        if j not in used:
+                            used.add(int(j))
+                            rs.append(t["length"].iloc[j] / _expected_stretch(w / d, length))
+                            break
+                ratios[method] += rs
+                tot[method] += (len(s.info["spindles"]), len(t), len(used), n_clean)
+                print(
+                    f"{kind:<8} {method:<9} {seed:>4} {len(s.info['spindles']):>5} {len(t):>6} {len(used):>8} "
+                    f"{n_clean:>13} {' '.join(f'{r:.2f}' for r in rs):>30}"
+                )
+        for method in methods:
+            tt, rr = tot[method], ratios[method]
+            p = tt[2] / max(tt[1], 1)
+            rec = tt[2] / max(tt[0], 1)
             print(
-                f"{kind:<7} {seed:>4} {len(s.info['spindles']):>5} {len(t):>6} {len(used):>8} {n_clean:>13} "
-                f"{' '.join(f'{r:.2f}' for r in rs):>30}"
+                f"{kind} / {method}: precision {p:.3f}, recall {rec:.3f} ({int(tt[2])} of {int(tt[0])}); "
+                f"spindles found on the mats without: {int(tt[3])}; length / expected: median "
+                f"{np.median(rr) if rr else float('nan'):.2f}, range "
+                f"{min(rr, default=float('nan')):.2f}-{max(rr, default=float('nan')):.2f}"
             )
-        p = tot[2] / max(tot[1], 1)
-        r = tot[2] / max(tot[0], 1)
-        print(
-            f"{kind}: precision {p:.3f}, recall {r:.3f} ({int(tot[2])} of {int(tot[0])}); "
-            f"spindles found on the mats without: {int(tot[3])}; length / expected: median "
-            f"{np.median(ratios) if ratios else float('nan'):.2f}, range "
-            f"{min(ratios, default=float('nan')):.2f}-{max(ratios, default=float('nan')):.2f}"
-        )
 
 
 # ---------------------------------------------------------------------------

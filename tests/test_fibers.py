@@ -119,6 +119,33 @@ def test_sample_fibers_ground_truth():
     assert np.array_equal(s.image, again.image)
 
 
+@pytest.mark.parametrize("orientation", [30.0, 135.0])
+def test_sample_fibers_bead_lies_along_its_slanted_fibre(orientation):
+    # one slanted fibre with one bead: the bead's long axis is the fibre's direction (y up, as the angles)
+    s = sem.sample_fibers(
+        1,
+        shape=(256, 256),
+        n_fibers=1,
+        diameter=(10, 10),
+        orientation=orientation,
+        alignment=0.99,
+        n_beads=1,
+        n_blobs=0,
+    )
+    (by, bx, bw, kind), ang = s.info["beads"][0], np.deg2rad(s.info["angles"][0])
+    assert kind == "spindle"
+    y, x = np.mgrid[:256, :256]
+    off_axis = np.abs((x - bx) * np.sin(ang) + (y - by) * np.cos(ang))  # distance to the fibre's axis
+    lobes = (s.labels > 0) & (off_axis > 10 / 2 + 1.5) & (np.hypot(y - by, x - bx) < 3 * bw)
+    assert lobes.sum() > 50  # the bead sticks out of the fibre on both sides
+    dy, dx = -(y[lobes] - by), x[lobes] - bx  # y up
+    cov = np.cov(np.stack([dx, dy]))
+    evals, evecs = np.linalg.eigh(cov)
+    long_axis = np.rad2deg(np.arctan2(evecs[1, 1], evecs[0, 1])) % 180
+    assert abs((long_axis - np.rad2deg(ang) + 90) % 180 - 90) < 5
+    assert evals[1] > 1.2 * evals[0]  # elongated (the lobes outside the fibre are wide caps of the lens)
+
+
 def test_fiber_features_fixed_length_and_bead_sensitive():
     from napari_sem_analysis.fibers import FIBER_FEATURES
 

@@ -9,7 +9,8 @@ a fixed order (so a seed always gives the same mat):
 2. :func:`_place_beads`: spindles on fibres, away from crossings and borders;
 3. :func:`_place_blobs`: round blobs free between the fibres;
 4. :func:`_place_spindles`: long, shallow swellings on fibres (none by default,
-   so that the mats of the other stages do not change);
+   so that the mats of the other stages do not change), and
+   :func:`_place_crossing_spindles`: the same where another fibre crosses them;
 5. :func:`_render_mat`: fibres drawn deepest first, beads, noise, SEM rendering;
 6. :func:`_truth_info`: the known answers (diameters, angles, alignment, beads, spindles).
 """
@@ -39,6 +40,7 @@ class _Mat:
     beads: list[tuple[float, float, float, str]] = field(default_factory=list)  # y, x, width, kind
     shapes: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # fibre (-1: blob), footprint, width
     spindles: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # y, x, peak w, L, fibre d
+    crossing_spindles: list[int] = field(default_factory=list)  # indices into spindles of those at a crossing
 
 
 def _line_distance(shape, cy, cx, angle):
@@ -129,7 +131,8 @@ def _place_beads(rng, mat: _Mat, n_beads: int, bead_factor: tuple[float, float])
         clear &= all(np.hypot(by - y, bx - x) > (bl + wb) for y, x, wb, _ in mat.beads)
         if not clear:
             continue
-        foot = _disk_distance(mat.shape, by, bx, bw / 2, bl / 2, ang) <= 1.0
+        # _disk_distance turns clockwise on the image (rows down); the fibre angle is counter-clockwise (y up)
+        foot = _disk_distance(mat.shape, by, bx, bw / 2, bl / 2, -ang) <= 1.0
         mat.shapes.append((i, foot, bw))
         mat.beads.append((float(by), float(bx), float(bw), "spindle"))
 
@@ -204,6 +207,65 @@ def _place_spindles(rng, mat: _Mat, n_spindles: int, factor: tuple[float, float]
         mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
 
 
+def _place_crossing_spindles(
+    rng, mat: _Mat, n_spindles: int, factor: tuple[float, float], length: tuple[float, float]
+) -> None:
+    """Swellings (as :func:`_place_spindles`) centred where another fibre crosses, 35-90 degrees to them.
+
+    The crossing fibre lies over or under the swelling (depth order as drawn);
+    every other fibre, bead, blob and spindle stays clear of it.
+    """
+    h, w = mat.shape
+    n = len(mat.fibers)
+    pairs = []
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            dang = abs((mat.fibers[i][2] - mat.fibers[j][2] + np.pi / 2) % np.pi - np.pi / 2)
+            if dang >= np.deg2rad(35):
+                pairs.append((i, j))
+    placed, tries = 0, 0
+    y, x = np.ogrid[:h, :w]
+    while placed < n_spindles and tries < n_spindles * 200 and pairs:
+        tries += 1
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        cy, cx, ang, d = mat.fibers[i]
+        fy, fx, fa, fd = mat.fibers[j]
+        # where fibre j's axis crosses fibre i's: t along i, direction (cos, -sin) (y up)
+        f0 = (cx - fx) * np.sin(fa) + (cy - fy) * np.cos(fa)
+        t = -f0 / np.sin(fa - ang)
+        sy, sx = cy - t * np.sin(ang), cx + t * np.cos(ang)
+        amp = float(rng.uniform(*factor))
+        sl = d * float(rng.uniform(*length))
+        margin = sl / 2 + 2 * d + 8
+        if not (margin < sy < h - margin and margin < sx < w - margin):
+            continue
+        clear = True
+        for k in range(n):
+            if k in (i, j):
+                continue
+            ky, kx, ka, kd = mat.fibers[k]
+            k0 = (sx - kx) * np.sin(ka) + (sy - ky) * np.cos(ka)
+            sin_d = np.sin(ka - ang)
+            reach = sl / 2 + d + 4 + (d + kd) / 2 / max(abs(sin_d), 1e-6)
+            if abs(k0) <= amp * d / 2 + kd / 2 + 6 or (abs(sin_d) > 1e-6 and abs(k0 / sin_d) <= reach):
+                clear = False
+                break
+        clear &= all(np.hypot(sy - by, sx - bx) > margin + wb for by, bx, wb, _ in mat.beads)
+        clear &= all(np.hypot(sy - py, sx - px) > margin + pl / 2 for py, px, _, pl, _ in mat.spindles)
+        if not clear:
+            continue
+        along = (x - sx) * np.cos(ang) - (y - sy) * np.sin(ang)
+        inside = np.abs(along) < sl / 2
+        width = d * (1.0 + (amp - 1.0) * np.cos(np.pi * along / sl) ** 2)
+        foot = inside & (mat.dists[i] <= width / 2)
+        mat.shapes.append((i, foot, amp * d))
+        mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
+        mat.crossing_spindles.append(len(mat.spindles) - 1)
+        placed += 1
+
+
 def _render_mat(rng, mat: _Mat, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Image and labels: deepest fibre first, each its own brightness, slightly brighter at its edges."""
     from .sample_data import _sem_render
@@ -248,6 +310,7 @@ def _truth_info(mat: _Mat) -> dict:
         "orientation_mean": float(np.rad2deg(np.angle(res) / 2) % 180),
         "beads": mat.beads,
         "spindles": mat.spindles,
+        "crossing_spindles": mat.crossing_spindles,
         "n_fibers": len(mat.fibers),
     }
 
@@ -267,6 +330,7 @@ def sample_fibers(
     n_spindles: int = 0,
     spindle_factor: tuple[float, float] = (1.35, 1.65),
     spindle_length: tuple[float, float] = (6.0, 8.0),
+    n_crossing_spindles: int = 0,
 ) -> SyntheticSample:
     """An electrospun fibre mat: straight fibres of known diameters and orientations, with beads.
 
@@ -308,6 +372,10 @@ def sample_fibers(
         Range of the spindles' peak width as multiples of the fibre diameter.
     spindle_length : tuple of float
         Range of the spindles' length in fibre diameters.
+    n_crossing_spindles : int
+        Number of further spindles centred where another fibre crosses their
+        fibre at 35-90 degrees (over or under it, as the depth order falls),
+        so that the mask merges the swelling with the crossing.
 
     Returns
     -------
@@ -320,7 +388,9 @@ def sample_fibers(
         doubled angles) and ``orientation_mean``, ``beads``: a list of
         ``(y, x, width_px, kind)`` with kind ``"spindle"`` or ``"blob"``, and
         ``spindles``: a list of ``(y, x, peak_width_px, length_px,
-        fibre_diameter_px)`` of the shallow swellings.
+        fibre_diameter_px)`` of the shallow swellings, and
+        ``crossing_spindles`` the indices into ``spindles`` of those placed at
+        a crossing.
     """
     from .sample_data import SyntheticSample
 
@@ -338,5 +408,7 @@ def sample_fibers(
     _place_beads(rng, mat, n_beads, bead_factor)
     _place_blobs(rng, mat, n_blobs, dmin, dmax)
     _place_spindles(rng, mat, n_spindles, spindle_factor, spindle_length)
+    if n_crossing_spindles:  # (draws nothing otherwise: every earlier mat stays the same)
+        _place_crossing_spindles(rng, mat, n_crossing_spindles, spindle_factor, spindle_length)
     image, labels = _render_mat(rng, mat, depth)
     return SyntheticSample(image=image, labels=labels, pixel_size=pixel_size, name="fibers", info=_truth_info(mat))

@@ -20,7 +20,9 @@ stages live in one module each:
    ``bead_factor`` times their segment's fibre diameter (spindles), and
    compact blobs that carry no fibre. ``spindles.py`` finds the long,
    shallow swellings below the bead factor (:func:`find_spindles`), read
-   from the same width profiles along each segment.
+   from the same width profiles along each segment, or (``tracks.py``,
+   ``through_crossings=True``) along each fibre followed through its
+   crossings, so that a swelling merged with a crossing fibre is measured.
 5. **Summary** (``measure.py``): per-segment table, diameter statistics,
    alignment (length-weighted ``1 - circular variance`` of doubled segment
    angles: 0 random, 1 all parallel), mean orientation, junction and bead

@@ -96,7 +96,13 @@ def measure_fibers(
         diameter_map=wmap,
         mask=fmask,
         pixel_size=pixel_size,
-        info={"widths_px": wd.widths, "valid": wd.valid, "segment_of_pixel": g.segid, "ref_px": bd.ref},
+        info={
+            "widths_px": wd.widths,
+            "valid": wd.valid,
+            "segment_of_pixel": g.segid,
+            "ref_px": bd.ref,
+            "profile": profile_source,  # background-free image the widths were read from (None: the mask)
+        },
     )
 
 

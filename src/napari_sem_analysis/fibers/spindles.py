@@ -125,6 +125,7 @@ def find_spindles(
     min_length: float = 3.0,
     min_rise: float = 2.0,
     smooth: float = 0.5,
+    through_crossings: bool = False,
 ) -> Spindles:
     """Long, shallow swellings along the fibres of a :func:`measure_fibers` result.
 
@@ -153,14 +154,28 @@ def find_spindles(
         a few tenths of the width are within the noise of the profile).
     smooth : float
         Gaussian sigma of the smoothing along the fibre, in baseline diameters.
+    through_crossings : bool
+        Follow each fibre through its crossings (``tracks.py``: segment ends
+        joined across a crossing when they lie on one straight line) and read
+        its width across its own direction, where its two half widths agree
+        (a fibre touching one side widens that side only). Readings where
+        another fibre's centreline lies across the profile, or wider than
+        ``peak[1]`` x the track's lower-quartile width (with half a diameter
+        around them), are bridged with the larger of the widths either side,
+        so that a swelling that another fibre crosses, or that merges with
+        one in the mask, is still measured; it must show a measured swelling
+        of at least half a diameter on both sides of what is bridged. Spindles
+        are closed within the track (not the segment), each track has its own
+        baseline, and beads (with a diameter around them) are left out.
+        ``segment`` in the table is the segment at the widest point (0 inside
+        a crossing). With ``peak=(1.8, 3.5)`` this finds the wide lenses
+        that the bead test leaves where they merge with a crossing.
 
     Returns
     -------
     Spindles
         The spindle table and their centreline pixels.
     """
-    import pandas as pd
-
     if not isinstance(result, FiberResult) or "widths_px" not in result.info:
         raise SEMAnalysisError("find_spindles needs the FiberResult of measure_fibers")
     if not (low > 1.0 and low <= peak[0] < peak[1] and min_length > 0 and min_rise >= 0 and smooth > 0):
@@ -169,6 +184,9 @@ def find_spindles(
             f"peak={peak!r}, min_length={min_length!r}, min_rise={min_rise!r}, smooth={smooth!r}"
         )
     scale = 1.0 if result.pixel_size is None else float(result.pixel_size)
+    if through_crossings:
+        rows, out_lab = _track_spindles(result, low, peak, min_length, min_rise, smooth, scale)
+        return _spindles(rows, out_lab)
     ys, xs, paths = _ordered_segments(result.centerline)
     widths = np.asarray(result.info["widths_px"], float)
     valid = np.asarray(result.info["valid"], bool) & np.isfinite(widths)
@@ -210,6 +228,12 @@ def find_spindles(
             out_lab[py[a:b], px[a:b]] = len(rows) + 1
             seg = int(result.centerline[py[j], px[j]])
             rows.append((float(py[j]), float(px[j]), length * scale, length / base, top, base * scale, seg))
+    return _spindles(rows, out_lab)
+
+
+def _spindles(rows: list, out_lab: np.ndarray) -> Spindles:
+    import pandas as pd
+
     table = pd.DataFrame(
         {
             "label": np.arange(1, len(rows) + 1, dtype=int),
@@ -223,3 +247,170 @@ def find_spindles(
         }
     )
     return Spindles(table, out_lab)
+
+
+def _bridge(s: np.ndarray, values: np.ndarray, ok: np.ndarray, max_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` across runs of not ``ok`` up to ``max_gap`` long: the larger of the values either side.
+
+    The width under a crossing is not seen; a swelling there is at least as
+    wide as its flanks next to the crossing (each side: the median of the
+    last three values measured), so the gap takes the larger of the two.
+    """
+    out = np.where(ok, values, np.nan)
+    filled = ok.copy()
+    idx = np.flatnonzero(ok)
+    for a, b in _runs(~ok):
+        if a > 0 and b < len(ok) and s[b] - s[a - 1] <= max_gap:
+            left = idx[idx < a][-3:]
+            right = idx[idx >= b][:3]
+            out[a:b] = max(float(np.median(values[left])), float(np.median(values[right])))
+            filled[a:b] = True
+    return out, filled
+
+
+def _track_spindles(
+    result: FiberResult, low, peak, min_length, min_rise, smooth, scale, tracks=None, others=None
+) -> tuple[list, np.ndarray]:
+    """:func:`find_spindles` along the tracks of ``tracks.py`` (``through_crossings=True``).
+
+    ``tracks`` / ``others``: reuse those of an earlier call on the same result.
+    """
+    from .tracks import _fiber_tracks
+
+    h, w = result.centerline.shape
+    out_lab = np.zeros((h, w), np.int32)
+    rows: list = []
+    bead_far = ndi.distance_transform_edt(np.asarray(result.beads) == 0) if np.any(result.beads) else None
+    if tracks is None:
+        tracks = _fiber_tracks(result)
+    if others is None:
+        others = _Others(result, tracks)
+    for t_id, tr in enumerate(tracks):
+        n = len(tr.y)
+        step = np.hypot(np.diff(tr.y), np.diff(tr.x))
+        s = np.concatenate([[0.0], np.cumsum(step)])
+        iy = np.clip(np.round(tr.y).astype(int), 0, h - 1)
+        ix = np.clip(np.round(tr.x).astype(int), 0, w - 1)
+        wv = tr.width
+        ok = np.isfinite(wv)
+        if ok.sum() < 4:
+            continue
+        rough = float(np.percentile(wv[ok], 25))
+        if not rough > 0:
+            continue
+        # the image border cuts the profiles; beads and their tapers are beads, not spindles
+        border = np.minimum(np.minimum(tr.y, h - 1 - tr.y), np.minimum(tr.x, w - 1 - tr.x))
+        ok &= border >= rough + 2.0
+        if bead_far is not None:
+            ok &= bead_far[iy, ix] > rough
+        # crossings: a reading far wider than a spindle (dropped with half a diameter
+        # around it), and where another fibre's centreline comes within the two fibres'
+        # half widths (it lies across the profile)
+        zone = others.near(t_id, tr, np.full(n, 0.5 * rough + 1.0))
+        cross = np.isfinite(wv) & (wv >= peak[1] * rough) & ~zone
+        ok &= ~zone
+        if cross.any():
+            sc = s[cross]
+            j = np.searchsorted(sc, s)
+            d_prev = np.abs(s - sc[np.clip(j - 1, 0, len(sc) - 1)])
+            d_next = np.abs(sc[np.clip(j, 0, len(sc) - 1)] - s)
+            ok &= np.minimum(d_prev, d_next) > 0.5 * rough
+        if ok.sum() < 4:
+            continue
+        mean_step = float(s[-1] / max(n - 1, 1))
+        bridged, filled = _bridge(s, wv, ok, 4.0 * rough)
+        ws = _smooth(np.nan_to_num(bridged), filled, max(smooth * rough / mean_step, 0.5))
+        base = float(np.nanpercentile(ws[ok], 25))
+        if not base > 0:
+            continue
+        rel = ws / base
+        swollen = filled & (rel > low)
+        for a, b in _runs(swollen):
+            # closed: back near the baseline just past both ends, on this track
+            if not (a > 0 and filled[a - 1] and b < n and filled[b]):
+                continue
+            # measured, not only bridged: a measured swelling (half a diameter at least) on
+            # both sides of what the stretch bridges (next to a bare crossing, fibres merging
+            # at narrow angles widen the track on one side of the crossing only)
+            seen = ok[a:b] & (rel[a:b] > low)
+            hidden = np.flatnonzero(~ok[a:b])
+            first, last = (hidden[0], hidden[-1] + 1) if hidden.size else ((b - a) // 2, (b - a) // 2)
+            if min(seen[:first].sum(), seen[last:].sum()) * mean_step < 0.5 * base:
+                continue
+            top = float(np.max(rel[a:b]))
+            length = float(s[b - 1] - s[a]) + mean_step
+            if length < min_length * base or not peak[0] <= top < peak[1] or (top - 1.0) * base < min_rise:
+                continue
+            j = a + int(np.argmax(rel[a:b]))
+            out_lab[iy[a:b], ix[a:b]] = len(rows) + 1
+            y_j, x_j = float(tr.y[j]), float(tr.x[j])
+            rows.append((y_j, x_j, length * scale, length / base, top, base * scale, int(tr.seg[j])))
+    return rows, out_lab
+
+
+class _Others:
+    """The centrelines of the other fibres, to tell where another fibre lies across a track.
+
+    Points: every centreline pixel (segment ``s``, half width ``ref_px[s] / 2``)
+    and the bridged points of every track (its median half width).
+    """
+
+    def __init__(self, result: FiberResult, tracks) -> None:
+        from scipy.spatial import cKDTree
+
+        ys, xs = np.nonzero(result.centerline)
+        seg = result.centerline[ys, xs].astype(np.int64)
+        ref = np.asarray(result.info["ref_px"], float)
+        med = float(np.nanmedian(ref[1:])) if len(ref) > 1 and np.isfinite(ref[1:]).any() else 0.0
+        # a segment's half width: its track's (lower quartile of the widths along it), else
+        # its own reference width, at most the mat's median (short links inside a crossing
+        # or a swelling are as wide as the crossing)
+        seg_half = 0.5 * np.fmin(np.where(np.isfinite(ref), ref, med), med)
+        track_of_seg = np.full(len(ref), -1, np.int64)
+        py, px, pt, ph = [ys.astype(float)], [xs.astype(float)], [], []
+        for k, tr in enumerate(tracks):
+            wk = tr.width[np.isfinite(tr.width)]
+            hk = 0.5 * float(np.percentile(wk, 25)) if wk.size else 0.0
+            on = np.unique(tr.seg[tr.seg > 0])
+            track_of_seg[on] = k
+            seg_half[on] = hk
+            gap = tr.seg == 0
+            py.append(tr.y[gap])
+            px.append(tr.x[gap])
+            pt.append(np.full(int(gap.sum()), k))
+            ph.append(np.full(int(gap.sum()), hk))
+        ph.insert(0, seg_half[seg])
+        self.track = np.concatenate([track_of_seg[seg], *pt]) if len(seg) or pt else np.zeros(0, np.int64)
+        self.half = np.concatenate(ph)
+        pts = np.stack([np.concatenate(py), np.concatenate(px)], axis=1)
+        self.tree = cKDTree(pts) if len(pts) else None
+        self.max_half = float(self.half.max(initial=0.0))
+
+    def near(self, t_id: int, tr, half: np.ndarray) -> np.ndarray:
+        """Points of track ``t_id`` whose profile (``half`` px either side, across the track) touches another fibre.
+
+        It touches where a centreline point of another fibre lies within that
+        fibre's half width of the profile's line segment.
+        """
+        out = np.zeros(len(tr.y), bool)
+        if self.tree is None:
+            return out
+        half = np.where(np.isfinite(half), half, 0.0)
+        gy, gx = np.gradient(tr.y), np.gradient(tr.x)
+        norm = np.maximum(np.hypot(gy, gx), 1e-9)
+        gy, gx = gy / norm, gx / norm
+        pts = np.stack([tr.y, tr.x], axis=1)
+        hits = self.tree.query_ball_point(pts, half + self.max_half)
+        counts = np.fromiter((len(h_) for h_ in hits), np.int64, len(hits))
+        if not counts.sum():
+            return out
+        i = np.repeat(np.arange(len(hits)), counts)
+        idx = np.concatenate([np.asarray(h_, np.int64) for h_ in hits if len(h_)])
+        keep = self.track[idx] != t_id
+        i, idx = i[keep], idx[keep]
+        dy, dx = self.tree.data[idx, 0] - pts[i, 0], self.tree.data[idx, 1] - pts[i, 1]
+        along = dy * gy[i] + dx * gx[i]
+        lateral = np.maximum(np.abs(dx * gy[i] - dy * gx[i]) - half[i], 0.0)
+        touch = np.hypot(along, lateral) <= self.half[idx]
+        out[np.unique(i[touch])] = True
+        return out

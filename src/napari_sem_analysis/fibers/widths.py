@@ -30,9 +30,14 @@ def _profile_widths(values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float
     ``inner`` pixels of the centre: the full width at half maximum, which
     follows each fibre's own brightness (and its bright SEM edges).
     """
+    return _side_widths(values, ys, xs, ny, nx, tmax, step, inner).sum(axis=1)
+
+
+def _side_widths(values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float = 0.5, inner=None) -> np.ndarray:
+    """The two half widths (along +normal, along -normal) of :func:`_profile_widths`, shape (n, 2)."""
     m = values.astype(np.float32)
     ts = np.arange(0.0, tmax + step, step, dtype=np.float32)
-    out = np.full(len(ys), np.nan, np.float32)
+    out = np.full((len(ys), 2), np.nan, np.float32)
     chunk = max(1, 1_000_000 // len(ts))
     for s in range(0, len(ys), chunk):
         e = min(len(ys), s + chunk)
@@ -50,9 +55,8 @@ def _profile_widths(values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float
                 np.where(within, profs[0], -np.inf).max(axis=1), np.where(within, profs[1], -np.inf).max(axis=1)
             )
             lv = np.maximum(0.5 * peak, 1e-6).astype(np.float32)
-        total = np.zeros(e - s, np.float32)
         rows = np.arange(e - s)
-        for prof in profs:
+        for side, prof in enumerate(profs):
             below = prof < lv[:, None]
             below[:, -1] = True
             k = np.argmax(below, axis=1)
@@ -61,8 +65,7 @@ def _profile_widths(values: np.ndarray, ys, xs, ny, nx, tmax: float, step: float
             p0 = prof[rows, k1]
             p1 = prof[rows, k]
             frac = np.where(p0 > p1, (p0 - lv) / np.maximum(p0 - p1, 1e-6), 0.0)
-            total += np.where(ok, ts[k1] + frac * step, np.nan)
-        out[s:e] = total
+            out[s:e, side] = np.where(ok, ts[k1] + frac * step, np.nan)
     return out
 
 
