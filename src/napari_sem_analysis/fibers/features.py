@@ -27,8 +27,6 @@ FIBER_FEATURES = (
     "fib_spindles_per_length",
     "fib_spindle_length_fraction",
     "fib_spindle_amplitude",
-    "fib_lenses_per_length",
-    "fib_lens_length_fraction",
 )
 
 
@@ -38,17 +36,11 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
     What makes a mat "defective" is beads and uneven fibres, whatever the
     magnification: every feature is a ratio or a count per fibre length in
     units of the median fibre diameter, so images of other specimens at
-    other magnifications are comparable without a pixel size. Three describe
-    long, shallow swellings below the bead factor
-    (:func:`~napari_sem_analysis.fibers.spindles.find_spindles` with
-    ``through_crossings=True``: along each fibre followed through its
-    crossings): spindles per 100 diameters of fibre length, the fraction of
-    the centreline length they take, and their mean peak width over their
-    fibre's minus 1. The last two count *lenses*: swellings found the same
-    way but 1.8-3.5 times their fibre's width (``peak=(1.8, 3.5)``), which
-    the bead test does not count where they merge with a crossing fibre (and
-    beads it found are left out), per 100 diameters and as a fraction of the
-    centreline length.
+    other magnifications are comparable without a pixel size. The last three
+    describe long, shallow swellings below the bead factor
+    (:func:`~napari_sem_analysis.fibers.spindles.find_spindles`): spindles per
+    100 diameters of fibre length, the fraction of the centreline length they
+    take, and their mean peak width over their fibre's minus 1.
 
     Parameters
     ----------
@@ -68,6 +60,7 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
         order (NaN-free: 0 where a quantity is undefined).
     """
     from ..thickness import local_thickness
+    from .spindles import find_spindles
 
     r = result if result is not None else measure_fibers(image, mask=mask, pores=True, **kwargs)
     s = r.summary
@@ -99,9 +92,8 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
     fin = np.isfinite(all_w)
     swell = float(np.mean(all_w[fin] > 1.5 * ref[fin])) if fin.any() else 0.0
     lt = local_thickness(r.mask).thickness[r.mask] if r.mask.any() else np.zeros(1)
-    sp, ln = _tracked_swellings(r)
+    sp = find_spindles(r).table
     sp_len = float(sp["length"].sum()) / k if len(sp) else 0.0
-    ln_len = float(ln["length"].sum()) / k if len(ln) else 0.0
     feats = {
         "fib_diameter_cv": ratio(s["diameter_sd"], s["diameter_mean"]),
         "fib_diameter_iqr_rel": ratio(p75 - p25, med),
@@ -122,22 +114,5 @@ def fiber_features(image=None, *, mask=None, result: FiberResult | None = None, 
         "fib_spindles_per_length": ratio(100.0 * len(sp), length_d),
         "fib_spindle_length_fraction": ratio(sp_len, s["total_length"] / k),
         "fib_spindle_amplitude": float(sp["amplitude"].mean() - 1.0) if len(sp) else 0.0,
-        "fib_lenses_per_length": ratio(100.0 * len(ln), length_d),
-        "fib_lens_length_fraction": ratio(ln_len, s["total_length"] / k),
     }
     return {n: float(np.nan_to_num(feats[n])) for n in FIBER_FEATURES}
-
-
-def _tracked_swellings(r: FiberResult):
-    """Spindles (1.25-1.8 x) and lenses (1.8-3.5 x) along the fibre tracks, sharing one tracking."""
-    from .spindles import _Others, _spindles, _track_spindles
-    from .tracks import _fiber_tracks
-
-    scale = 1.0 if r.pixel_size is None else float(r.pixel_size)
-    tracks = _fiber_tracks(r)
-    others = _Others(r, tracks)
-    out = []
-    for peak in ((1.25, 1.8), (1.8, 3.5)):
-        rows, lab = _track_spindles(r, 1.15, peak, 3.0, 2.0, 0.5, scale, tracks, others)
-        out.append(_spindles(rows, lab).table)
-    return out[0], out[1]
