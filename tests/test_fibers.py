@@ -176,3 +176,15 @@ def test_bad_input():
         sem.measure_fibers(np.random.default_rng(0).random((64, 64)), method="magic")
     empty = sem.measure_fibers(mask=np.zeros((64, 64), bool), pores=False)
     assert len(empty.segments) == 0 and empty.summary["bead_count"] == 0
+
+
+def test_the_diameter_histogram_resolves_the_fibres_despite_a_few_wide_readings():
+    # 10-12 px fibres and a few 200-px readings (a blob at a crossing): the fibres must not share one bin
+    from napari_sem_analysis.fibers.measure import _diameter_summary
+
+    vals = np.r_[np.linspace(10.0, 12.0, 2000), np.full(5, 200.0)]
+    counts, edges = _diameter_summary(vals)["diameter_histogram"]
+    assert counts.sum() == vals.size  # every reading counted (the wide ones in the last bin)
+    assert counts[-1] == 5 and edges[0] == 0 and edges[-1] < 20
+    fibre_bins = (edges[1:] > 10.0) & (edges[:-1] < 12.0)
+    assert fibre_bins.sum() >= 4

@@ -60,7 +60,8 @@ def measure_fibers(
         ``beads`` label images, ``bead_table`` and ``diameter_map``. The
         summary has ``diameter_mean``, ``diameter_median``, ``diameter_sd``,
         ``diameter_cv``, ``diameter_p10``, ``diameter_p90``,
-        ``diameter_histogram`` (counts, edges), ``alignment`` (0 random ..
+        ``diameter_histogram`` (counts, edges: 30 bins from 0 to 1.1 x the
+        99.5th percentile, wider readings in the last), ``alignment`` (0 random ..
         1 parallel), ``orientation_mean`` (degrees), ``total_length``,
         ``n_segments``, ``n_junctions``, ``junction_density``,
         ``bead_count``, ``bead_density``, ``bead_diameter_mean``,
@@ -161,7 +162,13 @@ def _segment_table(g: _Graph, wd: _Widths, geo: _Geometry, bd: _Beads, scale: fl
 
 
 def _diameter_summary(vals: np.ndarray) -> dict:
-    """Mean, median, SD, CV, 10th / 90th percentiles and a 30-bin histogram of the local diameters."""
+    """Mean, median, SD, CV, 10th / 90th percentiles and a 30-bin histogram of the local diameters.
+
+    The histogram runs from 0 to 1.1 x the 99.5th percentile, so that a few
+    very wide readings (beads, blobs at crossings) do not squeeze the fibres
+    into one or two bins; wider readings are counted in the last bin (the
+    counts add up to every reading).
+    """
     if not vals.size:
         out = {f"diameter_{k}": float("nan") for k in ("mean", "median", "sd", "cv", "p10", "p90")}
         out["diameter_histogram"] = (np.zeros(30, int), np.linspace(0, 1, 31))
@@ -175,8 +182,15 @@ def _diameter_summary(vals: np.ndarray) -> dict:
         "diameter_cv": sd / mean if mean > 0 else float("nan"),
         "diameter_p10": float(p10),
         "diameter_p90": float(p90),
-        "diameter_histogram": np.histogram(vals, bins=30),
+        "diameter_histogram": _histogram(vals),
     }
+
+
+def _histogram(vals: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    hi = 1.1 * float(np.percentile(vals, 99.5))
+    if not hi > 0:
+        hi = float(vals.max()) if vals.max() > 0 else 1.0
+    return np.histogram(np.minimum(vals, hi), bins=bins, range=(0.0, hi))
 
 
 def _summary(fmask, g: _Graph, wd: _Widths, geo: _Geometry, bd: _Beads, bead_table, seg_keep, pixel_size, pores):
