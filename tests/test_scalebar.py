@@ -398,7 +398,7 @@ def test_a_digit_merged_with_its_decimal_point_makes_the_field_width_doubtful():
         boxes += [("=", 199, 209), ("7", 215, 222), ("6", 223, 231), ("6", 232, 232 + six_width)]
         boxes += [("4", 234 + six_width, 242 + six_width), ("n", 257, 263), ("m", 266, 276)]
         glyphs = [Glyph((6, c0, 18, c1), c, 0.5, 1.0) for c, c0, c1 in boxes]
-        [(text, _v, _u, nm, _f, quality)] = _width_candidates([TextChunk(glyphs, baseline=18.0, height=12.0)])
+        [(text, _v, _u, nm, _f, quality, _r)] = _width_candidates([TextChunk(glyphs, baseline=18.0, height=12.0)])
         return text, nm, quality
 
     assert width(8) == ("Width = 7664 nm", 7664.0, 1.0)  # two '6' alike: no reason for doubt
@@ -469,3 +469,42 @@ def test_a_number_and_unit_joined_across_lost_ink_are_doubtful():
     speck = chunk([("M", (40, 141, 47, 146))], 7.0)
     found = _label_candidates([label, speck], (0, 0), trim=True)
     assert [(t, q) for _b, t, _p, q in found] == [("1 µm", 1.0)]
+
+
+def test_a_field_width_digit_that_the_bar_cannot_tell_apart_is_not_confident():
+    """FreeSans Bold 18 px without anti-aliasing: "HFW 76.09 µm" read "78.09 µm" (a '6' read '8',
+    2.6 % off) and the short bar (42 px, "5 µm") agreed within its own tolerance, so the width was
+    taken with confidence 0.98. A field-width digit read with a small margin whose runner-up digit
+    gives a width the bar agrees with as well is not confident; a bar long enough to tell the two
+    widths apart, or a digit read surely, keeps the confidence."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _width_candidates
+    from napari_sem_analysis.scalebar import ScaleBarReading, _score, _set_width
+
+    def width(digits, margin, second):
+        boxes = [("H", 8, 20), ("F", 22, 32), ("W", 34, 52)]
+        boxes += [(c, 60 + 12 * k, 70 + 12 * k) for k, c in enumerate(digits)]
+        boxes += [("µ", 130, 140), ("m", 142, 158)]
+        glyphs = [Glyph((6, c0, 24, c1), c, 0.5, 1.0) for c, c0, c1 in boxes]
+        glyphs[4] = Glyph(glyphs[4].box, glyphs[4].char, margin, 1.0, second)  # the second digit
+        [w] = _width_candidates([TextChunk(glyphs, baseline=24.0, height=18.0)])
+        return w
+
+    def score(w, bar_px, label_nm):
+        r = ScaleBarReading(bar_length_px=bar_px, label_text="x", label_value=1.0, label_nm=label_nm)
+        r.pixel_size_bar = label_nm / bar_px
+        _set_width(r, w, 640)
+        _score(r, 1.0, 0)
+        return r
+
+    ambiguous = width("78.09", 0.04, "6")
+    assert ambiguous[0] == "HFW 78.09 µm" and ambiguous[6] == [pytest.approx(76_090.0)]
+    assert width("78.09", 0.3, "6")[6] == []  # read surely: no rival
+    assert width("78.09", 0.04, "B")[6] == []  # the runner-up is no digit
+    short = score(ambiguous, 42, 5000.0)  # the bar agrees with 78.09 and 76.09 alike
+    assert short.pixel_size == pytest.approx(78_090.0 / 640) and not short.confident, short.notes
+    sure = score(width("78.09", 0.3, "6"), 42, 5000.0)
+    assert sure.confident  # no ambiguous digit: bar and width agree, as before
+    # a bar long enough tells them apart: 76.09 read with a '6' that could be an '8' is confirmed
+    long = score(width("76.09", 0.04, "8"), 421, 50_000.0)
+    assert long.confident and long.pixel_size == pytest.approx(76_090.0 / 640), long.notes
