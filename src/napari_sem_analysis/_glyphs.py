@@ -329,17 +329,30 @@ def read_text(mask: np.ndarray, **segment_options) -> list[TextChunk]:
         height = baseline - top
         out: list[Glyph] = []
         for g in glyphs:
-            out += _split_touching(mask, g, top, baseline) if g.box[3] - g.box[1] > 0.7 * height else [g]
+            if g.box[3] - g.box[1] > 0.7 * height:
+                # a sure wide glyph gets its split as ``alt`` only after a digit or first on its line
+                # (where a number's digits may touch); elsewhere it costs time and serves nothing
+                number = not out or out[-1].char in _NUMBER_CHARS
+                out += _split_touching(mask, g, top, baseline, want_alt=number)
+            else:
+                out.append(g)
         chunks.append(TextChunk(out, baseline, height))
     return chunks
 
 
-def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float) -> list[Glyph]:
+_NUMBER_CHARS = set("0123456789OolI.,")
+
+
+def _split_touching(
+    mask: np.ndarray, glyph: Glyph, top: float, baseline: float, *, want_alt: bool = True
+) -> list[Glyph]:
     """Two glyphs that touch (tight or serif fonts: "nm", "00") read as one wide glyph: split
     it at the thinnest column near its middle when both halves read more surely than the whole.
     A glyph kept whole gets its best split as ``alt`` (a sure glyph, margin >= 0.15, is never
     split here: ``00`` of a serif font read ``m`` is one; a caller whose grammar wants digits
-    there may try ``alt``)."""
+    there may try ``alt``; not computed for a sure glyph without ``want_alt``)."""
+    if glyph.margin >= 0.15 and not want_alt:
+        return [glyph]
     r0, c0, r1, c1 = glyph.box
     crop = mask[r0:r1, c0:c1]
     w = c1 - c0
