@@ -536,3 +536,25 @@ def test_touching_thin_digits_without_antialiasing_are_read(label, text_px):
     r = sem.read_scale_bar(_band_without_antialiasing("STIXGeneral.ttf", label, text_px))
     assert r.label_nm == pytest.approx(parse_length(label)[2]), (r.label_text, r.notes)
     assert r.bar_length_px == pytest.approx(120, abs=1)
+
+
+def test_a_label_read_only_with_a_glyph_split_in_two_is_doubtful():
+    """'100nm' with its '00' touching read '1mnm' (no label): the wide glyph's best split (``alt``,
+    two '0') makes it a label, read right but doubtful (quality 0); a chunk that reads as a label
+    as it is never tries a split ('2mm' stays '2mm')."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates, _parse_label
+
+    zeros = [Glyph((0, 12, 16, 21), "0", 0.3, 1.0), Glyph((0, 21, 16, 30), "0", 0.3, 1.0)]
+    one = Glyph((0, 0, 16, 8), "1", 0.5, 1.0)
+    n, m = Glyph((5, 33, 16, 42), "n", 0.5, 1.0), Glyph((5, 44, 16, 58), "m", 0.5, 1.0)
+    merged = Glyph((0, 12, 16, 30), "m", 0.4, 1.0, alt=zeros)
+    ch = TextChunk([one, merged, n, m], baseline=16.0, height=16.0)
+    [(_box, text, parsed, quality)] = _label_candidates([ch], (0, 0))
+    assert (text, parsed[2], quality) == ("100nm", 100.0, 0.0)
+    m_next = Glyph((5, 31, 16, 45), "m", 0.5, 1.0)
+    ch = TextChunk([Glyph((0, 0, 16, 10), "2", 0.5, 1.0), merged, m_next], baseline=16.0, height=16.0)
+    assert [t for _b, t, _p, _q in _label_candidates([ch], (0, 0))] == ["2mm"]
+    # look-alikes: a '5' read 's' (FreeMono), an 'm' broken into stems after a 'µ'
+    assert _parse_label("s OO nm")[:4] == (500.0, "nm", 500.0, 3)
+    assert _parse_label("2µn1")[:3] == (2.0, "µm", 2000.0)
