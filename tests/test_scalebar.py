@@ -558,3 +558,21 @@ def test_a_label_read_only_with_a_glyph_split_in_two_is_doubtful():
     # look-alikes: a '5' read 's' (FreeMono), an 'm' broken into stems after a 'µ'
     assert _parse_label("s OO nm")[:4] == (500.0, "nm", 500.0, 3)
     assert _parse_label("2µn1")[:3] == (2.0, "µm", 2000.0)
+
+
+def test_a_unit_letter_cut_out_of_a_touching_pair_and_read_unsurely_is_doubtful():
+    """STIX 13 px without anti-aliasing, "20nm": '0n' touch and were split into '0' and a 'u' read
+    with a margin of 0.06 ('n' and 'u' halves look alike): "20um" (1000x off) with confidence 0.58.
+    A unit letter cut out of a wider glyph and not read surely makes the label doubtful."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def read(margin, cut=True):
+        glyphs = [Glyph((0, 0, 10, 6), "2", 0.44, 1.0), Glyph((0, 7, 10, 12), "0", 0.52, 1.0, cut=cut)]
+        glyphs += [Glyph((3, 12, 10, 17), "u", margin, 1.0, cut=cut), Glyph((3, 18, 10, 28), "m", 0.33, 1.0)]
+        ch = TextChunk(glyphs, baseline=10.0, height=10.0)
+        return [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0))]
+
+    assert read(0.06) == [("20um", 0.0)]
+    assert read(0.3) == [("20um", 1.0)]  # read surely
+    assert read(0.06, cut=False) == [("20um", 0.5)]  # a whole glyph: its margin alone lowers it

@@ -68,6 +68,7 @@ class Glyph:
     # a wide glyph kept whole: its best split into two glyphs (two touching digits, ``00`` read
     # ``m``), for a caller whose grammar the whole glyph does not fit; None when there is none
     alt: list[Glyph] | None = None
+    cut: bool = False  # cut out of a wider glyph by a split (part of its shape may be lost)
 
 
 @dataclass
@@ -384,7 +385,7 @@ def _split_touching(
             res = res_all[2 * k : 2 * k + 2]
             score = min(r[1] for r in res)
             if best is None or score > best[0]:
-                best = (score, [Glyph(box, c, m, d, s) for box, (c, m, d, s) in zip(parts, res)])
+                best = (score, [Glyph(box, c, m, d, s, cut=True) for box, (c, m, d, s) in zip(parts, res)])
     if best is not None and glyph.margin < 0.15 and best[0] > glyph.margin + 0.05:
         return best[1]
     if best is not None:

@@ -224,8 +224,9 @@ _UNIT_LETTER_MAX_WIDTH = {"n": 1.2, "u": 1.2, "µ": 1.2, "m": 2.0}
 def _merged_unit(glyphs) -> bool:
     """Whether a letter of a label's unit is likely two characters merged into one blob: it reaches
     up to the top of the label's digits (a digit touching it: ``20nm`` with ``0n`` read as one
-    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``). The unit
-    read is then a guess (the reading is made doubtful)."""
+    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``), or it was cut
+    out of such a blob and read with a margin below 0.12. The unit read is then a guess (the
+    reading is made doubtful)."""
     n = 0
     while n < len(glyphs) and glyphs[n].char in "0123456789OolI|.,()X":
         n += 1
@@ -240,6 +241,10 @@ def _merged_unit(glyphs) -> bool:
         max_width = _UNIT_LETTER_MAX_WIDTH.get(g.char)
         if max_width is None:
             continue
+        if g.cut and g.margin < 0.12:
+            # cut out of a touching pair and not read surely: 'n' and 'u' halves look alike
+            # (STIX '20nm', '0n' split into '0' and a 'u' at margin 0.06: '20um', 0.58)
+            return True
         if g.box[0] <= top + 0.1 * height or g.box[3] - g.box[1] > max_width * height:
             return True
     return False
