@@ -398,7 +398,7 @@ def test_a_digit_merged_with_its_decimal_point_makes_the_field_width_doubtful():
         boxes += [("=", 199, 209), ("7", 215, 222), ("6", 223, 231), ("6", 232, 232 + six_width)]
         boxes += [("4", 234 + six_width, 242 + six_width), ("n", 257, 263), ("m", 266, 276)]
         glyphs = [Glyph((6, c0, 18, c1), c, 0.5, 1.0) for c, c0, c1 in boxes]
-        [(text, _v, _u, nm, _f, quality)] = _width_candidates([TextChunk(glyphs, baseline=18.0, height=12.0)])
+        [(text, _v, _u, nm, _f, quality, _r)] = _width_candidates([TextChunk(glyphs, baseline=18.0, height=12.0)])
         return text, nm, quality
 
     assert width(8) == ("Width = 7664 nm", 7664.0, 1.0)  # two '6' alike: no reason for doubt
@@ -469,3 +469,110 @@ def test_a_number_and_unit_joined_across_lost_ink_are_doubtful():
     speck = chunk([("M", (40, 141, 47, 146))], 7.0)
     found = _label_candidates([label, speck], (0, 0), trim=True)
     assert [(t, q) for _b, t, _p, q in found] == [("1 µm", 1.0)]
+
+
+def test_a_field_width_digit_that_the_bar_cannot_tell_apart_is_not_confident():
+    """FreeSans Bold 18 px without anti-aliasing: "HFW 76.09 µm" read "78.09 µm" (a '6' read '8',
+    2.6 % off) and the short bar (42 px, "5 µm") agreed within its own tolerance, so the width was
+    taken with confidence 0.98. A field-width digit read with a small margin whose runner-up digit
+    gives a width the bar agrees with as well is not confident; a bar long enough to tell the two
+    widths apart, or a digit read surely, keeps the confidence."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _width_candidates
+    from napari_sem_analysis.scalebar import ScaleBarReading, _score, _set_width
+
+    def width(digits, margin, second):
+        boxes = [("H", 8, 20), ("F", 22, 32), ("W", 34, 52)]
+        boxes += [(c, 60 + 12 * k, 70 + 12 * k) for k, c in enumerate(digits)]
+        boxes += [("µ", 130, 140), ("m", 142, 158)]
+        glyphs = [Glyph((6, c0, 24, c1), c, 0.5, 1.0) for c, c0, c1 in boxes]
+        glyphs[4] = Glyph(glyphs[4].box, glyphs[4].char, margin, 1.0, second)  # the second digit
+        [w] = _width_candidates([TextChunk(glyphs, baseline=24.0, height=18.0)])
+        return w
+
+    def score(w, bar_px, label_nm):
+        r = ScaleBarReading(bar_length_px=bar_px, label_text="x", label_value=1.0, label_nm=label_nm)
+        r.pixel_size_bar = label_nm / bar_px
+        _set_width(r, w, 640)
+        _score(r, 1.0, 0)
+        return r
+
+    ambiguous = width("78.09", 0.04, "6")
+    assert ambiguous[0] == "HFW 78.09 µm" and ambiguous[6] == [pytest.approx(76_090.0)]
+    assert width("78.09", 0.3, "6")[6] == []  # read surely: no rival
+    assert width("78.09", 0.04, "B")[6] == []  # the runner-up is no digit
+    short = score(ambiguous, 42, 5000.0)  # the bar agrees with 78.09 and 76.09 alike
+    assert short.pixel_size == pytest.approx(78_090.0 / 640) and not short.confident, short.notes
+    sure = score(width("78.09", 0.3, "6"), 42, 5000.0)
+    assert sure.confident  # no ambiguous digit: bar and width agree, as before
+    # a bar long enough tells them apart: 76.09 read with a '6' that could be an '8' is confirmed
+    long = score(width("76.09", 0.04, "8"), 421, 50_000.0)
+    assert long.confident and long.pixel_size == pytest.approx(76_090.0 / 640), long.notes
+
+
+def _band_without_antialiasing(font: str, label: str, text_px: int, bar_px: int = 120) -> np.ndarray:
+    """A micrograph with a black band holding ``label`` in white, drawn without anti-aliasing (thin
+    one-pixel strokes that touch where the font's glyphs come close), above a white bar."""
+    from _scalebars import draw_bar, texture
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = texture(np.random.default_rng(0), 200, 480)
+    band = Image.new("L", (480, 3 * text_px + 30), 0)
+    d = ImageDraw.Draw(band)
+    d.fontmode = "1"
+    fnt = ImageFont.truetype(mpl_font(font), text_px)
+    lb = d.textbbox((0, 0), label, font=fnt)
+    d.text((300 - lb[0], 6 - lb[1]), label, fill=255, font=fnt)
+    draw_bar(d, 300, 6 + lb[3] - lb[1] + 6, bar_px, "line", 255, 2)
+    return np.concatenate([img, np.asarray(band)], axis=0)
+
+
+@pytest.mark.parametrize("label, text_px", [("200 nm", 13), ("500 nm", 15), ("200 nm", 17)])
+def test_touching_thin_digits_without_antialiasing_are_read(label, text_px):
+    """STIX without anti-aliasing: the thin serifs of '00' touch, and the pair was read as one glyph
+    ('m', '(X)'), so the label read as no label at all (FreeSerif / STIX labels, the largest kind of
+    missed label on the synthetic benchmark). A wide glyph that does not fit the label's grammar is
+    tried split in two (at its thinnest column or its middle): the label is read right."""
+    r = sem.read_scale_bar(_band_without_antialiasing("STIXGeneral.ttf", label, text_px))
+    assert r.label_nm == pytest.approx(parse_length(label)[2]), (r.label_text, r.notes)
+    assert r.bar_length_px == pytest.approx(120, abs=1)
+
+
+def test_a_label_read_only_with_a_glyph_split_in_two_is_doubtful():
+    """'100nm' with its '00' touching read '1mnm' (no label): the wide glyph's best split (``alt``,
+    two '0') makes it a label, read right but doubtful (quality 0); a chunk that reads as a label
+    as it is never tries a split ('2mm' stays '2mm')."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates, _parse_label
+
+    zeros = [Glyph((0, 12, 16, 21), "0", 0.3, 1.0), Glyph((0, 21, 16, 30), "0", 0.3, 1.0)]
+    one = Glyph((0, 0, 16, 8), "1", 0.5, 1.0)
+    n, m = Glyph((5, 33, 16, 42), "n", 0.5, 1.0), Glyph((5, 44, 16, 58), "m", 0.5, 1.0)
+    merged = Glyph((0, 12, 16, 30), "m", 0.4, 1.0, alt=zeros)
+    ch = TextChunk([one, merged, n, m], baseline=16.0, height=16.0)
+    [(_box, text, parsed, quality)] = _label_candidates([ch], (0, 0))
+    assert (text, parsed[2], quality) == ("100nm", 100.0, 0.0)
+    m_next = Glyph((5, 31, 16, 45), "m", 0.5, 1.0)
+    ch = TextChunk([Glyph((0, 0, 16, 10), "2", 0.5, 1.0), merged, m_next], baseline=16.0, height=16.0)
+    assert [t for _b, t, _p, _q in _label_candidates([ch], (0, 0))] == ["2mm"]
+    # look-alikes: a '5' read 's' (FreeMono), an 'm' broken into stems after a 'µ'
+    assert _parse_label("s OO nm")[:4] == (500.0, "nm", 500.0, 3)
+    assert _parse_label("2µn1")[:3] == (2.0, "µm", 2000.0)
+
+
+def test_a_unit_letter_cut_out_of_a_touching_pair_and_read_unsurely_is_doubtful():
+    """STIX 13 px without anti-aliasing, "20nm": '0n' touch and were split into '0' and a 'u' read
+    with a margin of 0.06 ('n' and 'u' halves look alike): "20um" (1000x off) with confidence 0.58.
+    A unit letter cut out of a wider glyph and not read surely makes the label doubtful."""
+    from napari_sem_analysis._glyphs import Glyph, TextChunk
+    from napari_sem_analysis._scalebar_label import _label_candidates
+
+    def read(margin, cut=True):
+        glyphs = [Glyph((0, 0, 10, 6), "2", 0.44, 1.0), Glyph((0, 7, 10, 12), "0", 0.52, 1.0, cut=cut)]
+        glyphs += [Glyph((3, 12, 10, 17), "u", margin, 1.0, cut=cut), Glyph((3, 18, 10, 28), "m", 0.33, 1.0)]
+        ch = TextChunk(glyphs, baseline=10.0, height=10.0)
+        return [(t, q) for _b, t, _p, q in _label_candidates([ch], (0, 0))]
+
+    assert read(0.06) == [("20um", 0.0)]
+    assert read(0.3) == [("20um", 1.0)]  # read surely
+    assert read(0.06, cut=False) == [("20um", 0.5)]  # a whole glyph: its margin alone lowers it

@@ -64,6 +64,11 @@ class Glyph:
     char: str = "?"
     margin: float = 0.0
     distance: float = np.inf
+    second: str = "?"  # the nearest class that does not mean the same as ``char``
+    # a wide glyph kept whole: its best split into two glyphs (two touching digits, ``00`` read
+    # ``m``), for a caller whose grammar the whole glyph does not fit; None when there is none
+    alt: list[Glyph] | None = None
+    cut: bool = False  # cut out of a wider glyph by a split (part of its shape may be lost)
 
 
 @dataclass
@@ -282,11 +287,12 @@ def _templates() -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndar
     return feats, (feats * feats).sum(1), classes, starts, same
 
 
-def classify(features: np.ndarray) -> list[tuple[str, float, float]]:
-    """Nearest-template class of each glyph: ``(char, margin, distance)``.
+def classify(features: np.ndarray) -> list[tuple[str, float, float, str]]:
+    """Nearest-template class of each glyph: ``(char, margin, distance, second)``.
 
     ``margin`` is ``1 - d_best / d_other`` with ``d_other`` the distance to the
-    nearest template of a class that does not mean the same (see ``_EQUIV``).
+    nearest template of a class that does not mean the same (see ``_EQUIV``),
+    ``second`` that class.
     """
     templ, norms, classes, starts, same = _templates()
     x = np.asarray(features, np.float32)
@@ -296,10 +302,12 @@ def classify(features: np.ndarray) -> list[tuple[str, float, float]]:
     out = []
     for i, b in enumerate(best.tolist()):
         d1 = float(per_class[i, b])
-        others = per_class[i][~same[b]]
+        differ = np.flatnonzero(~same[b])
+        others = per_class[i][differ]
         other = float(others.min()) if others.size else np.inf
+        second = classes[int(differ[others.argmin()])] if others.size else "?"
         margin = 1.0 - d1 / other if np.isfinite(other) and other > 0 else 1.0
-        out.append((classes[b], float(margin), d1))
+        out.append((classes[b], float(margin), d1, second))
     return out
 
 
@@ -318,19 +326,33 @@ def read_text(mask: np.ndarray, **segment_options) -> list[TextChunk]:
     for gboxes, top, baseline, feats in segs:
         res = all_res[start : start + len(feats)]
         start += len(feats)
-        glyphs = [Glyph(tuple(int(v) for v in b), c, m, d) for b, (c, m, d) in zip(gboxes, res)]
+        glyphs = [Glyph(tuple(int(v) for v in b), c, m, d, s) for b, (c, m, d, s) in zip(gboxes, res)]
         height = baseline - top
         out: list[Glyph] = []
         for g in glyphs:
-            out += _split_touching(mask, g, top, baseline) if g.box[3] - g.box[1] > 0.7 * height else [g]
+            if g.box[3] - g.box[1] > 0.7 * height:
+                # a sure wide glyph gets its split as ``alt`` only after a digit or first on its line
+                # (where a number's digits may touch); elsewhere it costs time and serves nothing
+                number = not out or out[-1].char in _NUMBER_CHARS
+                out += _split_touching(mask, g, top, baseline, want_alt=number)
+            else:
+                out.append(g)
         chunks.append(TextChunk(out, baseline, height))
     return chunks
 
 
-def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float) -> list[Glyph]:
+_NUMBER_CHARS = set("0123456789OolI.,")
+
+
+def _split_touching(
+    mask: np.ndarray, glyph: Glyph, top: float, baseline: float, *, want_alt: bool = True
+) -> list[Glyph]:
     """Two glyphs that touch (tight or serif fonts: "nm", "00") read as one wide glyph: split
-    it at the thinnest column near its middle when both halves read more surely than the whole."""
-    if glyph.margin >= 0.15:  # a sure glyph is never split (see the test at the end)
+    it at the thinnest column near its middle when both halves read more surely than the whole.
+    A glyph kept whole gets its best split as ``alt`` (a sure glyph, margin >= 0.15, is never
+    split here: ``00`` of a serif font read ``m`` is one; a caller whose grammar wants digits
+    there may try ``alt``; not computed for a sure glyph without ``want_alt``)."""
+    if glyph.margin >= 0.15 and not want_alt:
         return [glyph]
     r0, c0, r1, c1 = glyph.box
     crop = mask[r0:r1, c0:c1]
@@ -341,7 +363,11 @@ def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float)
         return [glyph]
     cols = crop.sum(0)[lo:hi]
     splits = []
-    for cut in (lo + np.flatnonzero(cols == cols.min()))[:4].tolist():
+    # the thinnest columns, and the middle (two touching digits of one width: ``00``, whose
+    # thinnest columns run through the holes)
+    cuts = (lo + np.flatnonzero(cols == cols.min()))[:4].tolist()
+    cuts += [c for c in (w // 2, (w + 1) // 2) if c not in cuts]
+    for cut in cuts:
         parts = []
         for a, b in ((0, cut), (cut, w)):
             sub = crop[:, a:b]
@@ -357,9 +383,11 @@ def _split_touching(mask: np.ndarray, glyph: Glyph, top: float, baseline: float)
         res_all = classify(np.stack([glyph_features(mask, box, top, baseline) for box in boxes]))
         for k, parts in enumerate(splits):
             res = res_all[2 * k : 2 * k + 2]
-            score = min(m for _, m, _ in res)
+            score = min(r[1] for r in res)
             if best is None or score > best[0]:
-                best = (score, [Glyph(box, c, m, d) for box, (c, m, d) in zip(parts, res)])
+                best = (score, [Glyph(box, c, m, d, s, cut=True) for box, (c, m, d, s) in zip(parts, res)])
     if best is not None and glyph.margin < 0.15 and best[0] > glyph.margin + 0.05:
         return best[1]
+    if best is not None:
+        glyph.alt = best[1]
     return [glyph]

@@ -13,7 +13,7 @@ import numpy as np
 # nm per unit of a scale-bar label
 _UNIT_NM = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "mm": 1e6, "m": 1e9}
 
-_DIGIT_LIKE = {"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "i": "1"}
+_DIGIT_LIKE = {"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "i": "1", "S": "5", "s": "5"}
 _BROKEN_DIGITS = (("(X)", "00"), ("()", "0"))
 # an 'm' whose thin arches broke at the threshold: its stems read as '1', 'l', 'I', ')'
 _BROKEN_M = re.compile(r"^(?:rn|n[1lI|)]|[1lI|)(]{3,5})$")
@@ -58,7 +58,7 @@ def _unit(text: str) -> tuple[str | None, int]:
 
 def _squeeze(text: str) -> str:
     """Join digits split by a reader space (narrow '1') and drop spaces around '.'."""
-    text = re.sub(r"(?<=[\dOolI.,])\s+(?=[\dOolI.,])(?![a-zA-Z]{3})", "", text)
+    text = re.sub(r"(?<=[\dOolISs.,])\s+(?=[\dOolISs.,])(?![a-zA-Z]{3})", "", text)
     return re.sub(r"(?<=\d)\s+(?=[.,]\d)", "", text)
 
 
@@ -86,7 +86,7 @@ def _parse_label(text: str):
     it is read as "0.5 µm" and marked doubtful.
     """
     t = _squeeze(text.strip())
-    m = re.match(r"^([\dOolI|.,()X]+)\s*([a-zA-Zµμ]{1,2}|[nµμuU] [mM]|[nµum][1lI|)(]{2,5})$", t)
+    m = re.match(r"^([\dOolISs|.,()X]+)\s*([a-zA-Zµμ]{1,2}|[nµμuU] [mM]|[nµμum](?:[1lI|)(]{2,5}|rn|n[1lI|)]))$", t)
     if not m:
         return None
     number, doubtful = m.group(1), False
@@ -135,7 +135,7 @@ def _join_number_unit(chunks):
 
     out = list(chunks)
     for a in chunks:
-        if not re.fullmatch(r"[\dOolI.,\s]+", a.text):
+        if not re.fullmatch(r"[\dOolISs.,\s]+", a.text):
             continue
         for b in chunks:
             if b is a or not re.fullmatch(r"[a-zA-Zµ]{1,2}", b.text):
@@ -156,40 +156,63 @@ def _label_candidates(chunks, offset, *, trim: bool = False, ink=None):
     coordinates) lets a decimal point that the mask lost be seen: such a
     number is doubtful (quality 0)."""
     out = []
-    numberish = set("0123456789.,OolI|()X")
     for ch in _join_number_unit(chunks):
-        glyphs, doubtful = _clean_label_glyphs(ch.glyphs, ch.height, ch.baseline, ink)
-        doubtful = doubtful or _number_left_of(ch, chunks)
-        if not glyphs:
-            continue
-        n = len(glyphs)
-        spans = [(0, n)]
-        if trim:
-            spans += sorted(
-                ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
-                key=lambda ab: ab[0] - ab[1],
-            )
-        for a, b in spans:
-            if a > 0 and glyphs[a - 1].char in numberish:
-                continue
-            sub = glyphs[a:b]
-            text = _squeeze(_chunk_text(sub, ch.height))
-            parsed = _parse_label(text)
-            if parsed is None:
-                continue
-            bx = np.array([g.box for g in sub])
-            box = (
-                int(bx[:, 0].min()) + offset[0],
-                int(bx[:, 1].min()) + offset[1],
-                int(bx[:, 2].max()) + offset[0],
-                int(bx[:, 3].max()) + offset[1],
-            )
-            merged = _merged_unit(sub) or _merged_digit(sub) or _ink_inside(sub, ch, chunks)
-            point = _point_before(ch.glyphs, sub[0], ch.height)
-            quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
-            out.append((box, text, parsed, quality))
-            break
+        for variant, split in _split_variants(ch.glyphs):
+            if _chunk_label(ch, variant, chunks, offset, out, trim=trim, ink=ink, split=split):
+                break
     return out
+
+
+def _split_variants(glyphs):
+    """The glyphs of a chunk as read, then with one (or two) wide glyphs replaced by their best
+    split into two (:attr:`Glyph.alt`: ``100nm`` with a touching ``00`` read ``1mnm``), for a chunk
+    that reads as no label as it is. Yields ``(glyphs, split)``."""
+    yield glyphs, False
+    wide = [k for k, g in enumerate(glyphs) if g.alt]
+    for r in (1, 2):
+        for ks in itertools.combinations(wide[:6], r):
+            out = []
+            for k, g in enumerate(glyphs):
+                out += g.alt if k in ks else [g]
+            yield out, True
+
+
+def _chunk_label(ch, glyphs_in, chunks, offset, out, *, trim, ink, split) -> bool:
+    """Append the label candidate read from ``glyphs_in`` (the glyphs of chunk ``ch``) to ``out``;
+    True when one was found. A label read with a glyph split by force (``split``) is doubtful."""
+    numberish = set("0123456789.,OolI|()X")
+    glyphs, doubtful = _clean_label_glyphs(glyphs_in, ch.height, ch.baseline, ink)
+    doubtful = doubtful or split or _number_left_of(ch, chunks)
+    if not glyphs:
+        return False
+    n = len(glyphs)
+    spans = [(0, n)]
+    if trim:
+        spans += sorted(
+            ((a, b) for a in range(n) for b in range(a + 2, n + 1) if (a, b) != (0, n)),
+            key=lambda ab: ab[0] - ab[1],
+        )
+    for a, b in spans:
+        if a > 0 and glyphs[a - 1].char in numberish:
+            continue
+        sub = glyphs[a:b]
+        text = _squeeze(_chunk_text(sub, ch.height))
+        parsed = _parse_label(text)
+        if parsed is None:
+            continue
+        bx = np.array([g.box for g in sub])
+        box = (
+            int(bx[:, 0].min()) + offset[0],
+            int(bx[:, 1].min()) + offset[1],
+            int(bx[:, 2].max()) + offset[0],
+            int(bx[:, 3].max()) + offset[1],
+        )
+        merged = _merged_unit(sub) or _merged_digit(sub) or _ink_inside(sub, ch, chunks)
+        point = _point_before(ch.glyphs, sub[0], ch.height)
+        quality = 0.0 if doubtful or parsed[4] or merged or point else _glyph_quality(sub)
+        out.append((box, text, parsed, quality))
+        return True
+    return False
 
 
 # the unit letters are x-height letters: in the glyph templates (each letter rendered between two
@@ -201,8 +224,9 @@ _UNIT_LETTER_MAX_WIDTH = {"n": 1.2, "u": 1.2, "µ": 1.2, "m": 2.0}
 def _merged_unit(glyphs) -> bool:
     """Whether a letter of a label's unit is likely two characters merged into one blob: it reaches
     up to the top of the label's digits (a digit touching it: ``20nm`` with ``0n`` read as one
-    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``). The unit
-    read is then a guess (the reading is made doubtful)."""
+    ``m``) or is wider than that letter ever is (``mm`` or ``nm`` read as one ``m``), or it was cut
+    out of such a blob and read with a margin below 0.12. The unit read is then a guess (the
+    reading is made doubtful)."""
     n = 0
     while n < len(glyphs) and glyphs[n].char in "0123456789OolI|.,()X":
         n += 1
@@ -217,6 +241,10 @@ def _merged_unit(glyphs) -> bool:
         max_width = _UNIT_LETTER_MAX_WIDTH.get(g.char)
         if max_width is None:
             continue
+        if g.cut and g.margin < 0.12:
+            # cut out of a touching pair and not read surely: 'n' and 'u' halves look alike
+            # (STIX '20nm', '0n' split into '0' and a 'u' at margin 0.06: '20um', 0.58)
+            return True
         if g.box[0] <= top + 0.1 * height or g.box[3] - g.box[1] > max_width * height:
             return True
     return False
@@ -383,7 +411,19 @@ def _chunk_text(glyphs, height: float) -> str:
     return "".join(out)
 
 
+# a digit of the field width read with a margin below this is ambiguous: the runner-up digit
+# (``6`` read ``8``) is another field width the bar must tell apart
+AMBIGUOUS_MARGIN = 0.1
+
+
 def _width_candidates(chunks):
+    """Chunks that read as a field width: ``(text, value, unit, nm, fixed, quality, rivals)``,
+    ``rivals`` the field widths in nm read with one ambiguous digit (margin below
+    :data:`AMBIGUOUS_MARGIN`) replaced by its runner-up digit."""
+    from dataclasses import replace
+
+    from ._glyphs import TextChunk
+
     out = []
     for ch in chunks:
         text = ch.text
@@ -393,5 +433,12 @@ def _width_candidates(chunks):
         value, unit, nm, fixed, _, _ = parsed
         digits = [g for g in ch.glyphs if g.char not in " "]
         quality = 0.0 if _merged_digit(digits) else _glyph_quality(digits)
-        out.append((text, value, unit, nm, fixed, quality))
+        rivals = []
+        for k, g in enumerate(ch.glyphs):
+            if g.char in "0123456789" and g.second in "0123456789" and g.margin < AMBIGUOUS_MARGIN:
+                glyphs = [*ch.glyphs[:k], replace(g, char=g.second), *ch.glyphs[k + 1 :]]
+                other = _parse_width(TextChunk(glyphs, ch.baseline, ch.height).text)
+                if other is not None and abs(other[2] - nm) > 1e-9 * nm:
+                    rivals.append(other[2])
+        out.append((text, value, unit, nm, fixed, quality, rivals))
     return out

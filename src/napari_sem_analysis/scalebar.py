@@ -160,7 +160,16 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
     if px_w is not None and px_bar is not None:
         tol = 1.5 / max(reading.bar_length_px or 1, 1) + 0.01
         rel = abs(px_bar - px_w) / px_w
-        if rel <= tol:
+        # a field width read with an ambiguous digit whose runner-up the bar also agrees with
+        rivals = [v for v in reading.__dict__.get("_width_rivals", ()) if abs(px_bar - v) / v <= tol]
+        if rel <= tol and rivals:
+            reading.pixel_size = px_w
+            reading.confidence = min(float(conf), _AMBIGUOUS_CAP)
+            notes.append(
+                f"bar and field width agree ({100 * rel:.1f} %), but so would the width read with an ambiguous "
+                f"digit ({rivals[0] * reading.image_width:.4g} nm): the bar cannot tell them apart"
+            )
+        elif rel <= tol:
             reading.pixel_size = px_w
             reading.confidence = float(max(conf, 0.9) + 0.08 * quality)
             notes.append(f"bar and field width agree ({100 * rel:.1f} %)")
@@ -172,11 +181,17 @@ def _score(reading: ScaleBarReading, quality: float, fixed: int) -> None:
         reading.pixel_size = px_w
         reading.confidence = 0.35 + 0.4 * reading.__dict__.pop("_wq", 0.0)
         notes.append("field width only (no scale bar found to check it)")
+        if reading.__dict__.get("_width_rivals"):
+            reading.confidence = min(reading.confidence, _AMBIGUOUS_CAP)
+            notes.append("a digit of the field width is ambiguous")
     else:
         reading.pixel_size = px_bar
         reading.confidence = float(conf)
     reading.confidence = float(np.clip(reading.confidence, 0.0, 1.0))
 
+
+# a field width with an ambiguous digit that the bar cannot confirm: not confident
+_AMBIGUOUS_CAP = 0.45
 
 # passes after the plain ones read the text magnified; what they alone read is capped below
 # CONFIDENT unless the field width or a plain pass (not doubtful) agrees with it
@@ -198,8 +213,9 @@ def _zoomed_text(ink: np.ndarray, cut: float, *, exclude, keep, max_components: 
     chunks = _glyphs.read_text(big, exclude=ex, keep=kp, max_components=max_components)
     for ch in chunks:
         for g in ch.glyphs:
-            r0, c0, r1, c1 = g.box
-            g.box = (r0 // zoom, c0 // zoom, -(-r1 // zoom), -(-c1 // zoom))
+            for part in [g, *(g.alt or [])]:
+                r0, c0, r1, c1 = part.box
+                part.box = (r0 // zoom, c0 // zoom, -(-r1 // zoom), -(-c1 // zoom))
         ch.baseline /= zoom
         ch.height /= zoom
     return chunks
@@ -317,10 +333,11 @@ def _cap_magnified(r: ScaleBarReading, prior) -> None:
 
 
 def _set_width(r: ScaleBarReading, w, image_width: int) -> None:
-    text, _value, _unit, nm, _fixed, _q = w
+    text, _value, _unit, nm, _fixed, _q, rivals = w
     r.field_width_text = text
     r.field_width_nm = nm
     r.pixel_size_width = nm / image_width
+    r.__dict__["_width_rivals"] = [v / image_width for v in rivals]
 
 
 def _as_2d(image) -> np.ndarray:
