@@ -183,28 +183,37 @@ def _place_spindles(rng, mat: _Mat, n_spindles: int, factor: tuple[float, float]
         margin = sl / 2 + 2 * d + 8
         if not (margin < sy < h - margin and margin < sx < w - margin):
             continue
-        clear = True
-        for j in range(n):
-            if j == i:
-                continue
-            fy, fx, fa, fd = mat.fibers[j]
-            f0 = (sx - fx) * np.sin(fa) + (sy - fy) * np.cos(fa)  # signed distance to fibre j's axis
-            sin_d = np.sin(fa - ang)
-            # fibre j must cross fibre i a diameter past the spindle's ends (and never touch it)
-            reach = sl / 2 + d + 4 + (d + fd) / 2 / max(abs(sin_d), 1e-6)
-            if abs(f0) <= amp * d / 2 + fd / 2 + 6 or (abs(sin_d) > 1e-6 and abs(f0 / sin_d) <= reach):
-                clear = False
-                break
-        clear &= all(np.hypot(sy - by, sx - bx) > margin + wb for by, bx, wb, _ in mat.beads)
-        clear &= all(np.hypot(sy - py, sx - px) > margin + pl / 2 for py, px, _, pl, _ in mat.spindles)
-        if not clear:
+        if not _spindle_clear(mat, (i,), sy, sx, ang, d, amp, sl, margin):
             continue
-        along = (x - sx) * np.cos(ang) - (y - sy) * np.sin(ang)  # direction (cos, -sin): y up
-        inside = np.abs(along) < sl / 2
-        width = d * (1.0 + (amp - 1.0) * np.cos(np.pi * along / sl) ** 2)
-        foot = inside & (mat.dists[i] <= width / 2)
-        mat.shapes.append((i, foot, amp * d))
-        mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
+        _add_spindle(mat, i, y, x, sy, sx, ang, d, amp, sl)
+
+
+def _spindle_clear(mat: _Mat, own: tuple, sy, sx, ang, d, amp, sl, margin) -> bool:
+    """A spindle at (sy, sx) on a fibre of angle ``ang`` stays clear of every fibre not in ``own``,
+    of the beads and of the other spindles."""
+    for k in range(len(mat.fibers)):
+        if k in own:
+            continue
+        ky, kx, ka, kd = mat.fibers[k]
+        k0 = (sx - kx) * np.sin(ka) + (sy - ky) * np.cos(ka)  # signed distance to fibre k's axis
+        sin_d = np.sin(ka - ang)
+        # fibre k must cross the spindle's fibre a diameter past the spindle's ends (and never touch it)
+        reach = sl / 2 + d + 4 + (d + kd) / 2 / max(abs(sin_d), 1e-6)
+        if abs(k0) <= amp * d / 2 + kd / 2 + 6 or (abs(sin_d) > 1e-6 and abs(k0 / sin_d) <= reach):
+            return False
+    if not all(np.hypot(sy - by, sx - bx) > margin + wb for by, bx, wb, _ in mat.beads):
+        return False
+    return all(np.hypot(sy - py, sx - px) > margin + pl / 2 for py, px, _, pl, _ in mat.spindles)
+
+
+def _add_spindle(mat: _Mat, i: int, y, x, sy, sx, ang, d, amp, sl) -> None:
+    """Draw the spindle's footprint on fibre ``i`` and record it."""
+    along = (x - sx) * np.cos(ang) - (y - sy) * np.sin(ang)  # direction (cos, -sin): y up
+    inside = np.abs(along) < sl / 2
+    width = d * (1.0 + (amp - 1.0) * np.cos(np.pi * along / sl) ** 2)
+    foot = inside & (mat.dists[i] <= width / 2)
+    mat.shapes.append((i, foot, amp * d))
+    mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
 
 
 def _place_crossing_spindles(
@@ -241,27 +250,9 @@ def _place_crossing_spindles(
         margin = sl / 2 + 2 * d + 8
         if not (margin < sy < h - margin and margin < sx < w - margin):
             continue
-        clear = True
-        for k in range(n):
-            if k in (i, j):
-                continue
-            ky, kx, ka, kd = mat.fibers[k]
-            k0 = (sx - kx) * np.sin(ka) + (sy - ky) * np.cos(ka)
-            sin_d = np.sin(ka - ang)
-            reach = sl / 2 + d + 4 + (d + kd) / 2 / max(abs(sin_d), 1e-6)
-            if abs(k0) <= amp * d / 2 + kd / 2 + 6 or (abs(sin_d) > 1e-6 and abs(k0 / sin_d) <= reach):
-                clear = False
-                break
-        clear &= all(np.hypot(sy - by, sx - bx) > margin + wb for by, bx, wb, _ in mat.beads)
-        clear &= all(np.hypot(sy - py, sx - px) > margin + pl / 2 for py, px, _, pl, _ in mat.spindles)
-        if not clear:
+        if not _spindle_clear(mat, (i, j), sy, sx, ang, d, amp, sl, margin):
             continue
-        along = (x - sx) * np.cos(ang) - (y - sy) * np.sin(ang)
-        inside = np.abs(along) < sl / 2
-        width = d * (1.0 + (amp - 1.0) * np.cos(np.pi * along / sl) ** 2)
-        foot = inside & (mat.dists[i] <= width / 2)
-        mat.shapes.append((i, foot, amp * d))
-        mat.spindles.append((float(sy), float(sx), float(amp * d), float(sl), float(d)))
+        _add_spindle(mat, i, y, x, sy, sx, ang, d, amp, sl)
         mat.crossing_spindles.append(len(mat.spindles) - 1)
         placed += 1
 

@@ -220,15 +220,23 @@ def find_spindles(
             # closed: the fibre is back near its baseline just past both ends, in this segment
             if not (a > 0 and ok[a - 1] and b < len(path) and ok[b]):
                 continue
-            top = float(np.max(rel[a:b]))
-            length = float(s[b - 1] - s[a]) + mean_step
-            if length < min_length * base or not peak[0] <= top < peak[1] or (top - 1.0) * base < min_rise:
+            shape = _swelling(rel, s, a, b, mean_step, base, min_length, peak, min_rise)
+            if shape is None:
                 continue
-            j = a + int(np.argmax(rel[a:b]))
+            top, length, j = shape
             out_lab[py[a:b], px[a:b]] = len(rows) + 1
             seg = int(result.centerline[py[j], px[j]])
             rows.append((float(py[j]), float(px[j]), length * scale, length / base, top, base * scale, seg))
     return _spindles(rows, out_lab)
+
+
+def _swelling(rel, s, a, b, mean_step, base, min_length, peak, min_rise):
+    """(peak width ratio, length, index of the peak) of the run ``a:b`` when it is a spindle, else None."""
+    top = float(np.max(rel[a:b]))
+    length = float(s[b - 1] - s[a]) + mean_step
+    if length < min_length * base or not peak[0] <= top < peak[1] or (top - 1.0) * base < min_rise:
+        return None
+    return top, length, a + int(np.argmax(rel[a:b]))
 
 
 def _spindles(rows: list, out_lab: np.ndarray) -> Spindles:
@@ -337,11 +345,10 @@ def _track_spindles(
             first, last = (hidden[0], hidden[-1] + 1) if hidden.size else ((b - a) // 2, (b - a) // 2)
             if min(seen[:first].sum(), seen[last:].sum()) * mean_step < 0.5 * base:
                 continue
-            top = float(np.max(rel[a:b]))
-            length = float(s[b - 1] - s[a]) + mean_step
-            if length < min_length * base or not peak[0] <= top < peak[1] or (top - 1.0) * base < min_rise:
+            shape = _swelling(rel, s, a, b, mean_step, base, min_length, peak, min_rise)
+            if shape is None:
                 continue
-            j = a + int(np.argmax(rel[a:b]))
+            top, length, j = shape
             out_lab[iy[a:b], ix[a:b]] = len(rows) + 1
             y_j, x_j = float(tr.y[j]), float(tr.x[j])
             rows.append((y_j, x_j, length * scale, length / base, top, base * scale, int(tr.seg[j])))
