@@ -14,7 +14,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 
 from ._base import SEMWidget
-from ._common import layer_pixel_size, notify_error, notify_info
+from ._common import find_layer, layer_pixel_size, notify_error, notify_info
 
 _UNITS_NM = {"nm": 1.0, "µm": 1e3, "mm": 1e6}
 SCALE_BAR_LAYER = "scale bar found"
@@ -215,7 +215,7 @@ class PixelSizeWidget(SEMWidget):
 
     def _place_band(self, layer) -> None:
         """Keep the band layer right below ``layer``'s image, at its scale."""
-        band_layer = next((lay for lay in self.viewer.layers if lay.name == BAND_LAYER), None)
+        band_layer = find_layer(self.viewer, BAND_LAYER)
         if band_layer is None or layer is None:
             return
         scale = np.asarray(layer.scale)[-2:]
@@ -227,9 +227,9 @@ class PixelSizeWidget(SEMWidget):
     def _show_band(self, layer) -> None:
         """Show the cut-off info band below the image, so the boxes found in it lie over the bar."""
         band = self._band(layer)
-        existing = next((lay for lay in self.viewer.layers if lay.name == BAND_LAYER), None)
         if band is None:
             return
+        existing = find_layer(self.viewer, BAND_LAYER)
         if existing is not None:
             self.viewer.layers.remove(existing)
         kwargs = {"name": BAND_LAYER, "rgb": bool(layer.rgb)}
@@ -285,7 +285,7 @@ class PixelSizeWidget(SEMWidget):
             "translate": tuple(np.asarray(layer.translate)[-2:]),
         }
         kwargs["units"] = tuple(str(u) for u in layer.units)[-2:]
-        existing = next((lay for lay in self.viewer.layers if lay.name == SCALE_BAR_LAYER), None)
+        existing = find_layer(self.viewer, SCALE_BAR_LAYER)
         if existing is not None:
             self.viewer.layers.remove(existing)
         rows = self._plane(layer).shape[0]
@@ -319,7 +319,7 @@ class PixelSizeWidget(SEMWidget):
     def draw_line(self, _event=None):
         """Add (or select) the Shapes layer to draw the calibration line in, in line mode."""
         layer = self._layer.value
-        shapes = next((lay for lay in self.viewer.layers if lay.name == LINE_LAYER), None)
+        shapes = find_layer(self.viewer, LINE_LAYER)
         if shapes is None:
             kwargs = {}
             if layer is not None:
@@ -333,7 +333,7 @@ class PixelSizeWidget(SEMWidget):
         return shapes
 
     def _line_length_px(self, layer) -> float:
-        shapes = next((lay for lay in self.viewer.layers if lay.name == LINE_LAYER), None)
+        shapes = find_layer(self.viewer, LINE_LAYER)
         if shapes is None:
             selected = [
                 lay
